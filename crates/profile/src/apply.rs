@@ -1,0 +1,306 @@
+//! Applying a profile to a phone's parameters, as the phone does after each download.
+//!
+//! Cisco "Provisioning Formats", *Parameter Properties*: "Any parameters that are not specified by a profile are
+//! left unchanged in the phone. Unrecognized parameters are ignored. [...] the last such occurrence overrides any
+//! earlier ones. [...] The last profile processed takes precedence." Access attributes: `specs.md` §6.1 rule 7.
+
+use std::collections::BTreeMap;
+
+use crate::{Profile, UserAccess, Value, dictionary};
+
+/// One parameter's state in a phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The current value.
+    pub value: String,
+    /// User access.
+    pub ua: UserAccess,
+    /// The user changed the value on the phone or its user web page (`um="y"` in `cfg.xml`).
+    pub user_modified: bool,
+}
+
+/// What to do with parameters the phone does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownParameters {
+    /// Ignore them, as a phone does with names outside its dictionary ("Unrecognized parameters are ignored").
+    Ignore,
+    /// Keep them: for a state that models a phone whose full dictionary is not known (the default, because the
+    /// built-in dictionary covers the documented parameters, not every parameter of every model).
+    #[default]
+    Accept,
+}
+
+/// Options for [`PhoneState::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyOptions {
+    /// Treatment of unknown names.
+    pub unknown: UnknownParameters,
+}
+
+/// What an application changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Parameters whose value changed: name, old value, new value.
+    pub changed: Vec<(String, String, String)>,
+    /// Parameters whose access changed: name, old, new.
+    pub access_changed: Vec<(String, UserAccess, UserAccess)>,
+    /// Parameters whose user-set value was kept (`user-pref="y"` or `preserve-value="y"`).
+    pub kept: Vec<String>,
+    /// Unknown parameters that were ignored.
+    pub ignored: Vec<String>,
+}
+
+/// A phone's parameters: the values and access that profiles and users have set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhoneState {
+    settings: BTreeMap<String, Setting>,
+}
+
+fn factory(name: &str) -> Setting {
+    match dictionary::lookup(name) {
+        Some(d) => Setting {
+            value: d.default.to_string(),
+            ua: d.ua,
+            user_modified: false,
+        },
+        None => Setting {
+            value: String::new(),
+            ua: UserAccess::Rw,
+            user_modified: false,
+        },
+    }
+}
+
+impl PhoneState {
+    /// A phone fresh from a factory reset: every parameter at its default.
+    pub fn new() -> Self {
+        PhoneState::default()
+    }
+
+    /// The current setting of `name` (its default if nothing set it and the dictionary knows it).
+    pub fn get(&self, name: &str) -> Option<Setting> {
+        self.settings
+            .get(name)
+            .cloned()
+            .or_else(|| dictionary::lookup(name).map(|_| factory(name)))
+    }
+
+    /// The current value of `name`, or the empty string.
+    pub fn value(&self, name: &str) -> String {
+        self.get(name).map(|s| s.value).unwrap_or_default()
+    }
+
+    /// Parameters set since the factory reset, by name.
+    pub fn settings(&self) -> &BTreeMap<String, Setting> {
+        &self.settings
+    }
+
+    /// A user changes a value on the phone (allowed only for `rw` parameters). Returns whether it was allowed.
+    pub fn user_set(&mut self, name: &str, value: &str) -> bool {
+        let mut setting = self.get(name).unwrap_or_else(|| factory(name));
+        if setting.ua != UserAccess::Rw {
+            return false;
+        }
+        setting.value = value.to_string();
+        setting.user_modified = true;
+        self.settings.insert(name.to_string(), setting);
+        true
+    }
+
+    /// Applies every parameter element of `profile` in document order, with the phone's rules.
+    pub fn apply(&mut self, profile: &Profile, options: &ApplyOptions) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        for p in &profile.parameters {
+            let known = dictionary::lookup(&p.name).is_some();
+            if !known && options.unknown == UnknownParameters::Ignore {
+                if !report.ignored.contains(&p.name) {
+                    report.ignored.push(p.name.clone());
+                }
+                continue;
+            }
+            let before = self.get(&p.name).unwrap_or_else(|| factory(&p.name));
+            let mut after = before.clone();
+            if let Some(ua) = p.ua {
+                after.ua = ua;
+            }
+            let new_value = match &p.value {
+                Value::Text(t) => Some(t.clone()),
+                Value::Default => Some(factory(&p.name).value),
+                Value::Unchanged => None,
+            };
+            // preserve-value="y": "the ua attribute is updated to rw, and the [...] field is preserved" once it
+            // holds a value of its own; a parameter still at its default takes the profile's value.
+            let preserve = p.preserve_value && before.value != factory(&p.name).value;
+            if p.preserve_value {
+                after.ua = UserAccess::Rw;
+            }
+            // user-pref="y": a user's own change survives; "n" or absent: the profile's value wins and clears it.
+            let keep_user = p.user_pref == Some(true) && before.user_modified;
+            if let Some(v) = new_value {
+                if preserve || keep_user {
+                    report.kept.push(p.name.clone());
+                } else {
+                    after.value = v;
+                    after.user_modified = false;
+                }
+            } else if p.user_pref == Some(false) {
+                after.user_modified = false;
+            }
+            if after.value != before.value {
+                report
+                    .changed
+                    .push((p.name.clone(), before.value.clone(), after.value.clone()));
+            }
+            if after.ua != before.ua {
+                report
+                    .access_changed
+                    .push((p.name.clone(), before.ua, after.ua));
+            }
+            self.settings.insert(p.name.clone(), after);
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParseOptions;
+
+    fn profile(xml: &str) -> Profile {
+        Profile::parse_str(xml, &ParseOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn unspecified_parameters_are_unchanged_and_later_profiles_win() {
+        let mut s = PhoneState::new();
+        s.apply(
+            &profile("<flat-profile><GPP_A>1</GPP_A><GPP_B>2</GPP_B></flat-profile>"),
+            &ApplyOptions::default(),
+        );
+        let r = s.apply(
+            &profile("<flat-profile><GPP_B>3</GPP_B></flat-profile>"),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.value("GPP_A"), "1");
+        assert_eq!(s.value("GPP_B"), "3");
+        assert_eq!(r.changed, vec![("GPP_B".into(), "2".into(), "3".into())]);
+    }
+
+    #[test]
+    fn last_occurrence_wins() {
+        let mut s = PhoneState::new();
+        s.apply(
+            &profile("<flat-profile><GPP_A>1</GPP_A><GPP_A>2</GPP_A></flat-profile>"),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.value("GPP_A"), "2");
+    }
+
+    #[test]
+    fn unknown_parameters_are_ignored_when_asked() {
+        let mut s = PhoneState::new();
+        let o = ApplyOptions {
+            unknown: UnknownParameters::Ignore,
+        };
+        let r = s.apply(
+            &profile("<flat-profile><No_Such_Thing>1</No_Such_Thing></flat-profile>"),
+            &o,
+        );
+        assert_eq!(r.ignored, vec!["No_Such_Thing".to_string()]);
+        assert!(s.get("No_Such_Thing").is_none());
+    }
+
+    #[test]
+    fn ua_only_element_keeps_a_user_value() {
+        let mut s = PhoneState::new();
+        s.apply(
+            &profile(r#"<flat-profile><Station_Name ua="rw">Desk</Station_Name></flat-profile>"#),
+            &ApplyOptions::default(),
+        );
+        assert!(s.user_set("Station_Name", "Mine"));
+        s.apply(
+            &profile(r#"<flat-profile><Station_Name ua="rw"/></flat-profile>"#),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.value("Station_Name"), "Mine");
+        s.apply(
+            &profile(r#"<flat-profile><Station_Name ua="na"/></flat-profile>"#),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.get("Station_Name").unwrap().ua, UserAccess::Na);
+        assert!(
+            !s.user_set("Station_Name", "Again"),
+            "na forbids user changes"
+        );
+    }
+
+    #[test]
+    fn user_pref_keeps_user_changes() {
+        let mut s = PhoneState::new();
+        s.apply(
+            &profile(r#"<flat-profile><Station_Name ua="rw">A</Station_Name></flat-profile>"#),
+            &ApplyOptions::default(),
+        );
+        s.user_set("Station_Name", "Mine");
+        let r = s.apply(
+            &profile(
+                r#"<flat-profile><Station_Name user-pref="y">B</Station_Name></flat-profile>"#,
+            ),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.value("Station_Name"), "Mine");
+        assert_eq!(r.kept, vec!["Station_Name".to_string()]);
+        s.apply(
+            &profile(
+                r#"<flat-profile><Station_Name user-pref="n">C</Station_Name></flat-profile>"#,
+            ),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(s.value("Station_Name"), "C");
+        assert!(!s.get("Station_Name").unwrap().user_modified);
+    }
+
+    #[test]
+    fn preserve_value_keeps_an_existing_value_and_grants_rw() {
+        let mut s = PhoneState::new();
+        let p = profile(
+            r#"<flat-profile><Station_Name ua="na" preserve-value="y">Travel Agent 1</Station_Name></flat-profile>"#,
+        );
+        s.apply(&p, &ApplyOptions::default());
+        assert_eq!(
+            s.value("Station_Name"),
+            "Travel Agent 1",
+            "first provisioning fills an empty field"
+        );
+        assert_eq!(s.get("Station_Name").unwrap().ua, UserAccess::Rw);
+        s.user_set("Station_Name", "Front desk");
+        s.apply(&p, &ApplyOptions::default());
+        assert_eq!(s.value("Station_Name"), "Front desk");
+    }
+
+    #[test]
+    fn default_value_resets() {
+        let mut s = PhoneState::new();
+        let o = ParseOptions {
+            empty_value: crate::EmptyValue::Default,
+            ..ParseOptions::default()
+        };
+        s.apply(
+            &profile("<flat-profile><Resync_Periodic>60</Resync_Periodic></flat-profile>"),
+            &ApplyOptions::default(),
+        );
+        s.apply(
+            &Profile::parse_str(
+                "<flat-profile><Resync_Periodic></Resync_Periodic></flat-profile>",
+                &o,
+            )
+            .unwrap(),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(
+            s.value("Resync_Periodic"),
+            dictionary::lookup("Resync_Periodic").unwrap().default
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! The parameters Provisor knows: names, data types, factory defaults and default user access.
+//!
+//! Built from the parameters named in Cisco "Provisioning Formats" and the sample profile in the appendix of the
+//! 7800/8800 MPP provisioning guide (`dictionary.tsv` beside this file, with the source of every row). No public
+//! machine-readable dictionary exists (`specs.md` §6.5); a phone's own `cfg.xml` is the authority for its model.
+//! Names are case-sensitive, as on the phone.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use crate::UserAccess;
+use crate::data_type::DataType;
+
+/// One documented parameter (or family of indexed parameters such as `Dial_Plan_[1-16]_`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// The name, with `[a-b]` where an index goes.
+    pub name: String,
+    /// The data type.
+    pub data_type: DataType,
+    /// The factory default value.
+    pub default: String,
+    /// The factory default user access.
+    pub ua: UserAccess,
+    /// Where the parameter is documented.
+    pub source: String,
+}
+
+#[derive(Debug)]
+enum Part {
+    Literal(String),
+    Index(u32, u32),
+}
+
+struct Template {
+    parts: Vec<Part>,
+    definition: usize,
+}
+
+impl Template {
+    fn compile(name: &str, definition: usize) -> Option<Template> {
+        let mut parts = Vec::new();
+        let mut rest = name;
+        while let Some(open) = rest.find('[') {
+            let close = rest[open..].find(']')? + open;
+            let (a, b) = rest[open + 1..close].split_once('-')?;
+            parts.push(Part::Literal(rest[..open].to_string()));
+            parts.push(Part::Index(a.parse().ok()?, b.parse().ok()?));
+            rest = &rest[close + 1..];
+        }
+        parts.push(Part::Literal(rest.to_string()));
+        Some(Template { parts, definition })
+    }
+
+    fn matches(&self, mut name: &str) -> bool {
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => match name.strip_prefix(l.as_str()) {
+                    Some(r) => name = r,
+                    None => return false,
+                },
+                Part::Index(lo, hi) => {
+                    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+                    if digits == 0 || digits > 3 || name.starts_with('0') {
+                        return false;
+                    }
+                    match name[..digits].parse::<u32>() {
+                        Ok(n) if (*lo..=*hi).contains(&n) => name = &name[digits..],
+                        _ => return false,
+                    }
+                }
+            }
+        }
+        name.is_empty()
+    }
+
+    /// The first concrete name of the family, for suggestions.
+    fn example(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(l) => l.clone(),
+                Part::Index(lo, _) => lo.to_string(),
+            })
+            .collect()
+    }
+}
+
+struct Dictionary {
+    definitions: Vec<Definition>,
+    exact: HashMap<String, usize>,
+    templates: Vec<Template>,
+}
+
+const SOURCE: &str = include_str!("dictionary.tsv");
+
+static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
+    let mut definitions = Vec::new();
+    let mut exact = HashMap::new();
+    let mut templates = Vec::new();
+    for (i, line) in SOURCE.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        // The table ships inside the binary and a unit test parses every row, so a bad row is a build defect.
+        let definition =
+            parse_row(line).unwrap_or_else(|e| panic!("dictionary.tsv line {}: {e}", i + 1));
+        let index = definitions.len();
+        if definition.name.contains('[') {
+            let template = Template::compile(&definition.name, index)
+                .unwrap_or_else(|| panic!("dictionary.tsv line {}: bad index range", i + 1));
+            templates.push(template);
+        } else {
+            exact.insert(definition.name.clone(), index);
+        }
+        definitions.push(definition);
+    }
+    Dictionary {
+        definitions,
+        exact,
+        templates,
+    }
+});
+
+fn parse_row(line: &str) -> Result<Definition, String> {
+    let cols: Vec<&str> = line.split('\t').collect();
+    let [name, ty, default, ua, source] = cols[..] else {
+        return Err(format!(
+            "expected 5 tab-separated columns, found {}",
+            cols.len()
+        ));
+    };
+    Ok(Definition {
+        name: name.to_string(),
+        data_type: ty.parse()?,
+        default: default.to_string(),
+        ua: UserAccess::from_attribute(ua).ok_or_else(|| format!("bad ua {ua:?}"))?,
+        source: source.to_string(),
+    })
+}
+
+/// The definition of parameter `name` (exact, case-sensitive), if documented.
+pub fn lookup(name: &str) -> Option<&'static Definition> {
+    let d = &*DICTIONARY;
+    if let Some(&i) = d.exact.get(name) {
+        return Some(&d.definitions[i]);
+    }
+    d.templates
+        .iter()
+        .find(|t| t.matches(name))
+        .map(|t| &d.definitions[t.definition])
+}
+
+/// Every definition, in the dictionary's order.
+pub fn definitions() -> &'static [Definition] {
+    &DICTIONARY.definitions
+}
+
+/// The element name for a web-UI field label, by the guide's rule: "substitute an underscore for every space or
+/// the special characters [, ], (, ), or /" (so `Dial Plan[1]` becomes `Dial_Plan_1_`).
+pub fn element_name(label: &str) -> String {
+    label
+        .trim()
+        .chars()
+        .map(|c| {
+            if matches!(c, ' ' | '[' | ']' | '(' | ')' | '/') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Up to three documented names close to `name`, closest first: for "did you mean" hints.
+pub fn suggestions(name: &str) -> Vec<String> {
+    let d = &*DICTIONARY;
+    let folded = name.to_ascii_lowercase();
+    let mut scored: Vec<(usize, String)> = Vec::new();
+    let mut consider = |candidate: String| {
+        let distance = strsim::levenshtein(&folded, &candidate.to_ascii_lowercase());
+        let limit = (name.len() / 4).clamp(1, 4);
+        if distance <= limit {
+            scored.push((distance, candidate));
+        }
+    };
+    for (k, _) in d.exact.iter() {
+        consider(k.clone());
+    }
+    // For indexed families, compare against the family member with the same index shape as the name.
+    for t in &d.templates {
+        let index: String = name.chars().filter(char::is_ascii_digit).collect();
+        let candidate = if index.is_empty() {
+            t.example()
+        } else {
+            instantiate(t, name)
+        };
+        if candidate != name {
+            consider(candidate);
+        }
+    }
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// The family member of `t` that uses the numbers found in `name`, in order (missing ones take the lowest index).
+fn instantiate(t: &Template, name: &str) -> String {
+    let mut numbers = name
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    t.parts
+        .iter()
+        .map(|p| match p {
+            Part::Literal(l) => l.clone(),
+            Part::Index(lo, _) => numbers
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| lo.to_string()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_parses_and_every_default_fits_its_type() {
+        assert!(definitions().len() > 200);
+        for d in definitions() {
+            if let Some(m) = d.data_type.check(&d.default) {
+                panic!("{}: default {:?} {}", d.name, d.default, m.message);
+            }
+        }
+    }
+
+    #[test]
+    fn no_name_is_defined_twice() {
+        let mut seen = std::collections::HashSet::new();
+        for d in definitions() {
+            assert!(seen.insert(&d.name), "{} twice", d.name);
+        }
+    }
+
+    #[test]
+    fn provisioning_parameters_of_the_guide_are_known() {
+        for name in [
+            "Provision_Enable",
+            "Upgrade_Enable",
+            "Resync_On_Reset",
+            "Resync_After_Upgrade_Attempt",
+            "Resync_From_SIP",
+            "Resync_Random_Delay",
+            "Resync_Periodic",
+            "Resync_Error_Retry_Delay",
+            "Upgrade_Error_Retry_Delay",
+            "Resync_Trigger_1",
+            "Resync_Trigger_2",
+            "Resync_At",
+            "Resync_At_Random_Delay",
+            "Profile_Rule",
+            "Profile_Rule_B",
+            "Profile_Rule_C",
+            "Profile_Rule_D",
+            "Upgrade_Rule",
+            "Downgrade_Rev_Limit",
+            "Resync_Fails_On_FNF",
+            "Log_Request_Msg",
+            "Log_Success_Msg",
+            "Log_Failure_Msg",
+            "IKM_HTTP_Encrypt_Content",
+            "GPP_A",
+            "GPP_P",
+            "GPP_SA",
+            "GPP_SD",
+        ] {
+            assert!(lookup(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn indexed_names() {
+        assert_eq!(lookup("Dial_Plan_1_").unwrap().name, "Dial_Plan_[1-16]_");
+        assert_eq!(lookup("Dial_Plan_16_").unwrap().name, "Dial_Plan_[1-16]_");
+        assert!(lookup("Dial_Plan_17_").is_none());
+        assert!(lookup("Dial_Plan_01_").is_none());
+        assert!(lookup("Dial_Plan_1").is_none());
+        assert_eq!(
+            lookup("Speed_Dial_2_2_").unwrap().name,
+            "Speed_Dial_[2-9]_[1-16]_"
+        );
+        assert_eq!(
+            lookup("Speed_Dial_2_Name").unwrap().name,
+            "Speed_Dial_[2-9]_Name"
+        );
+        assert_eq!(element_name("Dial Plan[1]"), "Dial_Plan_1_");
+        assert_eq!(element_name("Default Ring (1)"), "Default_Ring__1_");
+        assert_eq!(element_name("Resync On Reset"), "Resync_On_Reset");
+        assert!(
+            lookup("resync_on_reset").is_none(),
+            "names are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn did_you_mean() {
+        assert_eq!(suggestions("Resync_Periodik")[0], "Resync_Periodic");
+        assert_eq!(suggestions("resync_on_reset")[0], "Resync_On_Reset");
+        assert_eq!(suggestions("Dial_Plan_3")[0], "Dial_Plan_3_");
+        assert!(suggestions("Completely_Different_Thing_Here").is_empty());
+    }
+}

@@ -1,0 +1,442 @@
+//! Reading a flat-profile the way the phone does.
+//!
+//! Cisco "Provisioning Formats", *Configuration File Components*, *Element Tag Properties*, *Parameter
+//! Properties* and *String Formats*; the open questions and the chosen resolutions are in `specs.md` §6.1.
+
+use quick_xml::errors::Error as XmlError;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
+
+use crate::position::{Locator, position_in_bytes};
+use crate::{Parameter, Position, Profile, UserAccess, Value};
+
+/// What an element with no content (`<X></X>`, `<X>  </X>`, or `<X/>` without attributes) does.
+///
+/// The guide says both "Use an empty value to set the corresponding parameter to an empty string" (with the
+/// example `<GPP_A>\n</GPP_A>`) and, in its *Data Types* notes, "A parameter specification with an empty parameter
+/// value forces the parameter back to its default value. To specify an empty string instead, use the empty string
+/// `""`". The literal `""` always means the empty string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptyValue {
+    /// Default: the empty element sets the empty string (the guide's *Element Tag Properties* examples).
+    #[default]
+    EmptyString,
+    /// The empty element resets the parameter to its default (the guide's *Data Types* note).
+    Default,
+}
+
+/// What a self-closing element with attributes (`<Speed_Dial_2_Name ua="rw"/>`) does.
+///
+/// The guide says "Empty element tags are allowed and will be interpreted as configuring the value to be empty"
+/// (`<Profile_Rule_B />`) and, in the next bullet, "An empty element tag can be used to prevent the overwriting of
+/// any user-supplied values during a resync" (`<Speed_Dial_2_Name ua="rw"/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptyTag {
+    /// Default: with attributes, only the attributes change and the value is kept; without attributes, the element
+    /// behaves as an empty value (see [`EmptyValue`]). This reconciles both bullets (`specs.md` §6.1 rule 5).
+    #[default]
+    AttributesOnly,
+    /// Every `<X/>` is an empty value, attributes or not (the first bullet taken literally).
+    EmptyValue,
+}
+
+/// Switches for the points where the guides contradict themselves or phones may differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Meaning of an element with no content.
+    pub empty_value: EmptyValue,
+    /// Meaning of a self-closing element with attributes.
+    pub empty_tag: EmptyTag,
+    /// Reject values with non-ASCII characters ("The phone firmware only supports ASCII characters"). Lint turns
+    /// this off and reports every such value itself.
+    pub ascii_only: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            empty_value: EmptyValue::default(),
+            empty_tag: EmptyTag::default(),
+            ascii_only: true,
+        }
+    }
+}
+
+/// A profile that cannot be read, with the place and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{position}: {kind}")]
+pub struct ParseError {
+    /// Where the problem is.
+    pub position: Position,
+    /// What the problem is.
+    pub kind: ParseErrorKind,
+}
+
+/// The kinds of [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseErrorKind {
+    /// The bytes are not UTF-8 ("Only the UTF-8 charset is supported").
+    #[error("invalid UTF-8: the profile must be UTF-8 (and its values ASCII)")]
+    InvalidUtf8,
+    /// The XML is not well formed.
+    #[error("malformed XML: {0}")]
+    Xml(String),
+    /// The document has no `<flat-profile>` element.
+    #[error(
+        "no <flat-profile> element found: the phone reads parameters only inside <flat-profile>"
+    )]
+    NoFlatProfile,
+    /// A parameter element contains another element.
+    #[error("parameter <{parameter}> contains element <{child}>; expected text only")]
+    NestedElement {
+        /// The parameter.
+        parameter: String,
+        /// The child element found.
+        child: String,
+    },
+    /// A `ua` value other than `na`, `ro` or `rw`.
+    #[error("parameter <{parameter}> has ua=\"{value}\"; expected \"na\", \"ro\" or \"rw\"")]
+    UserAccess {
+        /// The parameter.
+        parameter: String,
+        /// The value found.
+        value: String,
+    },
+    /// A `preserve-value` or `user-pref` value other than `y` or `n`.
+    #[error("parameter <{parameter}> has {attribute}=\"{value}\"; expected \"y\" or \"n\"")]
+    YesNoAttribute {
+        /// The parameter.
+        parameter: String,
+        /// The attribute.
+        attribute: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// An entity reference that is not one of the five XML escapes or a numeric character reference.
+    #[error(
+        "unknown entity &{0};: only &amp; &lt; &gt; &apos; &quot; and numeric references like &#40; or &#x2e; are translated"
+    )]
+    UnknownEntity(String),
+    /// The document ends while an element is open.
+    #[error("the document ends before <{element}> (opened at {opened}) is closed")]
+    Unclosed {
+        /// The element left open.
+        element: String,
+        /// Where it was opened.
+        opened: Position,
+    },
+    /// A value with characters outside ASCII.
+    #[error(
+        "parameter <{parameter}> has non-ASCII character {character:?}; the phone firmware supports ASCII only"
+    )]
+    NonAscii {
+        /// The parameter.
+        parameter: String,
+        /// The first offending character.
+        character: char,
+    },
+}
+
+struct Open {
+    name: String,
+    position: Position,
+    ua: Option<UserAccess>,
+    preserve_value: bool,
+    user_pref: Option<bool>,
+    text: String,
+    text_start: usize,
+    /// Whether any of the text came from a reference or CDATA (so a `""` in it is not the empty-string marker).
+    escaped: bool,
+}
+
+impl Profile {
+    /// Parses a profile from bytes (which must be UTF-8) with the phone's rules.
+    ///
+    /// Every `<flat-profile>` element found, at any depth, contributes its child elements as parameters, in
+    /// document order. Elements outside `<flat-profile>` are transparent; text outside is ignored.
+    pub fn parse(bytes: &[u8], options: &ParseOptions) -> Result<Profile, ParseError> {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ParseError {
+                    position: position_in_bytes(bytes, e.valid_up_to()),
+                    kind: ParseErrorKind::InvalidUtf8,
+                });
+            }
+        };
+        Profile::parse_str(text, options)
+    }
+
+    /// Parses a profile from text with the phone's rules; see [`Profile::parse`].
+    pub fn parse_str(text: &str, options: &ParseOptions) -> Result<Profile, ParseError> {
+        let text_no_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let bom = text.len() - text_no_bom.len();
+        let mut reader = Reader::from_str(text_no_bom);
+        let config = reader.config_mut();
+        config.check_end_names = true;
+        config.expand_empty_elements = false;
+        config.check_comments = true;
+
+        let mut locator = Locator::new(text);
+        let mut parameters = Vec::new();
+        let mut found = false;
+        // Depth of open elements, and how deep the innermost open <flat-profile> is.
+        let mut depth = 0usize;
+        // The outer (non-parameter) elements that are open, for the message when the document is cut short.
+        let mut outer: Vec<(String, usize)> = Vec::new();
+        let mut profile_depths: Vec<usize> = Vec::new();
+        let mut open: Option<Open> = None;
+
+        loop {
+            let start = reader.buffer_position() as usize + bom;
+            let event = reader.read_event().map_err(|e| {
+                let at = reader.buffer_position() as usize + bom;
+                xml_error(e, locator.at(at))
+            })?;
+            match event {
+                Event::Start(tag) => {
+                    let name = tag.name().as_ref().to_string();
+                    if let Some(param) = &open {
+                        return Err(ParseError {
+                            position: locator.at(start),
+                            kind: ParseErrorKind::NestedElement {
+                                parameter: param.name.clone(),
+                                child: name,
+                            },
+                        });
+                    }
+                    depth += 1;
+                    if profile_depths.last() == Some(&(depth - 1)) {
+                        let position = locator.at(start);
+                        let (ua, preserve_value, user_pref) = attributes(&tag, &name, position)?;
+                        open = Some(Open {
+                            name,
+                            position,
+                            ua,
+                            preserve_value,
+                            user_pref,
+                            text: String::new(),
+                            text_start: reader.buffer_position() as usize + bom,
+                            escaped: false,
+                        });
+                    } else {
+                        if name == "flat-profile" {
+                            found = true;
+                            profile_depths.push(depth);
+                        }
+                        outer.push((name, start));
+                    }
+                }
+                Event::Empty(tag) => {
+                    let name = tag.name().as_ref().to_string();
+                    if let Some(param) = &open {
+                        return Err(ParseError {
+                            position: locator.at(start),
+                            kind: ParseErrorKind::NestedElement {
+                                parameter: param.name.clone(),
+                                child: name,
+                            },
+                        });
+                    }
+                    if profile_depths.last() == Some(&depth) {
+                        let position = locator.at(start);
+                        let (ua, preserve_value, user_pref) = attributes(&tag, &name, position)?;
+                        let has_attributes = ua.is_some() || preserve_value || user_pref.is_some();
+                        let value = match (options.empty_tag, has_attributes) {
+                            (EmptyTag::AttributesOnly, true) => Value::Unchanged,
+                            _ => empty_value(options),
+                        };
+                        parameters.push(Parameter {
+                            name,
+                            value,
+                            ua,
+                            preserve_value,
+                            user_pref,
+                            position,
+                        });
+                    } else if name == "flat-profile" {
+                        found = true;
+                    }
+                }
+                Event::End(_) => {
+                    if let Some(param) = open.take() {
+                        let value = finish_value(param.text, param.escaped, options);
+                        if options.ascii_only
+                            && let Value::Text(t) = &value
+                            && let Some(character) = t.chars().find(|c| !c.is_ascii())
+                        {
+                            return Err(ParseError {
+                                position: locator.at(param.text_start),
+                                kind: ParseErrorKind::NonAscii {
+                                    parameter: param.name,
+                                    character,
+                                },
+                            });
+                        }
+                        parameters.push(Parameter {
+                            name: param.name,
+                            value,
+                            ua: param.ua,
+                            preserve_value: param.preserve_value,
+                            user_pref: param.user_pref,
+                            position: param.position,
+                        });
+                    } else {
+                        if profile_depths.last() == Some(&depth) {
+                            profile_depths.pop();
+                        }
+                        outer.pop();
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                Event::Text(t) => {
+                    if let Some(param) = &mut open {
+                        param.text.push_str(&t.xml_content(XmlVersion::Implicit1_0));
+                    }
+                }
+                Event::CData(t) => {
+                    if let Some(param) = &mut open {
+                        param.escaped = true;
+                        param.text.push_str(&t.xml_content(XmlVersion::Implicit1_0));
+                    }
+                }
+                Event::GeneralRef(r) => {
+                    let resolved = resolve_reference(&r).ok_or_else(|| ParseError {
+                        position: locator.at(start),
+                        kind: ParseErrorKind::UnknownEntity(
+                            r.xml_content(XmlVersion::Implicit1_0).into_owned(),
+                        ),
+                    })?;
+                    if let Some(param) = &mut open {
+                        param.escaped = true;
+                        param.text.push_str(&resolved);
+                    }
+                }
+                Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+                Event::Eof => {
+                    let unclosed = open
+                        .map(|p| (p.name, p.position))
+                        .or_else(|| outer.pop().map(|(name, at)| (name, locator.at(at))));
+                    if let Some((element, opened)) = unclosed {
+                        return Err(ParseError {
+                            position: locator.at(text.len()),
+                            kind: ParseErrorKind::Unclosed { element, opened },
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        if !found {
+            return Err(ParseError {
+                position: locator.at(0),
+                kind: ParseErrorKind::NoFlatProfile,
+            });
+        }
+        Ok(Profile { parameters })
+    }
+}
+
+fn empty_value(options: &ParseOptions) -> Value {
+    match options.empty_value {
+        EmptyValue::EmptyString => Value::Text(String::new()),
+        EmptyValue::Default => Value::Default,
+    }
+}
+
+/// "Leading and trailing white space [...] is removed from the parameter value. New lines within a value are
+/// converted to spaces." Line ends were already normalised to `\n` by the XML reader.
+fn finish_value(text: String, escaped: bool, options: &ParseOptions) -> Value {
+    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    if trimmed.is_empty() {
+        return empty_value(options);
+    }
+    if trimmed == "\"\"" && !escaped {
+        return Value::Text(String::new());
+    }
+    if trimmed.len() == text.len() && !text.contains('\n') {
+        return Value::Text(text);
+    }
+    Value::Text(trimmed.replace('\n', " "))
+}
+
+fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return Some(c.to_string());
+    }
+    let name = r.xml_content(XmlVersion::Implicit1_0);
+    if name.starts_with('#') {
+        return None;
+    }
+    quick_xml::escape::resolve_predefined_entity(&name).map(str::to_string)
+}
+
+type Attributes = (Option<UserAccess>, bool, Option<bool>);
+
+fn attributes(
+    tag: &BytesStart<'_>,
+    parameter: &str,
+    position: Position,
+) -> Result<Attributes, ParseError> {
+    let mut ua = None;
+    let mut preserve_value = false;
+    let mut user_pref = None;
+    let err = |kind| ParseError { position, kind };
+    for attr in tag.attributes() {
+        let attr = attr.map_err(|e| {
+            err(ParseErrorKind::Xml(format!(
+                "in the attributes of <{parameter}>: {e}"
+            )))
+        })?;
+        let value = attr
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| {
+                err(ParseErrorKind::Xml(format!(
+                    "in the attributes of <{parameter}>: {e}"
+                )))
+            })?;
+        match attr.key.as_ref() {
+            "ua" => {
+                ua = Some(UserAccess::from_attribute(&value).ok_or_else(|| {
+                    err(ParseErrorKind::UserAccess {
+                        parameter: parameter.to_string(),
+                        value: value.to_string(),
+                    })
+                })?);
+            }
+            key @ ("preserve-value" | "user-pref") => {
+                let yes = match &*value {
+                    "y" | "Y" => true,
+                    "n" | "N" => false,
+                    _ => {
+                        return Err(err(ParseErrorKind::YesNoAttribute {
+                            parameter: parameter.to_string(),
+                            attribute: if key == "user-pref" {
+                                "user-pref"
+                            } else {
+                                "preserve-value"
+                            },
+                            value: value.to_string(),
+                        }));
+                    }
+                };
+                if key == "user-pref" {
+                    user_pref = Some(yes);
+                } else {
+                    preserve_value = yes;
+                }
+            }
+            // `group` (web-UI page grouping in exported SPA configs), `um` (output only) and anything else: ignored,
+            // as the phone ignores what it does not recognise.
+            _ => {}
+        }
+    }
+    Ok((ua, preserve_value, user_pref))
+}
+
+fn xml_error(e: XmlError, position: Position) -> ParseError {
+    ParseError {
+        position,
+        kind: ParseErrorKind::Xml(e.to_string()),
+    }
+}

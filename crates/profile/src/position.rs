@@ -1,0 +1,101 @@
+//! Line and column positions for messages a person can act on.
+
+/// A 1-based line and column (the column counts characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1, in characters.
+    pub column: u32,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Turns byte offsets into positions, cheaply when the offsets grow (as they do while parsing).
+pub(crate) struct Locator<'a> {
+    text: &'a str,
+    offset: usize,
+    line: u32,
+    column: u32,
+}
+
+impl<'a> Locator<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Locator {
+            text,
+            offset: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+
+    /// The position of byte `offset` (clamped to the text and to a character boundary).
+    pub(crate) fn at(&mut self, offset: usize) -> Position {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        if offset < self.offset {
+            self.offset = 0;
+            self.line = 1;
+            self.column = 1;
+        }
+        for c in self.text[self.offset..offset].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.offset = offset;
+        Position {
+            line: self.line,
+            column: self.column,
+        }
+    }
+}
+
+/// The position of byte `offset` in raw bytes that may not be valid UTF-8 (used for encoding errors).
+pub(crate) fn position_in_bytes(bytes: &[u8], offset: usize) -> Position {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count() as u32
+        + 1;
+    Position { line, column }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions() {
+        let text = "ab\ncé\nx";
+        let mut l = Locator::new(text);
+        assert_eq!(l.at(0), Position { line: 1, column: 1 });
+        assert_eq!(l.at(3), Position { line: 2, column: 1 });
+        assert_eq!(l.at(6), Position { line: 2, column: 3 });
+        assert_eq!(l.at(7), Position { line: 3, column: 1 });
+        assert_eq!(l.at(1), Position { line: 1, column: 2 });
+        assert_eq!(
+            l.at(5),
+            Position { line: 2, column: 2 },
+            "inside é clamps to its start"
+        );
+        assert_eq!(
+            position_in_bytes(b"a\nb\xffc", 3),
+            Position { line: 2, column: 2 }
+        );
+    }
+}
