@@ -1,1 +1,37 @@
-fn main() {}
+//! `provisor`: the command-line front end. Argument parsing and output only; the work is in the library crates.
+
+mod files;
+mod profile_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Provisioning server and toolkit for Cisco IP phones.
+#[derive(Parser)]
+#[command(name = "provisor", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, lint, format, diff, encrypt, decrypt and repack MPP flat-profiles.
+    #[command(subcommand)]
+    Profile(profile_cmd::ProfileCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Profile(cmd) => profile_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("provisor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -38,11 +38,7 @@ impl Header {
     /// Reads the header, returning it and the length it occupies.
     pub fn parse(data: &[u8]) -> Result<(Header, usize), Aes128GcmError> {
         if data.len() < FIXED_HEADER_LEN {
-            return Err(Aes128GcmError::Truncated {
-                what: "header",
-                len: data.len(),
-                min: FIXED_HEADER_LEN,
-            });
+            return Err(Aes128GcmError::Truncated { what: "header", len: data.len(), min: FIXED_HEADER_LEN });
         }
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&data[..SALT_LEN]);
@@ -53,20 +49,9 @@ impl Header {
         let idlen = data[20] as usize;
         let end = FIXED_HEADER_LEN + idlen;
         if data.len() < end {
-            return Err(Aes128GcmError::Truncated {
-                what: "key id",
-                len: data.len(),
-                min: end,
-            });
+            return Err(Aes128GcmError::Truncated { what: "key id", len: data.len(), min: end });
         }
-        Ok((
-            Header {
-                salt,
-                rs,
-                keyid: data[FIXED_HEADER_LEN..end].to_vec(),
-            },
-            end,
-        ))
+        Ok((Header { salt, rs, keyid: data[FIXED_HEADER_LEN..end].to_vec() }, end))
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -135,10 +120,8 @@ impl Keys {
         let mut cek = [0u8; 16];
         let mut nonce = [0u8; 12];
         // Both lengths are far below HKDF-SHA-256's 255*32 limit, so expand cannot fail.
-        hk.expand(b"Content-Encoding: aes128gcm\x00", &mut cek)
-            .expect("16 <= 255*32");
-        hk.expand(b"Content-Encoding: nonce\x00", &mut nonce)
-            .expect("12 <= 255*32");
+        hk.expand(b"Content-Encoding: aes128gcm\x00", &mut cek).expect("16 <= 255*32");
+        hk.expand(b"Content-Encoding: nonce\x00", &mut nonce).expect("12 <= 255*32");
         let cipher = Aes128Gcm::new(&cek.into());
         Keys { cipher, nonce }
     }
@@ -174,34 +157,16 @@ pub fn encrypt(
         return Err(Aes128GcmError::RecordSize(rs));
     }
     let per_record = rs as usize - TAG_LEN - 1;
-    let mut records: Vec<Record<'_>> = plain
-        .chunks(per_record)
-        .map(|data| Record { data, padding: 0 })
-        .collect();
+    let mut records: Vec<Record<'_>> = plain.chunks(per_record).map(|data| Record { data, padding: 0 }).collect();
     if records.is_empty() {
-        records.push(Record {
-            data: &[],
-            padding: 0,
-        });
+        records.push(Record { data: &[], padding: 0 });
     }
-    encrypt_records(
-        &records,
-        ikm,
-        &Header {
-            salt,
-            rs,
-            keyid: keyid.to_vec(),
-        },
-    )
+    encrypt_records(&records, ikm, &Header { salt, rs, keyid: keyid.to_vec() })
 }
 
 /// Encrypts the given records, for callers (and the RFC §3.2 vector) that choose their own record split and
 /// padding. Every record but the last must fill `rs` exactly.
-pub fn encrypt_records(
-    records: &[Record<'_>],
-    ikm: &[u8],
-    header: &Header,
-) -> Result<Vec<u8>, Aes128GcmError> {
+pub fn encrypt_records(records: &[Record<'_>], ikm: &[u8], header: &Header) -> Result<Vec<u8>, Aes128GcmError> {
     if header.rs < MIN_RECORD_SIZE {
         return Err(Aes128GcmError::RecordSize(header.rs));
     }
@@ -220,10 +185,7 @@ pub fn encrypt_records(
         let last = i + 1 == records.len();
         let size = record.data.len() + 1 + record.padding + TAG_LEN;
         if size > rs || (!last && size != rs) {
-            return Err(Aes128GcmError::ShortRecord {
-                index: i as u64,
-                len: size,
-            });
+            return Err(Aes128GcmError::ShortRecord { index: i as u64, len: size });
         }
         block.clear();
         block.extend_from_slice(record.data);
@@ -262,20 +224,12 @@ pub fn decrypt(data: &[u8], ikm: &[u8]) -> Result<Decrypted, Aes128GcmError> {
         let index = i as u64;
         let last = i + 1 == count;
         if record.len() < TAG_LEN + 1 {
-            return Err(Aes128GcmError::ShortRecord {
-                index,
-                len: record.len(),
-            });
+            return Err(Aes128GcmError::ShortRecord { index, len: record.len() });
         }
-        let opened = keys
-            .cipher
-            .decrypt(&keys.nonce(index), record)
-            .map_err(|_| Aes128GcmError::Authentication { index })?;
+        let opened =
+            keys.cipher.decrypt(&keys.nonce(index), record).map_err(|_| Aes128GcmError::Authentication { index })?;
         let Some(end) = opened.iter().rposition(|&b| b != 0) else {
-            return Err(Aes128GcmError::Delimiter {
-                index,
-                problem: "no delimiter: the record is all padding",
-            });
+            return Err(Aes128GcmError::Delimiter { index, problem: "no delimiter: the record is all padding" });
         };
         match (opened[end], last) {
             (2, true) | (1, false) => {}
@@ -292,10 +246,7 @@ pub fn decrypt(data: &[u8], ikm: &[u8]) -> Result<Decrypted, Aes128GcmError> {
                 });
             }
             _ => {
-                return Err(Aes128GcmError::Delimiter {
-                    index,
-                    problem: "an invalid delimiter octet",
-                });
+                return Err(Aes128GcmError::Delimiter { index, problem: "an invalid delimiter octet" });
             }
         }
         plaintext.extend_from_slice(&opened[..end]);
@@ -309,10 +260,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn arr<const N: usize>(s: &str) -> [u8; N] {
@@ -327,10 +275,7 @@ mod tests {
         let expected = hex(
             "23506cc6d16db65bf7bbf3a8f78c679b 00001000 00 f8d015b9bdaa160044b902916a9a19bbe231908bdadcc101d4f0fe972f138638",
         );
-        assert_eq!(
-            encrypt(b"I am the walrus", &ikm, salt, 4096, b"").unwrap(),
-            expected
-        );
+        assert_eq!(encrypt(b"I am the walrus", &ikm, salt, 4096, b"").unwrap(), expected);
         let d = decrypt(&expected, &ikm).unwrap();
         assert_eq!(d.plaintext, b"I am the walrus");
         assert_eq!(d.header.rs, 4096);
@@ -341,24 +286,11 @@ mod tests {
     #[test]
     fn rfc8188_3_2_encryption_with_multiple_records() {
         let ikm = hex("04edd954fc549672ce45b5463296d3d5");
-        let header = Header {
-            salt: arr("b8d0a45a2358cca4e704df638b7faa58"),
-            rs: 25,
-            keyid: b"a1".to_vec(),
-        };
+        let header = Header { salt: arr("b8d0a45a2358cca4e704df638b7faa58"), rs: 25, keyid: b"a1".to_vec() };
         let expected = hex("b8d0a45a2358cca4e704df638b7faa58 00000019 02 6131
              ce1bc721cff827be03aa746628bf1ca3baa4722458c40f2a05
              d45be48fa8503dd3c7239d4e114284a60cf74ac2d622a4bfb8");
-        let records = [
-            Record {
-                data: b"I am th",
-                padding: 1,
-            },
-            Record {
-                data: b"e walrus",
-                padding: 0,
-            },
-        ];
+        let records = [Record { data: b"I am th", padding: 1 }, Record { data: b"e walrus", padding: 0 }];
         assert_eq!(encrypt_records(&records, &ikm, &header).unwrap(), expected);
         let d = decrypt(&expected, &ikm).unwrap();
         assert_eq!(d.plaintext, b"I am the walrus");
@@ -368,15 +300,9 @@ mod tests {
     /// specs.md §2.2: the intermediate CEK and NONCE of both RFC examples.
     #[test]
     fn derived_cek_and_nonce() {
-        let k = Keys::derive(
-            &hex("caa76567eb587a67e88129afed6b393d"),
-            &arr("23506cc6d16db65bf7bbf3a8f78c679b"),
-        );
+        let k = Keys::derive(&hex("caa76567eb587a67e88129afed6b393d"), &arr("23506cc6d16db65bf7bbf3a8f78c679b"));
         assert_eq!(k.nonce.to_vec(), hex("05cb3c82421128b23c19e23c"));
-        let k = Keys::derive(
-            &hex("04edd954fc549672ce45b5463296d3d5"),
-            &arr("b8d0a45a2358cca4e704df638b7faa58"),
-        );
+        let k = Keys::derive(&hex("04edd954fc549672ce45b5463296d3d5"), &arr("b8d0a45a2358cca4e704df638b7faa58"));
         assert_eq!(k.nonce.to_vec(), hex("56aca51b5addb7e989acd80f"));
         assert_eq!(k.nonce(1).to_vec(), hex("56aca51b5addb7e989acd80e"));
     }
@@ -401,20 +327,11 @@ mod tests {
         // Dropping the last record: the new last record carries 0x01.
         let header_len = FIXED_HEADER_LEN + 2;
         let cut = header_len + 40 * ((ct.len() - header_len) / 40);
-        assert!(matches!(
-            decrypt(&ct[..cut], &ikm),
-            Err(Aes128GcmError::Delimiter { .. })
-        ));
+        assert!(matches!(decrypt(&ct[..cut], &ikm), Err(Aes128GcmError::Delimiter { .. })));
         // A wrong key fails authentication.
-        assert!(matches!(
-            decrypt(&ct, &[8u8; 16]),
-            Err(Aes128GcmError::Authentication { index: 0 })
-        ));
+        assert!(matches!(decrypt(&ct, &[8u8; 16]), Err(Aes128GcmError::Authentication { index: 0 })));
         // Record size below 18.
-        assert_eq!(
-            encrypt(b"", &ikm, [0; 16], 17, b""),
-            Err(Aes128GcmError::RecordSize(17))
-        );
+        assert_eq!(encrypt(b"", &ikm, [0; 16], 17, b""), Err(Aes128GcmError::RecordSize(17)));
         let mut bad = ct.clone();
         bad[19] = 5;
         bad[18] = 0;
@@ -422,22 +339,12 @@ mod tests {
         bad[16] = 0;
         assert_eq!(decrypt(&bad, &ikm), Err(Aes128GcmError::RecordSize(5)));
         // Header only.
-        assert_eq!(
-            decrypt(&ct[..header_len], &ikm),
-            Err(Aes128GcmError::NoRecords)
-        );
+        assert_eq!(decrypt(&ct[..header_len], &ikm), Err(Aes128GcmError::NoRecords));
         // A record of all zero plaintext.
         let zeros = encrypt_records(
-            &[Record {
-                data: &[],
-                padding: 0,
-            }],
+            &[Record { data: &[], padding: 0 }],
             &ikm,
-            &Header {
-                salt: [0; 16],
-                rs: 18,
-                keyid: vec![],
-            },
+            &Header { salt: [0; 16], rs: 18, keyid: vec![] },
         )
         .unwrap();
         assert_eq!(decrypt(&zeros, &ikm).unwrap().plaintext, b"");
@@ -447,23 +354,12 @@ mod tests {
     fn all_padding_record_is_rejected() {
         // Build a record whose plaintext is a single zero byte by sealing it directly.
         let ikm = [3u8; 16];
-        let header = Header {
-            salt: [9; 16],
-            rs: 18,
-            keyid: vec![],
-        };
+        let header = Header { salt: [9; 16], rs: 18, keyid: vec![] };
         let keys = Keys::derive(&ikm, &header.salt);
         let mut data = Vec::new();
         header.write(&mut data);
-        data.extend(
-            keys.cipher
-                .encrypt(&keys.nonce(0), [0u8].as_slice())
-                .unwrap(),
-        );
-        assert!(matches!(
-            decrypt(&data, &ikm),
-            Err(Aes128GcmError::Delimiter { index: 0, .. })
-        ));
+        data.extend(keys.cipher.encrypt(&keys.nonce(0), [0u8].as_slice()).unwrap());
+        assert!(matches!(decrypt(&data, &ikm), Err(Aes128GcmError::Delimiter { index: 0, .. })));
     }
 
     proptest::proptest! {

@@ -19,14 +19,9 @@ pub fn is_gzip(data: &[u8]) -> bool {
 
 /// Compresses `data` into a gzip member at the default level, as `gzip profile.xml` does.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        Compression::default(),
-    );
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::default());
     // Writing into a Vec cannot fail: the only error source of GzEncoder<Vec<u8>> is the inner writer.
-    encoder
-        .write_all(data)
-        .expect("writing to a Vec never fails");
+    encoder.write_all(data).expect("writing to a Vec never fails");
     encoder.finish().expect("writing to a Vec never fails")
 }
 
@@ -48,9 +43,7 @@ pub enum GzipError {
 pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
     let mut decoder = MultiGzDecoder::new(data).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| GzipError::Corrupt(e.to_string()))?;
+    decoder.read_to_end(&mut out).map_err(|e| GzipError::Corrupt(e.to_string()))?;
     if out.len() > limit {
         return Err(GzipError::TooLarge { limit });
     }

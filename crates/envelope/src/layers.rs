@@ -34,21 +34,11 @@ pub enum Layer {
 impl std::fmt::Display for Layer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Layer::AesCbc {
-                digest,
-                salted: true,
-            } => write!(f, "aes-256-cbc (md {digest})"),
-            Layer::AesCbc {
-                digest,
-                salted: false,
-            } => write!(f, "aes-256-cbc (md {digest}, nosalt)"),
+            Layer::AesCbc { digest, salted: true } => write!(f, "aes-256-cbc (md {digest})"),
+            Layer::AesCbc { digest, salted: false } => write!(f, "aes-256-cbc (md {digest}, nosalt)"),
             Layer::Aes128Gcm { rs, keyid } if keyid.is_empty() => write!(f, "aes128gcm (rs {rs})"),
             Layer::Aes128Gcm { rs, keyid } => {
-                write!(
-                    f,
-                    "aes128gcm (rs {rs}, keyid {:?})",
-                    String::from_utf8_lossy(keyid)
-                )
+                write!(f, "aes128gcm (rs {rs}, keyid {:?})", String::from_utf8_lossy(keyid))
             }
             Layer::Gzip => f.write_str("gzip"),
         }
@@ -88,10 +78,7 @@ pub struct Limits {
 impl Default for Limits {
     /// 16 MiB each way: real profiles are tens of kilobytes, and the largest full `cfg.xml` dumps well under 1 MiB.
     fn default() -> Self {
-        Limits {
-            max_input: 16 << 20,
-            max_output: 16 << 20,
-        }
+        Limits { max_input: 16 << 20, max_output: 16 << 20 }
     }
 }
 
@@ -116,9 +103,7 @@ pub enum UnwrapError {
         limit: usize,
     },
     /// The file is encrypted but no key was given.
-    #[error(
-        "the file is AES-256-CBC encrypted (it starts with \"Salted__\"); give the key with --key"
-    )]
+    #[error("the file is AES-256-CBC encrypted (it starts with \"Salted__\"); give the key with --key")]
     KeyRequired,
     /// AES-256-CBC decryption failed.
     #[error(transparent)]
@@ -164,31 +149,21 @@ fn plausible(data: &[u8]) -> bool {
 /// AES-256-CBC when a key is given, each accepted only if the result is gzip or XML.
 pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, UnwrapError> {
     if input.len() > limits.max_input {
-        return Err(UnwrapError::TooLarge {
-            len: input.len(),
-            limit: limits.max_input,
-        });
+        return Err(UnwrapError::TooLarge { len: input.len(), limit: limits.max_input });
     }
     let mut data = input.to_vec();
     let mut layers: Vec<Layer> = Vec::new();
     loop {
         if looks_like_profile_text(&data) {
-            return Ok(Unwrapped {
-                plaintext: data,
-                layers,
-            });
+            return Ok(Unwrapped { plaintext: data, layers });
         }
         let encrypted_yet = layers.iter().any(|l| !matches!(l, Layer::Gzip));
         let gzipped_yet = layers.contains(&Layer::Gzip);
         if openssl_enc::is_salted(&data) {
             refuse_nesting(&layers, encrypted_yet || gzipped_yet, "aes-256-cbc")?;
             let key = keys.key.as_deref().ok_or(UnwrapError::KeyRequired)?;
-            let (plain, digest) =
-                openssl_enc::decrypt_with(&data, key, keys.digest, true, plausible)?;
-            layers.push(Layer::AesCbc {
-                digest,
-                salted: true,
-            });
+            let (plain, digest) = openssl_enc::decrypt_with(&data, key, keys.digest, true, plausible)?;
+            layers.push(Layer::AesCbc { digest, salted: true });
             data = plain;
             continue;
         }
@@ -204,16 +179,13 @@ pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, U
                 if !plausible(&d.plaintext) {
                     return Err(UnwrapError::Aes128GcmNotAProfile);
                 }
-                layers.push(Layer::Aes128Gcm {
-                    rs: d.header.rs,
-                    keyid: d.header.keyid,
-                });
+                layers.push(Layer::Aes128Gcm { rs: d.header.rs, keyid: d.header.keyid });
                 data = d.plaintext;
                 continue;
             }
             if let Some(key) = &keys.key {
-                let (plain, digest) = openssl_enc::decrypt_with(&data, key, keys.digest, false, plausible)
-                    .map_err(|e| match e {
+                let (plain, digest) =
+                    openssl_enc::decrypt_with(&data, key, keys.digest, false, plausible).map_err(|e| match e {
                         DecryptError::BadDecrypt { tried } => UnwrapError::NotAProfile(format!(
                             "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file for this key \
                              (tried md {tried})"
@@ -222,43 +194,30 @@ pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, U
                             "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file: {other}"
                         )),
                     })?;
-                layers.push(Layer::AesCbc {
-                    digest,
-                    salted: false,
-                });
+                layers.push(Layer::AesCbc { digest, salted: false });
                 data = plain;
                 continue;
             }
         }
-        return Err(UnwrapError::NotAProfile(describe_unknown(
-            &data, &layers, keys,
-        )));
+        return Err(UnwrapError::NotAProfile(describe_unknown(&data, &layers, keys)));
     }
 }
 
 fn refuse_nesting(layers: &[Layer], nested: bool, found: &str) -> Result<(), UnwrapError> {
     if nested {
         let outer = layers.last().map(|l| l.to_string()).unwrap_or_default();
-        return Err(UnwrapError::UnexpectedLayer {
-            found: found.to_string(),
-            outer,
-        });
+        return Err(UnwrapError::UnexpectedLayer { found: found.to_string(), outer });
     }
     Ok(())
 }
 
 fn describe_unknown(data: &[u8], layers: &[Layer], keys: &Keys) -> String {
-    let what = if data.is_empty() {
-        "the content is empty".to_string()
-    } else {
-        "the content is not XML".to_string()
-    };
+    let what = if data.is_empty() { "the content is empty".to_string() } else { "the content is not XML".to_string() };
     let inside = match layers.last() {
         Some(l) => format!(" (after removing {l})"),
         None => String::new(),
     };
-    let hint = if layers.is_empty() && keys.ikm.is_none() && keys.key.is_none() && !data.is_empty()
-    {
+    let hint = if layers.is_empty() && keys.ikm.is_none() && keys.key.is_none() && !data.is_empty() {
         "; if it is RFC 8188 (aes128gcm) or -nosalt AES-256-CBC, give --ikm or --key"
     } else {
         ""
@@ -302,6 +261,21 @@ impl std::fmt::Debug for Encryption {
     }
 }
 
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encryption::AesCbc { kdf: Kdf::BytesToKey(d), salted: true, .. } => write!(f, "aes-256-cbc (md {d})"),
+            Encryption::AesCbc { kdf: Kdf::BytesToKey(d), salted: false, .. } => {
+                write!(f, "aes-256-cbc (md {d}, nosalt)")
+            }
+            Encryption::AesCbc { kdf: Kdf::Pbkdf2 { digest, iterations }, .. } => {
+                write!(f, "aes-256-cbc (pbkdf2 {digest}, {iterations} iterations)")
+            }
+            Encryption::Aes128Gcm { rs, .. } => write!(f, "aes128gcm (rs {rs})"),
+        }
+    }
+}
+
 /// What [`wrap`] applies: gzip (optional) first, then encryption (optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WrapSpec {
@@ -334,11 +308,7 @@ pub fn wrap(plain: &[u8], spec: &WrapSpec) -> Result<Vec<u8>, WrapError> {
     Ok(match &spec.encryption {
         None => data.to_vec(),
         Some(Encryption::AesCbc { key, kdf, salted }) => {
-            let salt = if *salted {
-                Some(random_bytes::<{ openssl_enc::SALT_LEN }>()?)
-            } else {
-                None
-            };
+            let salt = if *salted { Some(random_bytes::<{ openssl_enc::SALT_LEN }>()?) } else { None };
             openssl_enc::encrypt(data, key, *kdf, salt)
         }
         Some(Encryption::Aes128Gcm { ikm, rs, keyid }) => {
@@ -357,11 +327,9 @@ impl Unwrapped {
         let gzip = self.layers.contains(&Layer::Gzip);
         let found = self.layers.iter().find(|l| !matches!(l, Layer::Gzip));
         let encryption = match (found, &keys.key, &keys.ikm) {
-            (Some(Layer::Aes128Gcm { rs, keyid }), _, Some(ikm)) => Some(Encryption::Aes128Gcm {
-                ikm: ikm.clone(),
-                rs: *rs,
-                keyid: keyid.clone(),
-            }),
+            (Some(Layer::Aes128Gcm { rs, keyid }), _, Some(ikm)) => {
+                Some(Encryption::Aes128Gcm { ikm: ikm.clone(), rs: *rs, keyid: keyid.clone() })
+            }
             (Some(Layer::AesCbc { digest, salted }), Some(key), _) => Some(Encryption::AesCbc {
                 key: key.clone(),
                 kdf: Kdf::BytesToKey(new_digest.unwrap_or(*digest)),
@@ -372,11 +340,9 @@ impl Unwrapped {
                 kdf: Kdf::BytesToKey(new_digest.unwrap_or(Digest::Sha256)),
                 salted: true,
             }),
-            (_, None, Some(ikm)) => Some(Encryption::Aes128Gcm {
-                ikm: ikm.clone(),
-                rs: aes128gcm::DEFAULT_RECORD_SIZE,
-                keyid: Vec::new(),
-            }),
+            (_, None, Some(ikm)) => {
+                Some(Encryption::Aes128Gcm { ikm: ikm.clone(), rs: aes128gcm::DEFAULT_RECORD_SIZE, keyid: Vec::new() })
+            }
             (_, None, None) => None,
         };
         WrapSpec { gzip, encryption }
@@ -420,66 +386,29 @@ mod tests {
     const XML: &[u8] = b"<flat-profile><GPP_A>1</GPP_A></flat-profile>\n";
 
     fn key(k: &str) -> Keys {
-        Keys {
-            key: Some(k.as_bytes().to_vec()),
-            ..Keys::default()
-        }
+        Keys { key: Some(k.as_bytes().to_vec()), ..Keys::default() }
     }
 
     #[test]
     fn every_combination_round_trips() {
         let encryptions = [
             None,
-            Some(Encryption::AesCbc {
-                key: b"k".to_vec(),
-                kdf: Kdf::BytesToKey(Digest::Sha256),
-                salted: true,
-            }),
-            Some(Encryption::AesCbc {
-                key: b"k".to_vec(),
-                kdf: Kdf::BytesToKey(Digest::Md5),
-                salted: true,
-            }),
-            Some(Encryption::AesCbc {
-                key: b"k".to_vec(),
-                kdf: Kdf::BytesToKey(Digest::Md5),
-                salted: false,
-            }),
-            Some(Encryption::Aes128Gcm {
-                ikm: b"k".to_vec(),
-                rs: 30,
-                keyid: b"x".to_vec(),
-            }),
+            Some(Encryption::AesCbc { key: b"k".to_vec(), kdf: Kdf::BytesToKey(Digest::Sha256), salted: true }),
+            Some(Encryption::AesCbc { key: b"k".to_vec(), kdf: Kdf::BytesToKey(Digest::Md5), salted: true }),
+            Some(Encryption::AesCbc { key: b"k".to_vec(), kdf: Kdf::BytesToKey(Digest::Md5), salted: false }),
+            Some(Encryption::Aes128Gcm { ikm: b"k".to_vec(), rs: 30, keyid: b"x".to_vec() }),
         ];
-        let keys = Keys {
-            key: Some(b"k".to_vec()),
-            digest: DigestChoice::Auto,
-            ikm: None,
-        };
-        let ikm_keys = Keys {
-            ikm: Some(b"k".to_vec()),
-            ..Keys::default()
-        };
+        let keys = Keys { key: Some(b"k".to_vec()), digest: DigestChoice::Auto, ikm: None };
+        let ikm_keys = Keys { ikm: Some(b"k".to_vec()), ..Keys::default() };
         for encryption in encryptions {
             for gz in [false, true] {
-                let spec = WrapSpec {
-                    gzip: gz,
-                    encryption: encryption.clone(),
-                };
+                let spec = WrapSpec { gzip: gz, encryption: encryption.clone() };
                 let packed = wrap(XML, &spec).unwrap();
-                let k = if matches!(encryption, Some(Encryption::Aes128Gcm { .. })) {
-                    &ikm_keys
-                } else {
-                    &keys
-                };
+                let k = if matches!(encryption, Some(Encryption::Aes128Gcm { .. })) { &ikm_keys } else { &keys };
                 let u = unwrap(&packed, k, &Limits::default()).unwrap();
                 assert_eq!(u.plaintext, XML, "{spec:?}");
                 assert_eq!(u.layers.contains(&Layer::Gzip), gz);
-                let rewrap_keys = if encryption.is_some() {
-                    k
-                } else {
-                    &Keys::default()
-                };
+                let rewrap_keys = if encryption.is_some() { k } else { &Keys::default() };
                 assert_eq!(u.rewrap_spec(rewrap_keys, None), spec, "{spec:?}");
             }
         }
@@ -487,18 +416,8 @@ mod tests {
 
     #[test]
     fn missing_key_is_named() {
-        let packed = wrap(
-            XML,
-            &WrapSpec {
-                gzip: true,
-                encryption: key("k").rewrap_spec_for_test(),
-            },
-        )
-        .unwrap();
-        assert!(matches!(
-            unwrap(&packed, &Keys::default(), &Limits::default()),
-            Err(UnwrapError::KeyRequired)
-        ));
+        let packed = wrap(XML, &WrapSpec { gzip: true, encryption: key("k").rewrap_spec_for_test() }).unwrap();
+        assert!(matches!(unwrap(&packed, &Keys::default(), &Limits::default()), Err(UnwrapError::KeyRequired)));
     }
 
     #[test]
@@ -511,48 +430,22 @@ mod tests {
 
     #[test]
     fn too_large_is_refused() {
-        let limits = Limits {
-            max_input: 10,
-            max_output: 10,
-        };
-        assert!(matches!(
-            unwrap(&[b' '; 11], &Keys::default(), &limits),
-            Err(UnwrapError::TooLarge { .. })
-        ));
+        let limits = Limits { max_input: 10, max_output: 10 };
+        assert!(matches!(unwrap(&[b' '; 11], &Keys::default(), &limits), Err(UnwrapError::TooLarge { .. })));
         let bomb = gzip::compress(&[b' '; 1000]);
         assert!(matches!(
-            unwrap(
-                &bomb[..],
-                &Keys::default(),
-                &Limits {
-                    max_input: 1000,
-                    max_output: 100
-                }
-            ),
+            unwrap(&bomb[..], &Keys::default(), &Limits { max_input: 1000, max_output: 100 }),
             Err(UnwrapError::Gzip(GzipError::TooLarge { .. }))
         ));
     }
 
     #[test]
     fn encryption_inside_gzip_is_refused() {
-        let inner = wrap(
-            XML,
-            &WrapSpec {
-                gzip: false,
-                encryption: key("k").rewrap_spec_for_test(),
-            },
-        )
-        .unwrap();
+        let inner = wrap(XML, &WrapSpec { gzip: false, encryption: key("k").rewrap_spec_for_test() }).unwrap();
         let outer = gzip::compress(&inner);
-        assert!(matches!(
-            unwrap(&outer, &key("k"), &Limits::default()),
-            Err(UnwrapError::UnexpectedLayer { .. })
-        ));
+        assert!(matches!(unwrap(&outer, &key("k"), &Limits::default()), Err(UnwrapError::UnexpectedLayer { .. })));
         let double = gzip::compress(&gzip::compress(XML));
-        assert!(matches!(
-            unwrap(&double, &key("k"), &Limits::default()),
-            Err(UnwrapError::UnexpectedLayer { .. })
-        ));
+        assert!(matches!(unwrap(&double, &key("k"), &Limits::default()), Err(UnwrapError::UnexpectedLayer { .. })));
     }
 
     #[test]
@@ -569,27 +462,13 @@ mod tests {
             },
         )
         .unwrap();
-        let (out, spec) = repack(
-            &packed,
-            &key("old"),
-            &key("new"),
-            None,
-            &Limits::default(),
-            |t| Ok::<_, String>(t.to_ascii_uppercase()),
-        )
+        let (out, spec) = repack(&packed, &key("old"), &key("new"), None, &Limits::default(), |t| {
+            Ok::<_, String>(t.to_ascii_uppercase())
+        })
         .unwrap();
         assert!(spec.gzip);
         let u = unwrap(&out, &key("new"), &Limits::default()).unwrap();
-        assert_eq!(
-            u.layers,
-            vec![
-                Layer::AesCbc {
-                    digest: Digest::Md5,
-                    salted: true
-                },
-                Layer::Gzip
-            ]
-        );
+        assert_eq!(u.layers, vec![Layer::AesCbc { digest: Digest::Md5, salted: true }, Layer::Gzip]);
         assert_eq!(u.plaintext, XML.to_ascii_uppercase());
         assert!(unwrap(&out, &key("old"), &Limits::default()).is_err());
     }

@@ -14,8 +14,7 @@ mod layers;
 pub mod openssl_enc;
 
 pub use layers::{
-    Encryption, Keys, Layer, Limits, UnwrapError, Unwrapped, WrapSpec, looks_like_profile_text,
-    repack, unwrap, wrap,
+    Encryption, Keys, Layer, Limits, UnwrapError, Unwrapped, WrapSpec, looks_like_profile_text, repack, unwrap, wrap,
 };
 
 /// Fills `buf` with random bytes from the operating system.

@@ -86,9 +86,7 @@ impl std::str::FromStr for DigestChoice {
         if s.eq_ignore_ascii_case("auto") {
             Ok(DigestChoice::Auto)
         } else {
-            s.parse()
-                .map(DigestChoice::Exact)
-                .map_err(|e| format!("{e} or auto"))
+            s.parse().map(DigestChoice::Exact).map_err(|e| format!("{e} or auto"))
         }
     }
 }
@@ -205,17 +203,13 @@ pub enum DecryptError {
         min: usize,
     },
     /// The ciphertext is not a whole number of 16-byte blocks.
-    #[error(
-        "encrypted data is truncated or corrupt: ciphertext length {len} is not a multiple of 16"
-    )]
+    #[error("encrypted data is truncated or corrupt: ciphertext length {len} is not a multiple of 16")]
     NotBlockAligned {
         /// Ciphertext length.
         len: usize,
     },
     /// A salted file was expected but the `Salted__` header is missing.
-    #[error(
-        "missing \"Salted__\" header (was the file made with -nosalt, or is it not encrypted?)"
-    )]
+    #[error("missing \"Salted__\" header (was the file made with -nosalt, or is it not encrypted?)")]
     MissingHeader,
     /// The padding did not check out: wrong key or digest, or corrupt data.
     #[error("bad decrypt: wrong key or digest (tried {tried}), or corrupt data")]
@@ -244,9 +238,8 @@ pub fn salt_of(data: &[u8]) -> Option<[u8; SALT_LEN]> {
 /// Decrypts with one key derivation, checking only the padding. `salted: false` is `-nosalt`.
 pub fn decrypt(data: &[u8], pass: &[u8], kdf: Kdf, salted: bool) -> Result<Vec<u8>, DecryptError> {
     let (salt, body) = split(data, salted)?;
-    decrypt_body(body, pass, salt.as_ref(), kdf).ok_or_else(|| DecryptError::BadDecrypt {
-        tried: kdf.digest().to_string(),
-    })
+    decrypt_body(body, pass, salt.as_ref(), kdf)
+        .ok_or_else(|| DecryptError::BadDecrypt { tried: kdf.digest().to_string() })
 }
 
 /// Decrypts a file made by `openssl enc -k` with `EVP_BytesToKey`, trying the digests of `choice` in order and
@@ -269,9 +262,7 @@ pub fn decrypt_with(
         }
     }
     let tried: Vec<&str> = choice.candidates().iter().map(|d| d.name()).collect();
-    Err(DecryptError::BadDecrypt {
-        tried: tried.join(", "),
-    })
+    Err(DecryptError::BadDecrypt { tried: tried.join(", ") })
 }
 
 fn split(data: &[u8], salted: bool) -> Result<(Option<[u8; SALT_LEN]>, &[u8]), DecryptError> {
@@ -280,33 +271,22 @@ fn split(data: &[u8], salted: bool) -> Result<(Option<[u8; SALT_LEN]>, &[u8]), D
             return Err(DecryptError::MissingHeader);
         }
         if data.len() < HEADER_LEN + BLOCK {
-            return Err(DecryptError::Truncated {
-                len: data.len(),
-                min: HEADER_LEN + BLOCK,
-            });
+            return Err(DecryptError::Truncated { len: data.len(), min: HEADER_LEN + BLOCK });
         }
         (salt_of(data), &data[HEADER_LEN..])
     } else {
         if data.len() < BLOCK {
-            return Err(DecryptError::Truncated {
-                len: data.len(),
-                min: BLOCK,
-            });
+            return Err(DecryptError::Truncated { len: data.len(), min: BLOCK });
         }
         (None, data)
     };
-    if body.len() % BLOCK != 0 {
+    if !body.len().is_multiple_of(BLOCK) {
         return Err(DecryptError::NotBlockAligned { len: body.len() });
     }
     Ok((salt, body))
 }
 
-fn decrypt_body(
-    body: &[u8],
-    pass: &[u8],
-    salt: Option<&[u8; SALT_LEN]>,
-    kdf: Kdf,
-) -> Option<Vec<u8>> {
+fn decrypt_body(body: &[u8], pass: &[u8], salt: Option<&[u8; SALT_LEN]>, kdf: Kdf) -> Option<Vec<u8>> {
     let KeyIv { key, iv } = derive(pass, salt, kdf);
     let cipher = cbc::Decryptor::<Aes256>::new(&key.into(), &iv.into());
     cipher.decrypt_padded_vec::<Pkcs7>(body).ok()
@@ -318,10 +298,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     const PLAIN: &[u8] = b"Hello Cisco MPP provisioning!\n";
@@ -331,10 +308,7 @@ mod tests {
     #[test]
     fn bytes_to_key_evpkdf_vector() {
         let k = derive(b"password", Some(b"saltsalt"), Kdf::BytesToKey(Digest::Md5));
-        assert_eq!(
-            k.key.to_vec(),
-            hex("fdbdf3419fff98bdb0241390f62a9db35f4aba29d77566377997314ebfc709f2")
-        );
+        assert_eq!(k.key.to_vec(), hex("fdbdf3419fff98bdb0241390f62a9db35f4aba29d77566377997314ebfc709f2"));
         assert_eq!(k.iv.to_vec(), hex("0b5ca7b1081f94b1ac12e3c8ba87d05a"));
     }
 
@@ -357,20 +331,14 @@ mod tests {
                 "53616c7465645f5f0102030405060708 6620e3f7ef53d78828b201f400a7b06e8677390cca497a0d685e144d3866d459",
             ),
             (
-                Kdf::Pbkdf2 {
-                    digest: Digest::Sha256,
-                    iterations: 10000,
-                },
+                Kdf::Pbkdf2 { digest: Digest::Sha256, iterations: 10000 },
                 Some(SALT),
                 "8d44f786e127fbfb6a9a52174f51cef6c0b0e0eceadba2dd8821951aef0d042d",
                 "6e052a8dd4e147796553b980960828f8",
                 "53616c7465645f5f0102030405060708 472378dae1b9c4f9fa2532421dab589453d2e77a8c1067113fcc8a98f8ad892d",
             ),
             (
-                Kdf::Pbkdf2 {
-                    digest: Digest::Sha256,
-                    iterations: 1000,
-                },
+                Kdf::Pbkdf2 { digest: Digest::Sha256, iterations: 1000 },
                 Some(SALT),
                 "877c9d373c1e1221fd36a3025c2a6d63912fb5d8bd5b9353d0030c770a22284b",
                 "073b6666a0e12d2d0598da2fb0108f55",
@@ -388,15 +356,8 @@ mod tests {
             let k = derive(b"cisco123", salt.as_ref(), kdf);
             assert_eq!(k.key.to_vec(), hex(key), "{kdf:?} key");
             assert_eq!(k.iv.to_vec(), hex(iv), "{kdf:?} iv");
-            assert_eq!(
-                encrypt(PLAIN, b"cisco123", kdf, salt),
-                hex(file),
-                "{kdf:?} file"
-            );
-            assert_eq!(
-                decrypt(&hex(file), b"cisco123", kdf, salt.is_some()).unwrap(),
-                PLAIN
-            );
+            assert_eq!(encrypt(PLAIN, b"cisco123", kdf, salt), hex(file), "{kdf:?} file");
+            assert_eq!(decrypt(&hex(file), b"cisco123", kdf, salt.is_some()).unwrap(), PLAIN);
         }
     }
 
@@ -407,70 +368,26 @@ mod tests {
         let salt = [0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18];
         let md5 = "53616c7465645f5fa1b2c3d4e5f60718725516180ef3e02cd9083dbe993caa83369a211e426aee63ac361cfaee3e94f6e7dd3bb795d66df84ce653091bb257af224277c405de09f84709909f03ee04d2";
         let sha = "53616c7465645f5fa1b2c3d4e5f607186085bea1c2ecb911f3b19c91431909e0b8886d81e24af78b23715ef53e35db50372ac2192787be249cc2a19df078a792f82f7b3528b138c8abe86d4ecada80bc";
-        assert_eq!(
-            encrypt(
-                plain,
-                b"SecretPhrase1234",
-                Kdf::BytesToKey(Digest::Md5),
-                Some(salt)
-            ),
-            hex(md5)
-        );
-        assert_eq!(
-            encrypt(
-                plain,
-                b"SecretPhrase1234",
-                Kdf::BytesToKey(Digest::Sha256),
-                Some(salt)
-            ),
-            hex(sha)
-        );
+        assert_eq!(encrypt(plain, b"SecretPhrase1234", Kdf::BytesToKey(Digest::Md5), Some(salt)), hex(md5));
+        assert_eq!(encrypt(plain, b"SecretPhrase1234", Kdf::BytesToKey(Digest::Sha256), Some(salt)), hex(sha));
         // Decrypting the SHA-256 file as MD5 fails on padding, as openssl does (rc=1).
         assert!(matches!(
-            decrypt(
-                &hex(sha),
-                b"SecretPhrase1234",
-                Kdf::BytesToKey(Digest::Md5),
-                true
-            ),
+            decrypt(&hex(sha), b"SecretPhrase1234", Kdf::BytesToKey(Digest::Md5), true),
             Err(DecryptError::BadDecrypt { .. })
         ));
         let xml = |p: &[u8]| p.starts_with(b"<");
         for file in [md5, sha] {
-            let (p, _) = decrypt_with(
-                &hex(file),
-                b"SecretPhrase1234",
-                DigestChoice::Auto,
-                true,
-                xml,
-            )
-            .unwrap();
+            let (p, _) = decrypt_with(&hex(file), b"SecretPhrase1234", DigestChoice::Auto, true, xml).unwrap();
             assert_eq!(p, plain);
         }
-        assert_eq!(
-            decrypt_with(
-                &hex(md5),
-                b"SecretPhrase1234",
-                DigestChoice::Auto,
-                true,
-                xml
-            )
-            .unwrap()
-            .1,
-            Digest::Md5
-        );
+        assert_eq!(decrypt_with(&hex(md5), b"SecretPhrase1234", DigestChoice::Auto, true, xml).unwrap().1, Digest::Md5);
     }
 
     #[test]
     fn wrong_key_is_reported() {
         let file = encrypt(PLAIN, b"right", Kdf::BytesToKey(Digest::Sha256), Some(SALT));
         let err = decrypt_with(&file, b"wrong", DigestChoice::Auto, true, |_| true).unwrap_err();
-        assert_eq!(
-            err,
-            DecryptError::BadDecrypt {
-                tried: "sha256, md5".into()
-            }
-        );
+        assert_eq!(err, DecryptError::BadDecrypt { tried: "sha256, md5".into() });
     }
 
     #[test]
@@ -481,18 +398,10 @@ mod tests {
             Err(DecryptError::Truncated { .. })
         ));
         assert!(matches!(
-            decrypt(
-                &file[..file.len() - 1],
-                b"k",
-                Kdf::BytesToKey(Digest::Sha256),
-                true
-            ),
+            decrypt(&file[..file.len() - 1], b"k", Kdf::BytesToKey(Digest::Sha256), true),
             Err(DecryptError::NotBlockAligned { .. })
         ));
-        assert_eq!(
-            decrypt(&[b'x'; 48], b"k", Kdf::BytesToKey(Digest::Sha256), true),
-            Err(DecryptError::MissingHeader)
-        );
+        assert_eq!(decrypt(&[b'x'; 48], b"k", Kdf::BytesToKey(Digest::Sha256), true), Err(DecryptError::MissingHeader));
     }
 
     proptest::proptest! {

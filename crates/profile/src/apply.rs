@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use foldhash::HashMap;
+
 use crate::{Profile, UserAccess, Value, dictionary};
 
 /// One parameter's state in a phone.
@@ -53,22 +55,18 @@ pub struct ApplyReport {
 /// A phone's parameters: the values and access that profiles and users have set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PhoneState {
-    settings: BTreeMap<String, Setting>,
+    settings: HashMap<String, Setting>,
+}
+
+fn factory_of(definition: Option<&dictionary::Definition>) -> Setting {
+    match definition {
+        Some(d) => Setting { value: d.default.clone(), ua: d.ua, user_modified: false },
+        None => Setting { value: String::new(), ua: UserAccess::Rw, user_modified: false },
+    }
 }
 
 fn factory(name: &str) -> Setting {
-    match dictionary::lookup(name) {
-        Some(d) => Setting {
-            value: d.default.to_string(),
-            ua: d.ua,
-            user_modified: false,
-        },
-        None => Setting {
-            value: String::new(),
-            ua: UserAccess::Rw,
-            user_modified: false,
-        },
-    }
+    factory_of(dictionary::lookup(name))
 }
 
 impl PhoneState {
@@ -79,10 +77,7 @@ impl PhoneState {
 
     /// The current setting of `name` (its default if nothing set it and the dictionary knows it).
     pub fn get(&self, name: &str) -> Option<Setting> {
-        self.settings
-            .get(name)
-            .cloned()
-            .or_else(|| dictionary::lookup(name).map(|_| factory(name)))
+        self.settings.get(name).cloned().or_else(|| dictionary::lookup(name).map(|_| factory(name)))
     }
 
     /// The current value of `name`, or the empty string.
@@ -90,9 +85,9 @@ impl PhoneState {
         self.get(name).map(|s| s.value).unwrap_or_default()
     }
 
-    /// Parameters set since the factory reset, by name.
-    pub fn settings(&self) -> &BTreeMap<String, Setting> {
-        &self.settings
+    /// Parameters set since the factory reset, sorted by name.
+    pub fn settings(&self) -> BTreeMap<&str, &Setting> {
+        self.settings.iter().map(|(k, v)| (k.as_str(), v)).collect()
     }
 
     /// A user changes a value on the phone (allowed only for `rw` parameters). Returns whether it was allowed.
@@ -111,52 +106,50 @@ impl PhoneState {
     pub fn apply(&mut self, profile: &Profile, options: &ApplyOptions) -> ApplyReport {
         let mut report = ApplyReport::default();
         for p in &profile.parameters {
-            let known = dictionary::lookup(&p.name).is_some();
-            if !known && options.unknown == UnknownParameters::Ignore {
+            let definition = dictionary::lookup(&p.name);
+            if definition.is_none() && options.unknown == UnknownParameters::Ignore {
                 if !report.ignored.contains(&p.name) {
                     report.ignored.push(p.name.clone());
                 }
                 continue;
             }
-            let before = self.get(&p.name).unwrap_or_else(|| factory(&p.name));
-            let mut after = before.clone();
-            if let Some(ua) = p.ua {
-                after.ua = ua;
-            }
-            let new_value = match &p.value {
-                Value::Text(t) => Some(t.clone()),
-                Value::Default => Some(factory(&p.name).value),
-                Value::Unchanged => None,
+            let default_value = definition.map_or("", |d| d.default.as_str());
+            let setting = match self.settings.get_mut(&p.name) {
+                Some(s) => s,
+                None => self.settings.entry(p.name.clone()).or_insert_with(|| factory_of(definition)),
             };
+            let old_ua = setting.ua;
+            if let Some(ua) = p.ua {
+                setting.ua = ua;
+            }
             // preserve-value="y": "the ua attribute is updated to rw, and the [...] field is preserved" once it
             // holds a value of its own; a parameter still at its default takes the profile's value.
-            let preserve = p.preserve_value && before.value != factory(&p.name).value;
+            let preserve = p.preserve_value && setting.value != default_value;
             if p.preserve_value {
-                after.ua = UserAccess::Rw;
+                setting.ua = UserAccess::Rw;
             }
             // user-pref="y": a user's own change survives; "n" or absent: the profile's value wins and clears it.
-            let keep_user = p.user_pref == Some(true) && before.user_modified;
-            if let Some(v) = new_value {
-                if preserve || keep_user {
-                    report.kept.push(p.name.clone());
-                } else {
-                    after.value = v;
-                    after.user_modified = false;
+            let keep_user = p.user_pref == Some(true) && setting.user_modified;
+            let new_value = match &p.value {
+                Value::Text(t) => Some(t.as_str()),
+                Value::Default => Some(default_value),
+                Value::Unchanged => None,
+            };
+            match new_value {
+                Some(_) if preserve || keep_user => report.kept.push(p.name.clone()),
+                Some(v) => {
+                    if setting.value != v {
+                        let old = std::mem::replace(&mut setting.value, v.to_string());
+                        report.changed.push((p.name.clone(), old, v.to_string()));
+                    }
+                    setting.user_modified = false;
                 }
-            } else if p.user_pref == Some(false) {
-                after.user_modified = false;
+                None if p.user_pref == Some(false) => setting.user_modified = false,
+                None => {}
             }
-            if after.value != before.value {
-                report
-                    .changed
-                    .push((p.name.clone(), before.value.clone(), after.value.clone()));
+            if setting.ua != old_ua {
+                report.access_changed.push((p.name.clone(), old_ua, setting.ua));
             }
-            if after.ua != before.ua {
-                report
-                    .access_changed
-                    .push((p.name.clone(), before.ua, after.ua));
-            }
-            self.settings.insert(p.name.clone(), after);
         }
         report
     }
@@ -174,14 +167,8 @@ mod tests {
     #[test]
     fn unspecified_parameters_are_unchanged_and_later_profiles_win() {
         let mut s = PhoneState::new();
-        s.apply(
-            &profile("<flat-profile><GPP_A>1</GPP_A><GPP_B>2</GPP_B></flat-profile>"),
-            &ApplyOptions::default(),
-        );
-        let r = s.apply(
-            &profile("<flat-profile><GPP_B>3</GPP_B></flat-profile>"),
-            &ApplyOptions::default(),
-        );
+        s.apply(&profile("<flat-profile><GPP_A>1</GPP_A><GPP_B>2</GPP_B></flat-profile>"), &ApplyOptions::default());
+        let r = s.apply(&profile("<flat-profile><GPP_B>3</GPP_B></flat-profile>"), &ApplyOptions::default());
         assert_eq!(s.value("GPP_A"), "1");
         assert_eq!(s.value("GPP_B"), "3");
         assert_eq!(r.changed, vec![("GPP_B".into(), "2".into(), "3".into())]);
@@ -190,23 +177,15 @@ mod tests {
     #[test]
     fn last_occurrence_wins() {
         let mut s = PhoneState::new();
-        s.apply(
-            &profile("<flat-profile><GPP_A>1</GPP_A><GPP_A>2</GPP_A></flat-profile>"),
-            &ApplyOptions::default(),
-        );
+        s.apply(&profile("<flat-profile><GPP_A>1</GPP_A><GPP_A>2</GPP_A></flat-profile>"), &ApplyOptions::default());
         assert_eq!(s.value("GPP_A"), "2");
     }
 
     #[test]
     fn unknown_parameters_are_ignored_when_asked() {
         let mut s = PhoneState::new();
-        let o = ApplyOptions {
-            unknown: UnknownParameters::Ignore,
-        };
-        let r = s.apply(
-            &profile("<flat-profile><No_Such_Thing>1</No_Such_Thing></flat-profile>"),
-            &o,
-        );
+        let o = ApplyOptions { unknown: UnknownParameters::Ignore };
+        let r = s.apply(&profile("<flat-profile><No_Such_Thing>1</No_Such_Thing></flat-profile>"), &o);
         assert_eq!(r.ignored, vec!["No_Such_Thing".to_string()]);
         assert!(s.get("No_Such_Thing").is_none());
     }
@@ -219,20 +198,11 @@ mod tests {
             &ApplyOptions::default(),
         );
         assert!(s.user_set("Station_Name", "Mine"));
-        s.apply(
-            &profile(r#"<flat-profile><Station_Name ua="rw"/></flat-profile>"#),
-            &ApplyOptions::default(),
-        );
+        s.apply(&profile(r#"<flat-profile><Station_Name ua="rw"/></flat-profile>"#), &ApplyOptions::default());
         assert_eq!(s.value("Station_Name"), "Mine");
-        s.apply(
-            &profile(r#"<flat-profile><Station_Name ua="na"/></flat-profile>"#),
-            &ApplyOptions::default(),
-        );
+        s.apply(&profile(r#"<flat-profile><Station_Name ua="na"/></flat-profile>"#), &ApplyOptions::default());
         assert_eq!(s.get("Station_Name").unwrap().ua, UserAccess::Na);
-        assert!(
-            !s.user_set("Station_Name", "Again"),
-            "na forbids user changes"
-        );
+        assert!(!s.user_set("Station_Name", "Again"), "na forbids user changes");
     }
 
     #[test]
@@ -244,17 +214,13 @@ mod tests {
         );
         s.user_set("Station_Name", "Mine");
         let r = s.apply(
-            &profile(
-                r#"<flat-profile><Station_Name user-pref="y">B</Station_Name></flat-profile>"#,
-            ),
+            &profile(r#"<flat-profile><Station_Name user-pref="y">B</Station_Name></flat-profile>"#),
             &ApplyOptions::default(),
         );
         assert_eq!(s.value("Station_Name"), "Mine");
         assert_eq!(r.kept, vec!["Station_Name".to_string()]);
         s.apply(
-            &profile(
-                r#"<flat-profile><Station_Name user-pref="n">C</Station_Name></flat-profile>"#,
-            ),
+            &profile(r#"<flat-profile><Station_Name user-pref="n">C</Station_Name></flat-profile>"#),
             &ApplyOptions::default(),
         );
         assert_eq!(s.value("Station_Name"), "C");
@@ -268,11 +234,7 @@ mod tests {
             r#"<flat-profile><Station_Name ua="na" preserve-value="y">Travel Agent 1</Station_Name></flat-profile>"#,
         );
         s.apply(&p, &ApplyOptions::default());
-        assert_eq!(
-            s.value("Station_Name"),
-            "Travel Agent 1",
-            "first provisioning fills an empty field"
-        );
+        assert_eq!(s.value("Station_Name"), "Travel Agent 1", "first provisioning fills an empty field");
         assert_eq!(s.get("Station_Name").unwrap().ua, UserAccess::Rw);
         s.user_set("Station_Name", "Front desk");
         s.apply(&p, &ApplyOptions::default());
@@ -282,25 +244,15 @@ mod tests {
     #[test]
     fn default_value_resets() {
         let mut s = PhoneState::new();
-        let o = ParseOptions {
-            empty_value: crate::EmptyValue::Default,
-            ..ParseOptions::default()
-        };
+        let o = ParseOptions { empty_value: crate::EmptyValue::Default, ..ParseOptions::default() };
         s.apply(
             &profile("<flat-profile><Resync_Periodic>60</Resync_Periodic></flat-profile>"),
             &ApplyOptions::default(),
         );
         s.apply(
-            &Profile::parse_str(
-                "<flat-profile><Resync_Periodic></Resync_Periodic></flat-profile>",
-                &o,
-            )
-            .unwrap(),
+            &Profile::parse_str("<flat-profile><Resync_Periodic></Resync_Periodic></flat-profile>", &o).unwrap(),
             &ApplyOptions::default(),
         );
-        assert_eq!(
-            s.value("Resync_Periodic"),
-            dictionary::lookup("Resync_Periodic").unwrap().default
-        );
+        assert_eq!(s.value("Resync_Periodic"), dictionary::lookup("Resync_Periodic").unwrap().default);
     }
 }

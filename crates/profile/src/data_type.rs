@@ -62,9 +62,7 @@ impl std::str::FromStr for DataType {
     /// Parses the names used in the dictionary: `Bool`, `Uns16`, `Str64`, `{a|b|c}`, `Time3`, ...
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-            return Ok(DataType::Choice(
-                inner.split('|').map(str::to_string).collect(),
-            ));
+            return Ok(DataType::Choice(inner.split('|').map(str::to_string).collect()));
         }
         let split = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
         let (word, n) = s.split_at(split);
@@ -152,17 +150,11 @@ pub struct Mismatch {
 }
 
 fn error(message: impl Into<String>) -> Option<Mismatch> {
-    Some(Mismatch {
-        severity: Severity::Error,
-        message: message.into(),
-    })
+    Some(Mismatch { severity: Severity::Error, message: message.into() })
 }
 
 fn warning(message: impl Into<String>) -> Option<Mismatch> {
-    Some(Mismatch {
-        severity: Severity::Warning,
-        message: message.into(),
-    })
+    Some(Mismatch { severity: Severity::Warning, message: message.into() })
 }
 
 /// Parses a decimal or `0x` hex unsigned integer.
@@ -181,11 +173,7 @@ fn parse_unsigned(s: &str) -> Option<u128> {
 
 /// A decimal number with at most `places` decimals (`places = None`: any). Returns the number of decimals.
 fn decimal_places(s: &str, signed: bool) -> Option<usize> {
-    let s = if signed {
-        s.strip_prefix(['-', '+']).unwrap_or(s)
-    } else {
-        s
-    };
+    let s = if signed { s.strip_prefix(['-', '+']).unwrap_or(s) } else { s };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     let ok = (!int.is_empty() || !frac.is_empty())
         && int.bytes().all(|b| b.is_ascii_digit())
@@ -195,11 +183,7 @@ fn decimal_places(s: &str, signed: bool) -> Option<usize> {
 
 fn too_long(value: &str, max: usize) -> Option<Mismatch> {
     let n = value.chars().count();
-    if n > max {
-        error(format!("is {n} characters long; at most {max} are allowed"))
-    } else {
-        None
-    }
+    if n > max { error(format!("is {n} characters long; at most {max} are allowed")) } else { None }
 }
 
 fn valid_ipv4(s: &str) -> bool {
@@ -219,9 +203,7 @@ fn valid_host(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -247,51 +229,33 @@ fn check_sections<'a>(sections: impl Iterator<Item = &'a str>, tone: bool) -> Re
     let duration = |s: &str| s == "*" || decimal_places(s, false).is_some_and(|p| p <= 3);
     for section in sections {
         let section = section.trim();
-        let (d, rest) = section
-            .split_once('(')
-            .ok_or_else(|| format!("section {section:?} lacks '('"))?;
-        let body = rest
-            .strip_suffix(')')
-            .ok_or_else(|| format!("section {section:?} lacks a closing ')'"))?;
+        let (d, rest) = section.split_once('(').ok_or_else(|| format!("section {section:?} lacks '('"))?;
+        let body = rest.strip_suffix(')').ok_or_else(|| format!("section {section:?} lacks a closing ')'"))?;
         if !duration(d.trim()) {
-            return Err(format!(
-                "section duration {d:?} is not seconds (up to 3 decimals) or '*'"
-            ));
+            return Err(format!("section duration {d:?} is not seconds (up to 3 decimals) or '*'"));
         }
         let segments: Vec<&str> = body.split(',').collect();
         if segments.len() > 6 {
-            return Err(format!(
-                "section {section:?} has {} segments; at most 6",
-                segments.len()
-            ));
+            return Err(format!("section {section:?} has {} segments; at most 6", segments.len()));
         }
         for seg in segments {
             let seg = seg.trim();
             let mut parts: Vec<&str> = seg.split('/').collect();
             // The guide's own examples write "forever on" as `*0/1+2` where phones print `*/0/1+2`; read both.
             let glued;
-            if parts.len() + 1 == if tone { 3 } else { 2 }
-                && parts[0].len() > 1
-                && parts[0].starts_with('*')
-            {
+            if parts.len() + 1 == if tone { 3 } else { 2 } && parts[0].len() > 1 && parts[0].starts_with('*') {
                 glued = [&parts[0][..1], &parts[0][1..]];
                 parts.splice(0..1, glued);
             }
             let want = if tone { 3 } else { 2 };
             if parts.len() != want || !duration(parts[0].trim()) || !duration(parts[1].trim()) {
                 let shape = if tone { "on/off/frequencies" } else { "on/off" };
-                return Err(format!(
-                    "segment {seg:?} is not {shape} with durations in seconds"
-                ));
+                return Err(format!("segment {seg:?} is not {shape} with durations in seconds"));
             }
             if tone {
-                let ok = parts[2]
-                    .split('+')
-                    .all(|n| n.trim().parse::<u8>().is_ok_and(|n| (1..=6).contains(&n)));
+                let ok = parts[2].split('+').all(|n| n.trim().parse::<u8>().is_ok_and(|n| (1..=6).contains(&n)));
                 if !ok {
-                    return Err(format!(
-                        "segment {seg:?}: frequency components must be 1..6 joined by '+'"
-                    ));
+                    return Err(format!("segment {seg:?}: frequency components must be 1..6 joined by '+'"));
                 }
             }
         }
@@ -305,17 +269,12 @@ fn check_freq_script(value: &str) -> Result<usize, String> {
         return Err(format!("has {} frequencies; at most 6", parts.len()));
     }
     for p in &parts {
-        let (f, l) = p
-            .trim()
-            .split_once('@')
-            .ok_or_else(|| format!("{p:?} is not frequency@level"))?;
+        let (f, l) = p.trim().split_once('@').ok_or_else(|| format!("{p:?} is not frequency@level"))?;
         if f.trim().parse::<u32>().is_err() {
             return Err(format!("frequency {f:?} is not an unsigned integer in Hz"));
         }
-        if !decimal_places(l.trim(), true).is_some_and(|d| d <= 1) {
-            return Err(format!(
-                "level {l:?} is not dBm with up to one decimal place"
-            ));
+        if decimal_places(l.trim(), true).is_none_or(|d| d > 1) {
+            return Err(format!("level {l:?} is not dBm with up to one decimal place"));
         }
     }
     Ok(parts.len())
@@ -365,10 +324,7 @@ impl DataType {
                 if options.iter().any(|o| o == value) {
                     None
                 } else if options.iter().any(|o| o.eq_ignore_ascii_case(value)) {
-                    warning(format!(
-                        "differs in case from the documented choice ({})",
-                        options.join(", ")
-                    ))
+                    warning(format!("differs in case from the documented choice ({})", options.join(", ")))
                 } else {
                     error(format!("is not one of: {}", options.join(", ")))
                 }
@@ -382,13 +338,8 @@ impl DataType {
             },
             DataType::Uns(bits) => match parse_unsigned(value) {
                 Some(v) if *bits >= 128 || v < (1u128 << bits) => None,
-                Some(_) => error(format!(
-                    "does not fit in {bits} bits (at most {})",
-                    (1u128 << bits) - 1
-                )),
-                None => error(format!(
-                    "is not an unsigned integer (Uns{bits}, decimal or 0x hex)"
-                )),
+                Some(_) => error(format!("does not fit in {bits} bits (at most {})", (1u128 << bits) - 1)),
+                None => error(format!("is not an unsigned integer (Uns{bits}, decimal or 0x hex)")),
             },
             DataType::Sig(bits) => {
                 let (negative, digits) = match value.as_bytes()[0] {
@@ -405,9 +356,7 @@ impl DataType {
                             error(format!("does not fit in a signed {bits}-bit value"))
                         }
                     }
-                    None => error(format!(
-                        "is not a signed integer (Sig{bits}, decimal or 0x hex)"
-                    )),
+                    None => error(format!("is not a signed integer (Sig{bits}, decimal or 0x hex)")),
                 }
             }
             DataType::Str(n) => too_long(value, *n as usize),
@@ -418,9 +367,7 @@ impl DataType {
             },
             DataType::Time(n) => match decimal_places(value, false) {
                 Some(p) if p <= *n as usize => None,
-                Some(p) => warning(format!(
-                    "has {p} decimal places; the phone ignores those past {n}"
-                )),
+                Some(p) => warning(format!("has {p} decimal places; the phone ignores those past {n}")),
                 None => error("is not a duration in seconds"),
             },
             DataType::Ip => (!valid_ipv4(value)).then(|| Mismatch {
@@ -457,16 +404,9 @@ impl DataType {
                 }
                 let ok = value.split(',').all(|t| {
                     let t = t.trim();
-                    !t.is_empty()
-                        && t.len() <= 3
-                        && t.bytes()
-                            .all(|b| b.is_ascii_digit() || b == b'?' || b == b'*')
+                    !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit() || b == b'?' || b == b'*')
                 });
-                if ok {
-                    None
-                } else {
-                    error("is not a list of SIP status templates such as \"404, 5*\" or \"61?\"")
-                }
+                if ok { None } else { error("is not a list of SIP status templates such as \"404, 5*\" or \"61?\"") }
             }
             DataType::CadScript => too_long(value, 127).or_else(|| {
                 let sections: Vec<&str> = value.split(';').collect();
@@ -477,11 +417,8 @@ impl DataType {
                     .err()
                     .and_then(|m| error(format!("is not a CadScript: {m}")))
             }),
-            DataType::FreqScript => too_long(value, 127).or_else(|| {
-                check_freq_script(value)
-                    .err()
-                    .and_then(|m| error(format!("is not a FreqScript: {m}")))
-            }),
+            DataType::FreqScript => too_long(value, 127)
+                .or_else(|| check_freq_script(value).err().and_then(|m| error(format!("is not a FreqScript: {m}")))),
             DataType::ToneScript => too_long(value, 127).or_else(|| {
                 let mut parts = value.split(';');
                 let freq = parts.next().unwrap_or_default();
@@ -492,9 +429,7 @@ impl DataType {
                 if let Err(m) = check_freq_script(freq) {
                     return error(format!("is not a ToneScript: {m}"));
                 }
-                check_sections(rest.into_iter(), true)
-                    .err()
-                    .and_then(|m| error(format!("is not a ToneScript: {m}")))
+                check_sections(rest.into_iter(), true).err().and_then(|m| error(format!("is not a ToneScript: {m}")))
             }),
             DataType::PwrLevel => match decimal_places(value, true) {
                 Some(p) if p <= 1 => None,
@@ -504,30 +439,22 @@ impl DataType {
                 if let Some(m) = too_long(value, 7) {
                     return Some(m);
                 }
-                if value.starts_with('*')
-                    && value[1..]
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'#' || b == b'*')
-                {
+                if value.starts_with('*') && value[1..].bytes().all(|b| b.is_ascii_digit() || b == b'#' || b == b'*') {
                     None
                 } else {
                     error("is not a star code such as *69")
                 }
             }
-            DataType::Rule | DataType::Condition | DataType::DialPlan => balanced(value)
-                .err()
-                .and_then(|m| error(format!("is not valid {self}: {m}"))),
+            DataType::Rule | DataType::Condition | DataType::DialPlan => {
+                balanced(value).err().and_then(|m| error(format!("is not valid {self}: {m}")))
+            }
             DataType::Schedule => check_schedule(value),
             DataType::HhMm => {
                 let ok = value.len() == 4
                     && value.bytes().all(|b| b.is_ascii_digit())
                     && value[..2].parse::<u8>().is_ok_and(|h| h < 24)
                     && value[2..].parse::<u8>().is_ok_and(|m| m < 60);
-                if ok {
-                    None
-                } else {
-                    error("is not a time of day hhmm (24-hour), such as 0230")
-                }
+                if ok { None } else { error("is not a time of day hhmm (24-hour), such as 0230") }
             }
         }
     }
@@ -544,11 +471,7 @@ mod tests {
 
     fn bad(t: &str, v: &str) {
         let ty: DataType = t.parse().unwrap();
-        assert_eq!(
-            ty.check(v).map(|m| m.severity),
-            Some(Severity::Error),
-            "{t} {v:?}"
-        );
+        assert_eq!(ty.check(v).map(|m| m.severity), Some(Severity::Error), "{t} {v:?}");
     }
 
     /// Every example in Cisco "Provisioning Formats", *Data Types*.
@@ -563,14 +486,7 @@ mod tests {
         ok("FreqScript", "440@-10");
         ok("FreqScript", "350@-19,440@-19");
         ok("IP", "10.1.2.100");
-        for p in [
-            "14081234567",
-            "*69",
-            "*72",
-            "345678",
-            "1234@10.10.10.100:5068",
-            "jsmith@Cisco.com",
-        ] {
+        for p in ["14081234567", "*69", "*72", "345678", "1234@10.10.10.100:5068", "jsmith@Cisco.com"] {
             ok("Phone", p);
         }
         ok("PhTmpl", "1408*, 1510*");
@@ -591,13 +507,8 @@ mod tests {
     /// *Configurable Schedules* examples 1–3.
     #[test]
     fn configurable_schedules_examples() {
-        for v in [
-            "7200",
-            "1800,3600,7200,14400",
-            "3600+600",
-            "1800+300,3600+600,7200+900",
-            "1800,3600,7200,14400+3600",
-        ] {
+        for v in ["7200", "1800,3600,7200,14400", "3600+600", "1800+300,3600+600,7200+900", "1800,3600,7200,14400+3600"]
+        {
             ok("Schedule", v);
         }
         bad("Schedule", "1h");
@@ -613,24 +524,13 @@ mod tests {
         ok("Sig8", "+127");
         bad("Sig8", "128");
         bad("Bool", "maybe");
-        assert_eq!(
-            DataType::Bool.check("yes").unwrap().severity,
-            Severity::Warning
-        );
+        assert_eq!(DataType::Bool.check("yes").unwrap().severity, Severity::Warning);
         bad("IP", "10.1.2.256");
         bad("IP", "10.1.2");
         bad("Port", "65536");
         bad("Str4", "hello");
         bad("Float2", "0.123");
-        assert_eq!(
-            "Time0"
-                .parse::<DataType>()
-                .unwrap()
-                .check("1.5")
-                .unwrap()
-                .severity,
-            Severity::Warning
-        );
+        assert_eq!("Time0".parse::<DataType>().unwrap().check("1.5").unwrap().severity, Severity::Warning);
         bad("CadScript", "60(2-4)");
         bad("FreqScript", "440");
         bad("ToneScript", "350@-19;10(*0/1+9)");
@@ -650,10 +550,7 @@ mod tests {
 
     #[test]
     fn type_names_round_trip() {
-        for t in [
-            "Bool", "Uns16", "Sig8", "Str64", "Float2", "Time3", "IP", "Port", "FQDN", "{a|b c}",
-            "HHmm",
-        ] {
+        for t in ["Bool", "Uns16", "Sig8", "Str64", "Float2", "Time3", "IP", "Port", "FQDN", "{a|b c}", "HHmm"] {
             let ty: DataType = t.parse().unwrap();
             assert!(ty.to_string() == t || t == "HHmm", "{t} -> {ty}");
         }

@@ -5,7 +5,7 @@
 //! machine-readable dictionary exists (`specs.md` §6.5); a phone's own `cfg.xml` is the authority for its model.
 //! Names are case-sensitive, as on the phone.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::LazyLock;
 
 use crate::UserAccess;
@@ -90,21 +90,27 @@ struct Dictionary {
     definitions: Vec<Definition>,
     exact: HashMap<String, usize>,
     templates: Vec<Template>,
+    /// Templates by the [`prefix`] of the names they match, so a lookup tries only the few that can match.
+    by_prefix: HashMap<String, Vec<usize>>,
+}
+
+/// The part of a name before its first digit or index: `Dial_Plan_12_` and `Dial_Plan_[1-16]_` → `Dial_Plan_`.
+fn prefix(name: &str) -> &str {
+    &name[..name.find(|c: char| c.is_ascii_digit() || c == '[').unwrap_or(name.len())]
 }
 
 const SOURCE: &str = include_str!("dictionary.tsv");
 
 static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
     let mut definitions = Vec::new();
-    let mut exact = HashMap::new();
+    let mut exact = HashMap::default();
     let mut templates = Vec::new();
     for (i, line) in SOURCE.lines().enumerate() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
         // The table ships inside the binary and a unit test parses every row, so a bad row is a build defect.
-        let definition =
-            parse_row(line).unwrap_or_else(|e| panic!("dictionary.tsv line {}: {e}", i + 1));
+        let definition = parse_row(line).unwrap_or_else(|e| panic!("dictionary.tsv line {}: {e}", i + 1));
         let index = definitions.len();
         if definition.name.contains('[') {
             let template = Template::compile(&definition.name, index)
@@ -115,20 +121,17 @@ static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
         }
         definitions.push(definition);
     }
-    Dictionary {
-        definitions,
-        exact,
-        templates,
+    let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::default();
+    for (i, t) in templates.iter().enumerate() {
+        by_prefix.entry(prefix(&definitions[t.definition].name).to_string()).or_default().push(i);
     }
+    Dictionary { definitions, exact, templates, by_prefix }
 });
 
 fn parse_row(line: &str) -> Result<Definition, String> {
     let cols: Vec<&str> = line.split('\t').collect();
     let [name, ty, default, ua, source] = cols[..] else {
-        return Err(format!(
-            "expected 5 tab-separated columns, found {}",
-            cols.len()
-        ));
+        return Err(format!("expected 5 tab-separated columns, found {}", cols.len()));
     };
     Ok(Definition {
         name: name.to_string(),
@@ -145,10 +148,11 @@ pub fn lookup(name: &str) -> Option<&'static Definition> {
     if let Some(&i) = d.exact.get(name) {
         return Some(&d.definitions[i]);
     }
-    d.templates
-        .iter()
-        .find(|t| t.matches(name))
-        .map(|t| &d.definitions[t.definition])
+    if !name.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let candidates = d.by_prefix.get(prefix(name))?;
+    candidates.iter().map(|&i| &d.templates[i]).find(|t| t.matches(name)).map(|t| &d.definitions[t.definition])
 }
 
 /// Every definition, in the dictionary's order.
@@ -159,17 +163,7 @@ pub fn definitions() -> &'static [Definition] {
 /// The element name for a web-UI field label, by the guide's rule: "substitute an underscore for every space or
 /// the special characters [, ], (, ), or /" (so `Dial Plan[1]` becomes `Dial_Plan_1_`).
 pub fn element_name(label: &str) -> String {
-    label
-        .trim()
-        .chars()
-        .map(|c| {
-            if matches!(c, ' ' | '[' | ']' | '(' | ')' | '/') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+    label.trim().chars().map(|c| if matches!(c, ' ' | '[' | ']' | '(' | ')' | '/') { '_' } else { c }).collect()
 }
 
 /// Up to three documented names close to `name`, closest first: for "did you mean" hints.
@@ -190,11 +184,7 @@ pub fn suggestions(name: &str) -> Vec<String> {
     // For indexed families, compare against the family member with the same index shape as the name.
     for t in &d.templates {
         let index: String = name.chars().filter(char::is_ascii_digit).collect();
-        let candidate = if index.is_empty() {
-            t.example()
-        } else {
-            instantiate(t, name)
-        };
+        let candidate = if index.is_empty() { t.example() } else { instantiate(t, name) };
         if candidate != name {
             consider(candidate);
         }
@@ -206,17 +196,12 @@ pub fn suggestions(name: &str) -> Vec<String> {
 
 /// The family member of `t` that uses the numbers found in `name`, in order (missing ones take the lowest index).
 fn instantiate(t: &Template, name: &str) -> String {
-    let mut numbers = name
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty());
+    let mut numbers = name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
     t.parts
         .iter()
         .map(|p| match p {
             Part::Literal(l) => l.clone(),
-            Part::Index(lo, _) => numbers
-                .next()
-                .map(str::to_string)
-                .unwrap_or_else(|| lo.to_string()),
+            Part::Index(lo, _) => numbers.next().map(str::to_string).unwrap_or_else(|| lo.to_string()),
         })
         .collect()
 }
@@ -286,21 +271,21 @@ mod tests {
         assert!(lookup("Dial_Plan_17_").is_none());
         assert!(lookup("Dial_Plan_01_").is_none());
         assert!(lookup("Dial_Plan_1").is_none());
-        assert_eq!(
-            lookup("Speed_Dial_2_2_").unwrap().name,
-            "Speed_Dial_[2-9]_[1-16]_"
-        );
-        assert_eq!(
-            lookup("Speed_Dial_2_Name").unwrap().name,
-            "Speed_Dial_[2-9]_Name"
-        );
+        assert_eq!(lookup("Speed_Dial_2_2_").unwrap().name, "Speed_Dial_[2-9]_[1-16]_");
+        assert_eq!(lookup("Speed_Dial_2_Name").unwrap().name, "Speed_Dial_[2-9]_Name");
         assert_eq!(element_name("Dial Plan[1]"), "Dial_Plan_1_");
         assert_eq!(element_name("Default Ring (1)"), "Default_Ring__1_");
         assert_eq!(element_name("Resync On Reset"), "Resync_On_Reset");
-        assert!(
-            lookup("resync_on_reset").is_none(),
-            "names are case-sensitive"
-        );
+        assert!(lookup("resync_on_reset").is_none(), "names are case-sensitive");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix("Dial_Plan_12_"), "Dial_Plan_");
+        assert_eq!(prefix("Dial_Plan_[1-16]_"), "Dial_Plan_");
+        assert_eq!(prefix("G711u_Enable_[1-16]_"), "G");
+        assert_eq!(lookup("G711u_Enable_3_").unwrap().name, "G711u_Enable_[1-16]_");
+        assert_eq!(lookup("G729a_Enable_3_").unwrap().name, "G729a_Enable_[1-16]_");
     }
 
     #[test]

@@ -30,9 +30,7 @@ pub use write::WriteError;
 ///
 /// Cisco 8800 MPP admin guide, *Access Control*: "If the ua attribute is not specified, the existing user access
 /// setting is retained."
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserAccess {
     /// `na`: no access.

@@ -30,20 +30,13 @@ impl std::fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}: {level}[{}]: {}",
-            self.position, self.code, self.message
-        )
+        write!(f, "{}: {level}[{}]: {}", self.position, self.code, self.message)
     }
 }
 
 /// Lints `bytes` as a flat-profile. The result is sorted by position; an empty list means a clean profile.
 pub fn lint(bytes: &[u8], options: &ParseOptions) -> Vec<Diagnostic> {
-    let parse_options = ParseOptions {
-        ascii_only: false,
-        ..*options
-    };
+    let parse_options = ParseOptions { ascii_only: false, ..*options };
     let profile = match Profile::parse(bytes, &parse_options) {
         Ok(p) => p,
         Err(e) => {
@@ -68,13 +61,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
     }
     for p in &profile.parameters {
         let mut report = |severity, code, message: String| {
-            out.push(Diagnostic {
-                severity,
-                position: p.position,
-                parameter: Some(p.name.clone()),
-                code,
-                message,
-            })
+            out.push(Diagnostic { severity, position: p.position, parameter: Some(p.name.clone()), code, message })
         };
         let definition = dictionary::lookup(&p.name);
         match definition {
@@ -87,10 +74,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
                 report(
                     Severity::Warning,
                     "unknown",
-                    format!(
-                        "unknown parameter <{}> (a phone ignores parameters it does not know){hint}",
-                        p.name
-                    ),
+                    format!("unknown parameter <{}> (a phone ignores parameters it does not know){hint}", p.name),
                 );
             }
             Some(d) => {
@@ -100,10 +84,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
                     report(
                         m.severity,
                         "type",
-                        format!(
-                            "<{}> value {v:?} {} (type {})",
-                            p.name, m.message, d.data_type
-                        ),
+                        format!("<{}> value {v:?} {} (type {})", p.name, m.message, d.data_type),
                     );
                 }
             }
@@ -114,10 +95,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
             report(
                 Severity::Warning,
                 "duplicate",
-                format!(
-                    "<{}> is given again at {at}; the last occurrence wins and this one has no effect",
-                    p.name
-                ),
+                format!("<{}> is given again at {at}; the last occurrence wins and this one has no effect", p.name),
             );
         }
         if let Value::Text(v) = &p.value {
@@ -125,18 +103,11 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
                 report(
                     Severity::Error,
                     "non-ascii",
-                    format!(
-                        "<{}> contains non-ASCII character {c:?}; the phone firmware supports ASCII only",
-                        p.name
-                    ),
+                    format!("<{}> contains non-ASCII character {c:?}; the phone firmware supports ASCII only", p.name),
                 );
             }
             let is_rule = matches!(definition.map(|d| &d.data_type), Some(DataType::Rule));
-            if !is_rule
-                && ["$SA", "$SB", "$SC", "$SD", "$(SA", "$(SB", "$(SC", "$(SD"]
-                    .iter()
-                    .any(|m| v.contains(m))
-            {
+            if !is_rule && ["$SA", "$SB", "$SC", "$SD", "$(SA", "$(SB", "$(SC", "$(SD"].iter().any(|m| v.contains(m)) {
                 report(
                     Severity::Warning,
                     "secret-macro",
@@ -157,10 +128,7 @@ mod tests {
     use super::*;
 
     fn codes(xml: &str) -> Vec<(&'static str, Severity)> {
-        lint(xml.as_bytes(), &ParseOptions::default())
-            .into_iter()
-            .map(|d| (d.code, d.severity))
-            .collect()
+        lint(xml.as_bytes(), &ParseOptions::default()).into_iter().map(|d| (d.code, d.severity)).collect()
     }
 
     #[test]
@@ -175,34 +143,15 @@ mod tests {
         let xml = "<flat-profile>\n<Resync_Periodik>1</Resync_Periodik>\n<Resync_On_Reset>Maybe</Resync_On_Reset>\n\
                    <GPP_A>1</GPP_A>\n<GPP_A>2</GPP_A>\n<GPP_B>caf\u{e9}</GPP_B>\n<GPP_C>$SA</GPP_C>\n</flat-profile>";
         let d = lint(xml.as_bytes(), &ParseOptions::default());
-        let summary: Vec<String> = d
-            .iter()
-            .map(|d| format!("{} {}", d.position, d.code))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                "2:1 unknown",
-                "3:1 type",
-                "4:1 duplicate",
-                "6:1 non-ascii",
-                "7:1 secret-macro"
-            ]
-        );
-        assert!(
-            d[0].message.contains("did you mean Resync_Periodic?"),
-            "{}",
-            d[0].message
-        );
+        let summary: Vec<String> = d.iter().map(|d| format!("{} {}", d.position, d.code)).collect();
+        assert_eq!(summary, ["2:1 unknown", "3:1 type", "4:1 duplicate", "6:1 non-ascii", "7:1 secret-macro"]);
+        assert!(d[0].message.contains("did you mean Resync_Periodic?"), "{}", d[0].message);
         assert!(d[2].message.contains("5:1"), "{}", d[2].message);
     }
 
     #[test]
     fn parse_errors_are_one_finding() {
-        let d = lint(
-            b"<flat-profile>\n<GPP_A>1</GPP_B>\n</flat-profile>",
-            &ParseOptions::default(),
-        );
+        let d = lint(b"<flat-profile>\n<GPP_A>1</GPP_B>\n</flat-profile>", &ParseOptions::default());
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].code, "parse");
         assert_eq!(d[0].position.line, 2);

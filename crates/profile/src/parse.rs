@@ -54,11 +54,7 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions {
-            empty_value: EmptyValue::default(),
-            empty_tag: EmptyTag::default(),
-            ascii_only: true,
-        }
+        ParseOptions { empty_value: EmptyValue::default(), empty_tag: EmptyTag::default(), ascii_only: true }
     }
 }
 
@@ -82,9 +78,7 @@ pub enum ParseErrorKind {
     #[error("malformed XML: {0}")]
     Xml(String),
     /// The document has no `<flat-profile>` element.
-    #[error(
-        "no <flat-profile> element found: the phone reads parameters only inside <flat-profile>"
-    )]
+    #[error("no <flat-profile> element found: the phone reads parameters only inside <flat-profile>")]
     NoFlatProfile,
     /// A parameter element contains another element.
     #[error("parameter <{parameter}> contains element <{child}>; expected text only")]
@@ -126,9 +120,7 @@ pub enum ParseErrorKind {
         opened: Position,
     },
     /// A value with characters outside ASCII.
-    #[error(
-        "parameter <{parameter}> has non-ASCII character {character:?}; the phone firmware supports ASCII only"
-    )]
+    #[error("parameter <{parameter}> has non-ASCII character {character:?}; the phone firmware supports ASCII only")]
     NonAscii {
         /// The parameter.
         parameter: String,
@@ -199,10 +191,7 @@ impl Profile {
                     if let Some(param) = &open {
                         return Err(ParseError {
                             position: locator.at(start),
-                            kind: ParseErrorKind::NestedElement {
-                                parameter: param.name.clone(),
-                                child: name,
-                            },
+                            kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: name },
                         });
                     }
                     depth += 1;
@@ -232,10 +221,7 @@ impl Profile {
                     if let Some(param) = &open {
                         return Err(ParseError {
                             position: locator.at(start),
-                            kind: ParseErrorKind::NestedElement {
-                                parameter: param.name.clone(),
-                                child: name,
-                            },
+                            kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: name },
                         });
                     }
                     if profile_depths.last() == Some(&depth) {
@@ -246,14 +232,7 @@ impl Profile {
                             (EmptyTag::AttributesOnly, true) => Value::Unchanged,
                             _ => empty_value(options),
                         };
-                        parameters.push(Parameter {
-                            name,
-                            value,
-                            ua,
-                            preserve_value,
-                            user_pref,
-                            position,
-                        });
+                        parameters.push(Parameter { name, value, ua, preserve_value, user_pref, position });
                     } else if name == "flat-profile" {
                         found = true;
                     }
@@ -267,10 +246,7 @@ impl Profile {
                         {
                             return Err(ParseError {
                                 position: locator.at(param.text_start),
-                                kind: ParseErrorKind::NonAscii {
-                                    parameter: param.name,
-                                    character,
-                                },
+                                kind: ParseErrorKind::NonAscii { parameter: param.name, character },
                             });
                         }
                         parameters.push(Parameter {
@@ -303,9 +279,7 @@ impl Profile {
                 Event::GeneralRef(r) => {
                     let resolved = resolve_reference(&r).ok_or_else(|| ParseError {
                         position: locator.at(start),
-                        kind: ParseErrorKind::UnknownEntity(
-                            r.xml_content(XmlVersion::Implicit1_0).into_owned(),
-                        ),
+                        kind: ParseErrorKind::UnknownEntity(r.xml_content(XmlVersion::Implicit1_0).into_owned()),
                     })?;
                     if let Some(param) = &mut open {
                         param.escaped = true;
@@ -328,10 +302,7 @@ impl Profile {
             }
         }
         if !found {
-            return Err(ParseError {
-                position: locator.at(0),
-                kind: ParseErrorKind::NoFlatProfile,
-            });
+            return Err(ParseError { position: locator.at(0), kind: ParseErrorKind::NoFlatProfile });
         }
         Ok(Profile { parameters })
     }
@@ -373,35 +344,20 @@ fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
 
 type Attributes = (Option<UserAccess>, bool, Option<bool>);
 
-fn attributes(
-    tag: &BytesStart<'_>,
-    parameter: &str,
-    position: Position,
-) -> Result<Attributes, ParseError> {
+fn attributes(tag: &BytesStart<'_>, parameter: &str, position: Position) -> Result<Attributes, ParseError> {
     let mut ua = None;
     let mut preserve_value = false;
     let mut user_pref = None;
     let err = |kind| ParseError { position, kind };
     for attr in tag.attributes() {
-        let attr = attr.map_err(|e| {
-            err(ParseErrorKind::Xml(format!(
-                "in the attributes of <{parameter}>: {e}"
-            )))
-        })?;
+        let attr = attr.map_err(|e| err(ParseErrorKind::Xml(format!("in the attributes of <{parameter}>: {e}"))))?;
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|e| {
-                err(ParseErrorKind::Xml(format!(
-                    "in the attributes of <{parameter}>: {e}"
-                )))
-            })?;
+            .map_err(|e| err(ParseErrorKind::Xml(format!("in the attributes of <{parameter}>: {e}"))))?;
         match attr.key.as_ref() {
             "ua" => {
                 ua = Some(UserAccess::from_attribute(&value).ok_or_else(|| {
-                    err(ParseErrorKind::UserAccess {
-                        parameter: parameter.to_string(),
-                        value: value.to_string(),
-                    })
+                    err(ParseErrorKind::UserAccess { parameter: parameter.to_string(), value: value.to_string() })
                 })?);
             }
             key @ ("preserve-value" | "user-pref") => {
@@ -411,11 +367,7 @@ fn attributes(
                     _ => {
                         return Err(err(ParseErrorKind::YesNoAttribute {
                             parameter: parameter.to_string(),
-                            attribute: if key == "user-pref" {
-                                "user-pref"
-                            } else {
-                                "preserve-value"
-                            },
+                            attribute: if key == "user-pref" { "user-pref" } else { "preserve-value" },
                             value: value.to_string(),
                         }));
                     }
@@ -435,8 +387,5 @@ fn attributes(
 }
 
 fn xml_error(e: XmlError, position: Position) -> ParseError {
-    ParseError {
-        position,
-        kind: ParseErrorKind::Xml(e.to_string()),
-    }
+    ParseError { position, kind: ParseErrorKind::Xml(e.to_string()) }
 }

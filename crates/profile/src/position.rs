@@ -25,12 +25,7 @@ pub(crate) struct Locator<'a> {
 
 impl<'a> Locator<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        Locator {
-            text,
-            offset: 0,
-            line: 1,
-            column: 1,
-        }
+        Locator { text, offset: 0, line: 1, column: 1 }
     }
 
     /// The position of byte `offset` (clamped to the text and to a character boundary).
@@ -44,19 +39,17 @@ impl<'a> Locator<'a> {
             self.line = 1;
             self.column = 1;
         }
-        for c in self.text[self.offset..offset].chars() {
-            if c == '\n' {
+        // Byte scan: a character starts at every byte that is not a UTF-8 continuation byte (0b10xx_xxxx).
+        for &b in &self.text.as_bytes()[self.offset..offset] {
+            if b == b'\n' {
                 self.line += 1;
                 self.column = 1;
-            } else {
+            } else if b & 0xC0 != 0x80 {
                 self.column += 1;
             }
         }
         self.offset = offset;
-        Position {
-            line: self.line,
-            column: self.column,
-        }
+        Position { line: self.line, column: self.column }
     }
 }
 
@@ -64,14 +57,8 @@ impl<'a> Locator<'a> {
 pub(crate) fn position_in_bytes(bytes: &[u8], offset: usize) -> Position {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count() as u32
-        + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() as u32 + 1;
     Position { line, column }
 }
 
@@ -88,14 +75,7 @@ mod tests {
         assert_eq!(l.at(6), Position { line: 2, column: 3 });
         assert_eq!(l.at(7), Position { line: 3, column: 1 });
         assert_eq!(l.at(1), Position { line: 1, column: 2 });
-        assert_eq!(
-            l.at(5),
-            Position { line: 2, column: 2 },
-            "inside é clamps to its start"
-        );
-        assert_eq!(
-            position_in_bytes(b"a\nb\xffc", 3),
-            Position { line: 2, column: 2 }
-        );
+        assert_eq!(l.at(5), Position { line: 2, column: 2 }, "inside é clamps to its start");
+        assert_eq!(position_in_bytes(b"a\nb\xffc", 3), Position { line: 2, column: 2 });
     }
 }

@@ -12,9 +12,7 @@ pub enum WriteError {
     )]
     DefaultNotExpressible(String),
     /// "Keep the value, change attributes" needs [`EmptyTag::AttributesOnly`] and at least one attribute.
-    #[error(
-        "parameter <{0}> keeps its value without attributes to change, which no element can express"
-    )]
+    #[error("parameter <{0}> keeps its value without attributes to change, which no element can express")]
     UnchangedNotExpressible(String),
     /// Element names must be XML names; the phone's names are letters, digits, `_`, `-` and `.`.
     #[error("{0:?} is not a valid parameter element name")]
@@ -57,11 +55,7 @@ impl Profile {
     }
 }
 
-fn write_parameter(
-    p: &Parameter,
-    options: &ParseOptions,
-    out: &mut String,
-) -> Result<(), WriteError> {
+fn write_parameter(p: &Parameter, options: &ParseOptions, out: &mut String) -> Result<(), WriteError> {
     if !valid_name(&p.name) {
         return Err(WriteError::InvalidName(p.name.clone()));
     }
@@ -76,11 +70,7 @@ fn write_parameter(
         out.push_str(" preserve-value=\"y\"");
     }
     if let Some(pref) = p.user_pref {
-        out.push_str(if pref {
-            " user-pref=\"y\""
-        } else {
-            " user-pref=\"n\""
-        });
+        out.push_str(if pref { " user-pref=\"y\"" } else { " user-pref=\"n\"" });
     }
     let has_attributes = p.ua.is_some() || p.preserve_value || p.user_pref.is_some();
     match &p.value {

@@ -1,9 +1,7 @@
 //! The writer's output parses back to the same parameters, under every parse-option combination.
 
 use proptest::prelude::*;
-use provisor_profile::{
-    EmptyTag, EmptyValue, Parameter, ParseOptions, Position, Profile, UserAccess, Value,
-};
+use provisor_profile::{EmptyTag, EmptyValue, Parameter, ParseOptions, Position, Profile, UserAccess, Value};
 
 fn name() -> impl Strategy<Value = String> {
     "[A-Za-z_][A-Za-z0-9_.-]{0,20}"
@@ -15,58 +13,29 @@ fn text() -> impl Strategy<Value = String> {
         Just(String::new()),
         Just("\"\"".to_string()),
         "[ -~]{0,40}".prop_map(|s| s.trim().to_string()),
-        "[a-z<>&'\"\\t]{1,10}".prop_map(|s| s
-            .trim_matches(|c: char| c.is_ascii_whitespace())
-            .to_string()),
+        "[a-z<>&'\"\\t]{1,10}".prop_map(|s| s.trim_matches(|c: char| c.is_ascii_whitespace()).to_string()),
     ]
 }
 
 fn parameter(options: ParseOptions) -> impl Strategy<Value = Parameter> {
-    let ua = prop::option::of(prop_oneof![
-        Just(UserAccess::Na),
-        Just(UserAccess::Ro),
-        Just(UserAccess::Rw)
-    ]);
-    (
-        name(),
-        text(),
-        ua,
-        any::<bool>(),
-        prop::option::of(any::<bool>()),
-        0..4u8,
-    )
-        .prop_map(move |(name, text, ua, preserve_value, user_pref, kind)| {
+    let ua = prop::option::of(prop_oneof![Just(UserAccess::Na), Just(UserAccess::Ro), Just(UserAccess::Rw)]);
+    (name(), text(), ua, any::<bool>(), prop::option::of(any::<bool>()), 0..4u8).prop_map(
+        move |(name, text, ua, preserve_value, user_pref, kind)| {
             let has_attributes = ua.is_some() || preserve_value || user_pref.is_some();
             let value = match kind {
                 1 if options.empty_value == EmptyValue::Default => Value::Default,
-                2 if has_attributes && options.empty_tag == EmptyTag::AttributesOnly => {
-                    Value::Unchanged
-                }
+                2 if has_attributes && options.empty_tag == EmptyTag::AttributesOnly => Value::Unchanged,
                 _ => Value::Text(text),
             };
-            Parameter {
-                name,
-                value,
-                ua,
-                preserve_value,
-                user_pref,
-                position: Position::default(),
-            }
-        })
+            Parameter { name, value, ua, preserve_value, user_pref, position: Position::default() }
+        },
+    )
 }
 
 fn options() -> impl Strategy<Value = ParseOptions> {
     (any::<bool>(), any::<bool>()).prop_map(|(d, t)| ParseOptions {
-        empty_value: if d {
-            EmptyValue::Default
-        } else {
-            EmptyValue::EmptyString
-        },
-        empty_tag: if t {
-            EmptyTag::EmptyValue
-        } else {
-            EmptyTag::AttributesOnly
-        },
+        empty_value: if d { EmptyValue::Default } else { EmptyValue::EmptyString },
+        empty_tag: if t { EmptyTag::EmptyValue } else { EmptyTag::AttributesOnly },
         ascii_only: true,
     })
 }
