@@ -9,4 +9,6 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_input: 1 << 20, max_output: 1 << 20 };
     let _ = unwrap(data, &keys, &limits);
     let _ = unwrap(data, &Keys::default(), &limits);
+    let ikm = Keys { ikm: Some(b"0123456789abcdef".to_vec()), ..Keys::default() };
+    let _ = unwrap(data, &ikm, &limits);
 });

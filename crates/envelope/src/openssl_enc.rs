@@ -178,17 +178,18 @@ pub fn derive(pass: &[u8], salt: Option<&[u8; SALT_LEN]>, kdf: Kdf) -> KeyIv {
 pub fn encrypt(plain: &[u8], pass: &[u8], kdf: Kdf, salt: Option<[u8; SALT_LEN]>) -> Vec<u8> {
     let KeyIv { key, iv } = derive(pass, salt.as_ref(), kdf);
     let cipher = cbc::Encryptor::<Aes256>::new(&key.into(), &iv.into());
-    let body = cipher.encrypt_padded_vec::<Pkcs7>(plain);
-    match salt {
-        Some(salt) => {
-            let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-            out.extend_from_slice(MAGIC);
-            out.extend_from_slice(&salt);
-            out.extend_from_slice(&body);
-            out
-        }
-        None => body,
+    // One buffer for header and ciphertext: a second large allocation and copy cost as much as the cipher itself.
+    let header = if salt.is_some() { HEADER_LEN } else { 0 };
+    let padded = (plain.len() / BLOCK + 1) * BLOCK;
+    let mut out = vec![0u8; header + padded];
+    if let Some(salt) = salt {
+        out[..MAGIC.len()].copy_from_slice(MAGIC);
+        out[MAGIC.len()..HEADER_LEN].copy_from_slice(&salt);
     }
+    // PKCS#7 always adds 1..=16 bytes, so `padded` bytes are exactly enough.
+    let written = cipher.encrypt_padded_b2b::<Pkcs7>(plain, &mut out[header..]).expect("buffer sized for padding").len();
+    debug_assert_eq!(written, padded);
+    out
 }
 
 /// Why a file could not be decrypted.

@@ -167,7 +167,8 @@ impl Profile {
         let config = reader.config_mut();
         config.check_end_names = true;
         config.expand_empty_elements = false;
-        config.check_comments = true;
+        // Cisco's own sample profile (002 appendix) has `--uid` inside a comment, which strict XML forbids.
+        config.check_comments = false;
 
         let mut locator = Locator::new(text);
         let mut parameters = Vec::new();
@@ -181,10 +182,8 @@ impl Profile {
 
         loop {
             let start = reader.buffer_position() as usize + bom;
-            let event = reader.read_event().map_err(|e| {
-                let at = reader.buffer_position() as usize + bom;
-                xml_error(e, locator.at(at))
-            })?;
+            // Errors point at the start of the construct that failed (e.g. the `</B>` that does not close `<A>`).
+            let event = reader.read_event().map_err(|e| xml_error(e, locator.at(start)))?;
             match event {
                 Event::Start(tag) => {
                     let name = tag.name().as_ref().to_string();

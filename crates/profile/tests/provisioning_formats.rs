@@ -223,3 +223,13 @@ fn malformed_xml_errors_name_line_and_column() {
         assert_eq!(err.position.line, line, "{xml:?}: {err}");
     }
 }
+
+#[test]
+fn appendix_sample_comment_with_double_hyphen_is_accepted() {
+    // The 7800/8800 MPP provisioning guide's sample profile documents rule syntax inside a comment.
+    let p = parse(
+        "<flat-profile>\n<!--\nProfile Rule Syntax:\n(\"$EMS\" eq \"mobile\")? [--uid $MUID$PDOM --pwd $MPWD]\n-->\n\
+         <Provision_Enable ua=\"na\">Yes</Provision_Enable>\n</flat-profile>",
+    );
+    assert_eq!(text(&p, "Provision_Enable"), "Yes");
+}
