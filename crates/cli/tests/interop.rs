@@ -361,14 +361,22 @@ fn aes_256_cbc_encryption_guide_commands_and_key_examples() {
     for input in ["profile.xml", "profile.xml.gz"] {
         let cfg = dir.path().join("profile.cfg");
         let inp = dir.path().join(input);
-        ok(peer("openssl", &["enc", "-e", "-aes-256-cbc", "-k", "SecretPhrase1234", "-in", s(&inp), "-out", s(&cfg)], None));
+        ok(peer(
+            "openssl",
+            &["enc", "-e", "-aes-256-cbc", "-k", "SecretPhrase1234", "-in", s(&inp), "-out", s(&cfg)],
+            None,
+        ));
         let r = ok(provisor(&["profile", "parse", s(&cfg), "--key", "SecretPhrase1234", "--json"]));
         let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
         assert_eq!(json["Resync_Periodic"]["value"], "7200", "{input}");
     }
     for key in ["VerySecretValue", "my secret phrase", "a37d2fb9055c1d04883a0745eb0917a4"] {
         let cfg = dir.path().join("k.cfg");
-        ok(peer("openssl", &["enc", "-e", "-aes-256-cbc", "-md", "md5", "-k", key, "-in", s(&xml), "-out", s(&cfg)], None));
+        ok(peer(
+            "openssl",
+            &["enc", "-e", "-aes-256-cbc", "-md", "md5", "-k", key, "-in", s(&xml), "-out", s(&cfg)],
+            None,
+        ));
         let out = dir.path().join("k.xml");
         ok(provisor(&["profile", "decrypt", s(&cfg), "-o", s(&out), "--key", key]));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), PROFILE, "{key}");

@@ -187,7 +187,8 @@ pub fn encrypt(plain: &[u8], pass: &[u8], kdf: Kdf, salt: Option<[u8; SALT_LEN]>
         out[MAGIC.len()..HEADER_LEN].copy_from_slice(&salt);
     }
     // PKCS#7 always adds 1..=16 bytes, so `padded` bytes are exactly enough.
-    let written = cipher.encrypt_padded_b2b::<Pkcs7>(plain, &mut out[header..]).expect("buffer sized for padding").len();
+    let written =
+        cipher.encrypt_padded_b2b::<Pkcs7>(plain, &mut out[header..]).expect("buffer sized for padding").len();
     debug_assert_eq!(written, padded);
     out
 }
