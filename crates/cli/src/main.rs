@@ -2,6 +2,7 @@
 
 mod files;
 mod profile_cmd;
+mod rule_cmd;
 
 use std::process::ExitCode;
 
@@ -20,12 +21,16 @@ enum Command {
     /// Parse, lint, format, diff, encrypt, decrypt and repack MPP flat-profiles.
     #[command(subcommand)]
     Profile(profile_cmd::ProfileCommand),
+    /// Expand macros, evaluate conditions and rules, and compute resync schedules, as a phone does.
+    #[command(subcommand)]
+    Rule(rule_cmd::RuleCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Profile(cmd) => profile_cmd::run(cmd),
+        Command::Rule(cmd) => rule_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,9 @@
 //! *Upgrade Rule* ([`rule`], [`upgrade`]), *Triggers* and *Configurable Schedules* ([`schedule`]). Everything here is
 //! a pure function of its inputs (parameters, state, a random source, the time): no I/O, no clock.
 
+pub mod alias;
 pub mod condition;
+pub mod log;
 pub mod macros;
 pub mod rule;
 pub mod schedule;

@@ -194,6 +194,9 @@ impl<'a> Scanner<'a> {
             return Ok((Span { text: self.text[i + 1..e].to_string(), at: i + 1 }, e + 1));
         }
         let len = self.bytes[i..end].iter().take_while(|b| !b.is_ascii_whitespace() && **b != b';').count();
+        if let Some(q) = self.bytes[i..i + len].iter().position(|&b| b == b'"') {
+            return Err(self.err(i + q, "unexpected '\"' inside a value: put the whole value in double quotes"));
+        }
         Ok((Span { text: self.text[i..i + len].to_string(), at: i }, i + len))
     }
 
@@ -268,7 +271,7 @@ impl<'a> Scanner<'a> {
                 .iter()
                 .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'))
                 .count();
-            if len == 0 {
+            if len == 0 || !(self.bytes[i].is_ascii_alphabetic() || self.bytes[i] == b'_') {
                 return Err(self.err(i, "expected a parameter name in the assignment"));
             }
             let name = &self.text[i..i + len];
@@ -332,6 +335,11 @@ impl<'a> Scanner<'a> {
             i = close + 1;
         }
         let url = self.span(i, end);
+        if url.text.starts_with(['(', '[']) {
+            return Err(
+                self.err(url.at, "expected the URL here: conditions, assignments and options come first, once each")
+            );
+        }
         if !url.text.is_empty() {
             if url.text.contains(char::is_whitespace) && kind != RuleKind::Report {
                 let gap = url.text.find(char::is_whitespace).unwrap_or(0);
@@ -407,6 +415,15 @@ impl Rule {
             return self.select(index, alt, vars, dhcp_server, tried);
         }
         Ok(Selection { conditions: tried, ..Selection::default() })
+    }
+
+    /// Evaluates every item of a report rule (all items apply, each on its own).
+    pub fn evaluate_each(&self, vars: &Variables, dhcp_server: Option<&str>) -> Result<Vec<Selection>, SyntaxError> {
+        self.alternatives
+            .iter()
+            .enumerate()
+            .map(|(i, alt)| self.select(i, alt, vars, dhcp_server, Vec::new()))
+            .collect()
     }
 
     fn select(
@@ -525,64 +542,6 @@ pub struct Selection {
     pub url: Option<Url>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn profile(text: &str) -> Rule {
-        Rule::parse(text, RuleKind::Profile).unwrap_or_else(|e| panic!("{}", e.render(text)))
-    }
-
-    #[test]
-    fn structure() {
-        let r = profile(
-            "(\"$A\" ne \"Provisioned\")? (Line_Enable_1_ = \"No\";)! https://p.tel.com/init-prov | https://p.tel.com/configs",
-        );
-        assert_eq!(r.alternatives.len(), 2);
-        assert_eq!(r.alternatives[0].condition.as_ref().unwrap().text, "\"$A\" ne \"Provisioned\"");
-        assert_eq!(r.alternatives[0].assignments[0].parameter, "Line_Enable_1_");
-        assert_eq!(r.alternatives[0].assignments[0].value.text, "No");
-        assert_eq!(r.alternatives[1].url.as_ref().unwrap().text, "https://p.tel.com/configs");
-    }
-
-    #[test]
-    fn syntax_errors_point_at_columns() {
-        let cases = [
-            ("http://a/x | http://b/y", 1, "needs a condition"),
-            ("($A eq 1 http://a/x", 1, "not closed"),
-            ("($A eq 1) http://a/x", 11, "expected '?'"),
-            ("[--nope x] http://a/x", 2, "unknown option --nope"),
-            ("[--key] http://a/x", 7, "needs a value"),
-            ("[--post z] http://a/x", 9, "letter a..p"),
-            ("(a \"x\";)! http://a/x", 4, "expected '='"),
-            ("[--key \"abc] http://a/x", 8, "not closed"),
-            ("http://a/x http://b/y", 11, "white space"),
-            ("[--key a --key b] /x", 10, "twice"),
-        ];
-        for (text, col, msg) in cases {
-            let e = Rule::parse(text, RuleKind::Profile).unwrap_err();
-            assert!(e.column == col && e.message.contains(msg), "{text:?}: {e}");
-        }
-        let e = Rule::parse("[--key x] http://a/x.loads", RuleKind::Upgrade).unwrap_err();
-        assert!(e.message.contains("not supported in Upgrade_Rule"), "{e}");
-    }
-
-    #[test]
-    fn report_rules() {
-        let r = Rule::parse(
-            "[--status]http://my_http_server/config-mpp-status.xml [--delta]http://my_http_server/config-mpp-delta.xml",
-            RuleKind::Report,
-        )
-        .unwrap();
-        assert_eq!(r.alternatives.len(), 2);
-        assert!(r.alternatives[0].options.status);
-        assert!(r.alternatives[1].options.delta);
-        let r = Rule::parse("[--delta --key test123]http://my_http_server/config-mpp-delta.enc.xml", RuleKind::Report)
-            .unwrap();
-        assert_eq!(r.alternatives[0].options.key.as_ref().unwrap().text, "test123");
-    }
-}
-
 fn write_value(f: &mut std::fmt::Formatter<'_>, v: &str) -> std::fmt::Result {
     if v.is_empty() || v.contains(|c: char| c.is_ascii_whitespace() || c == ';' || c == ']' || c == ')') {
         write!(f, "\"{v}\"")
@@ -647,5 +606,63 @@ struct Quoted<'a>(&'a str);
 impl std::fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write_value(f, self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(text: &str) -> Rule {
+        Rule::parse(text, RuleKind::Profile).unwrap_or_else(|e| panic!("{}", e.render(text)))
+    }
+
+    #[test]
+    fn structure() {
+        let r = profile(
+            "(\"$A\" ne \"Provisioned\")? (Line_Enable_1_ = \"No\";)! https://p.tel.com/init-prov | https://p.tel.com/configs",
+        );
+        assert_eq!(r.alternatives.len(), 2);
+        assert_eq!(r.alternatives[0].condition.as_ref().unwrap().text, "\"$A\" ne \"Provisioned\"");
+        assert_eq!(r.alternatives[0].assignments[0].parameter, "Line_Enable_1_");
+        assert_eq!(r.alternatives[0].assignments[0].value.text, "No");
+        assert_eq!(r.alternatives[1].url.as_ref().unwrap().text, "https://p.tel.com/configs");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_columns() {
+        let cases = [
+            ("http://a/x | http://b/y", 1, "needs a condition"),
+            ("($A eq 1 http://a/x", 1, "not closed"),
+            ("($A eq 1) http://a/x", 11, "expected '?'"),
+            ("[--nope x] http://a/x", 2, "unknown option --nope"),
+            ("[--key] http://a/x", 7, "needs a value"),
+            ("[--post z] http://a/x", 9, "letter a..p"),
+            ("(a \"x\";)! http://a/x", 4, "expected '='"),
+            ("[--key \"abc] http://a/x", 8, "not closed"),
+            ("http://a/x http://b/y", 11, "white space"),
+            ("[--key a --key b] /x", 10, "twice"),
+        ];
+        for (text, col, msg) in cases {
+            let e = Rule::parse(text, RuleKind::Profile).unwrap_err();
+            assert!(e.column == col && e.message.contains(msg), "{text:?}: {e}");
+        }
+        let e = Rule::parse("[--key x] http://a/x.loads", RuleKind::Upgrade).unwrap_err();
+        assert!(e.message.contains("not supported in Upgrade_Rule"), "{e}");
+    }
+
+    #[test]
+    fn report_rules() {
+        let r = Rule::parse(
+            "[--status]http://my_http_server/config-mpp-status.xml [--delta]http://my_http_server/config-mpp-delta.xml",
+            RuleKind::Report,
+        )
+        .unwrap();
+        assert_eq!(r.alternatives.len(), 2);
+        assert!(r.alternatives[0].options.status);
+        assert!(r.alternatives[1].options.delta);
+        let r = Rule::parse("[--delta --key test123]http://my_http_server/config-mpp-delta.enc.xml", RuleKind::Report)
+            .unwrap();
+        assert_eq!(r.alternatives[0].options.key.as_ref().unwrap().text, "test123");
     }
 }

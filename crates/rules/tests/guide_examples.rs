@@ -166,7 +166,7 @@ fn conditional_expressions_upgrade_rule_examples() {
         let text = format!(
             "($SWVER ne sip{model}.11-3-2MPP0001-609)?\nhttp://ps.tell.com/sw/sip{model}.11-3-2MPP0001-BN.loads"
         );
-        v.set("SWVER", &format!("sip{model}.11-3-2MPP0001-600"));
+        v.set("SWVER", format!("sip{model}.11-3-2MPP0001-600"));
         assert!(eval(&text, RuleKind::Upgrade, &v).url.is_some());
     }
 }

@@ -117,3 +117,16 @@ fn printing_examples() {
         "(\"$A\" ne \"Provisioned\")? (Line_Enable_1_ = \"No\";)! https://p.tel.com/init-prov | [--key \"my key\" --post b] /x"
     );
 }
+
+/// Found by the `rule_parse` fuzz target: a URL may not start with a bracket, or printing would not re-parse.
+#[test]
+fn fuzz_regression_bracket_after_options() {
+    for kind in [RuleKind::Profile, RuleKind::Report] {
+        assert!(Rule::parse("[][", kind).is_err());
+        assert!(Rule::parse("[--key a] (x)", kind).is_err());
+    }
+    assert!(Rule::parse("(4=b\"\")! /x", RuleKind::Profile).is_err(), "names start with a letter");
+    assert!(Rule::parse("(a=b\"c\" d)! /x", RuleKind::Profile).is_err(), "no quote inside a bare value");
+    let r = Rule::parse("(a = \"x y\"; b = z)! /x", RuleKind::Profile).unwrap();
+    assert_eq!(r.to_string(), "(GPP_A = \"x y\"; GPP_B = \"z\";)! /x");
+}
