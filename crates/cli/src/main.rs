@@ -3,6 +3,7 @@
 mod files;
 mod profile_cmd;
 mod rule_cmd;
+mod tftp_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Expand macros, evaluate conditions and rules, and compute resync schedules, as a phone does.
     #[command(subcommand)]
     Rule(rule_cmd::RuleCommand),
+    /// A TFTP server for a directory (like tftpd-hpa, with windowsize and rollover) and a TFTP client.
+    #[command(subcommand)]
+    Tftp(tftp_cmd::TftpCommand),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Rule(cmd) => rule_cmd::run(cmd),
+        Command::Tftp(cmd) => tftp_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

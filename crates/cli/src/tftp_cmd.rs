@@ -1,0 +1,172 @@
+//! `provisor tftp ...`: a standalone TFTP server for a directory, and a client.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use provisor_tftp::client::ClientConfig;
+use provisor_tftp::content::FsSource;
+use provisor_tftp::packet::Mode;
+use provisor_tftp::server::ServerConfig;
+use provisor_tftp::service::{Service, ServiceConfig};
+
+use crate::files::write_output;
+
+#[derive(Subcommand)]
+pub enum TftpCommand {
+    /// Serve the files under a directory over TFTP (read-only), like tftpd-hpa, with blksize, tsize, timeout,
+    /// windowsize and block-number rollover. One log line per transfer on standard error.
+    Serve {
+        /// The directory to serve; requests can never leave it (.., absolute paths, symbolic links).
+        #[arg(long)]
+        root: PathBuf,
+        /// Address and port to listen on (port 69 needs root or CAP_NET_BIND_SERVICE).
+        #[arg(long, default_value = "0.0.0.0:69")]
+        listen: SocketAddr,
+        /// Largest block size granted; larger requests are clamped (1468 fits a 1500-byte MTU).
+        #[arg(long, default_value_t = 1468, value_parser = clap::value_parser!(u16).range(8..=65464))]
+        blksize_max: u16,
+        /// Largest window (RFC 7440) granted.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+        windowsize_max: u16,
+        /// Local ports for transfers, e.g. 50000-50999 (default: any ephemeral port).
+        #[arg(long, value_name = "A-B", value_parser = parse_range)]
+        port_range: Option<(u16, u16)>,
+        /// Match file names without regard to case (phones ask for xmlDefault.CNF.XML).
+        #[arg(long)]
+        case_insensitive: bool,
+        /// Options to ignore, comma-separated (e.g. tsize,windowsize), for clients that break on negotiation.
+        #[arg(long, value_delimiter = ',')]
+        refuse: Vec<String>,
+        /// Most transfers at once; more requests get an error until some finish.
+        #[arg(long, default_value_t = 10_000)]
+        max_sessions: usize,
+        /// Retransmission timeout in seconds when the client does not ask for one.
+        #[arg(long, default_value_t = 1)]
+        timeout: u64,
+        /// Retransmissions before a transfer is abandoned.
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+    },
+    /// Download a file from a TFTP server.
+    Get {
+        /// The server, HOST or HOST:PORT (default port 69).
+        server: String,
+        /// The file name to ask for.
+        file: String,
+        /// Where to write it (default: the file's base name; - for standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Ask for this block size.
+        #[arg(long)]
+        blksize: Option<u16>,
+        /// Ask for this window (RFC 7440).
+        #[arg(long)]
+        windowsize: Option<u16>,
+        /// Ask for this timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u8>,
+        /// Do not ask for tsize.
+        #[arg(long)]
+        no_tsize: bool,
+        /// Transfer in netascii mode.
+        #[arg(long)]
+        netascii: bool,
+    },
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected A-B, e.g. 50000-50999")?;
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| "bad port")?, b.trim().parse().map_err(|_| "bad port")?);
+    if a == 0 || a > b {
+        return Err("expected 1 <= A <= B".into());
+    }
+    Ok((a, b))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
+    match cmd {
+        TftpCommand::Serve {
+            root,
+            listen,
+            blksize_max,
+            windowsize_max,
+            port_range,
+            case_insensitive,
+            refuse,
+            max_sessions,
+            timeout,
+            retries,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let source = FsSource::new(&root, case_insensitive)
+                .with_context(|| format!("{}: cannot serve this directory", root.display()))?;
+            let config = ServiceConfig {
+                transfer: ServerConfig {
+                    blksize_max,
+                    windowsize_max,
+                    timeout: Duration::from_secs(timeout.max(1)),
+                    retries,
+                    refuse: refuse.iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
+                },
+                port_range,
+                max_sessions,
+            };
+            let rt = runtime()?;
+            rt.block_on(async {
+                let service = Service::bind(listen, source, config)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                eprintln!("provisor tftp: serving {} on {}", root.display(), service.local_addr()?);
+                tokio::select! {
+                    r = service.run() => r.context("the TFTP server stopped"),
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TftpCommand::Get { server, file, output, blksize, windowsize, timeout, no_tsize, netascii } => {
+            let with_port = if server.contains(':') && !server.starts_with('[') || server.contains("]:") {
+                server.clone()
+            } else {
+                format!("{server}:69")
+            };
+            let addr = with_port
+                .to_socket_addrs()
+                .with_context(|| format!("{server}: cannot resolve"))?
+                .next()
+                .with_context(|| format!("{server}: no address"))?;
+            let config = ClientConfig {
+                mode: if netascii { Mode::NetAscii } else { Mode::Octet },
+                blksize,
+                windowsize,
+                timeout,
+                tsize: !no_tsize,
+                ..ClientConfig::default()
+            };
+            let result = runtime()?.block_on(provisor_tftp::fetch::download(addr, &file, config));
+            let download = match result {
+                Ok(d) => d,
+                Err(e) => bail!("{file}: {e}"),
+            };
+            let out = output.unwrap_or_else(|| {
+                PathBuf::from(Path::new(&file).file_name().map_or("download".into(), |n| n.to_os_string()))
+            });
+            write_output(&out, &download.data)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The client side of a read transfer, as a state machine fed datagrams and `now`.
+//!
+//! Asks for `blksize`, `tsize`, `timeout` and `windowsize` as configured; accepts an OACK only with values it can
+//! use (RFC 2347: never more than asked), answering ERROR 8 otherwise; ACKs every window's last block, or the last
+//! in-order block when a gap appears (RFC 7440 §4); re-ACKs a duplicate block (its ACK was lost); follows the
+//! server's block-number rollover to 0 or to 1.
+
+use std::time::{Duration, Instant};
+
+use crate::netascii;
+use crate::packet::{self, ErrorCode, Mode, Packet};
+
+/// What to ask for.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Transfer mode.
+    pub mode: Mode,
+    /// `blksize` to ask for (none: 512, no option).
+    pub blksize: Option<u16>,
+    /// `windowsize` to ask for.
+    pub windowsize: Option<u16>,
+    /// `timeout` to ask for, in seconds (also used locally).
+    pub timeout: Option<u8>,
+    /// Ask for `tsize`.
+    pub tsize: bool,
+    /// Local retransmission timeout when no `timeout` is negotiated.
+    pub retransmit: Duration,
+    /// Retransmissions before giving up.
+    pub retries: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            mode: Mode::Octet,
+            blksize: None,
+            windowsize: None,
+            timeout: None,
+            tsize: true,
+            retransmit: Duration::from_secs(1),
+            retries: 5,
+        }
+    }
+}
+
+/// Why a download failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server sent an error.
+    #[error("server error {code}: {message}")]
+    Server {
+        /// The code.
+        code: u16,
+        /// The message.
+        message: String,
+    },
+    /// The server's OACK was unusable.
+    #[error("option negotiation failed: {0}")]
+    Negotiation(String),
+    /// No answer after all retries.
+    #[error("timed out")]
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Requesting { sent: bool },
+    Receiving,
+    Done,
+    Failed,
+}
+
+/// The client side of one download.
+pub struct ReadClient {
+    config: ClientConfig,
+    filename: String,
+    state: State,
+    blksize: usize,
+    windowsize: u64,
+    timeout: Duration,
+    /// The next absolute block expected (1-based).
+    expected: u64,
+    in_window: u64,
+    pending_ack: Option<u64>,
+    last_acked: u64,
+    pending_error: Option<(ErrorCode, String)>,
+    deadline: Option<Instant>,
+    retries: u32,
+    data: Vec<u8>,
+    pending_cr: bool,
+    tsize: Option<u64>,
+    error: Option<ClientError>,
+    /// Whether the server wraps block numbers to 1 instead of 0 (learned when it happens).
+    wraps_to_one: bool,
+    /// Blocks received out of order or duplicated.
+    pub unexpected_blocks: u64,
+}
+
+impl ReadClient {
+    /// A download of `filename`.
+    pub fn new(filename: &str, config: ClientConfig) -> ReadClient {
+        let timeout = config.timeout.map_or(config.retransmit, |t| Duration::from_secs(u64::from(t)));
+        ReadClient {
+            filename: filename.to_string(),
+            state: State::Requesting { sent: false },
+            blksize: 512,
+            windowsize: 1,
+            timeout,
+            expected: 1,
+            in_window: 0,
+            pending_ack: None,
+            last_acked: 0,
+            pending_error: None,
+            deadline: None,
+            retries: 0,
+            data: Vec::new(),
+            pending_cr: false,
+            tsize: None,
+            error: None,
+            wraps_to_one: false,
+            unexpected_blocks: 0,
+            config,
+        }
+    }
+
+    fn request(&self, out: &mut Vec<u8>) {
+        let mut options: Vec<(&str, String)> = Vec::new();
+        if self.config.tsize && self.config.mode != Mode::NetAscii {
+            options.push(("tsize", "0".into()));
+        }
+        if let Some(b) = self.config.blksize {
+            options.push(("blksize", b.to_string()));
+        }
+        if let Some(t) = self.config.timeout {
+            options.push(("timeout", t.to_string()));
+        }
+        if let Some(w) = self.config.windowsize {
+            options.push(("windowsize", w.to_string()));
+        }
+        packet::encode_request(out, false, &self.filename, self.config.mode.as_str(), &options);
+    }
+
+    fn wire(&self, n: u64) -> u16 {
+        if self.wraps_to_one && n > 0 { ((n - 1) % 65535 + 1) as u16 } else { (n % 65536) as u16 }
+    }
+
+    fn fail(&mut self, e: ClientError) {
+        self.error = Some(e);
+        self.state = State::Failed;
+        self.deadline = None;
+    }
+
+    fn negotiate(&mut self, options: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]) -> Result<(), String> {
+        for (name, value) in options {
+            let v: u64 = value.trim().parse().map_err(|_| format!("{name}={value} is not a number"))?;
+            match name.to_ascii_lowercase().as_str() {
+                "blksize" => {
+                    let asked = u64::from(self.config.blksize.ok_or("blksize was not requested")?);
+                    if !(8..=asked).contains(&v) {
+                        return Err(format!("blksize {v} is outside 8..={asked}"));
+                    }
+                    self.blksize = v as usize;
+                }
+                "windowsize" => {
+                    let asked = u64::from(self.config.windowsize.ok_or("windowsize was not requested")?);
+                    if !(1..=asked).contains(&v) {
+                        return Err(format!("windowsize {v} is outside 1..={asked}"));
+                    }
+                    self.windowsize = v;
+                }
+                "timeout" => {
+                    if !(1..=255).contains(&v) {
+                        return Err(format!("timeout {v} is outside 1..=255"));
+                    }
+                    self.timeout = Duration::from_secs(v);
+                }
+                "tsize" => self.tsize = Some(v),
+                other => return Err(format!("the server acknowledged {other}, which was not requested")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a datagram from the server's TID.
+    pub fn handle(&mut self, datagram: &[u8], now: Instant) {
+        let Ok(packet) = Packet::decode(datagram) else { return };
+        match (packet, self.state) {
+            (Packet::Oack { options }, State::Requesting { .. }) => {
+                if let Err(message) = self.negotiate(&options) {
+                    self.pending_error = Some((ErrorCode::OptionNegotiation, message.clone()));
+                    self.fail(ClientError::Negotiation(message));
+                    return;
+                }
+                self.state = State::Receiving;
+                self.retries = 0;
+                self.pending_ack = Some(0);
+            }
+            (Packet::Data { block, data }, State::Requesting { .. } | State::Receiving) => {
+                if matches!(self.state, State::Requesting { .. }) {
+                    // No OACK: the server ignored every option; RFC 1350 defaults apply.
+                    self.state = State::Receiving;
+                }
+                self.data_block(block, data, now);
+            }
+            (Packet::Data { block, .. }, State::Done) if block == self.wire(self.expected - 1) => {
+                // The server did not get our final ACK and sent the last block again: acknowledge it again.
+                self.pending_ack = Some(self.expected - 1);
+            }
+            (Packet::Error { code, message }, State::Requesting { .. } | State::Receiving) => {
+                self.fail(ClientError::Server { code, message: message.into_owned() });
+            }
+            _ => {}
+        }
+    }
+
+    fn data_block(&mut self, block: u16, data: &[u8], now: Instant) {
+        let expected_wire = self.wire(self.expected);
+        let accept = if block == expected_wire {
+            true
+        } else if self.expected.is_multiple_of(65536) && block == 1 && !self.wraps_to_one && self.expected > 65535 {
+            // The server wrapped 65535 → 1 (tftpd-hpa `rollover=1` style): follow it from here on.
+            self.wraps_to_one = true;
+            true
+        } else {
+            false
+        };
+        if !accept {
+            // A duplicate (our ACK was lost) or a block past a gap: acknowledge the last in-order block.
+            self.unexpected_blocks += 1;
+            self.pending_ack = Some(self.expected - 1);
+            self.in_window = 0;
+            return;
+        }
+        if data.len() > self.blksize {
+            self.pending_error = Some((ErrorCode::IllegalOperation, "block larger than blksize".into()));
+            self.fail(ClientError::Negotiation(format!("block of {} bytes with blksize {}", data.len(), self.blksize)));
+            return;
+        }
+        if self.config.mode == Mode::NetAscii {
+            netascii::decode(data, &mut self.pending_cr, &mut self.data);
+        } else {
+            self.data.extend_from_slice(data);
+        }
+        self.expected += 1;
+        self.in_window += 1;
+        self.retries = 0;
+        // Progress: the retransmission timer starts again from the last block received.
+        self.deadline = Some(now + self.timeout);
+        let last = data.len() < self.blksize;
+        if last || self.in_window >= self.windowsize {
+            self.pending_ack = Some(self.expected - 1);
+            self.in_window = 0;
+        }
+        if last {
+            if self.pending_cr {
+                self.data.push(b'\r');
+                self.pending_cr = false;
+            }
+            self.state = State::Done;
+        }
+    }
+
+    /// The next datagram to send into `out`; `false` when there is none.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if let Some((code, message)) = self.pending_error.take() {
+            packet::encode_error(out, code, &message);
+            return true;
+        }
+        match self.state {
+            State::Requesting { sent: false } => {
+                self.request(out);
+                self.state = State::Requesting { sent: true };
+                self.deadline = Some(now + self.timeout);
+                true
+            }
+            State::Receiving | State::Done => match self.pending_ack.take() {
+                Some(n) => {
+                    packet::encode_ack(out, self.wire(n));
+                    self.last_acked = n;
+                    self.deadline = if self.state == State::Done { None } else { Some(now + self.timeout) };
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// When [`ReadClient::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Resends the request or the last ACK when the deadline passed; gives up after the retry limit.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.deadline {
+            Some(d) if now >= d => {}
+            _ => return,
+        }
+        self.retries += 1;
+        if self.retries > self.config.retries {
+            self.fail(ClientError::TimedOut);
+            return;
+        }
+        match self.state {
+            State::Requesting { .. } => self.state = State::Requesting { sent: false },
+            // An ACK already waiting (newer than the last one sent) is not replaced by the old one.
+            State::Receiving if self.pending_ack.is_none() => self.pending_ack = Some(self.last_acked),
+            _ => {}
+        }
+    }
+
+    /// Whether the download is over.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done | State::Failed) && self.pending_ack.is_none() && self.pending_error.is_none()
+    }
+
+    /// The result, once finished: the content, or why it failed.
+    pub fn result(&self) -> Option<Result<&[u8], &ClientError>> {
+        match self.state {
+            State::Done => Some(Ok(&self.data)),
+            State::Failed => self.error.as_ref().map(Err),
+            _ => None,
+        }
+    }
+
+    /// Takes the content received so far (in order), for streaming to a file.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// The size announced with `tsize`, if any.
+    pub fn tsize(&self) -> Option<u64> {
+        self.tsize
+    }
+
+    /// The block size in use.
+    pub fn blksize(&self) -> usize {
+        self.blksize
+    }
+
+    /// The window in use.
+    pub fn windowsize(&self) -> u64 {
+        self.windowsize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(block: u16, len: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        packet::encode_data(&mut v, block, &vec![7u8; len]);
+        v
+    }
+
+    fn acks(c: &mut ReadClient, now: Instant) -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut v = Vec::new();
+        while c.poll_transmit(now, &mut out) {
+            if let Ok(Packet::Ack { block }) = Packet::decode(&out) {
+                v.push(block);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn gap_then_fill() {
+        let now = Instant::now();
+        let mut c =
+            ReadClient::new("f", ClientConfig { blksize: Some(512), windowsize: Some(8), ..ClientConfig::default() });
+        let mut out = Vec::new();
+        assert!(c.poll_transmit(now, &mut out));
+        let mut oack = Vec::new();
+        packet::encode_oack(&mut oack, &[("blksize".into(), "512".into()), ("windowsize".into(), "8".into())]);
+        c.handle(&oack, now);
+        assert_eq!(acks(&mut c, now), [0]);
+        for b in [1, 2, 3, 4, 5, 6, 8] {
+            c.handle(&data(b, 512), now);
+        }
+        assert_eq!(acks(&mut c, now), [6]);
+        for b in [7, 8, 9, 11] {
+            c.handle(&data(b, 512), now);
+        }
+        assert_eq!(acks(&mut c, now), [9]);
+    }
+}

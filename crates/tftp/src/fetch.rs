@@ -1,0 +1,85 @@
+//! The TFTP client on tokio, driving [`ReadClient`](crate::client::ReadClient): for the phone simulator, the CLI
+//! and the tests.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+
+use crate::client::{ClientConfig, ClientError, ReadClient};
+use crate::packet::{self, ErrorCode};
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The protocol failed (server error, negotiation, time-out).
+    #[error(transparent)]
+    Protocol(#[from] ClientError),
+    /// A socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The result of a download.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// The content.
+    pub data: Vec<u8>,
+    /// The negotiated block size.
+    pub blksize: usize,
+    /// The negotiated window.
+    pub windowsize: u64,
+    /// The size the server announced with `tsize`.
+    pub tsize: Option<u64>,
+}
+
+/// Downloads `filename` from the server at `server`.
+pub async fn download(server: SocketAddr, filename: &str, config: ClientConfig) -> Result<Download, FetchError> {
+    let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("literal");
+    let socket = UdpSocket::bind(bind).await?;
+    let mut c = ReadClient::new(filename, config);
+    let mut peer: Option<SocketAddr> = None;
+    let mut out = Vec::with_capacity(600);
+    let mut buf = vec![0u8; 65536];
+    let mut data = Vec::new();
+    loop {
+        let now = Instant::now();
+        while c.poll_transmit(now, &mut out) {
+            // The request goes to the listening port; everything after it to the transfer's own port (its TID).
+            socket.send_to(&out, peer.unwrap_or(server)).await?;
+        }
+        data.extend(c.take_data());
+        if c.is_finished() {
+            break;
+        }
+        let Some(deadline) = c.poll_timeout() else { break };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (len, from) = match r {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                match peer {
+                    None if from.ip() == server.ip() || server.ip().is_unspecified() => peer = Some(from),
+                    Some(p) if p == from => {}
+                    _ => {
+                        let mut err = Vec::new();
+                        packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
+                        let _ = socket.send_to(&err, from).await;
+                        continue;
+                    }
+                }
+                c.handle(&buf[..len], Instant::now());
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => c.handle_timeout(Instant::now()),
+        }
+    }
+    data.extend(c.take_data());
+    match c.result() {
+        Some(Ok(_)) => Ok(Download { data, blksize: c.blksize(), windowsize: c.windowsize(), tsize: c.tsize() }),
+        Some(Err(e)) => Err(e.clone().into()),
+        None => Err(ClientError::TimedOut.into()),
+    }
+}

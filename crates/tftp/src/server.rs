@@ -1,0 +1,505 @@
+//! The server side of a read transfer, as a state machine fed datagrams and `now` (no sockets, no clock).
+//!
+//! RFC 1350 (lock-step DATA/ACK), RFC 2347 (OACK, confirmed by ACK 0), RFC 2348/2349 (blksize, timeout, tsize),
+//! RFC 7440 (windowsize: send a window, continue from the acknowledged block + 1). Retransmission happens only on
+//! timeout, never on a duplicate ACK (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::content::Content;
+use crate::packet::{self, ErrorCode, Mode, Packet};
+
+/// Server limits and defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest block size granted (clients asking for more get this; tftpd-hpa operators use 1468, MTU 1500 − 32).
+    pub blksize_max: u16,
+    /// Largest window granted.
+    pub windowsize_max: u16,
+    /// Retransmission timeout when the client does not ask for one.
+    pub timeout: Duration,
+    /// Retransmissions of the same packet before giving up.
+    pub retries: u32,
+    /// Options to ignore as if unknown (lower case), for clients that break on negotiation.
+    pub refuse: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            blksize_max: 1468,
+            windowsize_max: 64,
+            timeout: Duration::from_secs(1),
+            retries: 5,
+            refuse: Vec::new(),
+        }
+    }
+}
+
+/// The outcome of option negotiation (RFC 2347).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Block size in bytes.
+    pub blksize: usize,
+    /// Window in blocks.
+    pub windowsize: u16,
+    /// Retransmission timeout.
+    pub timeout: Duration,
+    /// The block number after 65535: 0 (default) or 1 (`rollover=1`).
+    pub rollover_to: u16,
+    /// The options to put in the OACK, with the client's spelling of their names; empty: no OACK.
+    pub oack: Vec<(String, String)>,
+}
+
+/// A request that is answered with an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The error code.
+    pub code: ErrorCode,
+    /// The message.
+    pub message: String,
+}
+
+fn unsupported() -> Rejection {
+    Rejection { code: ErrorCode::OptionNegotiation, message: "Unsupported option(s) requested".into() }
+}
+
+/// Negotiates the options of a read request for content of `size` bytes, as tftpd-hpa does (`specs.md` §3.2).
+pub fn negotiate(
+    options: &[(Cow<'_, str>, Cow<'_, str>)],
+    mode: Mode,
+    size: u64,
+    config: &ServerConfig,
+) -> Result<Negotiated, Rejection> {
+    let mut n = Negotiated { blksize: 512, windowsize: 1, timeout: config.timeout, rollover_to: 0, oack: Vec::new() };
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in options {
+        let lower = name.to_ascii_lowercase();
+        if seen.contains(&lower) || config.refuse.contains(&lower) {
+            continue;
+        }
+        seen.push(lower.clone());
+        let number = || value.trim().parse::<u64>().map_err(|_| unsupported());
+        let accepted = match lower.as_str() {
+            "blksize" => {
+                let v = number()?;
+                if v < 8 {
+                    return Err(unsupported());
+                }
+                let v = v.min(65464).min(u64::from(config.blksize_max));
+                n.blksize = v as usize;
+                v.to_string()
+            }
+            "timeout" => {
+                let v = number()?;
+                if !(1..=255).contains(&v) {
+                    return Err(unsupported());
+                }
+                n.timeout = Duration::from_secs(v);
+                v.to_string()
+            }
+            "tsize" => {
+                if mode == Mode::NetAscii {
+                    return Err(unsupported());
+                }
+                number()?;
+                size.to_string()
+            }
+            "windowsize" => {
+                let v = number()?;
+                if !(1..=65535).contains(&v) {
+                    return Err(unsupported());
+                }
+                let v = v.min(u64::from(config.windowsize_max.max(1)));
+                n.windowsize = v as u16;
+                v.to_string()
+            }
+            "rollover" => {
+                let v = number()?;
+                if v > 1 {
+                    return Err(unsupported());
+                }
+                n.rollover_to = v as u16;
+                v.to_string()
+            }
+            _ => continue,
+        };
+        n.oack.push((name.to_string(), accepted));
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// OACK to be sent or sent; waiting for ACK 0.
+    AwaitOackAck { sent: bool },
+    /// Sending windows of DATA.
+    Sending,
+    /// The client acknowledged the last block.
+    Done,
+    /// Gave up or aborted.
+    Failed,
+}
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every block was acknowledged.
+    Completed,
+    /// The client sent an error.
+    ClientError(u16, String),
+    /// No acknowledgment after all retries.
+    TimedOut,
+    /// Reading the content failed.
+    ReadFailed(String),
+}
+
+/// Counters, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// DATA packets sent, retransmissions included.
+    pub data_sent: u64,
+    /// DATA packets sent again after a timeout.
+    pub retransmitted: u64,
+    /// ACKs ignored because they were duplicates or stale.
+    pub ignored_acks: u64,
+}
+
+/// The server side of one read transfer.
+pub struct ReadTransfer {
+    content: Arc<dyn Content>,
+    size: u64,
+    blksize: usize,
+    windowsize: u64,
+    timeout: Duration,
+    max_retries: u32,
+    rollover_to: u16,
+    total_blocks: u64,
+    oack: Vec<(String, String)>,
+    state: State,
+    /// The first block not yet acknowledged.
+    window_start: u64,
+    /// The next block to send.
+    next_send: u64,
+    /// The highest block sent so far.
+    highest_sent: u64,
+    deadline: Option<Instant>,
+    retries: u32,
+    outcome: Option<Outcome>,
+    pending_error: Option<(ErrorCode, String)>,
+    stats: Stats,
+    scratch: Vec<u8>,
+}
+
+impl ReadTransfer {
+    /// Starts a transfer of `content` with negotiated options. The first datagram comes from
+    /// [`ReadTransfer::poll_transmit`]: an OACK if options were accepted, otherwise DATA 1.
+    pub fn new(content: Arc<dyn Content>, negotiated: &Negotiated, retries: u32) -> ReadTransfer {
+        let size = content.len();
+        let blksize = negotiated.blksize.max(8);
+        let state = if negotiated.oack.is_empty() { State::Sending } else { State::AwaitOackAck { sent: false } };
+        ReadTransfer {
+            content,
+            size,
+            blksize,
+            windowsize: u64::from(negotiated.windowsize.max(1)),
+            timeout: negotiated.timeout,
+            max_retries: retries,
+            rollover_to: negotiated.rollover_to,
+            total_blocks: size / blksize as u64 + 1,
+            oack: negotiated.oack.clone(),
+            state,
+            window_start: 1,
+            next_send: 1,
+            highest_sent: 0,
+            deadline: None,
+            retries: 0,
+            outcome: None,
+            pending_error: None,
+            stats: Stats::default(),
+            scratch: vec![0; blksize],
+        }
+    }
+
+    /// The block number on the wire for absolute block `n` (1-based).
+    fn wire(&self, n: u64) -> u16 {
+        if self.rollover_to == 1 && n > 0 { ((n - 1) % 65535 + 1) as u16 } else { (n % 65536) as u16 }
+    }
+
+    /// The absolute block an ACK refers to, if it lies between the last acknowledged block and the highest sent.
+    fn acked_block(&self, wire: u16) -> Option<u64> {
+        let base = self.window_start - 1;
+        let cycle: u64 = if self.rollover_to == 1 { 65535 } else { 65536 };
+        let base_wire = u64::from(self.wire(base));
+        let w = u64::from(wire);
+        if self.rollover_to == 1 && w == 0 {
+            return (base == 0).then_some(0);
+        }
+        let delta = (w + cycle - base_wire) % cycle;
+        let n = base + delta;
+        (n <= self.highest_sent).then_some(n)
+    }
+
+    /// Feeds a datagram from the client's TID.
+    pub fn handle(&mut self, datagram: &[u8], now: Instant) {
+        let Ok(packet) = Packet::decode(datagram) else { return };
+        match (packet, self.state) {
+            (Packet::Ack { block: 0 }, State::AwaitOackAck { sent: true }) => {
+                self.state = State::Sending;
+                self.retries = 0;
+                self.deadline = Some(now);
+            }
+            (Packet::Ack { block }, State::Sending) => match self.acked_block(block) {
+                Some(n) if n >= self.window_start => {
+                    self.window_start = n + 1;
+                    self.next_send = n + 1;
+                    self.retries = 0;
+                    if self.window_start > self.total_blocks {
+                        self.finish(Outcome::Completed);
+                    } else {
+                        self.deadline = Some(now + self.timeout);
+                    }
+                }
+                _ => self.stats.ignored_acks += 1,
+            },
+            (Packet::Error { code, message }, State::Sending | State::AwaitOackAck { .. }) => {
+                self.finish(Outcome::ClientError(code, message.into_owned()));
+            }
+            _ => self.stats.ignored_acks += 1,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.state = if outcome == Outcome::Completed { State::Done } else { State::Failed };
+        self.outcome = Some(outcome);
+        self.deadline = None;
+    }
+
+    /// The next datagram to send, written into `out`; `false` when there is nothing to send now.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if let Some((code, message)) = self.pending_error.take() {
+            packet::encode_error(out, code, &message);
+            return true;
+        }
+        match self.state {
+            State::AwaitOackAck { sent: false } => {
+                packet::encode_oack(out, &self.oack);
+                self.state = State::AwaitOackAck { sent: true };
+                self.deadline = Some(now + self.timeout);
+                true
+            }
+            State::Sending => {
+                let window_end = (self.window_start + self.windowsize - 1).min(self.total_blocks);
+                if self.next_send > window_end {
+                    return false;
+                }
+                let n = self.next_send;
+                let offset = (n - 1) * self.blksize as u64;
+                let len = (self.size.saturating_sub(offset)).min(self.blksize as u64) as usize;
+                match self.content.read_at(offset, &mut self.scratch[..len]) {
+                    Ok(got) if got == len => {}
+                    Ok(_) => return self.fail_read(out, "the file changed size during the transfer".into()),
+                    Err(e) => return self.fail_read(out, e.to_string()),
+                }
+                packet::encode_data(out, self.wire(n), &self.scratch[..len]);
+                if n <= self.highest_sent {
+                    self.stats.retransmitted += 1;
+                }
+                self.highest_sent = self.highest_sent.max(n);
+                self.stats.data_sent += 1;
+                self.next_send += 1;
+                self.deadline = Some(now + self.timeout);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn fail_read(&mut self, out: &mut Vec<u8>, message: String) -> bool {
+        packet::encode_error(out, ErrorCode::NotDefined, "Read error");
+        self.finish(Outcome::ReadFailed(message));
+        true
+    }
+
+    /// When [`ReadTransfer::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Done | State::Failed => None,
+            _ => self.deadline,
+        }
+    }
+
+    /// Retransmits the OACK or the current window if the deadline passed; gives up after the retry limit.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else { return };
+        if now < deadline || matches!(self.state, State::Done | State::Failed) {
+            return;
+        }
+        if self.state == State::Sending
+            && self.next_send <= (self.window_start + self.windowsize - 1).min(self.total_blocks)
+        {
+            // Still sending the current window (e.g. after ACK 0): not a retransmission.
+            return;
+        }
+        self.retries += 1;
+        if self.retries > self.max_retries {
+            self.finish(Outcome::TimedOut);
+            return;
+        }
+        match self.state {
+            State::AwaitOackAck { .. } => self.state = State::AwaitOackAck { sent: false },
+            State::Sending => self.next_send = self.window_start,
+            _ => {}
+        }
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether the transfer is over (completed or failed).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done | State::Failed)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Bytes of content.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of DATA blocks of the transfer.
+    pub fn total_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&'static str, &'static str)]) -> Vec<(Cow<'static, str>, Cow<'static, str>)> {
+        pairs.iter().map(|(a, b)| (Cow::Borrowed(*a), Cow::Borrowed(*b))).collect()
+    }
+
+    /// `specs.md` §3.2: tftpd-hpa's treatment of options.
+    #[test]
+    fn negotiation_like_tftpd_hpa() {
+        let c = ServerConfig { blksize_max: 65464, ..ServerConfig::default() };
+        let n = negotiate(&opts(&[("foo", "1")]), Mode::Octet, 10, &c).unwrap();
+        assert!(n.oack.is_empty(), "unknown options are ignored; no OACK");
+        let n = negotiate(&opts(&[("BLKSIZE", "70000"), ("TSize", "0")]), Mode::Octet, 3000, &c).unwrap();
+        assert_eq!(
+            n.oack,
+            vec![("BLKSIZE".to_string(), "65464".to_string()), ("TSize".to_string(), "3000".to_string())]
+        );
+        for bad in [("timeout", "0"), ("timeout", "256"), ("blksize", "4"), ("blksize", "x"), ("windowsize", "0")] {
+            let e = negotiate(&opts(&[bad]), Mode::Octet, 1, &c).unwrap_err();
+            assert_eq!(e.code, ErrorCode::OptionNegotiation, "{bad:?}");
+            assert_eq!(e.message, "Unsupported option(s) requested");
+        }
+        assert!(negotiate(&opts(&[("tsize", "0")]), Mode::NetAscii, 1, &c).is_err());
+        let capped = negotiate(&opts(&[("blksize", "9000")]), Mode::Octet, 1, &ServerConfig::default()).unwrap();
+        assert_eq!(capped.blksize, 1468);
+        let refuse = ServerConfig { refuse: vec!["tsize".into()], ..ServerConfig::default() };
+        assert!(negotiate(&opts(&[("tsize", "0")]), Mode::Octet, 1, &refuse).unwrap().oack.is_empty());
+        let w = negotiate(&opts(&[("windowsize", "16"), ("rollover", "1")]), Mode::Octet, 1, &c).unwrap();
+        assert_eq!((w.windowsize, w.rollover_to), (16, 1));
+    }
+
+    fn content(n: usize) -> Arc<dyn Content> {
+        Arc::new((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+    }
+
+    fn plain(blksize: usize, windowsize: u16) -> Negotiated {
+        Negotiated { blksize, windowsize, timeout: Duration::from_secs(1), rollover_to: 0, oack: Vec::new() }
+    }
+
+    fn ack(n: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        packet::encode_ack(&mut v, n);
+        v
+    }
+
+    #[test]
+    fn lock_step_and_no_sorcerers_apprentice() {
+        let now = Instant::now();
+        let mut t = ReadTransfer::new(content(1000), &plain(512, 1), 3);
+        let mut out = Vec::new();
+        assert!(t.poll_transmit(now, &mut out));
+        assert_eq!(Packet::decode(&out).unwrap(), Packet::Data { block: 1, data: &content_bytes(1000)[..512] });
+        assert!(!t.poll_transmit(now, &mut out), "one block in flight");
+        t.handle(&ack(1), now);
+        assert!(t.poll_transmit(now, &mut out));
+        t.handle(&ack(1), now);
+        assert!(!t.poll_transmit(now, &mut out), "a duplicate ACK sends nothing");
+        assert_eq!(t.stats().ignored_acks, 1);
+        t.handle(&ack(2), now);
+        assert!(t.is_finished());
+        assert_eq!(t.outcome(), Some(&Outcome::Completed));
+    }
+
+    fn content_bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn exact_multiple_ends_with_an_empty_block() {
+        let now = Instant::now();
+        let mut t = ReadTransfer::new(content(1024), &plain(512, 8), 3);
+        let mut out = Vec::new();
+        let mut lens = Vec::new();
+        while t.poll_transmit(now, &mut out) {
+            lens.push(out.len() - 4);
+        }
+        assert_eq!(lens, [512, 512, 0]);
+        t.handle(&ack(3), now);
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn timeout_resends_the_window_and_gives_up() {
+        let t0 = Instant::now();
+        let mut t = ReadTransfer::new(content(5000), &plain(512, 4), 2);
+        let mut out = Vec::new();
+        while t.poll_transmit(t0, &mut out) {}
+        let d = t.poll_timeout().unwrap();
+        t.handle_timeout(d);
+        let mut resent = Vec::new();
+        while t.poll_transmit(d, &mut out) {
+            let Packet::Data { block, .. } = Packet::decode(&out).unwrap() else { panic!() };
+            resent.push(block);
+        }
+        assert_eq!(resent, [1, 2, 3, 4]);
+        t.handle(&ack(2), d);
+        let mut next = Vec::new();
+        while t.poll_transmit(d, &mut out) {
+            let Packet::Data { block, .. } = Packet::decode(&out).unwrap() else { panic!() };
+            next.push(block);
+        }
+        assert_eq!(next, [3, 4, 5, 6], "continues from the acknowledged block + 1");
+        for _ in 0..3 {
+            let d = t.poll_timeout().unwrap();
+            t.handle_timeout(d);
+            while t.poll_transmit(d, &mut out) {}
+        }
+        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+    }
+
+    #[test]
+    fn rollover_wire_numbers() {
+        let n = Negotiated { rollover_to: 0, ..plain(512, 1) };
+        let t = ReadTransfer::new(content(10), &n, 1);
+        assert_eq!((t.wire(65535), t.wire(65536), t.wire(65537)), (65535, 0, 1));
+        let n = Negotiated { rollover_to: 1, ..plain(512, 1) };
+        let t = ReadTransfer::new(content(10), &n, 1);
+        assert_eq!((t.wire(65535), t.wire(65536), t.wire(65537)), (65535, 1, 2));
+    }
+}

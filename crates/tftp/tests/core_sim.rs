@@ -1,0 +1,290 @@
+//! The server and client cores against each other over a simulated network with a virtual clock: loss,
+//! duplication and reordering of every packet kind (RRQ, OACK, DATA, ACK), deterministic by seed.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provisor_tftp::client::{ClientConfig, ReadClient};
+use provisor_tftp::content::Content;
+use provisor_tftp::packet::{Mode, Packet, opcode};
+use provisor_tftp::server::{Outcome, ReadTransfer, ServerConfig, negotiate};
+
+#[derive(Clone, Copy, Default)]
+struct Fault {
+    loss: f64,
+    duplicate: f64,
+    /// Extra random delay up to this many milliseconds (reordering).
+    jitter_ms: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    rrq: Fault,
+    oack: Fault,
+    data: Fault,
+    ack: Fault,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0 < p
+    }
+}
+
+/// A datagram on the simulated wire: delivery time, sequence (for a stable order), towards the server?, bytes.
+type InFlight = (Instant, u64, bool, Vec<u8>);
+
+struct Report {
+    data: Result<Vec<u8>, String>,
+    server: Option<Outcome>,
+    data_sent: u64,
+    retransmitted: u64,
+    total_blocks: u64,
+    final_ack_lost: bool,
+}
+
+fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Faults, seed: u64) -> Report {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut rng = Rng(seed | 1);
+    let mut queue: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let content: Arc<dyn Content> = Arc::new(content);
+    let mut c = ReadClient::new("file.bin", client);
+    let mut s: Option<ReadTransfer> = None;
+    let mut out = Vec::new();
+    let mut final_ack_lost = false;
+    for _ in 0..5_000_000 {
+        // Send whatever both sides have.
+        let mut sends: Vec<(bool, Vec<u8>)> = Vec::new();
+        while c.poll_transmit(now, &mut out) {
+            sends.push((true, out.clone()));
+        }
+        if let Some(t) = s.as_mut() {
+            while t.poll_transmit(now, &mut out) {
+                sends.push((false, out.clone()));
+            }
+        }
+        for (to_server, bytes) in sends {
+            let op = u16::from_be_bytes([bytes[0], bytes[1]]);
+            if std::env::var("SIM_TRACE").is_ok() && op == opcode::ACK {
+                eprintln!("{:>8?} client sends {:?}", now - t0, Packet::decode(&bytes));
+            }
+            let f = match op {
+                opcode::RRQ => faults.rrq,
+                opcode::OACK => faults.oack,
+                opcode::DATA => faults.data,
+                opcode::ACK => faults.ack,
+                _ => Fault::default(),
+            };
+            let copies = if rng.chance(f.duplicate) { 2 } else { 1 };
+            for _ in 0..copies {
+                if rng.chance(f.loss) {
+                    if op == opcode::ACK && c.is_finished() {
+                        final_ack_lost = true;
+                    }
+                    continue;
+                }
+                let delay = Duration::from_millis(1 + if f.jitter_ms > 0 { rng.next() % f.jitter_ms } else { 0 });
+                seq += 1;
+                queue.push(Reverse((now + delay, seq, to_server, bytes.clone())));
+            }
+        }
+        let server_done = s.as_ref().is_none_or(|t| t.is_finished());
+        if c.is_finished() && server_done && queue.is_empty() {
+            break;
+        }
+        if c.is_finished() && s.as_ref().is_some_and(|t| t.is_finished()) {
+            break;
+        }
+        // Advance the virtual clock to the next event.
+        let mut next = queue.peek().map(|Reverse((t, ..))| *t);
+        for d in [c.poll_timeout(), s.as_ref().and_then(|t| t.poll_timeout())].into_iter().flatten() {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        let Some(next) = next else { break };
+        now = now.max(next);
+        if now - t0 > Duration::from_secs(3600) {
+            break;
+        }
+        while queue.peek().is_some_and(|Reverse((t, ..))| *t <= now) {
+            let Reverse((_, _, to_server, bytes)) = queue.pop().unwrap();
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!(
+                    "{:>8?} {} {:?}",
+                    now - t0,
+                    if to_server { "->S" } else { "->C" },
+                    Packet::decode(&bytes).map(|p| match p {
+                        Packet::Data { block, data } => format!("DATA {block} len {}", data.len()),
+                        other => format!("{other:?}"),
+                    })
+                );
+            }
+            if to_server {
+                match (&mut s, Packet::decode(&bytes)) {
+                    (None, Ok(Packet::Rrq { mode, options, .. })) => {
+                        let mode = Mode::parse(&mode).unwrap();
+                        let n = negotiate(&options, mode, content.len(), &server).unwrap();
+                        s = Some(ReadTransfer::new(content.clone(), &n, server.retries));
+                    }
+                    (Some(_), Ok(Packet::Rrq { .. })) => {} // a retransmitted request after the transfer began
+                    (Some(t), _) => t.handle(&bytes, now),
+                    (None, _) => {}
+                }
+            } else {
+                c.handle(&bytes, now);
+            }
+        }
+        c.handle_timeout(now);
+        if let Some(t) = s.as_mut() {
+            t.handle_timeout(now);
+        }
+    }
+    let data = match c.result() {
+        Some(Ok(d)) => Ok(d.to_vec()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("unfinished".into()),
+    };
+    let (server_outcome, data_sent, retransmitted, total) = match &s {
+        Some(t) => (t.outcome().cloned(), t.stats().data_sent, t.stats().retransmitted, t.total_blocks()),
+        None => (None, 0, 0, 0),
+    };
+    Report { data, server: server_outcome, data_sent, retransmitted, total_blocks: total, final_ack_lost }
+}
+
+fn file(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed | 1);
+    (0..n).map(|_| r.next() as u8).collect()
+}
+
+fn configs() -> Vec<ClientConfig> {
+    let base = ClientConfig { retries: 30, ..ClientConfig::default() };
+    vec![
+        ClientConfig { tsize: false, ..base.clone() },
+        ClientConfig { blksize: Some(1468), ..base.clone() },
+        ClientConfig { blksize: Some(512), windowsize: Some(8), ..base.clone() },
+        ClientConfig { blksize: Some(100), windowsize: Some(16), timeout: Some(2), ..base },
+    ]
+}
+
+fn server() -> ServerConfig {
+    ServerConfig { retries: 30, ..ServerConfig::default() }
+}
+
+fn check(r: &Report, expected: &[u8], what: &str) {
+    assert_eq!(r.data.as_ref().map(|d| d.len()), Ok(expected.len()), "{what}");
+    assert!(r.data.as_ref().unwrap() == expected, "{what}: content differs");
+    match &r.server {
+        Some(Outcome::Completed) => {}
+        Some(Outcome::TimedOut) if r.final_ack_lost => {}
+        other => panic!("{what}: server outcome {other:?}"),
+    }
+}
+
+#[test]
+fn clean_network_every_size() {
+    for size in [0, 1, 99, 100, 511, 512, 513, 1468, 5000, 20_000] {
+        for (i, cfg) in configs().into_iter().enumerate() {
+            let f = file(size, size as u64 + 1);
+            let r = run(f.clone(), cfg, server(), Faults::default(), 1);
+            check(&r, &f, &format!("size {size} config {i}"));
+            assert_eq!(r.retransmitted, 0, "size {size} config {i}");
+            assert_eq!(r.data_sent, r.total_blocks, "each block sent once");
+        }
+    }
+}
+
+#[test]
+fn duplicated_acks_never_cause_duplicate_sends() {
+    let faults = Faults { ack: Fault { duplicate: 1.0, ..Fault::default() }, ..Faults::default() };
+    for (i, cfg) in configs().into_iter().enumerate() {
+        let f = file(30_000, 3);
+        let r = run(f.clone(), cfg, server(), faults, 7);
+        check(&r, &f, &format!("config {i}"));
+        assert_eq!((r.retransmitted, r.data_sent), (0, r.total_blocks), "config {i}: Sorcerer's Apprentice");
+    }
+}
+
+fn lossy(kind: &str, fault: Fault) -> Faults {
+    let mut f = Faults::default();
+    match kind {
+        "rrq" => f.rrq = fault,
+        "oack" => f.oack = fault,
+        "data" => f.data = fault,
+        "ack" => f.ack = fault,
+        _ => {
+            f = Faults { rrq: fault, oack: fault, data: fault, ack: fault };
+        }
+    }
+    f
+}
+
+#[test]
+fn loss_of_every_packet_kind() {
+    for kind in ["rrq", "oack", "data", "ack", "all"] {
+        for seed in 1..=6u64 {
+            for (i, cfg) in configs().into_iter().enumerate() {
+                let f = file(12_345, seed);
+                let r = run(f.clone(), cfg, server(), lossy(kind, Fault { loss: 0.2, ..Fault::default() }), seed * 31);
+                check(&r, &f, &format!("loss {kind} seed {seed} config {i}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn duplication_of_every_packet_kind() {
+    for kind in ["rrq", "oack", "data", "ack", "all"] {
+        for seed in 1..=4u64 {
+            for (i, cfg) in configs().into_iter().enumerate() {
+                let f = file(12_345, seed);
+                let r = run(f.clone(), cfg, server(), lossy(kind, Fault { duplicate: 0.5, ..Fault::default() }), seed);
+                check(&r, &f, &format!("duplication {kind} seed {seed} config {i}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn reordering_of_every_packet_kind() {
+    for kind in ["rrq", "oack", "data", "ack", "all"] {
+        for seed in 1..=4u64 {
+            for (i, cfg) in configs().into_iter().enumerate() {
+                let f = file(12_345, seed);
+                let fault = Fault { jitter_ms: 300, duplicate: 0.1, loss: 0.05 };
+                let r = run(f.clone(), cfg, server(), lossy(kind, fault), seed * 7);
+                check(&r, &f, &format!("reordering {kind} seed {seed} config {i}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn block_numbers_roll_over_to_zero() {
+    // 66,000 blocks of 8 bytes: past 65,535, as a 34 MB file is at blksize 512.
+    let f = file(8 * 66_000 + 3, 9);
+    let cfg = ClientConfig { blksize: Some(8), windowsize: Some(32), ..ClientConfig::default() };
+    let srv = ServerConfig { blksize_max: 8, ..server() };
+    let r = run(f.clone(), cfg, srv, Faults::default(), 5);
+    check(&r, &f, "rollover");
+    assert_eq!(r.total_blocks, 66_001);
+}
+
+#[test]
+fn gives_up_when_the_peer_is_gone() {
+    let faults = lossy("ack", Fault { loss: 1.0, ..Fault::default() });
+    let cfg = ClientConfig { retries: 3, ..ClientConfig::default() };
+    let srv = ServerConfig { retries: 3, ..ServerConfig::default() };
+    let r = run(file(5000, 1), cfg, srv, faults, 1);
+    assert_eq!(r.server, Some(Outcome::TimedOut));
+    assert!(r.data.is_err());
+}

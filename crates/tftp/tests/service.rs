@@ -1,0 +1,151 @@
+//! The tokio server shell on loopback: foreign TIDs, the session cap, refused requests, and the client shell.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use provisor_tftp::client::ClientConfig;
+use provisor_tftp::content::{Content, ContentSource, Refusal, Request};
+use provisor_tftp::fetch::download;
+use provisor_tftp::packet::{self, ErrorCode, Packet};
+use provisor_tftp::server::ServerConfig;
+use provisor_tftp::service::{Service, ServiceConfig};
+use tokio::net::UdpSocket;
+
+/// A source that renders per-request content, like the provisioning server will.
+struct Rendered;
+
+impl ContentSource for Rendered {
+    async fn open(&self, r: &Request) -> Result<Arc<dyn Content>, Refusal> {
+        match r.filename.trim_start_matches('/') {
+            "missing" => Err(Refusal::not_found()),
+            name => Ok(Arc::new(
+                format!("<flat-profile><!-- {name} for {} --></flat-profile>", r.client.ip()).repeat(40).into_bytes(),
+            )),
+        }
+    }
+}
+
+async fn start(config: ServiceConfig) -> SocketAddr {
+    let service = Service::bind("127.0.0.1:0".parse().unwrap(), Rendered, config).await.unwrap();
+    let addr = service.local_addr().unwrap();
+    tokio::spawn(service.run());
+    addr
+}
+
+async fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 70000];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf)).await.expect("reply").unwrap();
+    buf.truncate(n);
+    (buf, from)
+}
+
+fn rrq(name: &str, mode: &str, options: &[(&str, String)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    packet::encode_request(&mut v, false, name, mode, options);
+    v
+}
+
+#[tokio::test]
+async fn dynamic_content_and_the_client_shell() {
+    let addr = start(ServiceConfig::default()).await;
+    let d = download(
+        addr,
+        "/SEP001122334455.cnf.xml",
+        ClientConfig { blksize: Some(1468), windowsize: Some(4), ..ClientConfig::default() },
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(d.data).unwrap();
+    assert!(text.starts_with("<flat-profile><!-- SEP001122334455.cnf.xml for 127.0.0.1 -->"));
+    assert_eq!(d.tsize, Some(text.len() as u64));
+    assert_eq!((d.blksize, d.windowsize), (1468, 4));
+    let e = download(addr, "missing", ClientConfig::default()).await.unwrap_err();
+    assert!(e.to_string().contains("server error 1"), "{e}");
+}
+
+#[tokio::test]
+async fn a_foreign_tid_gets_error_5_and_the_transfer_goes_on() {
+    let addr = start(ServiceConfig::default()).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(&rrq("a.cfg", "octet", &[]), addr).await.unwrap();
+    let (first, tid) = recv(&client).await;
+    assert!(matches!(Packet::decode(&first).unwrap(), Packet::Data { block: 1, .. }));
+    assert_ne!(tid, addr, "the transfer runs on its own port");
+    let intruder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut ack = Vec::new();
+    packet::encode_ack(&mut ack, 1);
+    intruder.send_to(&ack, tid).await.unwrap();
+    let (err, _) = recv(&intruder).await;
+    assert_eq!(Packet::decode(&err).unwrap(), Packet::Error { code: 5, message: "Unknown transfer ID".into() });
+    // The real client carries on.
+    let mut block = 1u16;
+    loop {
+        packet::encode_ack(&mut ack, block);
+        client.send_to(&ack, tid).await.unwrap();
+        let (d, _) = recv(&client).await;
+        let Packet::Data { block: b, data } = Packet::decode(&d).unwrap() else { panic!() };
+        assert_eq!(b, block + 1);
+        block = b;
+        if data.len() < 512 {
+            packet::encode_ack(&mut ack, block);
+            client.send_to(&ack, tid).await.unwrap();
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn refused_requests() {
+    let addr = start(ServiceConfig::default()).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut wrq = Vec::new();
+    packet::encode_request(&mut wrq, true, "upload.bin", "octet", &[]);
+    for (request, code) in [
+        (wrq, ErrorCode::AccessViolation),
+        (rrq("a", "mail", &[]), ErrorCode::IllegalOperation),
+        (rrq("a", "netascii", &[("tsize", "0".into())]), ErrorCode::OptionNegotiation),
+        (rrq("a", "octet", &[("blksize", "4".into())]), ErrorCode::OptionNegotiation),
+        (rrq("a", "octet", &[("timeout", "0".into())]), ErrorCode::OptionNegotiation),
+        (rrq("missing", "octet", &[]), ErrorCode::FileNotFound),
+    ] {
+        s.send_to(&request, addr).await.unwrap();
+        let (reply, _) = recv(&s).await;
+        let Packet::Error { code: got, .. } = Packet::decode(&reply).unwrap() else { panic!("{reply:?}") };
+        assert_eq!(got, code as u16);
+    }
+}
+
+#[tokio::test]
+async fn the_session_cap_refuses_cleanly() {
+    let config = ServiceConfig {
+        max_sessions: 1,
+        transfer: ServerConfig { timeout: Duration::from_secs(2), retries: 1, ..ServerConfig::default() },
+        ..ServiceConfig::default()
+    };
+    let addr = start(config).await;
+    let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    first.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
+    let _ = recv(&first).await; // DATA 1; never acknowledged, so the session stays open
+    let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    second.send_to(&rrq("b", "octet", &[]), addr).await.unwrap();
+    let (reply, from) = recv(&second).await;
+    assert_eq!(from, addr);
+    assert!(
+        matches!(Packet::decode(&reply).unwrap(), Packet::Error { code: 0, ref message } if message.contains("busy"))
+    );
+    // Once the first transfer gives up, requests are served again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let d = download(addr, "c", ClientConfig::default()).await.unwrap();
+    assert!(!d.data.is_empty());
+}
+
+#[tokio::test]
+async fn port_range_is_respected() {
+    let config = ServiceConfig { port_range: Some((47000, 47009)), ..ServiceConfig::default() };
+    let addr = start(config).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
+    let (_, tid) = recv(&s).await;
+    assert!((47000..=47009).contains(&tid.port()), "{tid}");
+}

@@ -1,0 +1,23 @@
+//! The TFTP packet decoder and option negotiation never panic; a decoded request re-encodes to a packet that
+//! decodes to the same request.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use provisor_tftp::packet::{self, Mode, Packet};
+use provisor_tftp::server::{ServerConfig, negotiate};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(p) = Packet::decode(data) else { return };
+    if let Packet::Rrq { filename, mode, options } = &p {
+        if let Some(m) = Mode::parse(mode) {
+            let _ = negotiate(options, m, data.len() as u64, &ServerConfig::default());
+        }
+        if !filename.contains('\0') && !mode.contains('\0') && options.iter().all(|(a, b)| !a.contains('\0') && !b.contains('\0')) {
+            let opts: Vec<(&str, String)> = options.iter().map(|(a, b)| (a.as_ref(), b.to_string())).collect();
+            let mut out = Vec::new();
+            packet::encode_request(&mut out, false, filename, mode, &opts);
+            let again = Packet::decode(&out).expect("re-encoded request decodes");
+            assert_eq!(again, p.clone());
+        }
+    }
+});
