@@ -33,6 +33,9 @@ fn median_per_call(rounds: usize, budget: Duration, mut f: impl FnMut()) -> Dura
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tftp-load") {
+        return tftp_load(&args[2..]);
+    }
     let profile_path = args.get(1).expect("usage: provisor-bench PROFILE_1000.xml PROFILE_50K.xml BLOB_1M.bin");
     let profile_50k = args.get(2).expect("second argument: a ~50 KB profile");
     let blob_path = args.get(3).expect("third argument: a 1 MiB file");
@@ -80,4 +83,46 @@ fn main() {
     });
     println!("gzip_encrypt_50k_us {:.1} us", t.as_secs_f64() * 1e6);
     println!("profile_50k_bytes {} bytes", p50.len());
+}
+
+/// `provisor-bench tftp-load HOST:PORT FILE COUNT [BLKSIZE]`: starts COUNT downloads of FILE at once with
+/// Provisor's client and prints the wall time, failures and per-transfer latency percentiles.
+fn tftp_load(args: &[String]) {
+    use provisor_tftp::client::ClientConfig;
+    let server: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
+    let file = args[1].clone();
+    let count: usize = args[2].parse().expect("COUNT");
+    let blksize: Option<u16> = args.get(3).map(|b| b.parse().expect("BLKSIZE"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let started = Instant::now();
+    let results: Vec<(bool, Duration, usize)> = rt.block_on(async {
+        let tasks: Vec<_> = (0..count)
+            .map(|_| {
+                let file = file.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let config = ClientConfig { blksize, retries: 10, ..ClientConfig::default() };
+                    let r = provisor_tftp::fetch::download(server, &file, config).await;
+                    let len = r.as_ref().map_or(0, |d| d.data.len());
+                    (r.is_ok(), t.elapsed(), len)
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(count);
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let wall = started.elapsed();
+    let mut latencies: Vec<Duration> = results.iter().map(|r| r.1).collect();
+    latencies.sort();
+    let failures = results.iter().filter(|r| !r.0).count();
+    let bytes: usize = results.iter().map(|r| r.2).sum();
+    println!("transfers {count}");
+    println!("failures {failures}");
+    println!("wall_s {:.3}", wall.as_secs_f64());
+    println!("bytes {bytes}");
+    println!("p50_ms {:.1}", latencies[count / 2].as_secs_f64() * 1e3);
+    println!("p99_ms {:.1}", latencies[(count * 99 / 100).min(count - 1)].as_secs_f64() * 1e3);
 }

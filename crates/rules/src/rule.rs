@@ -194,8 +194,11 @@ impl<'a> Scanner<'a> {
             return Ok((Span { text: self.text[i + 1..e].to_string(), at: i + 1 }, e + 1));
         }
         let len = self.bytes[i..end].iter().take_while(|b| !b.is_ascii_whitespace() && **b != b';').count();
-        if let Some(q) = self.bytes[i..i + len].iter().position(|&b| b == b'"') {
-            return Err(self.err(i + q, "unexpected '\"' inside a value: put the whole value in double quotes"));
+        if let Some(q) = self.bytes[i..i + len].iter().position(|b| b"\"|()[]".contains(b)) {
+            let c = self.bytes[i + q] as char;
+            return Err(
+                self.err(i + q, format!("unexpected '{c}' inside a value: put the whole value in double quotes"))
+            );
         }
         Ok((Span { text: self.text[i..i + len].to_string(), at: i }, i + len))
     }
@@ -335,6 +338,9 @@ impl<'a> Scanner<'a> {
             i = close + 1;
         }
         let url = self.span(i, end);
+        if let Some(p) = url.text.find('|') {
+            return Err(self.err(url.at + p, "unexpected '|' in the URL (alternatives are separated at the top level)"));
+        }
         if url.text.starts_with(['(', '[']) {
             return Err(
                 self.err(url.at, "expected the URL here: conditions, assignments and options come first, once each")

@@ -127,6 +127,7 @@ fn fuzz_regression_bracket_after_options() {
     }
     assert!(Rule::parse("(4=b\"\")! /x", RuleKind::Profile).is_err(), "names start with a letter");
     assert!(Rule::parse("(a=b\"c\" d)! /x", RuleKind::Profile).is_err(), "no quote inside a bare value");
+    assert!(Rule::parse("\n(j=e(j=elj\x11)!|/+[9lj\x11)!|/+[9", RuleKind::Profile).is_err(), "fuzz crash 8adedd6a");
     let r = Rule::parse("(a = \"x y\"; b = z)! /x", RuleKind::Profile).unwrap();
     assert_eq!(r.to_string(), "(GPP_A = \"x y\"; GPP_B = \"z\";)! /x");
 }

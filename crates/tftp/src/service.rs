@@ -176,6 +176,10 @@ async fn transfer<S: ContentSource>(
     };
     let mut t = ReadTransfer::new(content, &negotiated, config.transfer.retries);
     let mut buf = vec![0u8; 65536];
+    // One timer for the whole transfer, moved rather than re-created on every packet.
+    let sleep = tokio::time::sleep(config.transfer.timeout);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         let now = Instant::now();
         while t.poll_transmit(now, &mut out) {
@@ -185,6 +189,10 @@ async fn transfer<S: ContentSource>(
             break;
         }
         let Some(deadline) = t.poll_timeout() else { break };
+        if armed != Some(deadline) {
+            sleep.as_mut().reset(deadline.into());
+            armed = Some(deadline);
+        }
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let (len, from) = match r {
@@ -201,7 +209,11 @@ async fn transfer<S: ContentSource>(
                 }
                 t.handle(&buf[..len], Instant::now());
             }
-            _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
+            _ = &mut sleep => {
+                // A completed timer stays ready: re-arm it on the next turn even if the deadline did not move.
+                armed = None;
+                t.handle_timeout(Instant::now());
+            }
         }
     }
     let stats = t.stats();

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# TFTP benchmarks (issue "TFTP server and client", item 7), loopback only, Provisor and tftpd-hpa side by side in
+# one run. Prints medians and ratios for BENCHMARKS.md. Asserts nothing.
+#   bash bench/tftp.sh            (ROUNDS=5 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-5}"
+cargo build --release -q -p provisor -p provisor-bench
+bin="$PWD/target/release/provisor"
+load="$PWD/target/release/provisor-bench"
+dir="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
+head -c $((64 * 1024 * 1024)) /dev/urandom >"$dir/big.bin"
+head -c $((100 * 1024)) /dev/urandom >"$dir/small.bin"
+
+/usr/sbin/in.tftpd -L -a 127.0.0.1:16901 -s "$dir" -u root &
+"$bin" tftp serve --root "$dir" --listen 127.0.0.1:16902 --blksize-max 65464 --max-sessions 5000 2>/dev/null &
+prov_pid=$!
+sleep 1
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+
+big() { # $1 port, rest: atftp options
+  local port=$1; shift
+  local opts=()
+  for o in "$@"; do opts+=(--option "$o"); done
+  for _ in $(seq "$ROUNDS"); do
+    rm -f "$dir/out.bin"
+    time_it atftp "${opts[@]}" -g -r big.bin -l "$dir/out.bin" 127.0.0.1 "$port"
+    cmp -s "$dir/out.bin" "$dir/big.bin" || { echo "corrupt download from port $port" >&2; exit 1; }
+  done | median
+}
+
+echo "| measurement | tftpd-hpa | Provisor | ratio (tftpd-hpa time / Provisor time) |"
+echo "|---|---|---|---|"
+h=$(big 16901 "blksize 1468"); p=$(big 16902 "blksize 1468")
+printf '| 64 MiB, atftp, blksize 1468 | %.2f s | %.2f s | %.2f× |\n' "$h" "$p" "$(echo "$h / $p" | bc -l)"
+h16=$(big 16901 "blksize 1468" "windowsize 16"); p16=$(big 16902 "blksize 1468" "windowsize 16")
+printf '| 64 MiB, atftp, blksize 1468 + windowsize 16 (tftpd-hpa ignores it) | %.2f s | %.2f s | %.2f× |\n' "$h16" "$p16" "$(echo "$h16 / $p16" | bc -l)"
+
+own() { # $1 port, rest: provisor tftp get options
+  local port=$1; shift
+  for _ in $(seq "$ROUNDS"); do
+    time_it "$bin" tftp get "127.0.0.1:$port" big.bin -o "$dir/out2.bin" "$@"
+  done | median
+}
+h=$(own 16901 --blksize 1468 --windowsize 16); p=$(own 16902 --blksize 1468 --windowsize 16)
+printf '| 64 MiB, Provisor client, blksize 1468 + windowsize 16 | %.2f s | %.2f s | %.2f× |\n' "$h" "$p" "$(echo "$h / $p" | bc -l)"
+
+storm() { # $1 port
+  "$load" tftp-load "127.0.0.1:$1" small.bin 2000 1468
+}
+hs=$(storm 16901); ps=$(storm 16902)
+hw=$(echo "$hs" | awk '/wall_s/ {print $2}'); pw=$(echo "$ps" | awk '/wall_s/ {print $2}')
+hf=$(echo "$hs" | awk '/failures/ {print $2}'); pf=$(echo "$ps" | awk '/failures/ {print $2}')
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$prov_pid/status")
+printf '| 2,000 concurrent 100 KiB transfers (Provisor client, blksize 1468): wall time | %.2f s (%s failed) | %.2f s (%s failed) | %.2f× |\n' "$hw" "$hf" "$pw" "$pf" "$(echo "$hw / $pw" | bc -l)"
+printf '| Provisor server peak RSS over the whole run | — | %d MB | target < 200 MB |\n' "$((rss / 1024))"
+echo
+echo "tftpd-hpa storm: $(echo "$hs" | tr '\n' ' ')"
+echo "Provisor storm:  $(echo "$ps" | tr '\n' ' ')"
