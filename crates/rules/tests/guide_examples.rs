@@ -234,3 +234,45 @@ fn condition_errors_carry_the_rule_column() {
     let e = Rule::parse("http://h:99999/x", RuleKind::Profile).unwrap().evaluate(&phone(), DHCP).unwrap_err();
     assert_eq!(e.column, 10, "{e}");
 }
+
+/// More examples of the 7800/8800 MPP provisioning guide (002): first-provisioning rules, conditions on timers and
+/// versions, 3PCC upgrade rules, profile URLs with macros.
+#[test]
+fn provisioning_guide_002_more_examples() {
+    let mut v = phone();
+    v.set("A", "k3y").set("B", "rnd123");
+    let s = eval("tftp.callme.com/profile/$MA/cp-x8xx-3pcc.cfg", RuleKind::Profile, &v);
+    assert_eq!(url(&s), "tftp://tftp.callme.com/profile/000e08012345/cp-x8xx-3pcc.cfg");
+    let s = eval("[--key $A] tftp.callme.com/profile/$B/cp-x8xx-3pcc.cfg", RuleKind::Profile, &v);
+    assert_eq!((s.options.key.as_deref(), url(&s).as_str()), (Some("k3y"), "tftp://tftp.callme.com/profile/rnd123/cp-x8xx-3pcc.cfg"));
+    for (text, expected) in [
+        ("tftp://192.168.1.200/CP-7841-3PCC$MA.cfg", "tftp://192.168.1.200/CP-7841-3PCC000e08012345.cfg"),
+        ("tftp://prov.telco.com:6900/cisco/config/$PN.cfg", "tftp://prov.telco.com:6900/cisco/config/CP-8841-3PCC.cfg"),
+        ("tftp://prov.telco.com/cisco/$B/$MA.cfg", "tftp://prov.telco.com/cisco/rnd123/000e08012345.cfg"),
+    ] {
+        assert_eq!(url(&eval(text, RuleKind::Profile, &v)), expected);
+    }
+
+    v.set("REGTMR1", "400").set("PRVTMR", "1300").set("EXTIP", "198.51.100.7");
+    let cond = "($REGTMR1 gt 300 and $PRVTMR gt 1200 and \"$EXTIP\" ne \"\")? /lost.cfg";
+    assert_eq!(eval(cond, RuleKind::Profile, &v).alternative, Some(0));
+    v.set("EXTIP", "");
+    assert_eq!(eval(cond, RuleKind::Profile, &v).alternative, None);
+
+    // SPA-era firmware numbers: "$SWVER = 1.0.33".
+    v.set("SWVER", "1.0.33");
+    assert_eq!(eval("($SWVER = 1.0.33)? /same.cfg", RuleKind::Profile, &v).alternative, Some(0));
+
+    // 3PCC upgrade rules.
+    v.set("SWVER", "sip78xx.10-3-1-9-3PCC");
+    let s = eval("($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/sip78xx.10-3-1-10-3PCC.loads", RuleKind::Upgrade, &v);
+    assert_eq!(url(&s), "http://ps.tell.com/sw/sip78xx.10-3-1-10-3PCC.loads");
+    v.set("SWVER", "sip78xx.10-3-1-10-3PCC");
+    assert_eq!(eval("($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/x.loads", RuleKind::Upgrade, &v).url, None);
+    for model in ["78xx", "88xx"] {
+        let text = format!(
+            "(\"$F\" ne \"beta-customer\")? http://p.tel.com/firmware/sip{model}.10-3-1-3PCC.loads\n| http://p.tel.com/firmware/beta.loads"
+        );
+        assert!(url(&eval(&text, RuleKind::Upgrade, &v)).ends_with("10-3-1-3PCC.loads"));
+    }
+}
