@@ -2,6 +2,10 @@
 //! `bench/run.sh` runs this beside the reference tools and computes ratios. Medians of repeated runs, because the
 //! machine is shared and noisy.
 
+/// The same allocator as the `provisor` binary, so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,15 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("tftp-load") {
         return tftp_load(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("parse-apply-once") {
+        // For profilers (callgrind): one parse + apply, nothing else.
+        let profile = std::fs::read(&args[2]).expect("read profile");
+        for _ in 0..20 {
+            let p = Profile::parse(black_box(&profile), &ParseOptions::default()).unwrap();
+            black_box(PhoneState::new().apply(&p, &ApplyOptions::default()));
+        }
+        return;
     }
     let profile_path = args.get(1).expect("usage: provisor-bench PROFILE_1000.xml PROFILE_50K.xml BLOB_1M.bin");
     let profile_50k = args.get(2).expect("second argument: a ~50 KB profile");

@@ -244,7 +244,10 @@ fn provisioning_guide_002_more_examples() {
     let s = eval("tftp.callme.com/profile/$MA/cp-x8xx-3pcc.cfg", RuleKind::Profile, &v);
     assert_eq!(url(&s), "tftp://tftp.callme.com/profile/000e08012345/cp-x8xx-3pcc.cfg");
     let s = eval("[--key $A] tftp.callme.com/profile/$B/cp-x8xx-3pcc.cfg", RuleKind::Profile, &v);
-    assert_eq!((s.options.key.as_deref(), url(&s).as_str()), (Some("k3y"), "tftp://tftp.callme.com/profile/rnd123/cp-x8xx-3pcc.cfg"));
+    assert_eq!(
+        (s.options.key.as_deref(), url(&s).as_str()),
+        (Some("k3y"), "tftp://tftp.callme.com/profile/rnd123/cp-x8xx-3pcc.cfg")
+    );
     for (text, expected) in [
         ("tftp://192.168.1.200/CP-7841-3PCC$MA.cfg", "tftp://192.168.1.200/CP-7841-3PCC000e08012345.cfg"),
         ("tftp://prov.telco.com:6900/cisco/config/$PN.cfg", "tftp://prov.telco.com:6900/cisco/config/CP-8841-3PCC.cfg"),
@@ -265,10 +268,17 @@ fn provisioning_guide_002_more_examples() {
 
     // 3PCC upgrade rules.
     v.set("SWVER", "sip78xx.10-3-1-9-3PCC");
-    let s = eval("($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/sip78xx.10-3-1-10-3PCC.loads", RuleKind::Upgrade, &v);
+    let s = eval(
+        "($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/sip78xx.10-3-1-10-3PCC.loads",
+        RuleKind::Upgrade,
+        &v,
+    );
     assert_eq!(url(&s), "http://ps.tell.com/sw/sip78xx.10-3-1-10-3PCC.loads");
     v.set("SWVER", "sip78xx.10-3-1-10-3PCC");
-    assert_eq!(eval("($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/x.loads", RuleKind::Upgrade, &v).url, None);
+    assert_eq!(
+        eval("($SWVER ne sip78xx.10-3-1-10-3PCC)? http://ps.tell.com/sw/x.loads", RuleKind::Upgrade, &v).url,
+        None
+    );
     for model in ["78xx", "88xx"] {
         let text = format!(
             "(\"$F\" ne \"beta-customer\")? http://p.tel.com/firmware/sip{model}.10-3-1-3PCC.loads\n| http://p.tel.com/firmware/beta.loads"
