@@ -11,7 +11,7 @@ use provisor_tftp::client::ClientConfig;
 use provisor_tftp::content::FsSource;
 use provisor_tftp::packet::Mode;
 use provisor_tftp::server::ServerConfig;
-use provisor_tftp::service::{Service, ServiceConfig};
+use provisor_tftp::service::{Service, ServiceConfig, UploadConfig};
 
 use crate::files::write_output;
 
@@ -50,6 +50,13 @@ pub enum TftpCommand {
         /// Retransmissions before a transfer is abandoned.
         #[arg(long, default_value_t = 5)]
         retries: u32,
+        /// Accept write requests (e.g. phone logs) into this directory: new files only, plain names only.
+        /// Without it, write requests get ERROR 2.
+        #[arg(long, value_name = "DIR")]
+        upload_dir: Option<PathBuf>,
+        /// The largest upload accepted, in bytes.
+        #[arg(long, default_value_t = 1 << 20, requires = "upload_dir")]
+        upload_max_bytes: u64,
     },
     /// Download a file from a TFTP server.
     Get {
@@ -104,6 +111,8 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
             max_sessions,
             timeout,
             retries,
+            upload_dir,
+            upload_max_bytes,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -124,6 +133,13 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                 },
                 port_range,
                 max_sessions,
+                upload: match upload_dir {
+                    Some(dir) => Some(UploadConfig {
+                        dir: dir.canonicalize().with_context(|| format!("{}: no such directory", dir.display()))?,
+                        max_bytes: upload_max_bytes,
+                    }),
+                    None => None,
+                },
             };
             let rt = runtime()?;
             rt.block_on(async {

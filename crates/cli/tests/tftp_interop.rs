@@ -250,3 +250,65 @@ fn our_client_against_tftpd_hpa() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Write requests: refused with ERROR 2 by default; with --upload-dir, real clients upload new files (never
+/// overwriting, never outside the directory, never over the size limit).
+#[test]
+fn uploads_from_real_clients() {
+    let root = tempfile::tempdir().unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    random_file(&src.path().join("log.txt"), 20_000);
+    let log = src.path().join("log.txt");
+    let log_s = log.to_str().unwrap();
+    {
+        let server = provisor_server(root.path(), &[]);
+        let o = run("curl", &["-s", "-T", log_s, &format!("tftp://127.0.0.1:{}/x.txt", server.port)]);
+        assert_eq!(o.status.code(), Some(69), "uploads are refused by default (ERROR 2)");
+    }
+    let server = provisor_server(
+        root.path(),
+        &["--upload-dir", uploads.path().to_str().unwrap(), "--upload-max-bytes", "100000"],
+    );
+    let p = server.port.to_string();
+    run("tftp", &["127.0.0.1", &p, "-m", "binary", "-c", "put", log_s, "hpa.txt"]);
+    run(
+        "atftp",
+        &["--option", "blksize 1468", "--option", "tsize 20000", "-p", "-l", log_s, "-r", "atftp.txt", "127.0.0.1", &p],
+    );
+    run("busybox", &["tftp", "-p", "-l", log_s, "-r", "busybox.txt", "127.0.0.1", &p]);
+    let o = run("curl", &["-sS", "-T", log_s, &format!("tftp://127.0.0.1:{p}/curl.txt")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    for name in ["hpa.txt", "atftp.txt", "busybox.txt", "curl.txt"] {
+        assert!(same(&log, &uploads.path().join(name)), "{name}");
+    }
+    // No overwrite (ERROR 6), no escape (ERROR 2), no file over the limit (ERROR 3).
+    let o = run("curl", &["-s", "-T", log_s, &format!("tftp://127.0.0.1:{p}/curl.txt")]);
+    assert!(!o.status.success());
+    let o = run("curl", &["-s", "--path-as-is", "-T", log_s, &format!("tftp://127.0.0.1:{p}/../escape.txt")]);
+    assert_eq!(o.status.code(), Some(69));
+    assert!(!uploads.path().parent().unwrap().join("escape.txt").exists());
+    random_file(&src.path().join("big.txt"), 150_000);
+    let o = run(
+        "curl",
+        &["-s", "-T", src.path().join("big.txt").to_str().unwrap(), &format!("tftp://127.0.0.1:{p}/big.txt")],
+    );
+    assert!(!o.status.success(), "over the limit (announced with tsize)");
+    // tftp-hpa sends no tsize: the limit stops the upload part-way with ERROR 3.
+    let o = run(
+        "tftp",
+        &["127.0.0.1", &p, "-m", "binary", "-c", "put", src.path().join("big.txt").to_str().unwrap(), "big2.txt"],
+    );
+    let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("Error code 3"), "{said}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!uploads.path().join("big.txt").exists());
+    assert!(!uploads.path().join("big2.txt").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(uploads.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left");
+}

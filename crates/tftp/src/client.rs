@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::netascii;
 use crate::packet::{self, ErrorCode, Mode, Packet};
+use crate::receive::{Received, Receiver};
 
 /// What to ask for.
 #[derive(Debug, Clone)]
@@ -75,25 +75,15 @@ pub struct ReadClient {
     config: ClientConfig,
     filename: String,
     state: State,
-    blksize: usize,
-    windowsize: u64,
+    rx: Receiver,
     timeout: Duration,
-    /// The next absolute block expected (1-based).
-    expected: u64,
-    in_window: u64,
     pending_ack: Option<u64>,
     last_acked: u64,
     pending_error: Option<(ErrorCode, String)>,
     deadline: Option<Instant>,
     retries: u32,
-    data: Vec<u8>,
-    pending_cr: bool,
     tsize: Option<u64>,
     error: Option<ClientError>,
-    /// Whether the server wraps block numbers to 1 instead of 0 (learned when it happens).
-    wraps_to_one: bool,
-    /// Blocks received out of order or duplicated.
-    pub unexpected_blocks: u64,
 }
 
 impl ReadClient {
@@ -103,22 +93,15 @@ impl ReadClient {
         ReadClient {
             filename: filename.to_string(),
             state: State::Requesting { sent: false },
-            blksize: 512,
-            windowsize: 1,
+            rx: Receiver::new(config.mode == Mode::NetAscii, None),
             timeout,
-            expected: 1,
-            in_window: 0,
             pending_ack: None,
             last_acked: 0,
             pending_error: None,
             deadline: None,
             retries: 0,
-            data: Vec::new(),
-            pending_cr: false,
             tsize: None,
             error: None,
-            wraps_to_one: false,
-            unexpected_blocks: 0,
             config,
         }
     }
@@ -140,10 +123,6 @@ impl ReadClient {
         packet::encode_request(out, false, &self.filename, self.config.mode.as_str(), &options);
     }
 
-    fn wire(&self, n: u64) -> u16 {
-        if self.wraps_to_one && n > 0 { ((n - 1) % 65535 + 1) as u16 } else { (n % 65536) as u16 }
-    }
-
     fn fail(&mut self, e: ClientError) {
         self.error = Some(e);
         self.state = State::Failed;
@@ -159,14 +138,14 @@ impl ReadClient {
                     if !(8..=asked).contains(&v) {
                         return Err(format!("blksize {v} is outside 8..={asked}"));
                     }
-                    self.blksize = v as usize;
+                    self.rx.blksize = v as usize;
                 }
                 "windowsize" => {
                     let asked = u64::from(self.config.windowsize.ok_or("windowsize was not requested")?);
                     if !(1..=asked).contains(&v) {
                         return Err(format!("windowsize {v} is outside 1..={asked}"));
                     }
-                    self.windowsize = v;
+                    self.rx.windowsize = v;
                 }
                 "timeout" => {
                     if !(1..=255).contains(&v) {
@@ -202,9 +181,9 @@ impl ReadClient {
                 }
                 self.data_block(block, data, now);
             }
-            (Packet::Data { block, .. }, State::Done) if block == self.wire(self.expected - 1) => {
+            (Packet::Data { block, .. }, State::Done) if block == self.rx.wire(self.rx.last_in_order()) => {
                 // The server did not get our final ACK and sent the last block again: acknowledge it again.
-                self.pending_ack = Some(self.expected - 1);
+                self.pending_ack = Some(self.rx.last_in_order());
             }
             (Packet::Error { code, message }, State::Requesting { .. } | State::Receiving) => {
                 self.fail(ClientError::Server { code, message: message.into_owned() });
@@ -214,49 +193,28 @@ impl ReadClient {
     }
 
     fn data_block(&mut self, block: u16, data: &[u8], now: Instant) {
-        let expected_wire = self.wire(self.expected);
-        let accept = if block == expected_wire {
-            true
-        } else if self.expected.is_multiple_of(65536) && block == 1 && !self.wraps_to_one && self.expected > 65535 {
-            // The server wrapped 65535 → 1 (tftpd-hpa `rollover=1` style): follow it from here on.
-            self.wraps_to_one = true;
-            true
-        } else {
-            false
-        };
-        if !accept {
-            // A duplicate (our ACK was lost) or a block past a gap: acknowledge the last in-order block.
-            self.unexpected_blocks += 1;
-            self.pending_ack = Some(self.expected - 1);
-            self.in_window = 0;
-            return;
-        }
-        if data.len() > self.blksize {
-            self.pending_error = Some((ErrorCode::IllegalOperation, "block larger than blksize".into()));
-            self.fail(ClientError::Negotiation(format!("block of {} bytes with blksize {}", data.len(), self.blksize)));
-            return;
-        }
-        if self.config.mode == Mode::NetAscii {
-            netascii::decode(data, &mut self.pending_cr, &mut self.data);
-        } else {
-            self.data.extend_from_slice(data);
-        }
-        self.expected += 1;
-        self.in_window += 1;
-        self.retries = 0;
-        // Progress: the retransmission timer starts again from the last block received.
-        self.deadline = Some(now + self.timeout);
-        let last = data.len() < self.blksize;
-        if last || self.in_window >= self.windowsize {
-            self.pending_ack = Some(self.expected - 1);
-            self.in_window = 0;
-        }
-        if last {
-            if self.pending_cr {
-                self.data.push(b'\r');
-                self.pending_cr = false;
+        let before = self.rx.expected;
+        match self.rx.block(block, data) {
+            Received::Nothing => {}
+            Received::Ack(n) => self.pending_ack = Some(n),
+            Received::Last(n) => {
+                self.pending_ack = Some(n);
+                self.state = State::Done;
             }
-            self.state = State::Done;
+            Received::Oversized => {
+                self.pending_error = Some((ErrorCode::IllegalOperation, "block larger than blksize".into()));
+                let message = format!("block of {} bytes with blksize {}", data.len(), self.rx.blksize);
+                self.fail(ClientError::Negotiation(message));
+            }
+            Received::TooLarge => {
+                self.pending_error = Some((ErrorCode::DiskFull, "too large".into()));
+                self.fail(ClientError::Negotiation("the file exceeds the size limit".into()));
+            }
+        }
+        if self.rx.expected > before {
+            // Progress: the retransmission timer starts again from the last block received.
+            self.retries = 0;
+            self.deadline = Some(now + self.timeout);
         }
     }
 
@@ -275,7 +233,7 @@ impl ReadClient {
             }
             State::Receiving | State::Done => match self.pending_ack.take() {
                 Some(n) => {
-                    packet::encode_ack(out, self.wire(n));
+                    packet::encode_ack(out, self.rx.wire(n));
                     self.last_acked = n;
                     self.deadline = if self.state == State::Done { None } else { Some(now + self.timeout) };
                     true
@@ -318,7 +276,7 @@ impl ReadClient {
     /// The result, once finished: the content, or why it failed.
     pub fn result(&self) -> Option<Result<&[u8], &ClientError>> {
         match self.state {
-            State::Done => Some(Ok(&self.data)),
+            State::Done => Some(Ok(&self.rx.data)),
             State::Failed => self.error.as_ref().map(Err),
             _ => None,
         }
@@ -326,7 +284,7 @@ impl ReadClient {
 
     /// Takes the content received so far (in order), for streaming to a file.
     pub fn take_data(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.data)
+        std::mem::take(&mut self.rx.data)
     }
 
     /// The size announced with `tsize`, if any.
@@ -336,12 +294,17 @@ impl ReadClient {
 
     /// The block size in use.
     pub fn blksize(&self) -> usize {
-        self.blksize
+        self.rx.blksize
     }
 
     /// The window in use.
     pub fn windowsize(&self) -> u64 {
-        self.windowsize
+        self.rx.windowsize
+    }
+
+    /// Blocks received out of order or duplicated.
+    pub fn unexpected_blocks(&self) -> u64 {
+        self.rx.unexpected
     }
 }
 

@@ -11,5 +11,7 @@ pub mod content;
 pub mod fetch;
 pub mod netascii;
 pub mod packet;
+mod receive;
 pub mod server;
 pub mod service;
+pub mod upload;

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -13,6 +14,7 @@ use crate::content::{ContentSource, Request};
 use crate::netascii;
 use crate::packet::{self, ErrorCode, Mode, Packet};
 use crate::server::{Outcome, ReadTransfer, ServerConfig, negotiate};
+use crate::upload::{UploadOutcome, WriteTransfer, negotiate_write};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -23,11 +25,22 @@ pub struct ServiceConfig {
     pub port_range: Option<(u16, u16)>,
     /// Most transfers at once; further requests get an error, never a crash.
     pub max_sessions: usize,
+    /// Where write requests may store files (phone logs); `None`: write requests are refused with ERROR 2.
+    pub upload: Option<UploadConfig>,
+}
+
+/// Accepting uploads.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// The directory new files go to (never overwritten; names may not contain `/`).
+    pub dir: PathBuf,
+    /// The largest upload accepted, in bytes.
+    pub max_bytes: u64,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { transfer: ServerConfig::default(), port_range: None, max_sessions: 10_000 }
+        ServiceConfig { transfer: ServerConfig::default(), port_range: None, max_sessions: 10_000, upload: None }
     }
 }
 
@@ -91,23 +104,39 @@ impl<S: ContentSource> Service<S> {
                     },
                     options: options.into_iter().map(|(a, b)| (a.into_owned(), b.into_owned())).collect(),
                 },
-                Ok(Packet::Wrq { filename, .. }) => {
-                    tracing::info!(%client, file = %filename, "write request refused");
-                    packet::encode_error(&mut out, ErrorCode::AccessViolation, "Write requests are not accepted");
-                    let _ = self.socket.send_to(&out, client).await;
+                Ok(Packet::Wrq { filename, mode, options }) => {
+                    let Some(upload) = self.config.upload.clone() else {
+                        tracing::info!(%client, file = %filename, "write request refused");
+                        packet::encode_error(&mut out, ErrorCode::AccessViolation, "Write requests are not accepted");
+                        let _ = self.socket.send_to(&out, client).await;
+                        continue;
+                    };
+                    let Some(mode @ (Mode::Octet | Mode::NetAscii)) = Mode::parse(&mode) else {
+                        packet::encode_error(&mut out, ErrorCode::IllegalOperation, "Unknown mode");
+                        let _ = self.socket.send_to(&out, client).await;
+                        continue;
+                    };
+                    let Some(guard) = self.take_session(client, &filename, &mut out).await else { continue };
+                    let request = Request {
+                        client,
+                        local,
+                        filename: filename.into_owned(),
+                        mode,
+                        options: options.into_iter().map(|(a, b)| (a.into_owned(), b.into_owned())).collect(),
+                    };
+                    let config = self.config.clone();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        if let Err(e) = receive(request, upload, config, local).await {
+                            tracing::warn!(error = %e, "upload socket error");
+                        }
+                    });
                     continue;
                 }
                 // Anything else on the listening port is not a request: ignored, as tftpd-hpa does.
                 _ => continue,
             };
-            if self.sessions.fetch_add(1, Ordering::AcqRel) >= self.config.max_sessions {
-                self.sessions.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!(%client, file = %request.filename, "refused: session limit reached");
-                packet::encode_error(&mut out, ErrorCode::NotDefined, "Server busy, try again later");
-                let _ = self.socket.send_to(&out, client).await;
-                continue;
-            }
-            let guard = SessionGuard(self.sessions.clone());
+            let Some(guard) = self.take_session(client, &request.filename, &mut out).await else { continue };
             let source = self.source.clone();
             let config = self.config.clone();
             tokio::spawn(async move {
@@ -117,6 +146,20 @@ impl<S: ContentSource> Service<S> {
                 }
             });
         }
+    }
+}
+
+impl<S: ContentSource> Service<S> {
+    /// A session slot, or `None` after telling the client the server is busy.
+    async fn take_session(&self, client: SocketAddr, filename: &str, out: &mut Vec<u8>) -> Option<SessionGuard> {
+        if self.sessions.fetch_add(1, Ordering::AcqRel) >= self.config.max_sessions {
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(%client, file = %filename, "refused: session limit reached");
+            packet::encode_error(out, ErrorCode::NotDefined, "Server busy, try again later");
+            let _ = self.socket.send_to(out, client).await;
+            return None;
+        }
+        Some(SessionGuard(self.sessions.clone()))
     }
 }
 
@@ -175,47 +218,7 @@ async fn transfer<S: ContentSource>(
         }
     };
     let mut t = ReadTransfer::new(content, &negotiated, config.transfer.retries);
-    let mut buf = vec![0u8; 65536];
-    // One timer for the whole transfer, moved rather than re-created on every packet.
-    let sleep = tokio::time::sleep(config.transfer.timeout);
-    tokio::pin!(sleep);
-    let mut armed: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        while t.poll_transmit(now, &mut out) {
-            socket.send_to(&out, client).await?;
-        }
-        if t.is_finished() {
-            break;
-        }
-        let Some(deadline) = t.poll_timeout() else { break };
-        if armed != Some(deadline) {
-            sleep.as_mut().reset(deadline.into());
-            armed = Some(deadline);
-        }
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (len, from) = match r {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-                    Err(e) => return Err(e),
-                };
-                if from != client {
-                    // RFC 1350 §4: a packet from a foreign TID gets ERROR 5; the transfer goes on.
-                    let mut err = Vec::new();
-                    packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
-                    let _ = socket.send_to(&err, from).await;
-                    continue;
-                }
-                t.handle(&buf[..len], Instant::now());
-            }
-            _ = &mut sleep => {
-                // A completed timer stays ready: re-arm it on the next turn even if the deadline did not move.
-                armed = None;
-                t.handle_timeout(Instant::now());
-            }
-        }
-    }
+    drive(&socket, client, &mut t, config.transfer.timeout, &mut out).await?;
     let stats = t.stats();
     let result = match t.outcome() {
         Some(Outcome::Completed) => "ok".to_string(),
@@ -234,6 +237,162 @@ async fn transfer<S: ContentSource>(
         ms = started.elapsed().as_millis() as u64,
         result = %result,
         "transfer"
+    );
+    Ok(())
+}
+
+/// What [`drive`] needs from a transfer state machine.
+trait Machine {
+    fn handle(&mut self, datagram: &[u8], now: Instant);
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn is_finished(&self) -> bool;
+}
+
+macro_rules! machine {
+    ($t:ty) => {
+        impl Machine for $t {
+            fn handle(&mut self, datagram: &[u8], now: Instant) {
+                <$t>::handle(self, datagram, now)
+            }
+            fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+                <$t>::poll_transmit(self, now, out)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn is_finished(&self) -> bool {
+                <$t>::is_finished(self)
+            }
+        }
+    };
+}
+
+machine!(ReadTransfer);
+machine!(WriteTransfer);
+
+/// Runs a transfer on its socket: send what the machine has, then wait for the client's datagram or the deadline.
+/// Datagrams from any other address get ERROR 5 and do not disturb the transfer (RFC 1350 §4).
+async fn drive(
+    socket: &UdpSocket,
+    client: SocketAddr,
+    t: &mut impl Machine,
+    timeout: std::time::Duration,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 65536];
+    // One timer for the whole transfer, moved rather than re-created on every packet.
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        while t.poll_transmit(now, out) {
+            socket.send_to(out, client).await?;
+        }
+        if t.is_finished() {
+            return Ok(());
+        }
+        let Some(deadline) = t.poll_timeout() else { return Ok(()) };
+        if armed != Some(deadline) {
+            sleep.as_mut().reset(deadline.into());
+            armed = Some(deadline);
+        }
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (len, from) = match r {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+                    Err(e) => return Err(e),
+                };
+                if from != client {
+                    let mut err = Vec::new();
+                    packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
+                    let _ = socket.send_to(&err, from).await;
+                    continue;
+                }
+                t.handle(&buf[..len], Instant::now());
+            }
+            _ = &mut sleep => {
+                // A completed timer stays ready: re-arm it on the next turn even if the deadline did not move.
+                armed = None;
+                t.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// Where an upload named `filename` goes: a plain name inside the upload directory that does not exist yet.
+fn upload_target(dir: &std::path::Path, filename: &str) -> Result<PathBuf, (ErrorCode, &'static str)> {
+    let name = filename.strip_prefix('/').unwrap_or(filename);
+    let plain =
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']) && !name.starts_with('.');
+    if !plain {
+        return Err((ErrorCode::AccessViolation, "Access violation"));
+    }
+    let target = dir.join(name);
+    if target.symlink_metadata().is_ok() {
+        return Err((ErrorCode::FileExists, "File already exists"));
+    }
+    Ok(target)
+}
+
+async fn receive(
+    request: Request,
+    upload: UploadConfig,
+    config: Arc<ServiceConfig>,
+    local: SocketAddr,
+) -> io::Result<()> {
+    let started = Instant::now();
+    let client = request.client;
+    let socket = bind_transfer_socket(local, config.port_range).await?;
+    let mut out = Vec::with_capacity(600);
+    let target = match upload_target(&upload.dir, &request.filename) {
+        Ok(t) => t,
+        Err((code, message)) => {
+            tracing::info!(%client, file = %request.filename, "upload refused: {message}");
+            packet::encode_error(&mut out, code, message);
+            socket.send_to(&out, client).await?;
+            return Ok(());
+        }
+    };
+    let options: Vec<_> = request.options.iter().map(|(a, b)| (a.as_str().into(), b.as_str().into())).collect();
+    let negotiated = match negotiate_write(&options, request.mode, upload.max_bytes, &config.transfer) {
+        Ok(n) => n,
+        Err(r) => {
+            tracing::info!(%client, file = %request.filename, "upload refused: {}", r.message);
+            packet::encode_error(&mut out, r.code, &r.message);
+            socket.send_to(&out, client).await?;
+            return Ok(());
+        }
+    };
+    let mut t = WriteTransfer::new(&negotiated, request.mode, upload.max_bytes, config.transfer.retries);
+    drive(&socket, client, &mut t, config.transfer.timeout, &mut out).await?;
+    let result = match t.outcome() {
+        Some(UploadOutcome::Completed) => {
+            // Written beside the target and linked into place: never a partial file, never an overwrite.
+            let tmp = upload.dir.join(format!(".upload-{}-{}", std::process::id(), client.port()));
+            let stored = tokio::fs::write(&tmp, t.data()).await.and_then(|_| std::fs::hard_link(&tmp, &target));
+            let _ = std::fs::remove_file(&tmp);
+            match stored {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("not stored: {e}"),
+            }
+        }
+        Some(other) => format!("{other:?}"),
+        None => "unfinished".to_string(),
+    };
+    tracing::info!(
+        %client,
+        file = %request.filename,
+        bytes = t.data().len(),
+        ms = started.elapsed().as_millis() as u64,
+        result = %result,
+        "upload"
     );
     Ok(())
 }
