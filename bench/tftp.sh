@@ -18,34 +18,38 @@ prov_pid=$!
 sleep 1
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+time_it() {
+  local s e
+  s=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || { echo "failed (corrupt or incomplete download): $*" >&2; exit 1; }
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc -l
+}
 
-big() { # $1 port, rest: atftp options
-  local port=$1; shift
-  local opts=()
-  for o in "$@"; do opts+=(--option "$o"); done
+# Rounds alternate between the two servers, so a slow spell of the shared host hits both alike.
+pair() { # $1: a download command writing $dir/out.bin, with PORT for the server's port; prints both medians
+  local h=() p=()
   for _ in $(seq "$ROUNDS"); do
-    rm -f "$dir/out.bin"
-    time_it atftp "${opts[@]}" -g -r big.bin -l "$dir/out.bin" 127.0.0.1 "$port"
-    cmp -s "$dir/out.bin" "$dir/big.bin" || { echo "corrupt download from port $port" >&2; exit 1; }
-  done | median
+    rm -f "$dir/out.bin"; h+=("$(time_it bash -c "${1//PORT/16901}")")
+    cmp -s "$dir/out.bin" "$dir/big.bin" || { echo "corrupt download from tftpd-hpa" >&2; exit 1; }
+    rm -f "$dir/out.bin"; p+=("$(time_it bash -c "${1//PORT/16902}")")
+    cmp -s "$dir/out.bin" "$dir/big.bin" || { echo "corrupt download from Provisor" >&2; exit 1; }
+  done
+  echo "$(printf '%s\n' "${h[@]}" | median) $(printf '%s\n' "${p[@]}" | median)"
+}
+row() { # label, "h p"
+  local h=${2% *} p=${2#* }
+  printf '| %s | %.2f s | %.2f s | %.2f× |\n' "$1" "$h" "$p" "$(echo "$h / $p" | bc -l)"
 }
 
 echo "| measurement | tftpd-hpa | Provisor | ratio (tftpd-hpa time / Provisor time) |"
 echo "|---|---|---|---|"
-h=$(big 16901 "blksize 1468"); p=$(big 16902 "blksize 1468")
-printf '| 64 MiB, atftp, blksize 1468 | %.2f s | %.2f s | %.2f× |\n' "$h" "$p" "$(echo "$h / $p" | bc -l)"
-h16=$(big 16901 "blksize 1468" "windowsize 16"); p16=$(big 16902 "blksize 1468" "windowsize 16")
-printf '| 64 MiB, atftp, blksize 1468 + windowsize 16 (tftpd-hpa ignores it) | %.2f s | %.2f s | %.2f× |\n' "$h16" "$p16" "$(echo "$h16 / $p16" | bc -l)"
-
-own() { # $1 port, rest: provisor tftp get options
-  local port=$1; shift
-  for _ in $(seq "$ROUNDS"); do
-    time_it "$bin" tftp get "127.0.0.1:$port" big.bin -o "$dir/out2.bin" "$@"
-  done | median
-}
-h=$(own 16901 --blksize 1468 --windowsize 16); p=$(own 16902 --blksize 1468 --windowsize 16)
-printf '| 64 MiB, Provisor client, blksize 1468 + windowsize 16 | %.2f s | %.2f s | %.2f× |\n' "$h" "$p" "$(echo "$h / $p" | bc -l)"
+get="atftp --option 'blksize 1468' -g -r big.bin -l $dir/out.bin 127.0.0.1 PORT"
+row "64 MiB, atftp, blksize 1468" "$(pair "$get")"
+get="atftp --option 'blksize 1468' --option 'windowsize 16' -g -r big.bin -l $dir/out.bin 127.0.0.1 PORT"
+row "64 MiB, atftp, blksize 1468 + windowsize 16 (tftpd-hpa ignores it)" "$(pair "$get")"
+get="$bin tftp get 127.0.0.1:PORT big.bin -o $dir/out.bin --blksize 1468 --windowsize 16"
+row "64 MiB, Provisor client, blksize 1468 + windowsize 16" "$(pair "$get")"
 
 storm() { # $1 port
   "$load" tftp-load "127.0.0.1:$1" small.bin 2000 1468

@@ -190,8 +190,13 @@ pub struct ReadTransfer {
     outcome: Option<Outcome>,
     pending_error: Option<(ErrorCode, String)>,
     stats: Stats,
-    scratch: Vec<u8>,
+    /// Read-ahead: content bytes starting at `cached_at`, so a file is read in chunks rather than a block at a time.
+    cache: Vec<u8>,
+    cached_at: u64,
 }
+
+/// Blocks read from the content at once (bounded, so thousands of transfers stay small in memory).
+const READ_AHEAD_BLOCKS: usize = 8;
 
 impl ReadTransfer {
     /// Starts a transfer of `content` with negotiated options. The first datagram comes from
@@ -219,7 +224,8 @@ impl ReadTransfer {
             outcome: None,
             pending_error: None,
             stats: Stats::default(),
-            scratch: vec![0; blksize],
+            cache: Vec::new(),
+            cached_at: 0,
         }
     }
 
@@ -298,12 +304,11 @@ impl ReadTransfer {
                 let n = self.next_send;
                 let offset = (n - 1) * self.blksize as u64;
                 let len = (self.size.saturating_sub(offset)).min(self.blksize as u64) as usize;
-                match self.content.read_at(offset, &mut self.scratch[..len]) {
-                    Ok(got) if got == len => {}
-                    Ok(_) => return self.fail_read(out, "the file changed size during the transfer".into()),
-                    Err(e) => return self.fail_read(out, e.to_string()),
+                if let Err(message) = self.fill(offset, len) {
+                    return self.fail_read(out, message);
                 }
-                packet::encode_data(out, self.wire(n), &self.scratch[..len]);
+                let start = (offset - self.cached_at) as usize;
+                packet::encode_data(out, self.wire(n), &self.cache[start..start + len]);
                 if n <= self.highest_sent {
                     self.stats.retransmitted += 1;
                 }
@@ -315,6 +320,23 @@ impl ReadTransfer {
             }
             _ => false,
         }
+    }
+
+    /// Makes `[offset, offset + len)` available in the read-ahead buffer.
+    fn fill(&mut self, offset: u64, len: usize) -> Result<(), String> {
+        let cached_end = self.cached_at + self.cache.len() as u64;
+        if offset >= self.cached_at && offset + len as u64 <= cached_end {
+            return Ok(());
+        }
+        let want = (self.blksize * READ_AHEAD_BLOCKS).min((self.size - offset.min(self.size)) as usize).max(len);
+        self.cache.resize(want, 0);
+        let got = self.content.read_at(offset, &mut self.cache).map_err(|e| e.to_string())?;
+        if got < len {
+            return Err("the file changed size during the transfer".into());
+        }
+        self.cache.truncate(got);
+        self.cached_at = offset;
+        Ok(())
     }
 
     fn fail_read(&mut self, out: &mut Vec<u8>, message: String) -> bool {

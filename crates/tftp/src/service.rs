@@ -218,7 +218,7 @@ async fn transfer<S: ContentSource>(
         }
     };
     let mut t = ReadTransfer::new(content, &negotiated, config.transfer.retries);
-    drive(&socket, client, &mut t, config.transfer.timeout, &mut out).await?;
+    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516).await?;
     let stats = t.stats();
     let result = match t.outcome() {
         Some(Outcome::Completed) => "ok".to_string(),
@@ -283,8 +283,11 @@ async fn drive(
     t: &mut impl Machine,
     timeout: std::time::Duration,
     out: &mut Vec<u8>,
+    largest: usize,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; 65536];
+    // Sized for what the peer legitimately sends (ACKs to a reader, blocks to an uploader), plus one byte so an
+    // oversized datagram is noticed rather than silently cut to size: memory per transfer stays small.
+    let mut buf = vec![0u8; largest + 1];
     // One timer for the whole transfer, moved rather than re-created on every packet.
     let sleep = tokio::time::sleep(timeout);
     tokio::pin!(sleep);
@@ -371,7 +374,7 @@ async fn receive(
         }
     };
     let mut t = WriteTransfer::new(&negotiated, request.mode, upload.max_bytes, config.transfer.retries);
-    drive(&socket, client, &mut t, config.transfer.timeout, &mut out).await?;
+    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, negotiated.blksize + 4).await?;
     let result = match t.outcome() {
         Some(UploadOutcome::Completed) => {
             // Written beside the target and linked into place: never a partial file, never an overwrite.
