@@ -218,7 +218,24 @@ async fn transfer<S: ContentSource>(
         }
     };
     let mut t = ReadTransfer::new(content, &negotiated, config.transfer.retries);
-    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516).await?;
+    // While the server is nearly idle, a transfer waits in a blocking receive on a thread of its own, as tftpd-hpa
+    // does: for lock-step transfers the wake-up through the async reactor costs more than the client's reply takes.
+    // At most BLOCKING_TRANSFERS do so; every other transfer is a task, so a boot storm never costs a thread each.
+    let slot = BlockingSlot::take(&BLOCKING);
+    let t = if let Some(slot) = slot {
+        let std_socket = socket.into_std()?;
+        std_socket.set_nonblocking(false)?;
+        let timeout = config.transfer.timeout;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            drive_blocking(&std_socket, client, &mut t, timeout, &mut out, 516).map(|()| t)
+        })
+        .await
+        .map_err(io::Error::other)??
+    } else {
+        drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516).await?;
+        t
+    };
     let stats = t.stats();
     let result = match t.outcome() {
         Some(Outcome::Completed) => "ok".to_string(),
@@ -239,6 +256,66 @@ async fn transfer<S: ContentSource>(
         "transfer"
     );
     Ok(())
+}
+
+/// Transfers currently served from a blocking thread.
+static BLOCKING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many transfers may use a blocking thread at once (the machine's two cores).
+const BLOCKING_TRANSFERS: usize = 2;
+
+struct BlockingSlot(&'static AtomicUsize);
+
+impl BlockingSlot {
+    fn take(counter: &'static AtomicUsize) -> Option<BlockingSlot> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < BLOCKING_TRANSFERS).then_some(n + 1))
+            .ok()
+            .map(|_| BlockingSlot(counter))
+    }
+}
+
+impl Drop for BlockingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// [`drive`] with blocking socket calls, for a transfer that has a thread to itself.
+fn drive_blocking(
+    socket: &std::net::UdpSocket,
+    client: SocketAddr,
+    t: &mut impl Machine,
+    timeout: std::time::Duration,
+    out: &mut Vec<u8>,
+    largest: usize,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; largest + 1];
+    loop {
+        let now = Instant::now();
+        while t.poll_transmit(now, out) {
+            socket.send_to(out, client)?;
+        }
+        if t.is_finished() {
+            return Ok(());
+        }
+        let Some(deadline) = t.poll_timeout() else { return Ok(()) };
+        let wait = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
+        socket.set_read_timeout(Some(wait.min(timeout * 2)))?;
+        match socket.recv_from(&mut buf) {
+            Ok((len, from)) if from == client => t.handle(&buf[..len], Instant::now()),
+            Ok((_, from)) => {
+                let mut err = Vec::new();
+                packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
+                let _ = socket.send_to(&err, from);
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                t.handle_timeout(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What [`drive`] needs from a transfer state machine.
