@@ -44,8 +44,12 @@ pub enum DataType {
     PwrLevel,
     /// A star code such as `*69`, up to 7 characters.
     StarCode,
-    /// A provisioning rule (`Profile_Rule*`, `Upgrade_Rule`, `Report_Rule`): ProvisioningRuleSyntax.
+    /// A profile rule (`Profile_Rule*`): ProvisioningRuleSyntax, checked by the rule engine.
     Rule,
+    /// `Upgrade_Rule`: no options, a server in every URL.
+    UpgradeRule,
+    /// `Report_Rule`: `[--delta|--status ...] URL` items.
+    ReportRule,
     /// A conditional expression (`Resync_Trigger_*`).
     Condition,
     /// A dial plan (DialPlanScript).
@@ -91,6 +95,8 @@ impl std::str::FromStr for DataType {
             ("PwrLevel", None) => DataType::PwrLevel,
             ("StarCode", None) => DataType::StarCode,
             ("Rule", None) => DataType::Rule,
+            ("UpgradeRule", None) => DataType::UpgradeRule,
+            ("ReportRule", None) => DataType::ReportRule,
             ("Condition", None) => DataType::Condition,
             ("DialPlan", None) => DataType::DialPlan,
             ("Schedule", None) => DataType::Schedule,
@@ -122,7 +128,7 @@ impl std::fmt::Display for DataType {
             DataType::ToneScript => f.write_str("ToneScript"),
             DataType::PwrLevel => f.write_str("PwrLevel"),
             DataType::StarCode => f.write_str("StarCode"),
-            DataType::Rule => f.write_str("ProvisioningRuleSyntax"),
+            DataType::Rule | DataType::UpgradeRule | DataType::ReportRule => f.write_str("ProvisioningRuleSyntax"),
             DataType::Condition => f.write_str("Condition"),
             DataType::DialPlan => f.write_str("DialPlanScript"),
             DataType::Schedule => f.write_str("Schedule"),
@@ -445,9 +451,22 @@ impl DataType {
                     error("is not a star code such as *69")
                 }
             }
-            DataType::Rule | DataType::Condition | DataType::DialPlan => {
-                balanced(value).err().and_then(|m| error(format!("is not valid {self}: {m}")))
+            DataType::Rule | DataType::UpgradeRule | DataType::ReportRule => {
+                use provisor_rules::rule::{Rule, RuleKind};
+                let kind = match self {
+                    DataType::UpgradeRule => RuleKind::Upgrade,
+                    DataType::ReportRule => RuleKind::Report,
+                    _ => RuleKind::Profile,
+                };
+                Rule::parse(value, kind)
+                    .and_then(|r| r.check())
+                    .err()
+                    .and_then(|e| error(format!("is not a valid rule: column {}: {}", e.column, e.message)))
             }
+            DataType::Condition => provisor_rules::condition::check(value)
+                .err()
+                .and_then(|e| error(format!("is not a valid condition: column {}: {}", e.column, e.message))),
+            DataType::DialPlan => balanced(value).err().and_then(|m| error(format!("is not valid {self}: {m}"))),
             DataType::Schedule => check_schedule(value),
             DataType::HhMm => {
                 let ok = value.len() == 4
@@ -540,6 +559,13 @@ mod tests {
         bad("HHmm", "2460");
         ok("HHmm", "0230");
         bad("Rule", "[--key abc http://x/y");
+        bad("Rule", "http://a/x | http://b/y");
+        bad("Rule", "($NOPE eq 1)? /x");
+        bad("UpgradeRule", "[--key k] http://h/f.loads");
+        ok("UpgradeRule", "($SWVER ne sip88xx.11-0-0MPP-256)? http://ps.tell.com/sw/sip88xx.11-0-0MPP-BN.loads");
+        ok("ReportRule", "[--status]http://h/s.xml [--delta]http://h/d.xml");
+        ok("Condition", "$UPGTMR gt 300 and $PRVTMR ge 600");
+        bad("Condition", "$UPGTMR gt");
         ok(
             "Rule",
             "(\"$A\" ne \"Provisioned\")? (Line_Enable_1_ = \"No\";)! https://p.tel.com/init-prov | https://p.tel.com/configs",

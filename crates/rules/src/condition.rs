@@ -245,6 +245,76 @@ pub fn evaluate(text: &str, vars: &Variables) -> Result<Evaluation, SyntaxError>
     Ok(Evaluation { expanded: expanded.clone(), comparisons, holds })
 }
 
+/// Whether a bare word is exactly one known macro (`$NAME`, `$(NAME)` or `$(NAME:p:q)`), whose value is only known
+/// on the phone.
+fn is_macro(word: &str) -> bool {
+    let Some(rest) = word.strip_prefix('$') else { return false };
+    let name = match rest.strip_prefix('(') {
+        Some(inner) => match inner.strip_suffix(')') {
+            Some(inner) => inner.split(':').next().unwrap_or(""),
+            None => return false,
+        },
+        None => rest,
+    };
+    crate::macros::is_known(name) && !crate::macros::is_secret(name)
+}
+
+/// Checks a condition's syntax without values, as a linter must: structure, operators, literal types, and that
+/// every bare `$NAME` is a known macro. Comparisons whose operands are macros are checked for shape only (a quoted
+/// operand against an unquoted one is still an error, since quoting decides the type).
+pub fn check(text: &str) -> Result<(), SyntaxError> {
+    let col = |at: usize| text[..at.min(text.len())].chars().count() + 1;
+    let tokens = lex(text).map_err(|(at, m)| SyntaxError::new(col(at), m))?;
+    if tokens.is_empty() {
+        return Err(SyntaxError::new(1, "empty condition: expected a comparison such as $PRVTMR ge 600"));
+    }
+    let mut i = 0;
+    loop {
+        let (Some(l), Some(o), Some(r)) = (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) else {
+            let at = tokens.get(i + 1).map_or(text.len(), |t| t.at);
+            return Err(SyntaxError::new(col(at), "incomplete comparison: expected operand, operator, operand"));
+        };
+        let Token::Op(op) = o.token else {
+            return Err(SyntaxError::new(
+                col(o.at),
+                "expected a comparison operator (= != < <= > >= or eq ne lt le gt ge)",
+            ));
+        };
+        // Unquoted macros stand for numbers or versions; quoted text is a string whatever it contains.
+        let operand = |t: &Lexed| -> Result<Option<Operand>, SyntaxError> {
+            match &t.token {
+                Token::Word(w) if is_macro(w) => Ok(None),
+                other => classify(other).map(Some).map_err(|m| SyntaxError::new(col(t.at), m)),
+            }
+        };
+        let (a, b) = (operand(l)?, operand(r)?);
+        let start = col(l.at);
+        match (&a, &b) {
+            (Some(a), Some(b)) => {
+                compare(a, op, b).map_err(|m| SyntaxError::new(start, m))?;
+            }
+            (Some(Operand::Str(_)), None) | (None, Some(Operand::Str(_))) => {
+                return Err(SyntaxError::new(
+                    start,
+                    "cannot compare a quoted string with an unquoted macro: quote both (\"$A\" eq \"x\") or neither",
+                ));
+            }
+            _ => {}
+        }
+        i += 3;
+        match tokens.get(i) {
+            None => return Ok(()),
+            Some(Lexed { token: Token::And, .. }) => i += 1,
+            Some(t) => {
+                return Err(SyntaxError::new(
+                    col(t.at),
+                    "expected \"and\" between comparisons (\"or\" is not supported)",
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +386,31 @@ mod tests {
         assert_eq!(e.column, 1, "{e}");
         let e = evaluate("$A eq 1", &v).unwrap_err();
         assert_eq!(e.column, 1, "{e}");
+    }
+
+    #[test]
+    fn syntax_check_without_values() {
+        for ok in [
+            "$UPGTMR gt 300 and $PRVTMR ge 600",
+            "\"$CCERT\" eq \"Installed\"",
+            "$SWVER ne sip88xx.11-0-0MPP-256",
+            "$(MAU:4) eq 08012345",
+            "1 lt 2",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        for (bad, col) in [
+            ("$UPGTMR gt", 9),
+            ("$NOPE eq 1", 1),
+            ("\"$A\" eq $B", 1),
+            ("\"a\" lt \"b\"", 1),
+            ("1 eq 1 or 2 eq 2", 8),
+            ("$SA eq 1", 1),
+            ("sip88xx.11-0-1MPP-312 eq sip88xx.11-3-2MPP0001-609", 1),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert_eq!(e.column, col, "{bad}: {e}");
+        }
     }
 
     #[test]

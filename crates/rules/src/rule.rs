@@ -391,6 +391,20 @@ impl Rule {
         Ok(Rule { kind, alternatives, text: text.to_string() })
     }
 
+    /// Checks the rule without values, as a linter must: its structure (already parsed) and every condition's syntax
+    /// (see [`condition::check`]). Columns are those of the whole rule.
+    pub fn check(&self) -> Result<(), SyntaxError> {
+        for alt in &self.alternatives {
+            if let Some(cond) = &alt.condition {
+                condition::check(&cond.text).map_err(|e| {
+                    let base = column(&self.text, cond.at) - 1;
+                    SyntaxError::new(base + e.column, e.message)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The text the rule was parsed from.
     pub fn text(&self) -> &str {
         &self.text
