@@ -1,0 +1,106 @@
+//! The embedded SQLite store: devices, groups, inheritance, all-or-nothing imports, persistence across reopening.
+
+use std::collections::BTreeMap;
+
+use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, StoreError, effective_parameters};
+
+fn device(mac: &str, model: &str, group: Option<&str>, params: &[(&str, &str)]) -> Device {
+    Device {
+        mac: mac.parse().unwrap(),
+        model: model.into(),
+        serial: String::new(),
+        description: String::new(),
+        group: group.map(str::to_string),
+        params: params.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        secrets: Secrets::generate().unwrap(),
+    }
+}
+
+fn group(name: &str, parent: Option<&str>, params: &[(&str, &str)]) -> Group {
+    Group {
+        name: name.into(),
+        parent: parent.map(str::to_string),
+        description: String::new(),
+        params: params.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+    }
+}
+
+#[test]
+fn mac_forms() {
+    for s in ["00:0e:08:aa:bb:cc", "00-0E-08-AA-BB-CC", "000e.08aa.bbcc", "000E08AABBCC", "SEP000E08AABBCC"] {
+        assert_eq!(s.parse::<Mac>().unwrap().as_str(), "000e08aabbcc", "{s}");
+    }
+    for bad in ["", "000e08aabb", "000e08aabbccdd", "zz0e08aabbcc"] {
+        assert!(bad.parse::<Mac>().is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn devices_groups_and_inheritance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .put_group(&group("defaults", None, &[("Resync_Periodic", "3600"), ("Proxy_1_", "sip.example.com")]))
+        .await
+        .unwrap();
+    store.put_group(&group("model:CP-8841-3PCC", None, &[("Dial_Plan_1_", "(xx.)")])).await.unwrap();
+    store.put_group(&group("office", None, &[("Resync_Periodic", "7200"), ("Station_Name", "Office")])).await.unwrap();
+    store.put_group(&group("office-lobby", Some("office"), &[("Station_Name", "Lobby")])).await.unwrap();
+    let d = device("000e08aabbcc", "CP-8841-3PCC", Some("office-lobby"), &[("User_ID_1_", "2001")]);
+    store.add_device(&d).await.unwrap();
+    assert!(matches!(store.add_device(&d).await, Err(StoreError::DeviceExists(_))));
+    let got = store.device(&d.mac).await.unwrap().unwrap();
+    assert_eq!(got, d);
+    let p = effective_parameters(&store, &got).await.unwrap();
+    let expected: BTreeMap<String, String> = [
+        ("Resync_Periodic", "7200"),
+        ("Proxy_1_", "sip.example.com"),
+        ("Dial_Plan_1_", "(xx.)"),
+        ("Station_Name", "Lobby"),
+        ("User_ID_1_", "2001"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(p, expected);
+    // Groups in use cannot go; cycles are refused; unknown groups are refused.
+    assert!(matches!(store.remove_group("office").await, Err(StoreError::GroupInUse(..))));
+    assert!(matches!(
+        store.put_group(&group("office", Some("office-lobby"), &[])).await,
+        Err(StoreError::GroupCycle(_))
+    ));
+    let orphan = device("000e08aabbcd", "CP-8841-3PCC", Some("nope"), &[]);
+    assert!(matches!(store.add_device(&orphan).await, Err(StoreError::NoGroup(_))));
+    // Update and remove.
+    let mut changed = got.clone();
+    changed.params.insert("Password_1_".into(), "s3cret".into());
+    changed.group = Some("office".into());
+    store.update_device(&changed).await.unwrap();
+    assert_eq!(store.device(&d.mac).await.unwrap().unwrap(), changed);
+    assert!(store.remove_device(&d.mac).await.unwrap());
+    assert!(!store.remove_device(&d.mac).await.unwrap());
+    assert!(store.remove_group("office-lobby").await.unwrap());
+}
+
+#[tokio::test]
+async fn imports_are_all_or_nothing_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let good: Vec<Device> = (0..500)
+            .map(|i| device(&format!("0011220{i:05x}"), "CP-7841-3PCC", None, &[("User_ID_1_", "x")]))
+            .collect();
+        let mut bad = good.clone();
+        bad.push(good[3].clone()); // a duplicate MAC at the end
+        assert!(store.import_devices(&bad, &|_| {}).await.is_err());
+        assert!(store.devices().await.unwrap().is_empty(), "nothing from a failed import");
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        store.import_devices(&good, &|n| seen.store(n, std::sync::atomic::Ordering::Relaxed)).await.unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 500);
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let all = store.devices().await.unwrap();
+    assert_eq!(all.len(), 500);
+    assert_eq!(all[0].params.get("User_ID_1_").map(String::as_str), Some("x"));
+    assert_ne!(all[0].secrets.aes_key, all[1].secrets.aes_key, "every device gets its own key");
+}
