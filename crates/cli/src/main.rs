@@ -1,5 +1,6 @@
 //! `provisor`: the command-line front end. Argument parsing and output only; the work is in the library crates.
 
+mod device_cmd;
 mod files;
 mod profile_cmd;
 mod rule_cmd;
@@ -33,6 +34,20 @@ enum Command {
     /// A TFTP server for a directory (like tftpd-hpa, with windowsize and rollover) and a TFTP client.
     #[command(subcommand)]
     Tftp(tftp_cmd::TftpCommand),
+    /// The device inventory: add, list, show, set, rm, import CSV, export.
+    Device {
+        #[command(flatten)]
+        dir: device_cmd::DataDir,
+        #[command(subcommand)]
+        command: device_cmd::DeviceCommand,
+    },
+    /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
+    Group {
+        #[command(flatten)]
+        dir: device_cmd::DataDir,
+        #[command(subcommand)]
+        command: device_cmd::GroupCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,12 +56,29 @@ fn main() -> ExitCode {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Rule(cmd) => rule_cmd::run(cmd),
         Command::Tftp(cmd) => tftp_cmd::run(cmd),
+        Command::Device { dir, command } => device_cmd::run_device(dir, command),
+        Command::Group { dir, command } => device_cmd::run_group(dir, command),
     };
     match result {
         Ok(code) => code,
+        // A reader that stops early (`provisor device export | head`) is not an error.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("provisor: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>() {
+            Some(c) => match c.kind() {
+                csv::ErrorKind::Io(io) => Some(io),
+                _ => None,
+            },
+            None => None,
+        });
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -26,6 +26,11 @@ impl Mac {
         &self.0
     }
 
+    /// `000000000000`, for a device record being filled in.
+    pub fn placeholder() -> Mac {
+        Mac("000000000000".into())
+    }
+
     /// Upper case (`$MAU`, `SEP<MAC>`).
     pub fn upper(&self) -> String {
         self.0.to_ascii_uppercase()

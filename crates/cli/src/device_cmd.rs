@@ -1,0 +1,470 @@
+//! `provisor device ...` and `provisor group ...`: the inventory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use provisor_profile::data_type::Severity;
+use provisor_profile::dictionary;
+use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, effective_parameters};
+
+/// Where the inventory lives.
+#[derive(Args, Clone)]
+pub struct DataDir {
+    /// The data directory (holds inventory.sqlite).
+    #[arg(long, env = "PROVISOR_DATA_DIR", default_value = "provisor-data", global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Add a device; its AES-256-CBC key and RFC 8188 IKM are generated.
+    Add {
+        /// MAC address (any common form: 00:0e:08:aa:bb:cc, 000E08AABBCC, SEP000E08AABBCC).
+        mac: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// List devices.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a device: fields, own parameters and the parameters that apply after inheritance.
+    Show {
+        /// MAC address.
+        mac: String,
+        /// Include the device's secrets (key, digest, IKM).
+        #[arg(long)]
+        secrets: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a device's fields or parameters.
+    Set {
+        /// MAC address.
+        mac: String,
+        #[command(flatten)]
+        fields: Fields,
+        /// Remove a parameter (repeatable).
+        #[arg(long, value_name = "NAME")]
+        unset: Vec<String>,
+        /// Generate a new key and IKM (takes effect at the phone's next resync over HTTPS).
+        #[arg(long)]
+        rotate_keys: bool,
+        /// The EVP_BytesToKey digest this device's firmware expects.
+        #[arg(long, value_parser = ["sha256", "md5"])]
+        digest: Option<String>,
+    },
+    /// Remove a device.
+    Rm {
+        /// MAC address.
+        mac: String,
+    },
+    /// Import devices from CSV: all rows or none. Columns: mac (required), model, serial, description, group; any
+    /// other column is a parameter (e.g. User_ID_1_ or "Display Name[1]"); empty cells are not set.
+    Import {
+        /// The CSV file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Export every device as CSV (the import format) on standard output.
+    Export,
+}
+
+/// Fields of a device.
+#[derive(Args)]
+pub struct Fields {
+    /// Product name, e.g. CP-8841-3PCC.
+    #[arg(long)]
+    model: Option<String>,
+    /// Serial number.
+    #[arg(long)]
+    serial: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Group.
+    #[arg(long)]
+    group: Option<String>,
+    /// A parameter, e.g. --param User_ID_1_=2001 (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Add or replace a group. `defaults` applies to every device, `model:<model>` to every device of a model.
+    Put {
+        /// Group name.
+        name: String,
+        /// Parent group (inherited from).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A parameter (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// List groups.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group.
+    Show {
+        /// Group name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a group that no device or group uses.
+    Rm {
+        /// Group name.
+        name: String,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn open(dir: &Path) -> Result<SqliteStore> {
+    SqliteStore::open(dir).await.with_context(|| format!("{}: cannot open the inventory", dir.display()))
+}
+
+/// Parses `NAME=VALUE`, accepting web-UI labels for names, and checks the value against the dictionary.
+fn parameter(pair: &str) -> Result<(String, String)> {
+    let (name, value) = pair.split_once('=').with_context(|| format!("{pair:?}: expected NAME=VALUE"))?;
+    let name = dictionary::element_name(name);
+    check_parameter(&name, value)?;
+    Ok((name, value.to_string()))
+}
+
+fn check_parameter(name: &str, value: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        bail!("{name:?} is not a parameter name");
+    }
+    if let Some(c) = value.chars().find(|c| !c.is_ascii()) {
+        bail!("{name}: non-ASCII character {c:?} (the phone firmware supports ASCII only)");
+    }
+    if let Some(d) = dictionary::lookup(name)
+        && let Some(m) = d.data_type.check(value)
+        && m.severity == Severity::Error
+    {
+        bail!("{name}: value {value:?} {} (type {})", m.message, d.data_type);
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn apply_fields(d: &mut Device, f: Fields) -> Result<()> {
+    if let Some(v) = f.model {
+        d.model = v;
+    }
+    if let Some(v) = f.serial {
+        d.serial = v;
+    }
+    if let Some(v) = f.description {
+        d.description = v;
+    }
+    if let Some(v) = f.group {
+        d.group = if v.is_empty() { None } else { Some(v) };
+    }
+    for p in &f.params {
+        let (n, v) = parameter(p)?;
+        d.params.insert(n, v);
+    }
+    Ok(())
+}
+
+pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let store = open(&dir.data_dir).await?;
+        match cmd {
+            DeviceCommand::Add { mac, fields } => {
+                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
+                let mut d = Device {
+                    mac,
+                    model: String::new(),
+                    serial: String::new(),
+                    description: String::new(),
+                    group: None,
+                    params: BTreeMap::new(),
+                    secrets: Secrets::generate()?,
+                };
+                apply_fields(&mut d, fields)?;
+                store.add_device(&d).await?;
+                eprintln!("added {}", d.mac);
+            }
+            DeviceCommand::List { json } => {
+                let devices = store.devices().await?;
+                if json {
+                    print_json(&devices)?;
+                } else {
+                    for d in &devices {
+                        println!(
+                            "{}  {:<16} {:<16} {}",
+                            d.mac,
+                            d.model,
+                            d.group.as_deref().unwrap_or("-"),
+                            d.description
+                        );
+                    }
+                    eprintln!("{} device(s)", devices.len());
+                }
+            }
+            DeviceCommand::Show { mac, secrets, json } => {
+                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
+                let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
+                let effective = effective_parameters(&store, &d).await?;
+                if json {
+                    let mut v = serde_json::to_value(&d)?;
+                    v["effective"] = serde_json::to_value(&effective)?;
+                    if secrets {
+                        v["secrets"] = serde_json::to_value(&d.secrets)?;
+                    }
+                    print_json(&v)?;
+                } else {
+                    println!("mac          {}", d.mac);
+                    println!("model        {}", d.model);
+                    println!("serial       {}", d.serial);
+                    println!("description  {}", d.description);
+                    println!("group        {}", d.group.as_deref().unwrap_or("-"));
+                    if secrets {
+                        println!("aes key      {} (digest {})", d.secrets.aes_key, d.secrets.aes_digest);
+                        println!("ikm          {}", d.secrets.ikm);
+                    }
+                    println!("parameters (after defaults, model and group inheritance):");
+                    for (n, v) in &effective {
+                        let own = if d.params.contains_key(n) { "" } else { "  (inherited)" };
+                        println!("  {n} = {v:?}{own}");
+                    }
+                }
+            }
+            DeviceCommand::Set { mac, fields, unset, rotate_keys, digest } => {
+                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
+                let mut d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
+                apply_fields(&mut d, fields)?;
+                for n in &unset {
+                    d.params.remove(&dictionary::element_name(n));
+                }
+                if rotate_keys {
+                    let fresh = Secrets::generate()?;
+                    d.secrets.aes_key = fresh.aes_key;
+                    d.secrets.ikm = fresh.ikm;
+                }
+                if let Some(md) = digest {
+                    d.secrets.aes_digest = md;
+                }
+                store.update_device(&d).await?;
+                eprintln!("updated {}", d.mac);
+            }
+            DeviceCommand::Rm { mac } => {
+                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
+                if !store.remove_device(&mac).await? {
+                    bail!("no device {mac}");
+                }
+                eprintln!("removed {mac}");
+            }
+            DeviceCommand::Import { file } => return import(&store, &file).await,
+            DeviceCommand::Export => export(&store).await?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+const FIELDS: [&str; 5] = ["mac", "model", "serial", "description", "group"];
+
+async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
+    let name = crate::files::display(file);
+    let data = crate::files::read_input(file, 512 << 20)?;
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(data.as_slice());
+    let headers: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{name}: cannot read the header row"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let columns: Vec<String> = headers
+        .iter()
+        .map(|h| {
+            if FIELDS.contains(&h.to_ascii_lowercase().as_str()) {
+                h.to_ascii_lowercase()
+            } else {
+                dictionary::element_name(h)
+            }
+        })
+        .collect();
+    if !columns.iter().any(|c| c == "mac") {
+        bail!("{name}:1: the header row has no \"mac\" column");
+    }
+    let groups: BTreeSet<String> = store.groups().await?.into_iter().map(|g| g.name).collect();
+    let existing: BTreeSet<Mac> = store.devices().await?.into_iter().map(|d| d.mac).collect();
+    let mut errors: Vec<String> = Vec::new();
+    let mut seen: HashMap<Mac, u64> = HashMap::new();
+    let mut devices = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(format!("{name}:{line}: {e}"));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let mut mac: Option<Mac> = None;
+        let mut d = Device {
+            mac: Mac::placeholder(),
+            model: String::new(),
+            serial: String::new(),
+            description: String::new(),
+            group: None,
+            params: BTreeMap::new(),
+            secrets: Secrets::generate()?,
+        };
+        let mut ok = true;
+        for (column, value) in columns.iter().zip(record.iter()) {
+            match column.as_str() {
+                "mac" => match value.parse::<Mac>() {
+                    Ok(m) => mac = Some(m),
+                    Err(e) => {
+                        errors.push(format!("{name}:{line}: mac: {e}"));
+                        ok = false;
+                    }
+                },
+                "model" => d.model = value.to_string(),
+                "serial" => d.serial = value.to_string(),
+                "description" => d.description = value.to_string(),
+                "group" if !value.is_empty() => {
+                    if !groups.contains(value) {
+                        errors.push(format!(
+                            "{name}:{line}: group: no group {value:?} (create it with provisor group put)"
+                        ));
+                        ok = false;
+                    }
+                    d.group = Some(value.to_string());
+                }
+                "group" => {}
+                param if !value.is_empty() => {
+                    if let Err(e) = check_parameter(param, value) {
+                        errors.push(format!("{name}:{line}: {e}"));
+                        ok = false;
+                    }
+                    d.params.insert(param.to_string(), value.to_string());
+                }
+                _ => {}
+            }
+        }
+        let Some(mac) = mac.filter(|_| ok) else { continue };
+        d.mac = mac;
+        if let Some(first) = seen.insert(d.mac.clone(), line) {
+            errors.push(format!("{name}:{line}: mac {} is already on line {first}", d.mac));
+            continue;
+        }
+        if existing.contains(&d.mac) {
+            errors
+                .push(format!("{name}:{line}: device {} already exists (remove it or use provisor device set)", d.mac));
+            continue;
+        }
+        devices.push(d);
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        eprintln!("{name}: {} bad row(s); nothing was imported", errors.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    let bar = indicatif::ProgressBar::new(devices.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    store.import_devices(&devices, &|n| bar.set_position(n as u64)).await?;
+    bar.finish_and_clear();
+    eprintln!("{name}: imported {} device(s)", devices.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(store: &SqliteStore) -> Result<()> {
+    let devices = store.devices().await?;
+    let params: BTreeSet<&String> = devices.iter().flat_map(|d| d.params.keys()).collect();
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    let mut header: Vec<&str> = FIELDS.to_vec();
+    header.extend(params.iter().map(|s| s.as_str()));
+    w.write_record(&header)?;
+    for d in &devices {
+        let mut row = vec![
+            d.mac.to_string(),
+            d.model.clone(),
+            d.serial.clone(),
+            d.description.clone(),
+            d.group.clone().unwrap_or_default(),
+        ];
+        row.extend(params.iter().map(|p| d.params.get(*p).cloned().unwrap_or_default()));
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let store = open(&dir.data_dir).await?;
+        match cmd {
+            GroupCommand::Put { name, parent, description, params } => {
+                let params = params.iter().map(|p| parameter(p)).collect::<Result<BTreeMap<_, _>>>()?;
+                store.put_group(&Group { name: name.clone(), parent, description, params }).await?;
+                eprintln!("saved group {name}");
+            }
+            GroupCommand::List { json } => {
+                let groups = store.groups().await?;
+                if json {
+                    print_json(&groups)?;
+                } else {
+                    for g in &groups {
+                        println!(
+                            "{:<24} parent {:<16} {} parameter(s)",
+                            g.name,
+                            g.parent.as_deref().unwrap_or("-"),
+                            g.params.len()
+                        );
+                    }
+                }
+            }
+            GroupCommand::Show { name, json } => {
+                let g = store.group(&name).await?.with_context(|| format!("no group {name:?}"))?;
+                if json {
+                    print_json(&g)?;
+                } else {
+                    println!("group        {}", g.name);
+                    println!("parent       {}", g.parent.as_deref().unwrap_or("-"));
+                    println!("description  {}", g.description);
+                    for (n, v) in &g.params {
+                        println!("  {n} = {v:?}");
+                    }
+                }
+            }
+            GroupCommand::Rm { name } => {
+                if !store.remove_group(&name).await? {
+                    bail!("no group {name:?}");
+                }
+                eprintln!("removed group {name}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
