@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use provisor_profile::data_type::Severity;
 use provisor_profile::dictionary;
 use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, effective_parameters};
+use provisor_server::render::Templates;
 
 /// Where the inventory lives.
 #[derive(Args, Clone)]
@@ -73,6 +74,17 @@ pub enum DeviceCommand {
     },
     /// Export every device as CSV (the import format) on standard output.
     Export,
+    /// Render a device's profile from a template, checked as a phone would read it, on standard output.
+    Render {
+        /// MAC address.
+        mac: String,
+        /// The template (default: the built-in MPP flat-profile, mpp.xml).
+        #[arg(long, default_value = provisor_server::render::MPP)]
+        template: String,
+        /// A directory of templates (*.xml) that extend or replace the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
 }
 
 /// Fields of a device.
@@ -280,6 +292,16 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
             }
             DeviceCommand::Import { file } => return import(&store, &file).await,
             DeviceCommand::Export => export(&store).await?,
+            DeviceCommand::Render { mac, template, templates } => {
+                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
+                let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
+                let params = effective_parameters(&store, &d).await?;
+                let set = match templates {
+                    Some(dir) => Templates::from_dir(&dir)?,
+                    None => Templates::builtin(),
+                };
+                print!("{}", set.render(&template, &d, &params)?);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

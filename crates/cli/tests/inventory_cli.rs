@@ -117,3 +117,39 @@ fn csv_import_of_10000_devices_is_all_or_nothing() {
         serde_json::from_str(&ok(provisor(other.path(), &["device", "list", "--json"]))).unwrap();
     assert_eq!(again, list);
 }
+
+#[test]
+fn render_a_device_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(provisor(d, &["group", "put", "defaults", "--param", "Resync_Periodic=3600"]));
+    ok(provisor(
+        d,
+        &["device", "add", "000e08aabbcc", "--model", "CP-8841-3PCC", "--param", "Display Name[1]=Front & Back"],
+    ));
+    let xml = ok(provisor(d, &["device", "render", "000e08aabbcc"]));
+    assert!(xml.contains("<Display_Name_1_ ua=\"na\">Front &amp; Back</Display_Name_1_>"), "{xml}");
+    assert!(xml.contains("<Resync_Periodic ua=\"na\">3600</Resync_Periodic>"), "{xml}");
+    // The rendered profile reads back with the toolkit, as a phone would.
+    let file = d.join("out.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["profile", "parse", file.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!(parsed["Display_Name_1_"]["value"], "Front & Back");
+    // A template that would produce a broken profile is refused with its name and the device.
+    let templates = d.join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("raw.xml"),
+        "<flat-profile><Display_Name_1_>{{ params.Display_Name_1_ }}</Display_Name_1_></flat-profile>",
+    )
+    .unwrap();
+    let o = provisor(
+        d,
+        &["device", "render", "000e08aabbcc", "--templates", templates.to_str().unwrap(), "--template", "raw.xml"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("raw.xml") && err.contains("000e08aabbcc"), "{err}");
+    assert!(o.stdout.is_empty(), "never half a profile");
+}
