@@ -241,9 +241,11 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
                 let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
                 let effective = effective_parameters(&store, &d).await?;
+                let status = provisor_server::journal::device_status(&store, &mac, 10).await?;
                 if json {
                     let mut v = serde_json::to_value(&d)?;
                     v["effective"] = serde_json::to_value(&effective)?;
+                    v["status"] = serde_json::to_value(&status)?;
                     if secrets {
                         v["secrets"] = serde_json::to_value(&d.secrets)?;
                     }
@@ -257,12 +259,17 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                     if secrets {
                         println!("aes key      {} (digest {})", d.secrets.aes_key, d.secrets.aes_digest);
                         println!("ikm          {}", d.secrets.ikm);
+                        println!("path         {}", d.secrets.path_token);
+                        if let Some(p) = &d.secrets.previous {
+                            println!("rotating     old path {} stays valid until the phone resyncs", p.path_token);
+                        }
                     }
                     println!("parameters (after defaults, model and group inheritance):");
                     for (n, v) in &effective {
                         let own = if d.params.contains_key(n) { "" } else { "  (inherited)" };
                         println!("  {n} = {v:?}{own}");
                     }
+                    print_status(&status);
                 }
             }
             DeviceCommand::Set { mac, fields, unset, rotate_keys, digest } => {
@@ -273,9 +280,8 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                     d.params.remove(&dictionary::element_name(n));
                 }
                 if rotate_keys {
-                    let fresh = Secrets::generate()?;
-                    d.secrets.aes_key = fresh.aes_key;
-                    d.secrets.ikm = fresh.ikm;
+                    // The old secrets stay valid until the phone has fetched the new ones (at its next resync).
+                    d.secrets = d.secrets.rotated()?;
                 }
                 if let Some(md) = digest {
                     d.secrets.aes_digest = md;
@@ -489,4 +495,56 @@ pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+fn print_status(s: &provisor_server::journal::DeviceStatus) {
+    println!("on the network:");
+    match s.last_seen_ms {
+        Some(t) => println!("  last seen    {} from {}", time(t), s.last_address.as_deref().unwrap_or("-")),
+        None => println!("  last seen    never"),
+    }
+    if let Some(f) = &s.firmware {
+        println!("  firmware     {f}");
+    }
+    if let Some((file, proto, hash, at)) = &s.served {
+        println!("  last served  {file} over {proto} at {} (sha256 {hash})", time(*at));
+    }
+    if let Some(t) = s.report_ms {
+        println!("  last report  {}", time(t));
+        if s.drift.is_empty() {
+            println!("  drift        none: the report matches what was served");
+        } else {
+            println!("  drift        {} parameter(s) differ from what was served:", s.drift.len());
+            for d in &s.drift {
+                println!(
+                    "    {}: served {:?}, reported {}",
+                    d.name,
+                    d.served,
+                    d.reported.as_ref().map_or("(absent)".to_string(), |r| format!("{r:?}"))
+                );
+            }
+        }
+    }
+    if !s.events.is_empty() {
+        println!("  recent events (newest first):");
+        for e in &s.events {
+            println!("    {}  {:<8} {}", time(e.at_ms), e.kind, e.text);
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod device_cmd;
 mod files;
 mod profile_cmd;
 mod rule_cmd;
+mod serve_cmd;
 mod tftp_cmd;
 
 use std::process::ExitCode;
@@ -41,6 +42,12 @@ enum Command {
         #[command(subcommand)]
         command: device_cmd::DeviceCommand,
     },
+    /// Run the provisioning server (HTTP, HTTPS, TFTP, syslog). Without --config: a demo on loopback ports.
+    Serve(serve_cmd::ServeArgs),
+    /// Write a commented provisor.toml, templates and a sample inventory into a directory.
+    Init(serve_cmd::InitArgs),
+    /// Print the DHCP option 66/150 configuration for Kea, dnsmasq or ISC dhcpd.
+    DhcpSnippet(serve_cmd::DhcpArgs),
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
@@ -58,6 +65,9 @@ fn main() -> ExitCode {
         Command::Tftp(cmd) => tftp_cmd::run(cmd),
         Command::Device { dir, command } => device_cmd::run_device(dir, command),
         Command::Group { dir, command } => device_cmd::run_group(dir, command),
+        Command::Serve(args) => serve_cmd::run_serve(args),
+        Command::Init(args) => serve_cmd::run_init(args),
+        Command::DhcpSnippet(args) => serve_cmd::run_dhcp(args),
     };
     match result {
         Ok(code) => code,

@@ -67,11 +67,26 @@ pub struct Secrets {
     pub aes_digest: String,
     /// The RFC 8188 input keying material, in hex (`IKM_HTTP_Encrypt_Content`).
     pub ikm: String,
+    /// The random directory of the device's encrypted profile URL (SEC-PRV-2: `.../$B/...`).
+    pub path_token: String,
+    /// The secrets a rotation replaced, kept until the phone has fetched its new ones.
+    pub previous: Option<PreviousSecrets>,
+}
+
+/// Secrets replaced by a rotation: the phone still uses them until its next resync.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct PreviousSecrets {
+    /// The old pass phrase.
+    pub aes_key: String,
+    /// The old IKM, in hex.
+    pub ikm: String,
+    /// The old random path.
+    pub path_token: String,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets {{ aes_digest: {:?}, .. }}", self.aes_digest)
+        write!(f, "Secrets {{ aes_digest: {:?}, rotating: {}, .. }}", self.aes_digest, self.previous.is_some())
     }
 }
 
@@ -83,7 +98,28 @@ impl Secrets {
             getrandom::fill(&mut b).map_err(|e| StoreError::Random(e.to_string()))?;
             Ok(b.iter().map(|x| format!("{x:02x}")).collect())
         };
-        Ok(Secrets { aes_key: random(16)?, aes_digest: "sha256".into(), ikm: random(16)? })
+        Ok(Secrets {
+            aes_key: random(16)?,
+            aes_digest: "sha256".into(),
+            ikm: random(16)?,
+            path_token: random(12)?,
+            previous: None,
+        })
+    }
+
+    /// New secrets that replace these; the current ones are kept as [`Secrets::previous`] until the phone has
+    /// resynced with the new ones (an older, never-fetched previous set is dropped: the phone never had it).
+    pub fn rotated(&self) -> Result<Secrets, StoreError> {
+        let fresh = Secrets::generate()?;
+        let previous = match &self.previous {
+            Some(p) => p.clone(),
+            None => PreviousSecrets {
+                aes_key: self.aes_key.clone(),
+                ikm: self.ikm.clone(),
+                path_token: self.path_token.clone(),
+            },
+        };
+        Ok(Secrets { aes_digest: self.aes_digest.clone(), previous: Some(previous), ..fresh })
     }
 }
 
@@ -178,6 +214,15 @@ pub trait Store: Send + Sync {
     fn groups(&self) -> impl Future<Output = Result<Vec<Group>, StoreError>> + Send;
     /// Removes an unused group; `false` if there was none.
     fn remove_group(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The device whose current (`false`) or previous (`true`) secrets have this random path.
+    fn device_by_path_token(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<(Device, bool)>, StoreError>> + Send;
+    /// Drops a device's previous secrets once the phone has resynced with the current ones.
+    fn forget_previous_secrets(&self, mac: &Mac) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A number that changes whenever a device, a group or a parameter changes (for cache invalidation).
+    fn revision(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// The parameters that apply to `device`, layered as the module documentation describes.
@@ -213,7 +258,7 @@ pub async fn effective_parameters(store: &impl Store, device: &Device) -> Result
 /// The embedded store: one SQLite file in the data directory.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 fn now() -> i64 {
@@ -239,8 +284,9 @@ impl SqliteStore {
     async fn insert_device(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
         let t = now();
         let r = sqlx::query(
-            "INSERT INTO devices (mac, model, serial, description, group_name, aes_key, aes_digest, ikm, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO devices (mac, model, serial, description, group_name, aes_key, aes_digest, ikm, path_token, \
+             prev_aes_key, prev_ikm, prev_path_token, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.mac.as_str())
         .bind(&d.model)
@@ -250,6 +296,10 @@ impl SqliteStore {
         .bind(&d.secrets.aes_key)
         .bind(&d.secrets.aes_digest)
         .bind(&d.secrets.ikm)
+        .bind(&d.secrets.path_token)
+        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
         .bind(t)
         .bind(t)
         .execute(&mut **tx)
@@ -293,14 +343,24 @@ impl SqliteStore {
             description: r.get("description"),
             group: r.get("group_name"),
             params: BTreeMap::new(),
-            secrets: Secrets { aes_key: r.get("aes_key"), aes_digest: r.get("aes_digest"), ikm: r.get("ikm") },
+            secrets: Secrets {
+                aes_key: r.get("aes_key"),
+                aes_digest: r.get("aes_digest"),
+                ikm: r.get("ikm"),
+                path_token: r.get("path_token"),
+                previous: match (r.get("prev_aes_key"), r.get("prev_ikm"), r.get("prev_path_token")) {
+                    (Some(aes_key), Some(ikm), Some(path_token)) => Some(PreviousSecrets { aes_key, ikm, path_token }),
+                    _ => None,
+                },
+            },
         }
     }
 }
 
 macro_rules! device_columns {
     () => {
-        "mac, model, serial, description, group_name, aes_key, aes_digest, ikm"
+        "mac, model, serial, description, group_name, aes_key, aes_digest, ikm, path_token, prev_aes_key, prev_ikm, \
+         prev_path_token"
     };
 }
 
@@ -329,7 +389,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE devices SET model = ?, serial = ?, description = ?, group_name = ?, aes_key = ?, aes_digest = ?, \
-             ikm = ?, updated_at = ? WHERE mac = ?",
+             ikm = ?, path_token = ?, prev_aes_key = ?, prev_ikm = ?, prev_path_token = ?, updated_at = ? \
+             WHERE mac = ?",
         )
         .bind(&d.model)
         .bind(&d.serial)
@@ -338,6 +399,10 @@ impl Store for SqliteStore {
         .bind(&d.secrets.aes_key)
         .bind(&d.secrets.aes_digest)
         .bind(&d.secrets.ikm)
+        .bind(&d.secrets.path_token)
+        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
         .bind(now())
         .bind(d.mac.as_str())
         .execute(&mut *tx)
@@ -451,6 +516,40 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn device_by_path_token(&self, token: &str) -> Result<Option<(Device, bool)>, StoreError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE path_token = ?1 OR prev_path_token = ?1 LIMIT 1"
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut d = Self::device_from(&row);
+        d.params = self.params("SELECT name, value FROM device_params WHERE mac = ?", d.mac.as_str()).await?;
+        let previous = d.secrets.path_token != token;
+        Ok(Some((d, previous)))
+    }
+
+    async fn forget_previous_secrets(&self, mac: &Mac) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET prev_aes_key = NULL, prev_ikm = NULL, prev_path_token = NULL \
+             WHERE mac = ? AND prev_path_token IS NOT NULL",
+        )
+        .bind(mac.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?.get("value"))
     }
 
     async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {

@@ -1,2 +1,15 @@
+//! The provisioning server: inventory, rendering, phone identity, per-device encryption, and the HTTP, HTTPS, TFTP
+//! and syslog front ends around one sans-IO-style core ([`provision::Provisioner`]).
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod identity;
 pub mod inventory;
+pub mod journal;
+pub mod provision;
 pub mod render;
+pub mod routing;
+pub mod serve;
+pub mod syslog;
+pub mod tls;

@@ -28,6 +28,88 @@ pub const MPP_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// Name of the built-in MPP template.
 pub const MPP: &str = "mpp.xml";
 
+/// The built-in bootstrap profile: no secrets; it sends the phone to HTTPS, where its client certificate proves who
+/// it is and it gets its key and random path (SEC-PRV-1).
+pub const BOOTSTRAP_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Provisor bootstrap profile: no secrets. The phone fetches its own profile over HTTPS next. -->
+<flat-profile>
+{%- for name, value in params|items %}
+  <{{ name }} ua="na">{{ value|xml }}</{{ name }}>
+{%- endfor %}
+</flat-profile>
+"#;
+
+/// Name of the built-in bootstrap template.
+pub const BOOTSTRAP: &str = "bootstrap.xml";
+
+/// The built-in enterprise `SEP<MAC>.cnf.xml` (USECALLMANAGER `sepmac-cnf-xml`, Wazo `base.tpl`), filled from the
+/// same MPP parameter names the inventory uses (`Proxy_1_`, `User_ID_1_`, `Password_1_`, `Display_Name_1_`).
+pub const SEP_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<device>
+  <fullConfig>true</fullConfig>
+  <deviceProtocol>SIP</deviceProtocol>
+  <devicePool>
+    <callManagerGroup>
+      <members>
+        <member priority="0">
+          <callManager>
+            <ports><sipPort>{{ params.SIP_Port_1_|default("5060")|xml }}</sipPort></ports>
+            <processNodeName>{{ params.Proxy_1_|default(server.host)|xml }}</processNodeName>
+          </callManager>
+        </member>
+      </members>
+    </callManagerGroup>
+  </devicePool>
+  <sipProfile>
+    <phoneLabel>{{ params.Station_Name|default(device.mac_upper)|xml }}</phoneLabel>
+    <sipLines>
+{%- for n in range(1, 11) %}{% set user = params["User_ID_" ~ n ~ "_"] %}{% if user %}
+      <line button="{{ n }}" lineIndex="{{ n }}">
+        <featureID>9</featureID>
+        <featureLabel>{{ params["Display_Name_" ~ n ~ "_"]|default(user)|xml }}</featureLabel>
+        <proxy>USECALLMANAGER</proxy>
+        <port>{{ params["SIP_Port_" ~ n ~ "_"]|default("5060")|xml }}</port>
+        <name>{{ user|xml }}</name>
+        <displayName>{{ params["Display_Name_" ~ n ~ "_"]|default(user)|xml }}</displayName>
+        <authName>{{ params["Auth_ID_" ~ n ~ "_"]|default(user)|xml }}</authName>
+        <authPassword>{{ params["Password_" ~ n ~ "_"]|default("")|xml }}</authPassword>
+        <contact>{{ user|xml }}</contact>
+      </line>
+{%- endif %}{% endfor %}
+    </sipLines>
+  </sipProfile>
+{%- if server.load %}
+  <loadInformation>{{ server.load|xml }}</loadInformation>
+{%- endif %}
+  <versionStamp>{{ server.version_stamp|xml }}</versionStamp>
+  <deviceSecurityMode>1</deviceSecurityMode>
+  <transportLayerProtocol>2</transportLayerProtocol>
+</device>
+"#;
+
+/// Name of the built-in enterprise device template.
+pub const SEP: &str = "SEP.cnf.xml";
+
+/// The built-in `XMLDefault.cnf.xml`: the call manager, nothing device-specific (specs.md §5.2).
+pub const XMLDEFAULT_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Default>
+  <callManagerGroup>
+    <members>
+      <member priority="0">
+        <callManager>
+          <ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>5060</sipPort></ports>
+          <processNodeName>{{ server.host|xml }}</processNodeName>
+        </callManager>
+      </member>
+    </members>
+  </callManagerGroup>
+  <authenticationURL/><directoryURL/><idleURL/><informationURL/><messagesURL/><servicesURL/>
+</Default>
+"#;
+
+/// Name of the built-in enterprise default template.
+pub const XMLDEFAULT: &str = "XMLDefault.cnf.xml";
+
 /// Instructions a template may execute before it is stopped (a runaway loop in an edited template).
 const FUEL: u64 = 5_000_000;
 
@@ -107,9 +189,21 @@ impl Templates {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_fuel(Some(FUEL));
         env.add_filter("xml", xml);
-        // The built-in template is a constant that a unit test renders, so it always compiles.
-        env.add_template_owned(MPP, MPP_TEMPLATE).expect("the built-in template compiles");
+        // The built-in templates are constants that unit tests render, so they always compile.
+        for (name, source) in [
+            (MPP, MPP_TEMPLATE),
+            (BOOTSTRAP, BOOTSTRAP_TEMPLATE),
+            (SEP, SEP_TEMPLATE),
+            (XMLDEFAULT, XMLDEFAULT_TEMPLATE),
+        ] {
+            env.add_template_owned(name, source).expect("the built-in templates compile");
+        }
         Templates { env }
+    }
+
+    /// Whether a template of that name exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
     }
 
     /// The built-in templates plus every `*.xml` file in `dir` (a file named `mpp.xml` replaces the built-in one).
@@ -146,6 +240,19 @@ impl Templates {
         device: &Device,
         params: &BTreeMap<String, String>,
     ) -> Result<String, RenderError> {
+        self.render_checked(template, device, params, &BTreeMap::new()).map(|(text, _)| text)
+    }
+
+    /// Like [`Templates::render`], with `server` facts for templates (`server.host`, ports, the firmware load), and
+    /// also returns the parsed profile (MPP templates; enterprise `*.cnf.xml` files are only checked to be
+    /// well-formed XML).
+    pub fn render_checked(
+        &self,
+        template: &str,
+        device: &Device,
+        params: &BTreeMap<String, String>,
+        server: &BTreeMap<String, String>,
+    ) -> Result<(String, Option<Profile>), RenderError> {
         let fail = |e: minijinja::Error| RenderError::Template {
             template: template.to_string(),
             line: e.line(),
@@ -164,25 +271,60 @@ impl Templates {
         let context = minijinja::context! {
             device => minijinja::value::Serde(&view),
             params => minijinja::value::Serde(params),
+            server => minijinja::value::Serde(server),
         };
         let text = tmpl.render(context).map_err(fail)?;
-        if !template.ends_with(".cnf.xml") {
-            let invalid = |position: String, message: String| RenderError::InvalidProfile {
-                template: template.to_string(),
-                device: device.mac.to_string(),
-                position,
-                message,
-            };
-            Profile::parse_str(&text, &ParseOptions::default())
-                .map_err(|e| invalid(e.position.to_string(), e.kind.to_string()))?;
-            if let Some(d) = lint::lint(text.as_bytes(), &ParseOptions::default())
-                .into_iter()
-                .find(|d| d.severity == Severity::Error)
-            {
-                return Err(invalid(d.position.to_string(), d.message));
-            }
+        let invalid = |position: String, message: String| RenderError::InvalidProfile {
+            template: template.to_string(),
+            device: device.mac.to_string(),
+            position,
+            message,
+        };
+        if template.ends_with(".cnf.xml") {
+            well_formed(&text).map_err(|(p, m)| invalid(p, m))?;
+            return Ok((text, None));
         }
-        Ok(text)
+        let profile = Profile::parse_str(&text, &ParseOptions::default())
+            .map_err(|e| invalid(e.position.to_string(), e.kind.to_string()))?;
+        if let Some(d) =
+            lint::lint(text.as_bytes(), &ParseOptions::default()).into_iter().find(|d| d.severity == Severity::Error)
+        {
+            return Err(invalid(d.position.to_string(), d.message));
+        }
+        Ok((text, Some(profile)))
+    }
+}
+
+/// Checks that `text` is one well-formed XML element tree; the error is (line:column, message).
+fn well_formed(text: &str) -> Result<(), (String, String)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    let at = |offset: u64| {
+        let before = &text[..(offset as usize).min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{line}:{col}")
+    };
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(_)) => {
+                roots += usize::from(depth == 0);
+                depth += 1;
+            }
+            Ok(Event::Empty(_)) => roots += usize::from(depth == 0),
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err((at(reader.error_position()), e.to_string())),
+        }
+    }
+    match (depth, roots) {
+        (0, 1) => Ok(()),
+        (0, n) => Err((at(text.len() as u64), format!("{n} root elements (expected one)"))),
+        _ => Err((at(text.len() as u64), "unclosed element at the end".into())),
     }
 }
 

@@ -1,0 +1,231 @@
+//! `provisor serve`, `provisor init` and `provisor dhcp-snippet`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use provisor_server::config::{Config, SAMPLE};
+use provisor_server::render;
+use provisor_server::serve::{self, DEMO_DEVICES};
+
+/// `provisor serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The configuration file (see `provisor init`). Without one, a demo runs on loopback ports with its data in
+    /// --data-dir: HTTP 8080, HTTPS 8443 (generated CA), TFTP 6969, syslog 5514, and four demo devices.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The demo's data directory (ignored with --config, whose `data_dir` counts).
+    #[arg(long, env = "PROVISOR_DATA_DIR", default_value = "provisor-data")]
+    data_dir: PathBuf,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log: String,
+}
+
+/// `provisor init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// The directory to create (it may exist, but files in it are never overwritten).
+    dir: PathBuf,
+}
+
+/// Which DHCP server.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DhcpServer {
+    /// ISC Kea (JSON).
+    Kea,
+    /// dnsmasq.
+    Dnsmasq,
+    /// ISC dhcpd.
+    Isc,
+}
+
+/// `provisor dhcp-snippet`.
+#[derive(Args)]
+pub struct DhcpArgs {
+    /// The DHCP server to write for.
+    #[arg(value_enum)]
+    server: DhcpServer,
+    /// The configuration whose TFTP and HTTP addresses to announce (default: the demo's).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The address phones reach the server at, if `public_host` is a name (option 150 needs an IPv4 address).
+    #[arg(long)]
+    server_ip: Option<std::net::Ipv4Addr>,
+}
+
+fn load(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Config, bool)> {
+    Ok(match config {
+        Some(path) => (Config::load(path)?, false),
+        None => (Config::demo(data_dir), true),
+    })
+}
+
+/// Runs `provisor serve`.
+pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;
+    if is_demo {
+        config.firmware.dir = Some(config.data_dir.join("firmware"));
+        std::fs::create_dir_all(config.data_dir.join("firmware"))
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let running = serve::start(config.clone()).await?;
+        if is_demo {
+            let store = running.provisioner.store().clone();
+            serve::demo(&store, &config, running.generated.as_ref()).await?;
+        }
+        print_banner(&running, &config, is_demo).await;
+        tokio::select! {
+            _ = running.wait() => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_banner(running: &serve::Running, config: &Config, is_demo: bool) {
+    use provisor_server::inventory::Store;
+    let p = |label: &str, a: Option<std::net::SocketAddr>, scheme: &str| match a {
+        Some(a) => eprintln!("  {label:<7} {scheme}{a}"),
+        None => eprintln!("  {label:<7} off"),
+    };
+    eprintln!("Provisor {} is serving{}:", env!("CARGO_PKG_VERSION"), if is_demo { " a demo" } else { "" });
+    p("HTTP", running.http, "http://");
+    p("HTTPS", running.https, "https://");
+    p("TFTP", running.tftp, "udp ");
+    p("syslog", running.syslog, "udp ");
+    eprintln!("  data    {}", config.data_dir.display());
+    let Some(http) = running.http else { return };
+    let store = running.provisioner.store();
+    let Ok(Some(first)) = store.device(&DEMO_DEVICES[0].0.parse().expect("demo MAC")).await else { return };
+    let data = config.data_dir.display();
+    eprintln!("\nTry it (demo phone {} = {}):", first.mac, first.model);
+    eprintln!("  curl -A 'Cisco-{}/12.0.1 ({})' http://{http}/{}.xml", first.model, first.mac, first.mac);
+    eprintln!("      # the bootstrap profile: no secrets, it sends the phone to HTTPS");
+    if let (Some(https), Some(_)) = (running.https, &running.generated) {
+        eprintln!(
+            "  curl --cacert {data}/tls/ca.pem --cert {data}/tls/demo-phone.pem --key {data}/tls/demo-phone.key \
+             https://{https}/{}.xml",
+            first.mac
+        );
+        eprintln!("      # with the phone's client certificate: its full profile, key and random path");
+    }
+    eprintln!(
+        "  curl -s http://{http}/profile/{}/profile.cfg | openssl enc -d -aes-256-cbc -md {} -k {} | gunzip",
+        first.secrets.path_token, first.secrets.aes_digest, first.secrets.aes_key
+    );
+    eprintln!("      # what later resyncs fetch: gzip + AES-256-CBC with the device's key");
+    if let Some(tftp) = running.tftp {
+        eprintln!(
+            "  tftp {} {} -c get /profile/{}/profile.cfg p.cfg",
+            tftp.ip(),
+            tftp.port(),
+            first.secrets.path_token
+        );
+    }
+    if let Some(s) = running.syslog {
+        eprintln!(
+            "  echo '<14>{} {} -- Resync failed: demo' > /dev/udp/{}/{}",
+            first.model,
+            colon_mac(first.mac.as_str()),
+            s.ip(),
+            s.port()
+        );
+    }
+    eprintln!("  provisor device --data-dir {data} show {}", first.mac);
+    eprintln!("  curl http://{http}/metrics");
+    eprintln!("Stop with Ctrl-C.");
+}
+
+/// `00:11:aa:bb:cc:01` (the phones' `$MAC`).
+fn colon_mac(hex: &str) -> String {
+    hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
+}
+
+/// Runs `provisor init DIR`.
+pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir.join("templates")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("firmware")).with_context(|| format!("creating {}/firmware", dir.display()))?;
+    let files: [(PathBuf, &str); 4] = [
+        (dir.join("provisor.toml"), SAMPLE),
+        (dir.join("templates").join(render::MPP), render::MPP_TEMPLATE),
+        (dir.join("templates").join(render::SEP), render::SEP_TEMPLATE),
+        (
+            dir.join("devices.csv"),
+            "mac,model,serial,description,group,User_ID_1_,Password_1_,Display_Name_1_\n\
+             00:0e:08:aa:bb:01,CP-8841-3PCC,FCH0000A001,Reception,,201,change-me-201,Reception\n\
+             00:0e:08:aa:bb:02,CP-7832-3PCC,FCH0000A002,Meeting room,,202,change-me-202,Meeting room\n",
+        ),
+    ];
+    for (path, text) in &files {
+        if path.exists() {
+            eprintln!("kept     {}", path.display());
+            continue;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote    {}", path.display());
+    }
+    let config = dir.join("provisor.toml");
+    Config::load(&config)?;
+    eprintln!("\nNext:");
+    eprintln!("  provisor device --data-dir {}/data import {}/devices.csv", dir.display(), dir.display());
+    eprintln!("  provisor serve --config {}", config.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `provisor dhcp-snippet`.
+pub fn run_dhcp(args: DhcpArgs) -> anyhow::Result<ExitCode> {
+    let (config, _) = load(args.config.as_deref(), Path::new("provisor-data"))?;
+    let ip = match args.server_ip {
+        Some(ip) => ip,
+        None => match config.public_host.parse() {
+            Ok(ip) => ip,
+            Err(_) => bail!("public_host {:?} is a name; give the IPv4 address with --server-ip", config.public_host),
+        },
+    };
+    let tftp_port = config.tftp.listen.map(|a| a.port());
+    // Option 66 names the TFTP server (unprovisioned MPP phones then fetch their default Profile_Rule `/$PSN.xml`
+    // from it); option 150 is Cisco's list of TFTP server IPv4 addresses. Phones use port 69 for TFTP.
+    let opt66 = ip.to_string();
+    if tftp_port.is_some_and(|p| p != 69) {
+        eprintln!(
+            "note: TFTP listens on port {}, but phones use port 69: listen on 69 (or redirect it) for option 150",
+            tftp_port.unwrap_or_default()
+        );
+    }
+    match args.server {
+        DhcpServer::Kea => println!(
+            r#"// Kea DHCPv4: add to "Dhcp4" (option 150 needs its definition first).
+"option-def": [ {{ "name": "cisco-tftp-servers", "code": 150, "type": "ipv4-address", "array": true, "space": "dhcp4" }} ],
+"option-data": [
+  {{ "name": "tftp-server-name", "code": 66, "data": "{opt66}" }},
+  {{ "name": "cisco-tftp-servers", "code": 150, "data": "{ip}" }}
+]"#
+        ),
+        DhcpServer::Dnsmasq => println!(
+            "# dnsmasq: option 66 (tftp-server-name) and Cisco option 150\n\
+             dhcp-option=66,\"{opt66}\"\n\
+             dhcp-option=150,{ip}"
+        ),
+        DhcpServer::Isc => println!(
+            "# ISC dhcpd: declare option 150, then set both\n\
+             option cisco-tftp-servers code 150 = array of ip-address;\n\
+             option tftp-server-name \"{opt66}\";\n\
+             option cisco-tftp-servers {ip};"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,721 @@
+//! End-to-end tests of `provisor serve` on loopback against real peers: curl over HTTP and HTTPS with client
+//! certificates made here with rcgen (Cisco-style subjects: OU = model, L = serial, S = MAC), tftp-hpa and atftp,
+//! `openssl enc` and Python `http_ece` to decrypt what was served, and `kill -9` during an import.
+//! A missing peer is a failure, never a skip: CI installs them (see .ci/test).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+
+const MAC_A: &str = "000e08aabb01";
+const MAC_B: &str = "000e08aabb02";
+
+fn provisor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_provisor")).args(args).output().expect("run provisor")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a peer tool; a missing tool fails the test with the package to install.
+fn peer(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("the interop peer {program:?} is missing ({e}); install it (see .ci/test)"));
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Test PKI: a CA the server trusts for client certificates, and phone certificates.
+struct Pki {
+    dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path, name: &str) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = ca.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        Pki { dir: dir.to_path_buf(), issuer: Issuer::new(ca, key) }
+    }
+
+    /// A phone certificate: (cert, key) paths.
+    fn phone(&self, stem: &str, mac: &str, model: &str, serial: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::OrganizationalUnitName, model);
+        p.distinguished_name.push(DnType::LocalityName, serial);
+        p.distinguished_name.push(DnType::StateOrProvinceName, mac);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (self.dir.join(format!("{stem}.pem")), self.dir.join(format!("{stem}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// A `provisor serve --config` child process on ephemeral loopback ports.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    http: String,
+    https: String,
+    tftp: u16,
+    syslog: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BASE_CONFIG: &str = r#"
+data_dir = "data"
+public_host = "127.0.0.1"
+[http]
+listen = "127.0.0.1:0"
+[https]
+listen = "127.0.0.1:0"
+client_ca = ["test-ca.pem"]
+[tftp]
+listen = "127.0.0.1:0"
+[syslog]
+listen = "127.0.0.1:0"
+[firmware]
+dir = "firmware"
+targets = { "CP-8841-3PCC" = "sip88xx.12-0-1MPP-BN.loads" }
+"#;
+
+impl Server {
+    fn start(dir: &Path, extra: &str) -> Server {
+        Server::start_with(dir, &format!("{BASE_CONFIG}{extra}"))
+    }
+
+    fn start_with(dir: &Path, config: &str) -> Server {
+        std::fs::write(dir.join("provisor.toml"), config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provisor"))
+            .args(["serve", "--config", s(&dir.join("provisor.toml"))])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let (mut http, mut https, mut tftp, mut syslog) = (String::new(), String::new(), 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else { break };
+            let t = line.trim();
+            let port = |t: &str| t.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+            if let Some(a) = t.strip_prefix("HTTPS") {
+                https = a.trim().to_string();
+            } else if let Some(a) = t.strip_prefix("HTTP") {
+                http = a.trim().to_string();
+            } else if t.starts_with("TFTP") {
+                tftp = port(t);
+            } else if t.starts_with("syslog") {
+                syslog = port(t);
+            } else if t.starts_with("data") {
+                break;
+            }
+        }
+        assert!(!http.is_empty() && tftp != 0, "server did not start: {}", log.lock().unwrap());
+        Server { child, dir: dir.to_path_buf(), http, https, tftp, syslog, log }
+    }
+
+    fn data(&self) -> String {
+        s(&self.dir.join("data")).to_string()
+    }
+
+    /// curl: (status, headers, body).
+    fn curl(&self, args: &[&str]) -> (u16, String, Vec<u8>) {
+        let headers = self.dir.join(format!("headers-{}", std::process::id()));
+        let mut all = vec!["-s", "-D", s(&headers), "-o", "-"];
+        all.extend_from_slice(args);
+        let out = peer("curl", &all, None);
+        let h = std::fs::read_to_string(&headers).unwrap_or_default();
+        let status = h
+            .lines()
+            .rfind(|l| l.starts_with("HTTP/"))
+            .and_then(|l| l.split(' ').nth(1))
+            .map_or(0, |c| c.parse().unwrap());
+        (status, h.to_ascii_lowercase(), out.stdout)
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        self.curl(&[&format!("{}{path}", self.http)])
+    }
+
+    fn get_tls(&self, path: &str, cert: Option<&(PathBuf, PathBuf)>) -> (u16, String, Vec<u8>) {
+        let ca = self.dir.join("data/tls/ca.pem");
+        let url = format!("{}{path}", self.https);
+        let mut args = vec!["--cacert", s(&ca)];
+        if let Some((c, k)) = cert {
+            args.extend_from_slice(&["--cert", s(c), "--key", s(k)]);
+        }
+        args.push(&url);
+        self.curl(&args)
+    }
+
+    fn tftp_hpa(&self, file: &str) -> Vec<u8> {
+        let out = self.dir.join("tftp-hpa.out");
+        let _ = std::fs::remove_file(&out);
+        let port = self.tftp.to_string();
+        let o = peer("tftp", &["127.0.0.1", &port, "-m", "octet", "-c", "get", file, s(&out)], None);
+        std::fs::read(&out).unwrap_or_else(|_| panic!("tftp-hpa get {file}: {o:?}"))
+    }
+
+    fn atftp(&self, file: &str) -> Vec<u8> {
+        let out = self.dir.join("atftp.out");
+        let _ = std::fs::remove_file(&out);
+        let port = self.tftp.to_string();
+        let o = peer("atftp", &["-g", "-r", file, "-l", s(&out), "127.0.0.1", &port], None);
+        assert!(o.status.success(), "atftp get {file}: {o:?}");
+        std::fs::read(&out).unwrap()
+    }
+
+    fn secrets(&self, mac: &str) -> serde_json::Value {
+        let out = ok(provisor(&["device", "--data-dir", &self.data(), "show", mac, "--secrets", "--json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secrets"].clone()
+    }
+
+    fn show(&self, mac: &str) -> String {
+        String::from_utf8(ok(provisor(&["device", "--data-dir", &self.data(), "show", mac])).stdout).unwrap()
+    }
+}
+
+fn add_devices(dir: &Path) {
+    let data = s(&dir.join("data")).to_string();
+    for (mac, model, ext) in [(MAC_A, "CP-8841-3PCC", "201"), (MAC_B, "CP-7832-3PCC", "202")] {
+        ok(provisor(&[
+            "device",
+            "--data-dir",
+            &data,
+            "add",
+            mac,
+            "--model",
+            model,
+            "--param",
+            &format!("User_ID_1_={ext}"),
+            "--param",
+            &format!("Password_1_=secret-{ext}"),
+        ]));
+    }
+}
+
+fn setup(extra: &str) -> (tempfile::TempDir, Pki, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
+    let pki = Pki::new(dir.path(), "test-ca");
+    add_devices(dir.path());
+    let server = Server::start(dir.path(), extra);
+    (dir, pki, server)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn openssl_decrypt(dir: &Path, data: &[u8], key: &str) -> Vec<u8> {
+    let enc = dir.join("enc.bin");
+    std::fs::write(&enc, data).unwrap();
+    let o = peer("openssl", &["enc", "-d", "-aes-256-cbc", "-md", "sha256", "-k", key, "-in", s(&enc)], None);
+    assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+    let g = peer("gzip", &["-dc"], Some(&o.stdout));
+    assert!(g.status.success());
+    g.stdout
+}
+
+#[test]
+fn client_certificates_decide_who_gets_secrets() {
+    let (dir, pki, server) = setup("");
+    let cert_a = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let rogue = Pki::new(dir.path(), "rogue-ca").phone("rogue", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let key_a = server.secrets(MAC_A)["aes_key"].as_str().unwrap().to_string();
+
+    // Without a certificate (plain HTTP or HTTPS), a MAC gets the bootstrap profile: no secrets.
+    for (status, headers, body) in
+        [server.get(&format!("/{MAC_A}.xml")), server.get_tls(&format!("/{MAC_A}.xml"), None)]
+    {
+        assert_eq!(status, 200);
+        assert!(headers.contains("content-type: text/xml"), "{headers}");
+        assert!(headers.contains(&format!("content-length: {}", body.len())), "{headers}");
+        let t = text(&body);
+        assert!(t.contains("<Profile_Rule ua=\"na\">https://127.0.0.1:"), "{t}");
+        assert!(!t.contains(&key_a) && !t.contains("secret-201") && !t.contains("GPP_SA"), "{t}");
+    }
+    // With its verified certificate, phone A gets its full profile with key and random path.
+    let (status, _, body) = server.get_tls(&format!("/{MAC_A}.xml"), Some(&cert_a));
+    assert_eq!(status, 200);
+    let full = text(&body);
+    assert!(full.contains(&format!("<GPP_SA ua=\"na\">{key_a}</GPP_SA>")), "{full}");
+    assert!(full.contains("secret-201"));
+    assert!(full.contains("[--key $SA] http://127.0.0.1:"), "{full}");
+    assert!(full.contains("<Upgrade_Rule ua=\"na\">($SWVER ne sip88xx.12-0-1MPP)? http://"), "{full}");
+    // The default rule `/$PSN.xml`-style names without a MAC identify the phone by its certificate.
+    let (status, _, body) = server.get_tls("/V03.xml", Some(&cert_a));
+    assert_eq!((status, text(&body)), (200, full.clone()));
+    // Phone A's certificate cannot fetch phone B's files by any name.
+    let token_b = server.secrets(MAC_B)["path_token"].as_str().unwrap().to_string();
+    for path in [
+        format!("/{MAC_B}.xml"),
+        format!("/CP-7832-3PCC/{MAC_B}.cfg"),
+        format!("/SEP{}.cnf.xml", MAC_B.to_uppercase()),
+        format!("/profile/{token_b}/profile.cfg"),
+    ] {
+        let (status, _, body) = server.get_tls(&path, Some(&cert_a));
+        assert_eq!(status, 403, "{path}: {}", text(&body));
+        assert!(!text(&body).contains("secret-202"));
+    }
+    // A certificate from a CA the server does not trust does not get through the handshake.
+    let ca = server.dir.join("data/tls/ca.pem");
+    let o = peer(
+        "curl",
+        &[
+            "-s",
+            "--cacert",
+            s(&ca),
+            "--cert",
+            s(&rogue.0),
+            "--key",
+            s(&rogue.1),
+            &format!("{}/{MAC_A}.xml", server.https),
+        ],
+        None,
+    );
+    assert!(!o.status.success() && !text(&o.stdout).contains(&key_a), "rogue certificate accepted");
+    // The refusals are logged on phone A.
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = server.show(MAC_A);
+    assert!(shown.contains("refused") && shown.contains(MAC_B), "{shown}");
+    drop(dir);
+}
+
+#[test]
+fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
+    let (dir, pki, server) = setup("");
+    let cert_a = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let secrets = server.secrets(MAC_A);
+    let (key, token) = (secrets["aes_key"].as_str().unwrap(), secrets["path_token"].as_str().unwrap());
+    let (_, _, full) = server.get_tls(&format!("/{MAC_A}.xml"), Some(&cert_a));
+    let path = format!("/profile/{token}/profile.cfg");
+    let (status, headers, http) = server.get(&path);
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-type: application/octet-stream") && !headers.contains("content-encoding"));
+    assert!(http.starts_with(b"Salted__"));
+    assert_eq!(openssl_decrypt(dir.path(), &http, key), full, "HTTP ciphertext decrypts to the full profile");
+    // Both TFTP clients get the same bytes (encryption is deterministic per key and text).
+    assert_eq!(server.tftp_hpa(&path), http);
+    assert_eq!(server.atftp(path.trim_start_matches('/')), http);
+    // Without the key, the URL is only ciphertext; a wrong token is 404.
+    assert!(!text(&http).contains("secret-201"));
+    assert_eq!(server.get("/profile/00000000000000000000dead/profile.cfg").0, 404);
+    // Trust lists are "not found" over both protocols; unknown files too.
+    assert_eq!(server.get(&format!("/CTLSEP{}.tlv", MAC_A.to_uppercase())).0, 404);
+    let o = peer(
+        "tftp",
+        &["127.0.0.1", &server.tftp.to_string(), "-c", "get", "ITLFile.tlv", s(&dir.path().join("itl"))],
+        None,
+    );
+    assert!(text(&o.stdout).contains("File not found") || text(&o.stderr).contains("File not found"), "{o:?}");
+    // The audit log recorded the fetches with their hash.
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = server.show(MAC_A);
+    let sha = text(&peer("sha256sum", &[], Some(&http)).stdout).split(' ').next().unwrap().to_string();
+    assert!(shown.contains(&format!("last served  {} over tftp", path.trim_start_matches('/'))), "{shown}");
+    assert!(shown.contains(&format!("(sha256 {sha})")), "the audit hash is the served bytes' SHA-256: {shown}");
+}
+
+#[test]
+fn rfc8188_profiles_carry_content_encoding_and_decrypt_with_http_ece() {
+    let (_dir, _pki, server) = setup("[provisioning]\nencryption = \"aes128gcm\"\n");
+    let secrets = server.secrets(MAC_B);
+    let (ikm, token, key) = (
+        secrets["ikm"].as_str().unwrap(),
+        secrets["path_token"].as_str().unwrap(),
+        secrets["aes_key"].as_str().unwrap(),
+    );
+    let path = format!("/profile/{token}/profile.cfg");
+    let (status, headers, body) = server.get(&path);
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-encoding: aes128gcm"), "{headers}");
+    let script = "import sys,gzip,http_ece\nikm=bytes.fromhex(sys.argv[1])\nd=http_ece.decrypt(sys.stdin.buffer.read(),key=ikm)\nsys.stdout.buffer.write(gzip.decompress(d))";
+    let o = peer("python3", &["-c", script, ikm], Some(&body));
+    assert!(o.status.success(), "http_ece: {}", text(&o.stderr));
+    let plain = text(&o.stdout);
+    assert!(
+        plain.contains(&format!("<IKM_HTTP_Encrypt_Content ua=\"na\">{ikm}</IKM_HTTP_Encrypt_Content>")),
+        "{plain}"
+    );
+    assert!(plain.contains("secret-202"));
+    // TFTP has no headers: it gets AES-256-CBC.
+    let tftp = server.tftp_hpa(&path);
+    assert!(tftp.starts_with(b"Salted__"));
+    assert_eq!(text(&openssl_decrypt(&server.dir, &tftp, key)), plain);
+}
+
+#[test]
+fn syslog_and_reports_show_up_in_device_show_with_drift() {
+    let (dir, pki, server) = setup("");
+    let cert_a = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let key = server.secrets(MAC_A)["aes_key"].as_str().unwrap().to_string();
+    let (status, _, _) = server.curl(&[
+        "-A",
+        &format!("Cisco-CP-8841-3PCC/12.0.1 ({MAC_A})"),
+        "--cacert",
+        s(&dir.path().join("data/tls/ca.pem")),
+        "--cert",
+        s(&cert_a.0),
+        "--key",
+        s(&cert_a.1),
+        &format!("{}/{MAC_A}.xml", server.https),
+    ]);
+    assert_eq!(status, 200);
+    // A syslog line as the phone's Log_Failure_Msg writes it, from the CLI's bash-free peer: python.
+    let line = "<11>Nov 23 10:00:00 CP-8841-3PCC 00:0e:08:aa:bb:01 -- Resync failed: http_get failed";
+    let send = format!(
+        "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'{line}',('127.0.0.1',{}))",
+        server.syslog
+    );
+    assert!(peer("python3", &["-c", &send], None).status.success());
+    // A report whose User_ID_1_ differs from what was served, encrypted with the device key, POSTed like a phone.
+    let report =
+        "<flat-profile><User_ID_1_>999</User_ID_1_><Password_1_>secret-201</Password_1_></flat-profile>".to_string();
+    let plain = dir.path().join("report.xml");
+    std::fs::write(&plain, report).unwrap();
+    let enc = dir.path().join("report.enc");
+    let o =
+        peer("openssl", &["enc", "-aes-256-cbc", "-md", "sha256", "-k", &key, "-in", s(&plain), "-out", s(&enc)], None);
+    assert!(o.status.success());
+    let (status, _, body) =
+        server.curl(&["--data-binary", &format!("@{}", s(&enc)), &format!("{}/report/{MAC_A}.xml", server.http)]);
+    assert_eq!(status, 200, "{}", text(&body));
+    // Garbage is refused and logged.
+    let (status, _, _) =
+        server.curl(&["-X", "PUT", "--data-binary", "nonsense", &format!("{}/report/{MAC_A}.xml", server.http)]);
+    assert_eq!(status, 400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = server.show(MAC_A);
+        if shown.contains("Resync failed") && shown.contains("drift ") || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(shown.contains("syslog") && shown.contains("Resync failed: http_get failed"), "{shown}");
+    assert!(shown.contains("firmware     12.0.1"), "{shown}");
+    assert!(shown.contains("User_ID_1_: served \"201\", reported \"999\""), "{shown}");
+    assert!(!shown.contains("Password_1_: served"), "an unchanged secret is no drift: {shown}");
+    assert!(shown.contains("report") && shown.contains("last served"), "{shown}");
+}
+
+#[test]
+fn key_rotation_takes_effect_at_the_next_resync_without_losing_the_phone() {
+    let (dir, _pki, server) = setup("");
+    let old = server.secrets(MAC_A);
+    let (old_key, old_token) =
+        (old["aes_key"].as_str().unwrap().to_string(), old["path_token"].as_str().unwrap().to_string());
+    ok(provisor(&["device", "--data-dir", &server.data(), "set", MAC_A, "--rotate-keys"]));
+    let new = server.secrets(MAC_A);
+    let (new_key, new_token) =
+        (new["aes_key"].as_str().unwrap().to_string(), new["path_token"].as_str().unwrap().to_string());
+    assert_ne!(old_key, new_key);
+    std::thread::sleep(Duration::from_millis(600));
+    // The phone still resyncs at its old path with its old key, and gets the new key and path inside.
+    let (status, _, body) = server.get(&format!("/profile/{old_token}/profile.cfg"));
+    assert_eq!(status, 200);
+    let inner = text(&openssl_decrypt(dir.path(), &body, &old_key));
+    assert!(
+        inner.contains(&format!(">{new_key}</GPP_SA>")) && inner.contains(&format!(">{new_token}</GPP_B>")),
+        "{inner}"
+    );
+    // Its next resync uses the new ones; then the old path is gone.
+    let (status, _, body) = server.get(&format!("/profile/{new_token}/profile.cfg"));
+    assert_eq!(status, 200);
+    assert_eq!(text(&openssl_decrypt(dir.path(), &body, &new_key)), inner);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(server.get(&format!("/profile/{old_token}/profile.cfg")).0, 404);
+    assert!(server.secrets(MAC_A)["previous"].is_null());
+}
+
+#[test]
+fn cache_follows_inventory_and_template_changes_and_bad_templates_fail_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    Pki::new(dir.path(), "test-ca");
+    add_devices(dir.path());
+    let server = Server::start(
+        dir.path(),
+        "[templates]\ndir = \"templates\"\n[provisioning]\nsecrets_without_certificate = true\n",
+    );
+    let path = format!("/{MAC_A}.xml");
+    let first = text(&server.get(&path).2);
+    assert!(first.contains(">201</User_ID_1_>"), "{first}");
+    ok(provisor(&["device", "--data-dir", &server.data(), "set", MAC_A, "--param", "User_ID_1_=301"]));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(text(&server.get(&path).2).contains(">301</User_ID_1_>"), "a device change reaches the next response");
+    ok(provisor(&["group", "--data-dir", &server.data(), "put", "defaults", "--param", "Time_Zone=GMT-05:00"]));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(text(&server.get(&path).2).contains(">GMT-05:00</Time_Zone>"), "a group change too");
+    // A template that renders something a phone would misread: 500, never half a profile; fixing it recovers.
+    let tpl = dir.path().join("templates/mpp.xml");
+    std::fs::write(&tpl, "<flat-profile>\n<GPP_A>{{ params.Time_Zone }} <b></GPP_A>\n</flat-profile>\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, _, body) = server.get(&path);
+    assert_eq!(status, 500, "{}", text(&body));
+    assert!(!text(&body).contains("<flat-profile>"));
+    std::fs::write(&tpl, "<flat-profile>\n<GPP_A>{{ params.Time_Zone|xml }}</GPP_A>\n</flat-profile>\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, _, body) = server.get(&path);
+    assert_eq!((status, text(&body).contains("<GPP_A>GMT-05:00</GPP_A>")), (200, true), "{}", text(&body));
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("mpp.xml") && log.contains(MAC_A), "the failure names template and device: {log}");
+}
+
+#[test]
+fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
+    let (dir, _pki, server) = setup(
+        "[provisioning]\nhttp_user = \"phone\"\nhttp_password = \"pw\"\nunknown_devices = \"deny\"\n[limits]\nfailed_lookups_per_minute = 5\n",
+    );
+    let firmware: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("firmware/sip88xx.12-0-1MPP-BN.loads"), &firmware).unwrap();
+    // Profiles need authentication over HTTP (Basic or Digest); TFTP has none.
+    let sep = format!("/SEP{}.cnf.xml", MAC_A.to_uppercase());
+    let (status, headers, _) = server.get(&sep);
+    assert_eq!(status, 401);
+    assert!(headers.contains("www-authenticate: digest") && headers.contains("www-authenticate: basic"), "{headers}");
+    let url = format!("{}{sep}", server.http);
+    for mode in ["--digest", "--basic"] {
+        let (status, _, body) = server.curl(&[mode, "-u", "phone:pw", &url]);
+        assert_eq!(status, 200, "{mode}");
+        let t = text(&body);
+        assert!(t.contains("<authPassword>secret-201</authPassword>") && t.contains("<name>201</name>"), "{t}");
+    }
+    assert_eq!(server.curl(&["--digest", "-u", "phone:wrong", &url]).0, 401);
+    let tftp_sep = server.tftp_hpa(&sep);
+    assert!(text(&tftp_sep).contains("<device>"));
+    let default = text(&server.atftp("xmlDefault.CNF.XML"));
+    assert!(
+        default.contains("<Default>") && default.contains("<processNodeName>127.0.0.1</processNodeName>"),
+        "{default}"
+    );
+    // Firmware over HTTP with ranges and over TFTP.
+    let fw = format!("{}/firmware/sip88xx.12-0-1MPP-BN.loads", server.http);
+    let (status, headers, body) = server.curl(&["-r", "1000-1999", &fw]);
+    assert_eq!(status, 206);
+    assert!(headers.contains("content-range: bytes 1000-1999/100000"), "{headers}");
+    assert_eq!(body, firmware[1000..2000]);
+    assert_eq!(server.curl(&[&fw]).2, firmware);
+    assert_eq!(server.tftp_hpa("/firmware/sip88xx.12-0-1MPP-BN.loads"), firmware);
+    // MAC enumeration: unknown devices are denied, and after 5 failures the address gets 429.
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        statuses.push(server.curl(&["-u", "phone:pw", &format!("{}/0000000000{i:02}.xml", server.http)]).0);
+    }
+    assert_eq!(statuses, [404, 404, 404, 404, 404, 429, 429]);
+    let metrics = text(&server.get("/metrics").2);
+    assert!(metrics.contains("provisor_requests_total"), "{metrics}");
+}
+
+#[test]
+fn unknown_phones_can_be_enrolled_from_their_certificate() {
+    let (_dir, pki, server) = setup("[provisioning]\nunknown_devices = \"enrol\"\n");
+    let new_mac = "000e08aabb77";
+    let cert = pki.phone("new-phone", new_mac, "CP-6841-3PCC", "FCH7777");
+    let (status, _, body) = server.get_tls("/V03.xml", Some(&cert));
+    assert_eq!(status, 200);
+    assert!(text(&body).contains("GPP_SA"), "{}", text(&body));
+    let shown = server.show(new_mac);
+    assert!(shown.contains("CP-6841-3PCC") && shown.contains("FCH7777"), "{shown}");
+}
+
+#[test]
+fn killing_the_server_during_an_import_loses_nothing_and_serves_the_same_bytes() {
+    let (dir, _pki, server) = setup("");
+    let token = server.secrets(MAC_A)["path_token"].as_str().unwrap().to_string();
+    let path = format!("/profile/{token}/profile.cfg");
+    let before = server.get(&path).2;
+    assert!(before.starts_with(b"Salted__"));
+    let csv = |prefix: u8| {
+        let mut csv = String::from("mac,model,User_ID_1_\n");
+        for i in 0..10_000u32 {
+            let (a, b, c) = (i >> 16, (i >> 8) & 255, i & 255);
+            csv.push_str(&format!("{prefix:02x}:00:00:{a:02x}:{b:02x}:{c:02x},CP-7841-3PCC,{}\n", 1000 + i));
+        }
+        let path = dir.path().join(format!("devices-{prefix}.csv"));
+        std::fs::write(&path, csv).unwrap();
+        path
+    };
+    let (first, second) = (csv(0x10), csv(0x20));
+    let data = server.data();
+    // An importer killed half-way commits nothing (or, if it was quick, everything).
+    let mut importer = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["device", "--data-dir", &data, "import", s(&first)])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = importer.kill();
+    let _ = importer.wait();
+    let count = |data: &str| {
+        let out = ok(provisor(&["device", "--data-dir", data, "list", "--json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().len()
+    };
+    let n = count(&data);
+    assert!(n == 2 || n == 10_002, "all or nothing, got {n}");
+    // Now the server is killed (SIGKILL) while a full import runs; the import commits.
+    let importer = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["device", "--data-dir", &data, "import", s(&second)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let dir_path = server.dir.clone();
+    // The restart listens on the same ports (they are in the rendered URLs).
+    let same_ports = BASE_CONFIG
+        .to_string()
+        .replace(
+            "[http]\nlisten = \"127.0.0.1:0\"",
+            &format!("[http]\nlisten = \"{}\"", server.http.trim_start_matches("http://")),
+        )
+        .replace(
+            "[https]\nlisten = \"127.0.0.1:0\"",
+            &format!("[https]\nlisten = \"{}\"", server.https.trim_start_matches("https://")),
+        )
+        .replace("[tftp]\nlisten = \"127.0.0.1:0\"", &format!("[tftp]\nlisten = \"127.0.0.1:{}\"", server.tftp))
+        .replace("[syslog]\nlisten = \"127.0.0.1:0\"", &format!("[syslog]\nlisten = \"127.0.0.1:{}\"", server.syslog));
+    drop(server); // kill -9
+    let out = importer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(count(&data), n + 10_000);
+    let server = Server::start_with(&dir_path, &same_ports);
+    assert_eq!(server.get(&path).2, before, "same bytes after the restart");
+    let (status, _, body) = server.get("/SEP20000000270F.cnf.xml");
+    assert_eq!(status, 200, "{}", text(&body));
+}
+
+#[test]
+fn init_writes_a_working_setup_and_config_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    ok(provisor(&["init", s(&site)]));
+    for f in ["provisor.toml", "templates/mpp.xml", "templates/SEP.cnf.xml", "devices.csv"] {
+        assert!(site.join(f).exists(), "{f}");
+    }
+    ok(provisor(&["device", "--data-dir", s(&site.join("data")), "import", s(&site.join("devices.csv"))]));
+    // The written configuration loads (dhcp-snippet reads it) ...
+    let out = ok(provisor(&["dhcp-snippet", "dnsmasq", "--config", s(&site.join("provisor.toml"))]));
+    assert!(text(&out.stdout).contains("dhcp-option=150,127.0.0.1"), "{}", text(&out.stdout));
+    let out = ok(provisor(&["dhcp-snippet", "kea", "--config", s(&site.join("provisor.toml"))]));
+    assert!(text(&out.stdout).contains("\"code\": 66"));
+    // ... and a broken one is refused with file, line and key.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "data_dir = \"d\"\n\n[tftp]\nlisten = \"not-an-address\"\n").unwrap();
+    let out = provisor(&["serve", "--config", s(&bad)]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:4:", s(&bad))) && err.contains("[tftp] listen"), "{err}");
+    std::fs::write(&bad, "[provisioning]\nunknown_devices = \"maybe\"\n").unwrap();
+    let err = text(&provisor(&["serve", "--config", s(&bad)]).stderr);
+    assert!(err.contains(":2:") && err.contains("unknown_devices"), "{err}");
+    // init never overwrites.
+    std::fs::write(site.join("devices.csv"), "mine").unwrap();
+    ok(provisor(&["init", s(&site)]));
+    assert_eq!(std::fs::read_to_string(site.join("devices.csv")).unwrap(), "mine");
+}
+
+/// `provisor serve` with no configuration: the demo on its fixed loopback ports, tried with the commands it prints.
+#[test]
+fn the_demo_works_as_its_banner_says() {
+    let dir = tempfile::tempdir().unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_provisor"))
+            .current_dir(dir.path())
+            .args(["serve"])
+            .env_remove("PROVISOR_DATA_DIR")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut banner = String::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Stop with") || line.contains("Error") || line.contains("provisor:") {
+            break;
+        }
+    }
+    let run = |needle: &str| -> String {
+        let line = banner.lines().find(|l| l.trim_start().starts_with(needle)).unwrap_or_else(|| panic!("{banner}"));
+        let bin = Path::new(env!("CARGO_BIN_EXE_provisor")).parent().unwrap();
+        let script = format!("set -o pipefail; cd {}; PATH={}:$PATH; {}", s(dir.path()), s(bin), line.trim());
+        let o = peer("bash", &["-c", &script], None);
+        assert!(o.status.success(), "{line}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let bootstrap = run("curl -A");
+    assert!(bootstrap.contains("Profile_Rule") && !bootstrap.contains("GPP_SA"), "{bootstrap}");
+    let full = run("curl --cacert");
+    assert!(full.contains("GPP_SA") && full.contains("demo-secret-201"), "{full}");
+    let decrypted = run("curl -s http");
+    assert_eq!(decrypted, full, "the encrypted resync URL decrypts to the same profile");
+    run("echo '<14>");
+    std::thread::sleep(Duration::from_millis(600));
+    let shown = run("provisor device");
+    let _ = shown;
+    drop(child);
+    let data = dir.path().join("provisor-data");
+    let out = ok(provisor(&["device", "--data-dir", s(&data), "show", "0011aabbcc01"]));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Resync failed: demo") && shown.contains("last served"), "{shown}");
+}

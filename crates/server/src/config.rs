@@ -1,0 +1,471 @@
+//! `provisor.toml`: what `provisor serve` listens on, where it keeps its data, and how it provisions.
+//!
+//! Every field has a default, so an empty file (or none at all: [`Config::demo`]) gives a working loopback setup.
+//! Errors name the file, the line and column, and the key (`provisor.toml:7:1: [http] listen: invalid socket
+//! address`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the inventory, the generated certificates and the logs live (relative paths: to the config file).
+    pub data_dir: PathBuf,
+    /// The host name or address phones use to reach this server; it is written into the rule URLs of rendered
+    /// profiles (`Profile_Rule`, `Upgrade_Rule`, `Report_Rule`).
+    pub public_host: String,
+    /// Plain HTTP.
+    pub http: Listener,
+    /// HTTPS.
+    pub https: Https,
+    /// TFTP.
+    pub tftp: Listener,
+    /// The syslog receiver.
+    pub syslog: Listener,
+    /// Templates.
+    pub templates: TemplatesConfig,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// How devices are identified, secured and provisioned.
+    pub provisioning: Provisioning,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// A listening address; an empty `listen` turns the front end off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `address:port`, or empty for off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// HTTPS settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Https {
+    /// `address:port`, or empty for off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM). Without it, a CA and a server certificate are generated in
+    /// `data_dir/tls/` on the first start and reused.
+    pub cert: Option<PathBuf>,
+    /// The server's private key (PEM), with `cert`.
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM files) that sign phones' client certificates: the Cisco "Multiplatform Phone CA Client
+    /// Root", or your own. Without any, the generated CA is used (for tests and demos).
+    pub client_ca: Vec<PathBuf>,
+    /// Refuse TLS connections without a verified client certificate (default: ask for one, accept without).
+    pub require_client_cert: bool,
+}
+
+/// Template settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// A directory of templates overriding or adding to the built-in ones (`mpp.xml`, `bootstrap.xml`,
+    /// `SEP.cnf.xml`, `XMLDefault.cnf.xml`).
+    pub dir: Option<PathBuf>,
+    /// Template per model (`"CP-8841-3PCC" = "mpp-88xx.xml"`); others use `mpp.xml`.
+    pub by_model: BTreeMap<String, String>,
+}
+
+/// Firmware settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Firmware {
+    /// Directory served under `/firmware/` over HTTP and TFTP.
+    pub dir: Option<PathBuf>,
+    /// Target load per model: the file name in `dir`, e.g. `"CP-8841-3PCC" = "sip88xx.12-0-1MPP-BN.loads"`. The
+    /// rendered `Upgrade_Rule` asks phones not already running it to fetch it.
+    pub targets: BTreeMap<String, String>,
+}
+
+/// What to do with a phone that is not in the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownDevices {
+    /// Serve the generic bootstrap profile (no secrets).
+    Bootstrap,
+    /// Add it to the inventory (model and serial from its certificate or User-Agent) in `enrol_group`, then provision
+    /// it like any other.
+    Enrol,
+    /// Answer 404.
+    Deny,
+}
+
+/// How profiles are encrypted for devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileEncryption {
+    /// AES-256-CBC, `openssl enc -k` (the key goes to the phone as `[--key $SA]`).
+    #[serde(rename = "aes-256-cbc")]
+    AesCbc,
+    /// RFC 8188 `aes128gcm` over HTTP(S) (`IKM_HTTP_Encrypt_Content`, `Content-Encoding: aes128gcm`); TFTP, which has
+    /// no headers, still uses AES-256-CBC.
+    Aes128gcm,
+}
+
+/// Provisioning behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provisioning {
+    /// File names that identify a device, tried in order. Placeholders: `{mac}` (12 hex digits, any case, or
+    /// `SEP`-less), `{model}`, `{any}` (one path segment). Names without `{mac}` identify the device by its client
+    /// certificate or User-Agent.
+    pub patterns: Vec<String>,
+    /// Unknown devices.
+    pub unknown_devices: UnknownDevices,
+    /// Group given to auto-enrolled devices.
+    pub enrol_group: Option<String>,
+    /// Encryption of per-device profiles.
+    pub encryption: ProfileEncryption,
+    /// Scheme of the encrypted-profile URL the phone is given (`http` or `tftp`).
+    pub resync_scheme: String,
+    /// Hand out secrets (full profiles) over plain HTTP and TFTP to a device named only by its MAC. Off by default:
+    /// a MAC is guessable, so secrets go only over HTTPS with a verified client certificate, or encrypted.
+    pub secrets_without_certificate: bool,
+    /// GPP letter that carries the AES pass phrase (`SA`..`SD` are expanded only as `--key` arguments and never shown
+    /// by the phone, so `SA` is the default; SEC-PRV-1 uses `A`).
+    pub key_gpp: String,
+    /// GPP letter that carries the random profile directory (SEC-PRV-2 uses `B`).
+    pub path_gpp: String,
+    /// Seconds between periodic resyncs written into profiles (`Resync_Periodic`).
+    pub resync_periodic: u32,
+    /// `--uid`/`--pwd` required on profile requests (Basic or Digest); empty: none.
+    pub http_user: String,
+    /// The password for `http_user`.
+    pub http_password: String,
+}
+
+/// Limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Failed device lookups (404/403) allowed per client address per minute before it gets 429 (MAC enumeration).
+    pub failed_lookups_per_minute: u32,
+    /// Largest report accepted, in bytes.
+    pub max_report_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("provisor-data"),
+            public_host: "127.0.0.1".into(),
+            http: Listener { listen: Some(([127, 0, 0, 1], 8080).into()) },
+            https: Https::default(),
+            tftp: Listener { listen: Some(([127, 0, 0, 1], 6969).into()) },
+            syslog: Listener { listen: Some(([127, 0, 0, 1], 5514).into()) },
+            templates: TemplatesConfig::default(),
+            firmware: Firmware::default(),
+            provisioning: Provisioning::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Https {
+    fn default() -> Https {
+        Https {
+            listen: Some(([127, 0, 0, 1], 8443).into()),
+            cert: None,
+            key: None,
+            client_ca: Vec::new(),
+            require_client_cert: false,
+        }
+    }
+}
+
+impl Default for Provisioning {
+    fn default() -> Provisioning {
+        Provisioning {
+            patterns: DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect(),
+            unknown_devices: UnknownDevices::Bootstrap,
+            enrol_group: None,
+            encryption: ProfileEncryption::AesCbc,
+            resync_scheme: "http".into(),
+            secrets_without_certificate: false,
+            key_gpp: "SA".into(),
+            path_gpp: "B".into(),
+            resync_periodic: 3600,
+            http_user: String::new(),
+            http_password: String::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { failed_lookups_per_minute: 30, max_report_bytes: 4 << 20 }
+    }
+}
+
+/// The default file-name patterns (Cisco guides: `Profile_Rule` default `/$PSN.xml`; `/$MA.cfg` and
+/// `/$PN/$MA.cfg`-style examples).
+pub const DEFAULT_PATTERNS: &[&str] =
+    &["/{mac}.xml", "/{mac}.cfg", "/{model}/{mac}.xml", "/{model}/{mac}.cfg", "/{any}.xml"];
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    s.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an address:port (e.g. 127.0.0.1:8080)")))
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// Line and column (1-based), when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Config {
+    /// The demo configuration: every front end on loopback, data in `data_dir`.
+    pub fn demo(data_dir: &Path) -> Config {
+        Config { data_dir: data_dir.to_path_buf(), ..Config::default() }
+    }
+
+    /// Reads and checks `path`; relative paths in it are taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            position: None,
+            message: e.to_string(),
+        })?;
+        let mut config = Config::parse(&text, &file)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let position = e.span().map(|s| line_col(text, s.start));
+            let message = e.message().trim().to_string();
+            // Name the key: the table header above the error and the key on its line.
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            ConfigError {
+                file: file.into(),
+                position,
+                message: key.map_or(message.clone(), |k| format!("{k}: {message}")),
+            }
+        })?;
+        config.check().map_err(|(key, message)| {
+            let position = find_key(text, &key);
+            ConfigError { file: file.into(), position, message: format!("{key}: {message}") }
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let p = &self.provisioning;
+        for (i, pattern) in p.patterns.iter().enumerate() {
+            crate::routing::Pattern::parse(pattern).map_err(|m| (format!("[provisioning] patterns[{i}]"), m))?;
+        }
+        let gpp = |name: &str, v: &str, allowed: &[&str]| {
+            if allowed.contains(&v) {
+                Ok(())
+            } else {
+                Err((format!("[provisioning] {name}"), format!("{v:?} is not one of {}", allowed.join(", "))))
+            }
+        };
+        let letters: Vec<String> = ('A'..='P').map(|c| c.to_string()).collect();
+        let mut key_letters: Vec<&str> = letters.iter().map(String::as_str).collect();
+        key_letters.extend(["SA", "SB", "SC", "SD"]);
+        gpp("key_gpp", &p.key_gpp, &key_letters)?;
+        gpp("path_gpp", &p.path_gpp, &letters.iter().map(String::as_str).collect::<Vec<_>>())?;
+        gpp("resync_scheme", &p.resync_scheme, &["http", "tftp", "https"])?;
+        if p.key_gpp == p.path_gpp {
+            return Err(("[provisioning] path_gpp".into(), "must differ from key_gpp".into()));
+        }
+        if p.unknown_devices == UnknownDevices::Enrol && p.enrol_group.is_none() {
+            // Fine: enrolled devices get no group.
+        }
+        if self.https.cert.is_some() != self.https.key.is_some() {
+            return Err(("[https] cert".into(), "cert and key go together".into()));
+        }
+        if self.public_host.trim().is_empty() || self.public_host.contains(['/', ' ']) {
+            return Err(("public_host".into(), format!("{:?} is not a host name or address", self.public_host)));
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        for p in [&mut self.https.cert, &mut self.https.key, &mut self.templates.dir, &mut self.firmware.dir]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
+        self.https.client_ca.iter_mut().for_each(fix);
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+/// `[table] key` for the key on the line holding `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()).map(|t| format!("[{t}] ")))
+        .unwrap_or_default();
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return line.trim().starts_with('[').then(|| line.trim().to_string());
+    }
+    Some(format!("{table}{key}"))
+}
+
+/// Where `[table] key` is set in `text`.
+fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (table, name) = match key.strip_prefix('[').and_then(|k| k.split_once("] ")) {
+        Some((t, n)) => (Some(t), n),
+        None => (None, key),
+    };
+    let name = name.split('[').next().unwrap_or(name);
+    let mut current: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.split(']').next();
+            continue;
+        }
+        if current == table && t.split('=').next().is_some_and(|k| k.trim() == name) {
+            return Some((i + 1, 1));
+        }
+    }
+    None
+}
+
+/// The commented configuration `provisor init` writes.
+pub const SAMPLE: &str = r#"# Provisor configuration. Every setting is optional; the values shown are the defaults unless marked "example".
+# Relative paths are relative to this file.
+
+# Where the inventory (SQLite), generated certificates and logs live.
+data_dir = "data"
+
+# The host name or address phones use to reach this server. It is written into the rule URLs of rendered profiles.
+public_host = "127.0.0.1"
+
+[http]
+# Plain HTTP. Use "0.0.0.0:80" in production (needs CAP_NET_BIND_SERVICE); "" turns it off.
+listen = "127.0.0.1:8080"
+
+[https]
+listen = "127.0.0.1:8443"
+# Server certificate and key (PEM). Without them a CA and a server certificate are generated in data/tls/.
+# cert = "tls/server.pem"
+# key = "tls/server.key"
+# CAs that sign phones' client certificates (MPP phones carry one: OU = model, L = serial, S = MAC).
+# client_ca = ["cisco-mpp-client-root.pem"]
+require_client_cert = false
+
+[tftp]
+# Phones use UDP port 69; "" turns TFTP off.
+listen = "127.0.0.1:6969"
+
+[syslog]
+# Set the phones' Syslog_Server to this address (RFC 3164 and 5424 are understood).
+listen = "127.0.0.1:5514"
+
+[templates]
+# Templates that override or add to the built-in ones (mpp.xml, bootstrap.xml, SEP.cnf.xml, XMLDefault.cnf.xml).
+dir = "templates"
+# Template per model (example):
+# by_model = { "CP-7832-3PCC" = "mpp-7832.xml" }
+
+[firmware]
+# Served under /firmware/ over HTTP (with Range) and TFTP.
+dir = "firmware"
+# Target load per model (example). Phones not running it get an Upgrade_Rule for it.
+# targets = { "CP-8841-3PCC" = "sip88xx.12-0-1MPP-BN.loads" }
+
+[provisioning]
+# File names that identify a device, tried in order: {mac}, {model}, {any} (one path segment).
+patterns = ["/{mac}.xml", "/{mac}.cfg", "/{model}/{mac}.xml", "/{model}/{mac}.cfg", "/{any}.xml"]
+# Phones not in the inventory: "bootstrap" (generic profile, no secrets), "enrol" (add them), or "deny" (404).
+unknown_devices = "bootstrap"
+# enrol_group = "new-phones"
+# Per-device profile encryption: "aes-256-cbc" or "aes128gcm" (RFC 8188 over HTTP; TFTP still uses AES-256-CBC).
+encryption = "aes-256-cbc"
+# Scheme of the encrypted resync URL handed to phones: "http" or "tftp".
+resync_scheme = "http"
+# Secrets only over HTTPS with a verified client certificate, or encrypted. true also serves them over plain
+# HTTP/TFTP to anyone who names the MAC: for labs only.
+secrets_without_certificate = false
+# GPP parameters carrying the AES key and the random profile directory (SEC-PRV-1/2).
+key_gpp = "SA"
+path_gpp = "B"
+resync_periodic = 3600
+# HTTP authentication required of phones (their Profile_Rule gets --uid/--pwd); empty: none.
+http_user = ""
+http_password = ""
+
+[limits]
+# Failed device lookups per client address per minute before answers become 429 (MAC enumeration).
+failed_lookups_per_minute = 30
+max_report_bytes = 4194304
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_and_empty_configs_parse() {
+        let c = Config::parse(SAMPLE, "provisor.toml").unwrap();
+        assert_eq!(c.http.listen, Some(([127, 0, 0, 1], 8080).into()));
+        assert_eq!(c.provisioning.patterns.len(), DEFAULT_PATTERNS.len());
+        let e = Config::parse("", "x.toml").unwrap();
+        assert_eq!(e.provisioning.key_gpp, "SA");
+        let off = Config::parse("[tftp]\nlisten = \"\"\n", "x.toml").unwrap();
+        assert_eq!(off.tftp.listen, None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = Config::parse("public_host = \"a\"\n\n[http]\nlisten = \"nonsense\"\n", "p.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("p.toml:4:"), "{s}");
+        assert!(s.contains("[http] listen"), "{s}");
+        let e = Config::parse("[https]\nlisen = \"127.0.0.1:1\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2:") && e.contains("lisen"), "{e}");
+        let e = Config::parse("[provisioning]\nkey_gpp = \"Q\"\n", "p.toml").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2:1: [provisioning] key_gpp"), "{e}");
+        let e = Config::parse("[provisioning]\npatterns = [\"/{mac\"]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("patterns[0]"), "{e}");
+    }
+}
