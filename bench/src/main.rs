@@ -37,6 +37,9 @@ fn median_per_call(rounds: usize, budget: Duration, mut f: impl FnMut()) -> Dura
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("http-once") {
+        return http_once(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some("tftp-load") {
         return tftp_load(&args[2..]);
     }
@@ -138,4 +141,79 @@ fn tftp_load(args: &[String]) {
     println!("bytes {bytes}");
     println!("p50_ms {:.1}", latencies[count / 2].as_secs_f64() * 1e3);
     println!("p99_ms {:.1}", latencies[(count * 99 / 100).min(count - 1)].as_secs_f64() * 1e3);
+}
+
+/// `http-once ADDR URLS_FILE THREADS`: fetches every path in URLS_FILE exactly once over keep-alive HTTP/1.1
+/// connections (THREADS of them), so on a freshly started server every request is a cache miss. Prints the rate and
+/// latency percentiles.
+fn http_once(args: &[String]) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let addr = args[0].clone();
+    let paths: Vec<String> =
+        std::fs::read_to_string(&args[1]).expect("read URL list").lines().map(str::to_string).collect();
+    let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let results: Vec<(Vec<Duration>, usize, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut latencies = Vec::new();
+                    let (mut failures, mut bytes) = (0usize, 0u64);
+                    let stream = std::net::TcpStream::connect(&addr).expect("connect");
+                    stream.set_nodelay(true).ok();
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut writer = stream;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { break };
+                        let t = Instant::now();
+                        write!(writer, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").expect("send");
+                        let (mut status, mut length) = (0u16, 0usize);
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            reader.read_line(&mut line).expect("read");
+                            let l = line.trim_end();
+                            if l.is_empty() {
+                                break;
+                            }
+                            if let Some(rest) = l.strip_prefix("HTTP/1.1 ") {
+                                status = rest[..3].parse().unwrap_or(0);
+                            } else if let Some((k, v)) = l.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0u8; length];
+                        reader.read_exact(&mut body).expect("body");
+                        latencies.push(t.elapsed());
+                        bytes += length as u64;
+                        if status != 200 {
+                            failures += 1;
+                        }
+                    }
+                    (latencies, failures, bytes)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let wall = start.elapsed();
+    let mut all: Vec<Duration> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    all.sort();
+    let failures: usize = results.iter().map(|r| r.1).sum();
+    let bytes: u64 = results.iter().map(|r| r.2).sum();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
+    println!("requests {} count", all.len());
+    println!("failures {failures} count");
+    println!("wall_s {:.3} s", wall.as_secs_f64());
+    println!("rate {:.0} req/s", all.len() as f64 / wall.as_secs_f64());
+    println!("mean_body {} bytes", bytes / all.len().max(1) as u64);
+    println!("p50_ms {:.2} ms", pct(0.50).as_secs_f64() * 1e3);
+    println!("p99_ms {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
 }

@@ -74,6 +74,14 @@ pub enum DeviceCommand {
     },
     /// Export every device as CSV (the import format) on standard output.
     Export,
+    /// Print the audit log (what `provisor serve` answered, one JSON object per request), oldest first.
+    Audit {
+        /// Only this device's requests.
+        mac: Option<String>,
+        /// How many of the most recent entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Render a device's profile from a template, checked as a phone would read it, on standard output.
     Render {
         /// MAC address.
@@ -298,6 +306,15 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
             }
             DeviceCommand::Import { file } => return import(&store, &file).await,
             DeviceCommand::Export => export(&store).await?,
+            DeviceCommand::Audit { mac, limit } => {
+                let mac: Option<Mac> = mac.map(|m| m.parse()).transpose().map_err(anyhow::Error::msg)?;
+                let path = dir.data_dir.join("audit.log");
+                for line in provisor_server::journal::audit_entries(&path, mac.as_ref(), limit)
+                    .with_context(|| format!("reading {}", path.display()))?
+                {
+                    println!("{line}");
+                }
+            }
             DeviceCommand::Render { mac, template, templates } => {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
                 let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;

@@ -363,7 +363,16 @@ fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
     let shown = server.show(MAC_A);
     let sha = text(&peer("sha256sum", &[], Some(&http)).stdout).split(' ').next().unwrap().to_string();
     assert!(shown.contains(&format!("last served  {} over tftp", path.trim_start_matches('/'))), "{shown}");
-    assert!(shown.contains(&format!("(sha256 {sha})")), "the audit hash is the served bytes' SHA-256: {shown}");
+    assert!(shown.contains(&format!("(sha256 {sha})")), "the served hash is the served bytes' SHA-256: {shown}");
+    let audit = text(&ok(provisor(&["device", "--data-dir", &server.data(), "audit", MAC_A])).stdout);
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["protocol"], "tftp");
+    assert_eq!(last["status"], 200);
+    assert_eq!(last["hash"], sha.as_str());
+    assert_eq!(last["bytes"], http.len());
+    assert!(last["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let all = text(&ok(provisor(&["device", "--data-dir", &server.data(), "audit", "--limit", "1000"])).stdout);
+    assert!(all.contains("\"status\":404") && all.contains("ITLFile.tlv"), "every request is recorded: {all}");
 }
 
 #[test]
@@ -533,6 +542,11 @@ fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
         assert!(t.contains("<authPassword>secret-201</authPassword>") && t.contains("<name>201</name>"), "{t}");
     }
     assert_eq!(server.curl(&["--digest", "-u", "phone:wrong", &url]).0, 401);
+    // HTTP/1.0 clients get a Content-Length (no chunking).
+    let (status, headers, body) = server.curl(&["-0", "-u", "phone:pw", &url]);
+    assert_eq!(status, 200);
+    assert!(headers.starts_with("http/1.0 200") || headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains(&format!("content-length: {}", body.len())), "{headers}");
     let tftp_sep = server.tftp_hpa(&sep);
     assert!(text(&tftp_sep).contains("<device>"));
     let default = text(&server.atftp("xmlDefault.CNF.XML"));

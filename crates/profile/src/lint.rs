@@ -54,6 +54,16 @@ pub fn lint(bytes: &[u8], options: &ParseOptions) -> Vec<Diagnostic> {
 
 /// Lints an already parsed profile.
 pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
+    check(profile, false)
+}
+
+/// The first error (not warning) in an already parsed profile: what makes a server refuse to serve it. Cheaper than
+/// [`lint_profile`]: it skips the warnings (and their "did you mean" suggestions).
+pub fn first_error(profile: &Profile) -> Option<Diagnostic> {
+    check(profile, true).into_iter().next()
+}
+
+fn check(profile: &Profile, errors_only: bool) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut last: HashMap<&str, Position> = HashMap::new();
     for p in &profile.parameters {
@@ -65,6 +75,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
         };
         let definition = dictionary::lookup(&p.name);
         match definition {
+            None if errors_only => {}
             None => {
                 let hint = match dictionary::suggestions(&p.name).as_slice() {
                     [] => String::new(),
@@ -80,6 +91,7 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
             Some(d) => {
                 if let Value::Text(v) = &p.value
                     && let Some(m) = d.data_type.check(v)
+                    && (!errors_only || m.severity == Severity::Error)
                 {
                     report(
                         m.severity,
@@ -89,7 +101,8 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
                 }
             }
         }
-        if let Some(&at) = last.get(p.name.as_str())
+        if !errors_only
+            && let Some(&at) = last.get(p.name.as_str())
             && at != p.position
         {
             report(
@@ -107,7 +120,10 @@ pub fn lint_profile(profile: &Profile) -> Vec<Diagnostic> {
                 );
             }
             let is_rule = matches!(definition.map(|d| &d.data_type), Some(DataType::Rule));
-            if !is_rule && ["$SA", "$SB", "$SC", "$SD", "$(SA", "$(SB", "$(SC", "$(SD"].iter().any(|m| v.contains(m)) {
+            if !errors_only
+                && !is_rule
+                && ["$SA", "$SB", "$SC", "$SD", "$(SA", "$(SB", "$(SC", "$(SD"].iter().any(|m| v.contains(m))
+            {
                 report(
                     Severity::Warning,
                     "secret-macro",

@@ -22,21 +22,7 @@ CREATE TRIGGER groups_del AFTER DELETE ON groups BEGIN UPDATE revision SET value
 CREATE TRIGGER group_params_ins AFTER INSERT ON group_params BEGIN UPDATE revision SET value = value + 1; END;
 CREATE TRIGGER group_params_del AFTER DELETE ON group_params BEGIN UPDATE revision SET value = value + 1; END;
 
--- Every request (the audit log).
-CREATE TABLE audit (
-    id       INTEGER PRIMARY KEY,
-    at       INTEGER NOT NULL,  -- Unix milliseconds
-    client   TEXT NOT NULL,
-    device   TEXT,
-    protocol TEXT NOT NULL,
-    method   TEXT NOT NULL,
-    file     TEXT NOT NULL,
-    status   INTEGER NOT NULL,
-    bytes    INTEGER NOT NULL,
-    hash     TEXT NOT NULL,
-    note     TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX audit_device ON audit(device, id);
+-- Every request is recorded in audit.log (JSON lines) beside this database: see journal.rs.
 
 -- The last of what each device did and was given.
 CREATE TABLE device_state (

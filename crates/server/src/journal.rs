@@ -2,10 +2,14 @@
 //! hash), each device's last state (last seen, firmware, what was served last, its last report) and per-device
 //! events (syslog lines, errors, reports).
 //!
-//! Requests are answered first and written after: entries go through a bounded channel to one writer task that
-//! commits them in batches, so a burst of requests costs one transaction, not one per request.
+//! Requests are answered first and written after: entries go through a bounded channel to one writer task. The audit
+//! log is `audit.log` in the data directory, one JSON object per line, appended and flushed per batch (like a web
+//! server's access log; at 256 MiB it moves to `audit.log.1`). Device state and events go to SQLite in one
+//! transaction per batch, and a device's state only when it changed (or every 10 s), so a boot storm costs a few
+//! statements, not one per request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -56,14 +60,18 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer task on `store`; it ends when every [`Journal`] is dropped, after writing what is queued.
-    pub fn start(store: SqliteStore) -> (Journal, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task on `store`, with the audit log at `audit_path`; it ends when every [`Journal`] is
+    /// dropped, after writing what is queued.
+    pub fn start(store: SqliteStore, audit_path: PathBuf) -> (Journal, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(1 << 16);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(1024);
+            let mut written = HashMap::new();
+            let mut log = AuditLog::new(audit_path);
             while rx.recv_many(&mut batch, 1024).await > 0 {
-                if let Err(e) = write_batch(&store, &batch).await {
-                    tracing::error!("audit log: {e}");
+                log.append(&batch);
+                if let Err(e) = write_batch(&store, &batch, &mut written).await {
+                    tracing::error!("device state: {e}");
                 }
                 batch.clear();
             }
@@ -79,42 +87,184 @@ impl Journal {
     }
 }
 
-async fn write_batch(store: &SqliteStore, batch: &[AuditEntry]) -> Result<(), sqlx::Error> {
-    let mut tx = store.pool.begin().await?;
-    for e in batch {
-        if e.method != "LOG" {
-            sqlx::query(
-                "INSERT INTO audit (at, client, device, protocol, method, file, status, bytes, hash, note) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.at_ms)
-            .bind(&e.client)
-            .bind(e.device.as_ref().map(Mac::as_str))
-            .bind(e.protocol)
-            .bind(e.method)
-            .bind(&e.file)
-            .bind(e.status as i64)
-            .bind(e.bytes as i64)
-            .bind(&e.hash)
-            .bind(&e.note)
-            .execute(&mut *tx)
-            .await?;
+/// What the writer last wrote of a device's state, so a phone fetching the same file again and again costs an
+/// audit row, not a state update each time.
+struct Written {
+    seen_ms: i64,
+    address: String,
+    served: (String, &'static str, String),
+    served_ms: i64,
+}
+
+/// How stale `last seen` and `served at` may get while nothing else about them changes.
+const STATE_REFRESH_MS: i64 = 10_000;
+
+/// Largest `audit.log` before it moves to `audit.log.1`.
+const AUDIT_ROTATE_BYTES: u64 = 256 << 20;
+
+/// The audit log file.
+struct AuditLog {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    size: u64,
+    line: Vec<u8>,
+}
+
+/// One audit line.
+#[derive(Serialize)]
+struct AuditLine<'a> {
+    at_ms: i64,
+    client: &'a str,
+    device: Option<&'a str>,
+    protocol: &'a str,
+    method: &'a str,
+    file: &'a str,
+    status: u16,
+    bytes: u64,
+    hash: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    note: &'a str,
+}
+
+impl AuditLog {
+    fn new(path: PathBuf) -> AuditLog {
+        AuditLog { path, file: None, size: 0, line: Vec::with_capacity(1 << 16) }
+    }
+
+    fn append(&mut self, batch: &[AuditEntry]) {
+        use std::io::Write;
+        self.line.clear();
+        for e in batch.iter().filter(|e| e.method != "LOG") {
+            let line = AuditLine {
+                at_ms: e.at_ms,
+                client: &e.client,
+                device: e.device.as_ref().map(Mac::as_str),
+                protocol: e.protocol,
+                method: e.method,
+                file: &e.file,
+                status: e.status,
+                bytes: e.bytes,
+                hash: &e.hash,
+                note: &e.note,
+            };
+            if serde_json::to_writer(&mut self.line, &line).is_ok() {
+                self.line.push(b'\n');
+            }
         }
+        if self.line.is_empty() {
+            return;
+        }
+        if self.file.is_none() || self.size >= AUDIT_ROTATE_BYTES {
+            if self.size >= AUDIT_ROTATE_BYTES {
+                let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            }
+            match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+                Ok(f) => {
+                    self.size = f.metadata().map_or(0, |m| m.len());
+                    self.file = Some(f);
+                }
+                Err(e) => {
+                    tracing::error!("audit log {}: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(f) = &mut self.file {
+            match f.write_all(&self.line) {
+                Ok(()) => self.size += self.line.len() as u64,
+                Err(e) => {
+                    tracing::error!("audit log {}: {e}", self.path.display());
+                    self.file = None;
+                }
+            }
+        }
+    }
+}
+
+/// The last `limit` audit entries (oldest first), optionally only those of one device, from `audit.log` (and
+/// `audit.log.1` when the current file holds fewer).
+pub fn audit_entries(audit_path: &Path, device: Option<&Mac>, limit: usize) -> std::io::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for path in [audit_path.with_extension("log.1"), audit_path.to_path_buf()] {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let needle = device.map(|m| format!("\"device\":\"{m}\""));
+        out.extend(text.lines().filter(|l| needle.as_ref().is_none_or(|n| l.contains(n.as_str()))).map(str::to_string));
+    }
+    let skip = out.len().saturating_sub(limit);
+    Ok(out.split_off(skip))
+}
+
+async fn write_batch(
+    store: &SqliteStore,
+    batch: &[AuditEntry],
+    written: &mut HashMap<Mac, Written>,
+) -> Result<(), sqlx::Error> {
+    if written.len() > 1_000_000 {
+        written.clear();
+    }
+    let mut tx = store.pool.begin().await?;
+    // Each device's state once per batch: its last request, and the last file it was served.
+    struct Seen<'a> {
+        last: &'a AuditEntry,
+        user_agent: Option<&'a str>,
+        firmware: Option<&'a str>,
+        served: Option<&'a AuditEntry>,
+        served_params: Option<&'a str>,
+    }
+    let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
+    for e in batch {
         let Some(mac) = &e.device else { continue };
-        let address = e.client.rsplit_once(':').map_or(e.client.as_str(), |(a, _)| a);
-        sqlx::query(
+        let s = seen.entry(mac).or_insert(Seen {
+            last: e,
+            user_agent: None,
+            firmware: None,
+            served: None,
+            served_params: None,
+        });
+        s.last = e;
+        s.user_agent = e.user_agent.as_deref().or(s.user_agent);
+        s.firmware = e.firmware.as_deref().or(s.firmware);
+        if e.status == 200 && matches!(e.method, "GET" | "RRQ") {
+            s.served = Some(e);
+            s.served_params = e.served_params.as_deref().or(s.served_params);
+        }
+    }
+    for (mac, s) in &seen {
+        let address = s.last.client.rsplit_once(':').map_or(s.last.client.as_str(), |(a, _)| a);
+        let w = written.entry((*mac).clone()).or_insert_with(|| Written {
+            seen_ms: i64::MIN,
+            address: String::new(),
+            served: (String::new(), "", String::new()),
+            served_ms: i64::MIN,
+        });
+        let state_changed = w.address != address || s.user_agent.is_some() || s.firmware.is_some();
+        if state_changed || s.last.at_ms - w.seen_ms >= STATE_REFRESH_MS {
+            w.seen_ms = s.last.at_ms;
+            w.address = address.to_string();
+            sqlx::query(
             "INSERT INTO device_state (mac, last_seen, last_address, user_agent, firmware) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT(mac) DO UPDATE SET last_seen = ?2, last_address = ?3, \
              user_agent = coalesce(?4, user_agent), firmware = coalesce(?5, firmware)",
         )
         .bind(mac.as_str())
-        .bind(e.at_ms)
+        .bind(s.last.at_ms)
         .bind(address)
-        .bind(&e.user_agent)
-        .bind(&e.firmware)
+        .bind(s.user_agent)
+        .bind(s.firmware)
         .execute(&mut *tx)
         .await?;
-        if e.status == 200 && matches!(e.method, "GET" | "RRQ") {
+        }
+        let served = s.served.filter(|e| {
+            w.served != (e.file.clone(), e.protocol, e.hash.clone()) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
+        });
+        if let Some(e) = served {
+            let params = if w.served.2 == e.hash { None } else { s.served_params };
+            w.served = (e.file.clone(), e.protocol, e.hash.clone());
+            w.served_ms = e.at_ms;
             sqlx::query(
                 "UPDATE device_state SET served_file = ?, served_proto = ?, served_hash = ?, served_at = ?, \
                  served_params = coalesce(?, served_params) WHERE mac = ?",
@@ -123,11 +273,15 @@ async fn write_batch(store: &SqliteStore, batch: &[AuditEntry]) -> Result<(), sq
             .bind(e.protocol)
             .bind(&e.hash)
             .bind(e.at_ms)
-            .bind(e.served_params.as_deref())
+            .bind(params)
             .bind(mac.as_str())
             .execute(&mut *tx)
             .await?;
         }
+    }
+    // Events and reports are rare: one statement each.
+    for e in batch {
+        let Some(mac) = &e.device else { continue };
         if let Some((kind, text)) = &e.event {
             sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, ?, ?)")
                 .bind(mac.as_str())
@@ -245,38 +399,4 @@ pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result
         .await?;
     s.events = rows.iter().map(|r| Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }).collect();
     Ok(s)
-}
-
-/// The last `limit` audit entries (newest first), optionally for one device: (at ms, client, device, protocol,
-/// method, file, status, bytes, hash, note).
-pub async fn audit_entries(
-    store: &SqliteStore,
-    device: Option<&Mac>,
-    limit: i64,
-) -> Result<Vec<serde_json::Value>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT at, client, device, protocol, method, file, status, bytes, hash, note FROM audit \
-         WHERE (?1 IS NULL OR device = ?1) ORDER BY id DESC LIMIT ?2",
-    )
-    .bind(device.map(Mac::as_str))
-    .bind(limit)
-    .fetch_all(&store.pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "at_ms": r.get::<i64, _>("at"),
-                "client": r.get::<String, _>("client"),
-                "device": r.get::<Option<String>, _>("device"),
-                "protocol": r.get::<String, _>("protocol"),
-                "method": r.get::<String, _>("method"),
-                "file": r.get::<String, _>("file"),
-                "status": r.get::<i64, _>("status"),
-                "bytes": r.get::<i64, _>("bytes"),
-                "hash": r.get::<String, _>("hash"),
-                "note": r.get::<String, _>("note"),
-            })
-        })
-        .collect())
 }

@@ -138,6 +138,8 @@ pub struct Response {
     pub challenges: Vec<String>,
     /// Why, for errors (also in the audit log).
     pub note: String,
+    /// SHA-256 of a rendered body, computed once per rendering.
+    hash: Option<Arc<str>>,
 }
 
 impl Response {
@@ -150,6 +152,19 @@ impl Response {
             content_encoding: None,
             challenges: Vec::new(),
             note,
+            hash: None,
+        }
+    }
+
+    fn ok(body: Body, content_type: &'static str) -> Response {
+        Response {
+            status: 200,
+            body,
+            content_type,
+            content_encoding: None,
+            challenges: Vec::new(),
+            note: String::new(),
+            hash: None,
         }
     }
 
@@ -161,6 +176,7 @@ impl Response {
             content_encoding: s.content_encoding,
             challenges: Vec::new(),
             note: String::new(),
+            hash: Some(s.hash.clone()),
         }
     }
 }
@@ -199,6 +215,10 @@ enum Variant {
 #[derive(Debug)]
 struct Served {
     body: Bytes,
+    /// SHA-256 of `body`, hex (for the audit log).
+    hash: Arc<str>,
+    /// The device it was rendered for.
+    device: Option<Mac>,
     content_type: &'static str,
     content_encoding: Option<&'static str>,
     /// The full profile's parameters (JSON), for drift.
@@ -215,8 +235,17 @@ struct Outcome {
     failed_lookup: bool,
 }
 
-/// Cached responses by device (`None`: device-independent files) and variant.
-type Cache = HashMap<(Option<Mac>, Variant), Arc<Served>>;
+/// What a cache entry is found by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// A device's rendering (`None`: device-independent files).
+    Device(Option<Mac>, Variant),
+    /// The encrypted profile at a random path, so a cached resync needs no inventory lookup.
+    Path(String, Variant),
+}
+
+/// Cached responses.
+type Cache = HashMap<Key, Arc<Served>>;
 
 /// Where templates stand: loaded, or the error that stops every render until it is fixed.
 type TemplateState = Result<Arc<Templates>, String>;
@@ -392,11 +421,22 @@ impl<S: Store + 'static> Provisioner<S> {
             }
             a.insert(req.client.ip(), mac.clone());
         }
-        let hash = match &response.body {
-            Body::Bytes(b) if response.status == 200 => hex(&Sha256::digest(b)),
+        let hash = match (&response.hash, &response.body) {
+            (Some(h), _) => h.to_string(),
+            (None, Body::Bytes(b)) if response.status == 200 && !b.is_empty() => hex(&Sha256::digest(b)),
             _ => String::new(),
         };
-        metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => response.status.to_string())
+        let status: &'static str = match response.status {
+            200 => "200",
+            206 => "206",
+            401 => "401",
+            403 => "403",
+            404 => "404",
+            429 => "429",
+            500 => "500",
+            _ => "other",
+        };
+        metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => status)
             .increment(1);
         self.journal
             .record(AuditEntry {
@@ -523,14 +563,7 @@ impl<S: Store + 'static> Provisioner<S> {
         };
         match source.resolve(name) {
             Ok(path) => match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => Response {
-                    status: 200,
-                    body: Body::File(path, m.len()),
-                    content_type: "application/octet-stream",
-                    content_encoding: None,
-                    challenges: Vec::new(),
-                    note: String::new(),
-                },
+                Ok(m) if m.is_file() => Response::ok(Body::File(path, m.len()), "application/octet-stream"),
                 _ => Response::error(404, "no such firmware file"),
             },
             Err(_) => Response::error(404, "no such firmware file"),
@@ -613,6 +646,18 @@ impl<S: Store + 'static> Provisioner<S> {
     }
 
     async fn encrypted(&self, req: &Request, token: &str, cert_mac: Option<Mac>, out: &mut Outcome) -> Response {
+        let variant = match (self.config.provisioning.encryption, req.protocol) {
+            (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
+            _ => Variant::Cbc,
+        };
+        let path_key = Key::Path(token.to_string(), variant);
+        if let Some(s) = self.cache.read().expect("not poisoned").get(&path_key).cloned()
+            && (cert_mac.is_none() || cert_mac == s.device)
+        {
+            out.device = s.device.clone();
+            out.served_params = s.params.clone();
+            return Response::served(&s);
+        }
         let (device, previous) = match self.store.device_by_path_token(token).await {
             Ok(Some(found)) => found,
             Ok(None) => {
@@ -633,11 +678,16 @@ impl<S: Store + 'static> Provisioner<S> {
                 out.event = Some(("rotated", "the phone now uses its new key and path".into()));
             }
         }
-        let variant = match (self.config.provisioning.encryption, req.protocol) {
-            (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
-            _ => Variant::Cbc,
-        };
-        self.rendered(&device, variant, previous, out).await
+        match self.rendering(&device, variant, previous, out).await {
+            Ok(s) => {
+                // Only a device that is not mid-rotation is found by its path alone (see the rotation above).
+                if !previous && device.secrets.previous.is_none() {
+                    self.cache.write().expect("not poisoned").insert(path_key, s.clone());
+                }
+                Response::served(&s)
+            }
+            Err(e) => Response::error(500, e),
+        }
     }
 
     async fn enterprise(&self, mac: &Mac, out: &mut Outcome) -> Response {
@@ -659,7 +709,7 @@ impl<S: Store + 'static> Provisioner<S> {
 
     /// A device-independent file (bootstrap profile, `XMLDefault.cnf.xml`), cached.
     async fn generic(&self, variant: Variant) -> Response {
-        let key = (None, variant);
+        let key = Key::Device(None, variant);
         if let Some(s) = self.cache.read().expect("not poisoned").get(&key) {
             return Response::served(s);
         }
@@ -689,7 +739,9 @@ impl<S: Store + 'static> Provisioner<S> {
         match templates.render_checked(template, &device, &params, &self.server_facts(None)) {
             Ok((text, _)) => {
                 let s = Arc::new(Served {
+                    hash: hex(&Sha256::digest(text.as_bytes())).into(),
                     body: Bytes::from(text),
+                    device: None,
                     content_type: "text/xml; charset=utf-8",
                     content_encoding: None,
                     params: None,
@@ -791,10 +843,23 @@ impl<S: Store + 'static> Provisioner<S> {
     /// A device's rendering in `variant`, from the cache or made now. With `previous`, encrypted with the secrets
     /// a rotation replaced (never cached).
     async fn rendered(&self, d: &Device, variant: Variant, previous: bool, out: &mut Outcome) -> Response {
-        let key = (Some(d.mac.clone()), variant);
+        match self.rendering(d, variant, previous, out).await {
+            Ok(s) => Response::served(&s),
+            Err(e) => Response::error(500, e),
+        }
+    }
+
+    async fn rendering(
+        &self,
+        d: &Device,
+        variant: Variant,
+        previous: bool,
+        out: &mut Outcome,
+    ) -> Result<Arc<Served>, String> {
+        let key = Key::Device(Some(d.mac.clone()), variant);
         if !previous && let Some(s) = self.cache.read().expect("not poisoned").get(&key).cloned() {
             out.served_params = s.params.clone();
-            return Response::served(&s);
+            return Ok(s);
         }
         match self.render(d, variant, previous).await {
             Ok(s) => {
@@ -803,12 +868,12 @@ impl<S: Store + 'static> Provisioner<S> {
                     self.cache.write().expect("not poisoned").insert(key, s.clone());
                 }
                 out.served_params = s.params.clone();
-                Response::served(&s)
+                Ok(s)
             }
             Err(e) => {
                 tracing::error!("{e}");
                 out.event = Some(("error", e.clone()));
-                Response::error(500, e)
+                Err(e)
             }
         }
     }
@@ -853,7 +918,14 @@ impl<S: Store + 'static> Provisioner<S> {
             Variant::Cbc | Variant::Gcm => "application/octet-stream",
             _ => "text/xml; charset=utf-8",
         };
-        Ok(Served { body: Bytes::from(body), content_type, content_encoding: encoding, params })
+        Ok(Served {
+            hash: hex(&Sha256::digest(&body)).into(),
+            body: Bytes::from(body),
+            device: Some(d.mac.clone()),
+            content_type,
+            content_encoding: encoding,
+            params,
+        })
     }
 
     async fn report(
@@ -916,14 +988,7 @@ impl<S: Store + 'static> Provisioner<S> {
                         ),
                     ));
                     out.report = Some((params_json(&profile), u.plaintext));
-                    return Response {
-                        status: 200,
-                        body: Body::Bytes(Bytes::new()),
-                        content_type: "text/plain",
-                        content_encoding: None,
-                        challenges: Vec::new(),
-                        note: String::new(),
-                    };
+                    return Response::ok(Body::Bytes(Bytes::new()), "text/plain");
                 }
                 Err(e) => last_error = e.to_string(),
             }

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use minijinja::{AutoEscape, Environment};
-use provisor_profile::data_type::Severity;
 use provisor_profile::{ParseOptions, Profile, lint};
 use serde::Serialize;
 
@@ -286,9 +285,7 @@ impl Templates {
         }
         let profile = Profile::parse_str(&text, &ParseOptions::default())
             .map_err(|e| invalid(e.position.to_string(), e.kind.to_string()))?;
-        if let Some(d) =
-            lint::lint(text.as_bytes(), &ParseOptions::default()).into_iter().find(|d| d.severity == Severity::Error)
-        {
+        if let Some(d) = lint::first_error(&profile) {
             return Err(invalid(d.position.to_string(), d.message));
         }
         Ok((text, Some(profile)))

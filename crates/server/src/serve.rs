@@ -171,7 +171,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     };
 
     let mut tasks = JoinSet::new();
-    let (journal, writer) = Journal::start(store.clone());
+    let (journal, writer) = Journal::start(store.clone(), config.data_dir.join("audit.log"));
     tasks.spawn(async move {
         let _ = writer.await;
     });

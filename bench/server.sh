@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Provisioning-server benchmark (issue "Provisioning server", item 12), loopback only, Provisor and nginx side by side
+# in one run. 1,000 devices, each with an encrypted profile URL (/profile/<random>/profile.cfg, about 50 KB before
+# gzip); nginx serves the very same bytes as static files. Prints medians and ratios for BENCHMARKS.md; asserts
+# nothing.
+#   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default)
+# Needs wrk and nginx (apt-get install wrk nginx-light).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+DEVICES="${DEVICES:-1000}"
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (apt-get install wrk nginx-light)" >&2; exit 1; }
+cargo build --release -q -p provisor -p provisor-bench
+bin="$PWD/target/release/provisor"
+load="$PWD/target/release/provisor-bench"
+dir="$(mktemp -d)"
+cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+PORT_P=18080 PORT_N=18081
+
+# The inventory: a `defaults` group carrying ~50 KB of parameters (text that compresses like real profiles do,
+# about 4:1), and DEVICES devices with their own lines.
+python3 - "$dir" "$DEVICES" <<'EOF'
+import random, sys
+d, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+words = ("sip proxy line call park pickup dial plan ring tone voicemail xfer hold conf bridge user display "
+         "office floor building east west north south blf speed key label server backup").split()
+with open(f"{d}/group-params.txt", "w") as f:
+    for i in range(560):
+        value = " ".join(rnd.choice(words) + str(rnd.randrange(100)) for _ in range(9))
+        f.write(f"--param\nBench_Param_{i:04d}={value}\n")
+with open(f"{d}/devices.csv", "w") as f:
+    f.write("mac,model,User_ID_1_,Password_1_,Display_Name_1_\n")
+    for i in range(n):
+        f.write(f"0c:11:22:{i >> 16:02x}:{(i >> 8) & 255:02x}:{i & 255:02x},CP-8841-3PCC,{2000 + i},pw-{i:06d},Desk {i}\n")
+EOF
+xargs -a "$dir/group-params.txt" -d '\n' "$bin" group --data-dir "$dir/data" put defaults >/dev/null 2>&1
+"$bin" device --data-dir "$dir/data" import "$dir/devices.csv" 2>/dev/null
+python3 - "$dir" <<'EOF'
+import sqlite3, sys
+d = sys.argv[1]
+rows = sqlite3.connect(f"{d}/data/inventory.sqlite").execute("select path_token from devices order by mac").fetchall()
+open(f"{d}/paths.txt", "w").write("".join(f"/profile/{t}/profile.cfg\n" for (t,) in rows))
+EOF
+
+cat >"$dir/provisor.toml" <<EOF
+data_dir = "data"
+[http]
+listen = "127.0.0.1:$PORT_P"
+[https]
+listen = ""
+[tftp]
+listen = ""
+[syslog]
+listen = ""
+EOF
+"$bin" serve --config "$dir/provisor.toml" 2>"$dir/provisor.log" &
+prov_pid=$!
+sleep 1
+
+# Uncached: every request on a freshly started server renders, checks, gzips and encrypts.
+cold=$("$load" http-once "127.0.0.1:$PORT_P" "$dir/paths.txt" 2)
+[ "$(echo "$cold" | awk '/^failures/ {print $2}')" = 0 ] || { echo "cold pass failed: $cold" >&2; exit 1; }
+
+# The same bytes for nginx (fetched once each from the now warm cache), and the plain-text size for the record.
+mkdir -p "$dir/www"
+python3 - "$dir" "$PORT_P" <<'EOF'
+import http.client, os, sys
+d, port = sys.argv[1], int(sys.argv[2])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for p in open(f"{d}/paths.txt").read().split():
+    c.request("GET", p); r = c.getresponse(); body = r.read()
+    assert r.status == 200, (p, r.status)
+    os.makedirs(os.path.dirname(f"{d}/www{p}"), exist_ok=True)
+    open(f"{d}/www{p}", "wb").write(body)
+EOF
+plain_bytes=$("$bin" device --data-dir "$dir/data" render 0c1122000000 | wc -c)
+cipher_bytes=$(stat -c %s "$(find "$dir/www" -name profile.cfg | head -1)")
+
+cat >"$dir/nginx.conf" <<EOF
+worker_processes auto;
+user root;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path $dir/ngx-body;
+  proxy_temp_path $dir/ngx-proxy;
+  fastcgi_temp_path $dir/ngx-fcgi;
+  uwsgi_temp_path $dir/ngx-uwsgi;
+  scgi_temp_path $dir/ngx-scgi;
+  server { listen 127.0.0.1:$PORT_N; root $dir/www; }
+}
+EOF
+nginx -c "$dir/nginx.conf"
+sleep 0.5
+
+cat >"$dir/paths.lua" <<EOF
+local paths = {}
+for line in io.lines("$dir/paths.txt") do paths[#paths + 1] = line end
+local i = 0
+function init(args) i = math.random(#paths) end
+function request()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+EOF
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v} else {sub(/s/,"",v); print v*1000}}'; }
+run_wrk() { # port -> "rps p99ms"
+  local out
+  out=$(wrk -t2 -c100 -d"${DURATION}s" --latency -s "$dir/paths.lua" "http://127.0.0.1:$1")
+  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from port $1" >&2; echo "$out" >&2; exit 1; fi
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms)"
+}
+n_rps=() p_rps=() n_p99=() p_p99=()
+for _ in $(seq "$ROUNDS"); do
+  r=$(run_wrk $PORT_N); n_rps+=("${r% *}"); n_p99+=("${r#* }")
+  r=$(run_wrk $PORT_P); p_rps+=("${r% *}"); p_p99+=("${r#* }")
+done
+nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
+np=$(printf '%s\n' "${n_p99[@]}" | median); pp=$(printf '%s\n' "${p_p99[@]}" | median)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$prov_pid/status")
+audit=$(cat "$dir"/data/audit.log* | wc -l)
+
+echo "profile: $plain_bytes bytes rendered, $cipher_bytes bytes served (gzip + AES-256-CBC); $DEVICES devices; wrk -t2 -c100 -d${DURATION}s, $ROUNDS alternating rounds, medians"
+echo
+echo "| measurement | nginx (static files) | Provisor | ratio (Provisor / nginx) |"
+echo "|---|---|---|---|"
+printf '| cached per-device responses, requests/s | %.0f | %.0f | %.2f× |\n' "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)"
+printf '| p99 latency under that load | %.2f ms | %.2f ms | |\n' "$np" "$pp"
+echo
+echo "| Provisor only | value |"
+echo "|---|---|"
+printf '| uncached render + lint + gzip + encrypt, 2 keep-alive clients | %s req/s (p50 %s ms, p99 %s ms) |\n' \
+  "$(echo "$cold" | awk '/^rate/ {print $2}')" "$(echo "$cold" | awk '/^p50_ms/ {print $2}')" "$(echo "$cold" | awk '/^p99_ms/ {print $2}')"
+printf '| peak RSS of the server over the whole run | %.0f MB |\n' "$(echo "$rss / 1024" | bc -l)"
+printf '| audit-log lines written during the run | %s |\n' "$audit"

@@ -1,0 +1,31 @@
+//! What a network client controls in a provisioning request never panics the server: the file name (normalising,
+//! routing, patterns), the User-Agent, a syslog line, an `Authorization` header and configuration text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use provisor_server::auth::Credentials;
+use provisor_server::config::{Config, DEFAULT_PATTERNS};
+use provisor_server::identity::{certificate_claims, parse_user_agent};
+use provisor_server::routing::{Pattern, Router, normalise};
+use provisor_server::syslog::find_mac;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = certificate_claims(data);
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let patterns: Vec<String> = DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect();
+    let router = Router::new(&patterns).expect("default patterns parse");
+    if let Some(path) = normalise(text) {
+        assert!(path.starts_with('/') && !path.split('/').any(|s| s == ".."));
+        let _ = router.route(&path);
+    }
+    if let Ok(p) = Pattern::parse(text) {
+        let _ = p.matches("/CP-8841-3PCC/000e08aabbcc.cfg");
+        let _ = p.matches(text);
+    }
+    let _ = parse_user_agent(text);
+    let _ = find_mac(text);
+    let c = Credentials::new("phone", "pw");
+    let _ = c.verify(text, "GET", 0);
+    let _ = Config::parse(text, "fuzz.toml");
+});
+
