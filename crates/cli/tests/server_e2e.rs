@@ -257,9 +257,13 @@ fn text(b: &[u8]) -> String {
 }
 
 fn openssl_decrypt(dir: &Path, data: &[u8], key: &str) -> Vec<u8> {
+    openssl_decrypt_md(dir, data, key, "sha256")
+}
+
+fn openssl_decrypt_md(dir: &Path, data: &[u8], key: &str, md: &str) -> Vec<u8> {
     let enc = dir.join("enc.bin");
     std::fs::write(&enc, data).unwrap();
-    let o = peer("openssl", &["enc", "-d", "-aes-256-cbc", "-md", "sha256", "-k", key, "-in", s(&enc)], None);
+    let o = peer("openssl", &["enc", "-d", "-aes-256-cbc", "-md", md, "-k", key, "-in", s(&enc)], None);
     assert!(o.status.success(), "openssl: {}", text(&o.stderr));
     let g = peer("gzip", &["-dc"], Some(&o.stdout));
     assert!(g.status.success());
@@ -377,7 +381,8 @@ fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
 
 #[test]
 fn rfc8188_profiles_carry_content_encoding_and_decrypt_with_http_ece() {
-    let (_dir, _pki, server) = setup("[provisioning]\nencryption = \"aes128gcm\"\n");
+    let (_dir, _pki, server) =
+        setup("[provisioning]\nencryption = \"aes128gcm\"\ndigest_by_model = { \"CP-7832-3PCC\" = \"md5\" }\n");
     let secrets = server.secrets(MAC_B);
     let (ikm, token, key) = (
         secrets["ikm"].as_str().unwrap(),
@@ -397,10 +402,10 @@ fn rfc8188_profiles_carry_content_encoding_and_decrypt_with_http_ece() {
         "{plain}"
     );
     assert!(plain.contains("secret-202"));
-    // TFTP has no headers: it gets AES-256-CBC.
+    // TFTP has no headers: it gets AES-256-CBC, here with the MD5 key derivation configured for this model.
     let tftp = server.tftp_hpa(&path);
     assert!(tftp.starts_with(b"Salted__"));
-    assert_eq!(text(&openssl_decrypt(&server.dir, &tftp, key)), plain);
+    assert_eq!(text(&openssl_decrypt_md(&server.dir, &tftp, key, "md5")), plain);
 }
 
 #[test]

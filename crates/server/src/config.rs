@@ -136,6 +136,9 @@ pub struct Provisioning {
     pub key_gpp: String,
     /// GPP letter that carries the random profile directory (SEC-PRV-2 uses `B`).
     pub path_gpp: String,
+    /// The `EVP_BytesToKey` digest per model, for firmware that expects MD5 (`"SPA508G" = "md5"`). Others use the
+    /// device's own setting (`provisor device set --digest`), SHA-256 by default.
+    pub digest_by_model: BTreeMap<String, String>,
     /// Seconds between periodic resyncs written into profiles (`Resync_Periodic`).
     pub resync_periodic: u32,
     /// `--uid`/`--pwd` required on profile requests (Basic or Digest); empty: none.
@@ -194,6 +197,7 @@ impl Default for Provisioning {
             secrets_without_certificate: false,
             key_gpp: "SA".into(),
             path_gpp: "B".into(),
+            digest_by_model: BTreeMap::new(),
             resync_periodic: 3600,
             http_user: String::new(),
             http_password: String::new(),
@@ -293,6 +297,14 @@ impl Config {
         gpp("key_gpp", &p.key_gpp, &key_letters)?;
         gpp("path_gpp", &p.path_gpp, &letters.iter().map(String::as_str).collect::<Vec<_>>())?;
         gpp("resync_scheme", &p.resync_scheme, &["http", "tftp", "https"])?;
+        for (model, digest) in &p.digest_by_model {
+            if !matches!(digest.as_str(), "md5" | "sha256") {
+                return Err((
+                    "[provisioning] digest_by_model".into(),
+                    format!("{model:?} = {digest:?}: expected \"md5\" or \"sha256\""),
+                ));
+            }
+        }
         if p.key_gpp == p.path_gpp {
             return Err(("[provisioning] path_gpp".into(), "must differ from key_gpp".into()));
         }
@@ -429,6 +441,8 @@ secrets_without_certificate = false
 # GPP parameters carrying the AES key and the random profile directory (SEC-PRV-1/2).
 key_gpp = "SA"
 path_gpp = "B"
+# Key-derivation digest per model, for firmware that expects openssl's old MD5 default (example):
+# digest_by_model = { "SPA508G" = "md5" }
 resync_periodic = 3600
 # HTTP authentication required of phones (their Profile_Rule gets --uid/--pwd); empty: none.
 http_user = ""

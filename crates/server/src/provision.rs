@@ -896,7 +896,11 @@ impl<S: Store + 'static> Provisioner<S> {
                     (Some(p), true) => p.aes_key.as_bytes(),
                     _ => d.secrets.aes_key.as_bytes(),
                 };
-                let digest: KdfDigest = d.secrets.aes_digest.parse().unwrap_or(KdfDigest::Sha256);
+                // The device's own setting if it is not the default, else the model's, else SHA-256.
+                let by_model = self.config.provisioning.digest_by_model.get(&d.model);
+                let name =
+                    if d.secrets.aes_digest == "md5" { "md5" } else { by_model.map_or("sha256", String::as_str) };
+                let digest: KdfDigest = name.parse().unwrap_or(KdfDigest::Sha256);
                 let zipped = gzip::compress(&plain);
                 let s = salt::<{ openssl_enc::SALT_LEN }>(pass, &zipped);
                 (openssl_enc::encrypt(&zipped, pass, Kdf::BytesToKey(digest), Some(s)), None)
