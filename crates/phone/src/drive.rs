@@ -1,0 +1,289 @@
+//! The network shell around [`Phone`]: carries out its requests over TFTP (provisor-tftp's client), HTTP and HTTPS
+//! (a small HTTP/1.1 client on tokio, with tokio-rustls and the phone's client certificate), sends its syslog lines
+//! over UDP, and advances its virtual clock at a chosen speed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::phone::{Action, Note, Phone, Request, Response};
+use provisor_rules::url::Scheme;
+
+/// How requests reach the network.
+#[derive(Clone, Default)]
+pub struct Transport {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Why a transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+impl Transport {
+    /// HTTPS trusting the CAs in `ca` (PEM), presenting `cert`/`key` (PEM) when given, as a phone presents its MIC.
+    pub fn new(ca: Option<&Path>, cert: Option<(&Path, &Path)>) -> Result<Transport, TransportError> {
+        let err = |p: &Path, e: &dyn std::fmt::Display| TransportError(format!("{}: {e}", p.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(ca) = ca {
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| err(ca, &e))? {
+                roots.add(c.map_err(|e| err(ca, &e))?).map_err(|e| err(ca, &e))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TransportError(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match cert {
+            Some((c, k)) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
+                    .map_err(|e| err(c, &e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(c, &e))?;
+                let key = PrivateKeyDer::from_pem_file(k).map_err(|e| err(k, &e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| TransportError(e.to_string()))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Transport { tls: Some(Arc::new(config)) })
+    }
+
+    /// Carries out one request (time limit 30 s).
+    pub async fn execute(&self, r: &Request) -> Response {
+        let result = tokio::time::timeout(Duration::from_secs(30), async {
+            match r.url.scheme {
+                Scheme::Tftp => tftp(r).await,
+                Scheme::Http | Scheme::Https => self.http(r).await,
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => Response { error: Some(e), ..Response::default() },
+            Err(_) => Response { error: Some("timed out".into()), ..Response::default() },
+        }
+    }
+
+    async fn http(&self, r: &Request) -> Result<Response, String> {
+        let addr = resolve(&r.url.host, r.url.port).await?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        if r.url.scheme == Scheme::Https {
+            let tls = self.tls.clone().ok_or("https needs a TLS configuration")?;
+            let name = ServerName::try_from(r.url.host.clone()).map_err(|e| format!("{}: {e}", r.url.host))?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            exchange(stream, r).await
+        } else {
+            exchange(tcp, r).await
+        }
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("resolve {host}: no address"))
+}
+
+async fn tftp(r: &Request) -> Result<Response, String> {
+    if r.method != "GET" {
+        return Err("TFTP uploads are not simulated".into());
+    }
+    let addr = resolve(&r.url.host, r.url.port).await?;
+    let config = provisor_tftp::client::ClientConfig { blksize: Some(1428), ..Default::default() };
+    match provisor_tftp::fetch::download(addr, &r.url.path, config).await {
+        Ok(d) => Ok(Response { status: 200, body: d.data, ..Response::default() }),
+        Err(provisor_tftp::fetch::FetchError::Protocol(provisor_tftp::client::ClientError::Server {
+            code: 1, ..
+        })) => Ok(Response { status: 404, ..Response::default() }),
+        Err(e) => Err(format!("tftp: {e}")),
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, and its response.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, r: &Request) -> Result<Response, String> {
+    let host = if r.url.port == r.url.scheme.default_port() {
+        r.url.host.clone()
+    } else {
+        format!("{}:{}", r.url.host, r.url.port)
+    };
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\nConnection: close\r\n",
+        r.method, r.url.path, r.user_agent
+    );
+    if let Some(a) = &r.authorization {
+        head.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    if !r.body.is_empty() || r.method != "GET" {
+        head.push_str(&format!("Content-Length: {}\r\n", r.body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(&r.body).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    // A TLS peer that closes without close_notify still delivered the whole response when lengths add up.
+    if let Err(e) = s.read_to_end(&mut raw).await
+        && raw.is_empty()
+    {
+        return Err(e.to_string());
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("truncated response head")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut resp = Response { status, ..Response::default() };
+    let (mut length, mut chunked) = (None, false);
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else { continue };
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+        match k.as_str() {
+            "location" => resp.location = Some(v),
+            "content-encoding" => resp.content_encoding = Some(v),
+            "www-authenticate" | "proxy-authenticate" => resp.challenges.push(v),
+            "content-length" => length = v.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+            _ => {}
+        }
+    }
+    let body = &raw[end + 4..];
+    resp.body = if chunked {
+        dechunk(body)?
+    } else {
+        match length {
+            Some(n) if n <= body.len() => body[..n].to_vec(),
+            Some(n) => return Err(format!("body truncated: {} of {n} bytes", body.len())),
+            None => body.to_vec(),
+        }
+    };
+    Ok(resp)
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if b.len() < size + 2 {
+            return Err("chunk truncated".into());
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+async fn syslog(server: &str, line: &str) {
+    let (host, port) = match server.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap_or(514)),
+        _ => (server, 514),
+    };
+    if let Ok(addr) = resolve(host, port).await
+        && let Ok(s) = UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).await
+    {
+        let _ = s.send_to(line.as_bytes(), addr).await;
+    }
+}
+
+/// How a simulation runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Virtual seconds to simulate.
+    pub until: u64,
+    /// Virtual seconds per real second.
+    pub speed: f64,
+    /// Upload the `Report_Rule` reports after every successful resync.
+    pub report_after_resync: bool,
+}
+
+/// Boots `phone` and runs it against the network until `run.until` virtual seconds, calling `on_note` for each note
+/// as it happens.
+pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on_note: impl FnMut(&Note)) {
+    let start = Instant::now();
+    let clock = |offset: u64| offset.max((start.elapsed().as_secs_f64() * run.speed) as u64);
+    let mut shown = 0;
+    let mut floor = 0u64;
+    phone.boot(0);
+    let mut resyncs = 0;
+    loop {
+        while let Some(action) = phone.poll_action() {
+            match action {
+                Action::Request(r) => {
+                    let response = transport.execute(&r).await;
+                    floor = clock(floor);
+                    phone.handle_response(r.id, response, floor);
+                }
+                Action::Syslog { server, line } => syslog(&server, &line).await,
+            }
+        }
+        if phone.resyncs() != resyncs && !phone.busy() {
+            resyncs = phone.resyncs();
+            if run.report_after_resync && phone.failures() == 0 {
+                phone.report(clock(floor));
+                continue;
+            }
+        }
+        for n in &phone.notes()[shown..] {
+            on_note(n);
+        }
+        shown = phone.notes().len();
+        let Some(next) = phone.poll_timeout() else { break };
+        if next > run.until {
+            break;
+        }
+        let now = clock(floor);
+        if next > now {
+            tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / run.speed)).await;
+        }
+        floor = clock(next);
+        phone.handle_timeout(floor);
+    }
+    for n in &phone.notes()[shown..] {
+        on_note(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_parse() {
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Encoding: aes128gcm\r\n\r\nabc").unwrap();
+        assert_eq!((r.status, r.body.as_slice(), r.content_encoding.as_deref()), (200, &b"abc"[..], Some("aes128gcm")));
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                .unwrap();
+        assert_eq!(r.body, b"abcde");
+        let r = parse_response(b"HTTP/1.0 302 Found\r\nLocation: /x.xml\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.location.as_deref()), (302, Some("/x.xml")));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
+        assert!(parse_response(b"garbage").is_err());
+    }
+}

@@ -1,0 +1,765 @@
+//! A Cisco MPP phone's provisioning behaviour as a sans-IO state machine: fed `now` (seconds on a virtual clock),
+//! timer expiries and fetch results; it returns actions (fetch, upload, syslog line) and the time it next wants to be
+//! woken. Drivers ([`crate::drive`]) run it over the network; tests run it with a virtual clock.
+//!
+//! Cisco "Provisioning Formats" (003): *Profile Rules* (every resync applies `Profile_Rule`, `_B`, `_C`, `_D` in
+//! order), *Optional Resync Arguments*, *Macro Expansion*, *Upgrade Rule*, *Triggers*, *Configurable Schedules*; the
+//! HTTP status handling of the 7832 AG (specs.md §4.3): 301/302 are followed at once, 401/407 answered with the rule's
+//! `--uid/--pwd` at most twice, 404 fails the resync unless `Resync_Fails_On_FNF` is No, any other status is an error;
+//! a profile is accepted only if it decrypts and parses.
+
+use std::collections::VecDeque;
+
+use provisor_envelope::{Keys, Limits};
+use provisor_profile::{ApplyOptions, ParseOptions, PhoneState, Profile};
+use provisor_rules::log::{self, Fetch as LogFetch};
+use provisor_rules::macros::Variables;
+use provisor_rules::rule::{Rule, RuleKind, Selection};
+use provisor_rules::schedule::{self, Reason, ResyncParameters, SplitMix64, TimeOfDay};
+use provisor_rules::upgrade::{self, Decision};
+use provisor_rules::url::{self, Scheme, Url};
+
+use crate::credentials;
+
+/// What the phone is and runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// MAC address, 12 lower-case hex digits (`$MA`).
+    pub mac: String,
+    /// Product name (`$PN`), e.g. `CP-8841-3PCC`.
+    pub model: String,
+    /// Product series number (`$PSN`), e.g. `8841`.
+    pub psn: String,
+    /// Serial number (`$SN`).
+    pub serial: String,
+    /// Running firmware (`$SWVER`), e.g. `sip88xx.12-0-1MPP`.
+    pub firmware: String,
+    /// Hardware version (`$HWVER`).
+    pub hardware: String,
+    /// Its IP address (`$IP`).
+    pub ip: String,
+    /// Whether it carries a client certificate (`$CCERT`).
+    pub certificate: bool,
+}
+
+impl Device {
+    /// A device with sensible values for the rest: PSN from the model, serial from the MAC.
+    pub fn new(mac: &str, model: &str, firmware: &str) -> Device {
+        let psn = model.trim_start_matches("CP-").split('-').next().unwrap_or(model).to_string();
+        Device {
+            mac: mac.to_ascii_lowercase(),
+            model: model.to_string(),
+            psn,
+            serial: format!("SIM{}", mac.to_ascii_uppercase().get(6..).unwrap_or("")),
+            firmware: firmware.to_string(),
+            hardware: "1.0.0".into(),
+            ip: "127.0.0.1".into(),
+            certificate: false,
+        }
+    }
+
+    /// The User-Agent the phone sends: `Cisco-CP-7832-3PCC/11.0.1 (00562b043615)` (specs.md §4.3).
+    pub fn user_agent(&self) -> String {
+        format!("Cisco-{}/{} ({})", self.model, ua_version(&self.firmware), self.mac)
+    }
+}
+
+/// `sip88xx.12-0-1MPP` → `12.0.1`.
+fn ua_version(firmware: &str) -> String {
+    let v = firmware.split_once('.').map_or(firmware, |(_, v)| v);
+    let v: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '-' || *c == '.').collect();
+    v.trim_end_matches(['-', '.']).replace('-', ".")
+}
+
+/// Why a fetch is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A profile rule (`Profile_Rule` = 0, `_B` = 1, ...).
+    Profile(usize),
+    /// The firmware of the upgrade rule.
+    Upgrade,
+    /// A report upload.
+    Report,
+}
+
+/// A request the driver must carry out and answer with [`Phone::handle_response`] (uploads need no answer, but
+/// may get one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Matches the response to the request.
+    pub id: u64,
+    /// Why.
+    pub purpose: Purpose,
+    /// Where.
+    pub url: Url,
+    /// `GET`, `POST` or `PUT` (TFTP: read, or write for uploads).
+    pub method: &'static str,
+    /// The body (POST/PUT).
+    pub body: Vec<u8>,
+    /// `User-Agent`.
+    pub user_agent: String,
+    /// `Authorization`, when answering a challenge.
+    pub authorization: Option<String>,
+}
+
+/// What the phone asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch or upload.
+    Request(Request),
+    /// Send a syslog line (`Syslog_Server`, `host[:port]`).
+    Syslog {
+        /// `host[:port]`.
+        server: String,
+        /// The line, with its `<PRI>`.
+        line: String,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status; TFTP: 200, or 404 for "file not found"; 0 when the transfer failed (then `error` says why).
+    pub status: u16,
+    /// `Location`.
+    pub location: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `WWW-Authenticate` / `Proxy-Authenticate` challenges.
+    pub challenges: Vec<String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// A transport error (connection refused, TFTP timeout, ...).
+    pub error: Option<String>,
+}
+
+/// One line of the phone's story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Virtual seconds.
+    pub at: u64,
+    /// What happened.
+    pub text: String,
+}
+
+/// A fetch in flight.
+#[derive(Debug, Clone)]
+struct Pending {
+    id: u64,
+    purpose: Purpose,
+    url: Url,
+    selection: Selection,
+    redirects: u32,
+    auth_tries: u32,
+}
+
+/// A phone.
+pub struct Phone {
+    device: Device,
+    dhcp_server: Option<String>,
+    state: PhoneState,
+    rng: SplitMix64,
+    now: u64,
+    booted_at: u64,
+    next_resync: Option<(u64, Reason)>,
+    failures: u32,
+    successes: u32,
+    provisioning_state: i32,
+    last_resync_at: Option<u64>,
+    upgrade_failures: u32,
+    last_upgrade: Option<Url>,
+    upgrade_error: String,
+    rule_index: usize,
+    resync_failed: bool,
+    in_resync: bool,
+    pending: Option<Pending>,
+    next_id: u64,
+    actions: VecDeque<Action>,
+    notes: Vec<Note>,
+    resyncs: u32,
+}
+
+const RULES: [&str; 4] = ["Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D"];
+const MAX_REDIRECTS: u32 = 5;
+const MAX_AUTH_RETRIES: u32 = 2;
+
+impl Phone {
+    /// A factory-fresh phone; `dhcp_server` is the TFTP server from DHCP option 66/150/160/159 (`host[:port]`).
+    pub fn new(device: Device, dhcp_server: Option<String>, seed: u64) -> Phone {
+        Phone {
+            device,
+            dhcp_server,
+            state: PhoneState::new(),
+            rng: SplitMix64(seed),
+            now: 0,
+            booted_at: 0,
+            next_resync: None,
+            failures: 0,
+            successes: 0,
+            provisioning_state: 0,
+            last_resync_at: None,
+            upgrade_failures: 0,
+            last_upgrade: None,
+            upgrade_error: String::new(),
+            rule_index: 0,
+            resync_failed: false,
+            in_resync: false,
+            pending: None,
+            next_id: 1,
+            actions: VecDeque::new(),
+            notes: Vec::new(),
+            resyncs: 0,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The phone's parameters.
+    pub fn state(&self) -> &PhoneState {
+        &self.state
+    }
+
+    /// Everything that happened so far.
+    pub fn notes(&self) -> &[Note] {
+        &self.notes
+    }
+
+    /// Completed resyncs (successful or not).
+    pub fn resyncs(&self) -> u32 {
+        self.resyncs
+    }
+
+    /// Consecutive failed resyncs.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Whether a resync or upgrade is in progress.
+    pub fn busy(&self) -> bool {
+        self.in_resync || self.pending.is_some()
+    }
+
+    fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(Note { at: self.now, text: text.into() });
+    }
+
+    fn parameters(&self) -> Result<ResyncParameters, String> {
+        ResyncParameters::from_parameters(|n| self.state.get(n).map(|s| s.value)).map_err(|e| e.to_string())
+    }
+
+    /// Powers the phone on at `now`: `Resync_On_Reset` schedules the first resync after up to
+    /// `Resync_Random_Delay` seconds.
+    pub fn boot(&mut self, now: u64) {
+        self.now = now;
+        self.booted_at = now;
+        self.provisioning_state = 0;
+        self.note(format!("boot: {} {} running {}", self.device.model, self.device.mac, self.device.firmware));
+        match self.parameters() {
+            Ok(p) => match schedule::after_boot(&p, &mut self.rng) {
+                Some(n) => {
+                    self.next_resync = Some((now + n.delay, n.reason));
+                    self.note(format!("Resync_On_Reset: first resync in {} s", n.delay));
+                }
+                None => self.schedule_next(),
+            },
+            Err(e) => self.note(format!("cannot schedule: {e}")),
+        }
+    }
+
+    /// When the phone next wants [`Phone::handle_timeout`] (virtual seconds), if idle.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.busy() { None } else { self.next_resync.map(|(t, _)| t) }
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Time passes; a due resync starts.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = now;
+        if self.busy() {
+            return;
+        }
+        let Some((at, reason)) = self.next_resync else { return };
+        if now < at {
+            return;
+        }
+        self.next_resync = None;
+        self.provisioning_state = match reason {
+            Reason::Boot => 0,
+            Reason::ErrorRetry => 2,
+            _ => 1,
+        };
+        let vars = self.variables();
+        let allowed = self.parameters().and_then(|p| schedule::triggers_allow(&p, &vars).map_err(|e| e.to_string()));
+        match allowed {
+            Ok(false) => {
+                self.note("resync due, but Resync_Trigger_1/2 do not allow it");
+                self.schedule_next();
+                return;
+            }
+            Err(e) => self.note(format!("triggers: {e}")),
+            Ok(true) => {}
+        }
+        self.start_resync(reason.as_str());
+    }
+
+    /// A resync requested from outside (`/admin/resync`, SIP NOTIFY `Event: resync`): `$PRVST` = -1.
+    pub fn resync_now(&mut self, now: u64) {
+        self.now = now;
+        if self.busy() {
+            return;
+        }
+        self.provisioning_state = -1;
+        self.start_resync("request");
+    }
+
+    /// The phone's macro variables from its live state (Cisco "Macro Expansion"; specs.md §4.1).
+    pub fn variables(&self) -> Variables {
+        let mut v = Variables::new();
+        for c in 'A'..='P' {
+            v.set(&c.to_string(), self.state.value(&format!("GPP_{c}")));
+        }
+        for s in ["SA", "SB", "SC", "SD"] {
+            v.set(s, self.state.value(&format!("GPP_{s}")));
+        }
+        let d = &self.device;
+        let colons: Vec<&str> = (0..6).filter_map(|i| d.mac.get(i * 2..i * 2 + 2)).collect();
+        v.set("MA", d.mac.as_str())
+            .set("MAU", d.mac.to_ascii_uppercase())
+            .set("MAC", colons.join(":"))
+            .set("PN", d.model.as_str())
+            .set("PSN", d.psn.as_str())
+            .set("SN", d.serial.as_str())
+            .set("SWVER", d.firmware.as_str())
+            .set("HWVER", d.hardware.as_str())
+            .set("IP", d.ip.as_str())
+            .set("EXTIP", d.ip.as_str())
+            .set("CCERT", if d.certificate { "Installed" } else { "Not Installed" })
+            .set("PRVST", self.provisioning_state.to_string())
+            .set("UPGST", if self.upgrade_failures > 0 { "2" } else { "1" })
+            .set("UPGERR", self.upgrade_error.as_str())
+            .set("PRVTMR", self.last_resync_at.map_or(0, |t| self.now.saturating_sub(t)).to_string())
+            .set("UPGTMR", "0")
+            .set("REGTMR1", "0")
+            .set("REGTMR2", "0")
+            .set("UPGCOND", "true");
+        for n in 1..=16 {
+            v.set(&format!("UID{n}"), self.state.value(&format!("User_ID_{n}_")));
+        }
+        v
+    }
+
+    fn start_resync(&mut self, why: &str) {
+        self.in_resync = true;
+        self.rule_index = 0;
+        self.resync_failed = false;
+        self.note(format!("resync ({why}), $PRVST={}", self.provisioning_state));
+        self.next_rule();
+    }
+
+    /// Evaluates the rules from `rule_index` on until one fetches; finishes the resync after `_D`.
+    fn next_rule(&mut self) {
+        while self.rule_index < RULES.len() {
+            let name = RULES[self.rule_index];
+            let text = self.state.value(name);
+            if text.trim().is_empty() {
+                self.rule_index += 1;
+                continue;
+            }
+            let selection = Rule::parse(&text, RuleKind::Profile)
+                .and_then(|r| r.evaluate(&self.variables(), self.dhcp_server.as_deref()));
+            let selection = match selection {
+                Ok(s) => s,
+                Err(e) => {
+                    self.note(format!("{name} {text:?}: column {}: {}", e.column, e.message));
+                    self.resync_failed = true;
+                    self.rule_index += 1;
+                    continue;
+                }
+            };
+            for (i, e) in &selection.conditions {
+                self.note(format!("{name}: alternative {} condition {:?} is {}", i + 1, e.expanded, e.holds));
+            }
+            if !selection.assignments.is_empty() {
+                let set = selection.assignments.clone();
+                for (param, value) in &set {
+                    self.set(param, value);
+                }
+                self.note(format!("{name}: assignments {set:?}"));
+            }
+            let Some(url) = selection.url.clone() else {
+                self.note(format!("{name}: no alternative applies"));
+                self.rule_index += 1;
+                continue;
+            };
+            self.note(format!(
+                "{name}: alternative {} fetches {url}{}",
+                selection.alternative.map_or(0, |a| a + 1),
+                if selection.options.key.is_some() { " (--key)" } else { "" }
+            ));
+            self.syslog("Log_Request_Msg", &url, "");
+            self.fetch(Purpose::Profile(self.rule_index), url, selection, 0);
+            return;
+        }
+        self.finish_resync();
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        let escaped: String = value
+            .chars()
+            .map(|c| match c {
+                '&' => "&amp;".to_string(),
+                '<' => "&lt;".to_string(),
+                '>' => "&gt;".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let xml = format!("<flat-profile><{name}>{escaped}</{name}></flat-profile>");
+        if let Ok(p) = Profile::parse_str(&xml, &ParseOptions::default()) {
+            self.state.apply(&p, &ApplyOptions::default());
+        }
+    }
+
+    fn fetch(&mut self, purpose: Purpose, url: Url, selection: Selection, redirects: u32) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (method, body) = match (&selection.options.post_body, url.scheme) {
+            (Some(b), Scheme::Http | Scheme::Https) if purpose != Purpose::Upgrade => ("POST", b.clone().into_bytes()),
+            _ => ("GET", Vec::new()),
+        };
+        self.actions.push_back(Action::Request(Request {
+            id,
+            purpose,
+            url: url.clone(),
+            method,
+            body,
+            user_agent: self.device.user_agent(),
+            authorization: None,
+        }));
+        self.pending = Some(Pending { id, purpose, url, selection, redirects, auth_tries: 0 });
+    }
+
+    fn syslog(&mut self, template_param: &str, url: &Url, error: &str) {
+        let server = self.state.value("Syslog_Server");
+        if server.trim().is_empty() {
+            return;
+        }
+        let template = self.state.value(template_param);
+        let message = log::message(&template, &self.variables(), &LogFetch { url, server_ip: &url.host, error });
+        let severity = if template_param.contains("Failure") { 3 } else { 6 };
+        self.actions.push_back(Action::Syslog { server, line: format!("<{}>{message}", 8 + severity) });
+    }
+
+    /// The driver's answer to request `id`.
+    pub fn handle_response(&mut self, id: u64, response: Response, now: u64) {
+        self.now = now;
+        let Some(p) = self.pending.take_if(|p| p.id == id) else { return };
+        match p.purpose {
+            Purpose::Profile(_) => self.profile_response(p, response),
+            Purpose::Upgrade => self.upgrade_response(p, response),
+            Purpose::Report => {}
+        }
+    }
+
+    /// Follows a redirect or answers a challenge; returns whether the fetch goes on.
+    fn retry(&mut self, p: &Pending, r: &Response) -> bool {
+        let name = self.describe(p.purpose);
+        match r.status {
+            301 | 302 if p.redirects < MAX_REDIRECTS => {
+                let Some(location) = r.location.as_deref() else { return false };
+                let target = if location.starts_with('/') {
+                    format!("{}://{}:{}{location}", p.url.scheme.as_str(), p.url.host, p.url.port)
+                } else {
+                    location.to_string()
+                };
+                match url::parse(&target, self.dhcp_server.as_deref()) {
+                    Ok(u) => {
+                        self.note(format!("{name}: {} redirects to {u}", r.status));
+                        self.fetch(p.purpose, u, p.selection.clone(), p.redirects + 1);
+                        true
+                    }
+                    Err(e) => {
+                        self.note(format!("{name}: bad Location {location:?}: {}", e.message));
+                        false
+                    }
+                }
+            }
+            401 | 407 if p.auth_tries < MAX_AUTH_RETRIES => {
+                let (Some(uid), Some(pwd)) = (&p.selection.options.uid, &p.selection.options.pwd) else {
+                    return false;
+                };
+                let Some(authorization) =
+                    credentials::answer(&r.challenges, uid, pwd, "GET", &p.url.path, self.next_id)
+                else {
+                    return false;
+                };
+                self.note(format!("{name}: {} answered with --uid/--pwd (try {})", r.status, p.auth_tries + 1));
+                let id = self.next_id;
+                self.next_id += 1;
+                self.actions.push_back(Action::Request(Request {
+                    id,
+                    purpose: p.purpose,
+                    url: p.url.clone(),
+                    method: "GET",
+                    body: Vec::new(),
+                    user_agent: self.device.user_agent(),
+                    authorization: Some(authorization),
+                }));
+                self.pending = Some(Pending { id, auth_tries: p.auth_tries + 1, ..p.clone() });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn describe(&self, purpose: Purpose) -> &'static str {
+        match purpose {
+            Purpose::Profile(i) => RULES[i.min(3)],
+            Purpose::Upgrade => "Upgrade_Rule",
+            Purpose::Report => "Report_Rule",
+        }
+    }
+
+    fn profile_response(&mut self, p: Pending, r: Response) {
+        let name = self.describe(p.purpose);
+        if self.retry(&p, &r) {
+            return;
+        }
+        let error = match r.status {
+            200 => match self.apply_body(&p, &r) {
+                Ok(summary) => {
+                    self.note(format!("{name}: 200, {summary}"));
+                    self.syslog("Log_Success_Msg", &p.url, "");
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            404 if !self.state.value("Resync_Fails_On_FNF").eq_ignore_ascii_case("yes") => {
+                self.note(format!("{name}: 404, and Resync_Fails_On_FNF is No: counts as success"));
+                None
+            }
+            0 => Some(r.error.clone().unwrap_or_else(|| "transfer failed".into())),
+            404 => Some("file not found".into()),
+            s => Some(format!("http_get failed (status {s})")),
+        };
+        if let Some(e) = error {
+            self.note(format!("{name}: failed: {e}"));
+            self.syslog("Log_Failure_Msg", &p.url, &e);
+            self.resync_failed = true;
+        }
+        self.rule_index += 1;
+        self.next_rule();
+    }
+
+    /// Decrypts, gunzips, parses and applies a profile.
+    fn apply_body(&mut self, p: &Pending, r: &Response) -> Result<String, String> {
+        let rfc8188 = r.content_encoding.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("aes128gcm"));
+        let ikm = if rfc8188 { unhex(&self.state.value("IKM_HTTP_Encrypt_Content")) } else { None };
+        let keys = Keys { key: p.selection.options.key.clone().map(String::into_bytes), ikm, ..Keys::default() };
+        let unwrapped = provisor_envelope::unwrap(&r.body, &keys, &Limits::default()).map_err(|e| e.to_string())?;
+        let profile = Profile::parse(&unwrapped.plaintext, &ParseOptions::default())
+            .map_err(|e| format!("profile corrupt at {}: {}", e.position, e.kind))?;
+        let report = self.state.apply(&profile, &ApplyOptions::default());
+        let layers: Vec<String> = unwrapped.layers.iter().map(|l| format!("{l:?}")).collect();
+        let mut changed: Vec<&str> = report.changed.iter().map(|(n, _, _)| n.as_str()).collect();
+        changed.truncate(12);
+        Ok(format!(
+            "{} bytes{}, {} parameter(s) changed{}",
+            r.body.len(),
+            if layers.is_empty() { String::new() } else { format!(" ({})", layers.join(", ")) },
+            report.changed.len(),
+            if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) }
+        ))
+    }
+
+    fn finish_resync(&mut self) {
+        self.in_resync = false;
+        self.resyncs += 1;
+        self.last_resync_at = Some(self.now);
+        if self.resync_failed {
+            self.failures += 1;
+            self.note(format!("resync failed ({} in a row)", self.failures));
+        } else {
+            self.failures = 0;
+            self.successes += 1;
+            self.note("resync succeeded");
+        }
+        if self.resync_failed || !self.upgrade() {
+            self.schedule_next();
+        }
+    }
+
+    /// Evaluates `Upgrade_Rule`; returns whether a firmware download started.
+    fn upgrade(&mut self) -> bool {
+        let text = self.state.value("Upgrade_Rule");
+        if text.trim().is_empty() {
+            return false;
+        }
+        let selection = match Rule::parse(&text, RuleKind::Upgrade).and_then(|r| r.evaluate(&self.variables(), None)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.note(format!("Upgrade_Rule {text:?}: column {}: {}", e.column, e.message));
+                return false;
+            }
+        };
+        let enabled = self.state.value("Upgrade_Enable").eq_ignore_ascii_case("yes");
+        let limit = self.state.value("Downgrade_Rev_Limit");
+        match upgrade::decide(
+            enabled,
+            selection.url.as_ref(),
+            &self.device.firmware,
+            self.last_upgrade.as_ref(),
+            &limit,
+        ) {
+            Decision::Skip(why) => {
+                self.note(format!("Upgrade_Rule: no upgrade: {why}"));
+                false
+            }
+            Decision::Upgrade { url, load } => {
+                self.note(format!("Upgrade_Rule: upgrading to {load} from {url}"));
+                self.syslog("Log_Upgrade_Request_Msg", &url, "");
+                self.fetch(Purpose::Upgrade, url, selection, 0);
+                true
+            }
+        }
+    }
+
+    fn upgrade_response(&mut self, p: Pending, r: Response) {
+        if self.retry(&p, &r) {
+            return;
+        }
+        self.last_upgrade = Some(p.url.clone());
+        if r.status == 200 && !r.body.is_empty() {
+            let load = upgrade::load_name(&p.url);
+            self.upgrade_failures = 0;
+            self.upgrade_error.clear();
+            self.syslog("Log_Upgrade_Success_Msg", &p.url, "");
+            self.note(format!("Upgrade_Rule: {} bytes of {load}; rebooting into it", r.body.len()));
+            self.device.firmware = load;
+            self.boot(self.now);
+        } else {
+            let e = r.error.clone().unwrap_or_else(|| format!("http_get failed (status {})", r.status));
+            self.upgrade_failures += 1;
+            self.upgrade_error = e.clone();
+            self.note(format!("Upgrade_Rule: failed: {e}"));
+            self.syslog("Log_Upgrade_Failure_Msg", &p.url, &e);
+            self.schedule_next();
+        }
+    }
+
+    /// Uploads the configuration reports of `Report_Rule` now (SIP NOTIFY `Event: report`): the full configuration
+    /// as a flat profile, encrypted with `--key` or, without one, with the IKM if the phone has one.
+    pub fn report(&mut self, now: u64) {
+        self.now = now;
+        let text = self.state.value("Report_Rule");
+        if text.trim().is_empty() {
+            self.note("Report_Rule is empty: nothing to report");
+            return;
+        }
+        let selections =
+            match Rule::parse(&text, RuleKind::Report).and_then(|r| r.evaluate_each(&self.variables(), None)) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.note(format!("Report_Rule {text:?}: column {}: {}", e.column, e.message));
+                    return;
+                }
+            };
+        let method = if self.state.value("HTTP_Report_Method").eq_ignore_ascii_case("put") { "PUT" } else { "POST" };
+        for s in selections {
+            let Some(url) = s.url.clone() else { continue };
+            let mut xml = String::from("<flat-profile>\n");
+            for (name, setting) in self.state.settings() {
+                if name == "IKM_HTTP_Encrypt_Content" {
+                    continue; // never reported (003)
+                }
+                let v = setting.value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+                xml.push_str(&format!("  <{name} ua=\"{}\">{v}</{name}>\n", setting.ua));
+            }
+            xml.push_str("</flat-profile>\n");
+            let encryption = match (&s.options.key, unhex(&self.state.value("IKM_HTTP_Encrypt_Content"))) {
+                (Some(k), _) => Some(provisor_envelope::Encryption::AesCbc {
+                    key: k.clone().into_bytes(),
+                    kdf: provisor_envelope::openssl_enc::Kdf::BytesToKey(
+                        provisor_envelope::openssl_enc::Digest::Sha256,
+                    ),
+                    salted: true,
+                }),
+                (None, Some(ikm)) => Some(provisor_envelope::Encryption::Aes128Gcm {
+                    ikm,
+                    rs: provisor_envelope::aes128gcm::DEFAULT_RECORD_SIZE,
+                    keyid: Vec::new(),
+                }),
+                (None, None) => None,
+            };
+            let spec = provisor_envelope::WrapSpec { gzip: false, encryption };
+            let body = match provisor_envelope::wrap(xml.as_bytes(), &spec) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.note(format!("Report_Rule: {e}"));
+                    continue;
+                }
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            self.note(format!("Report_Rule: {method} {} bytes to {url}", body.len()));
+            self.actions.push_back(Action::Request(Request {
+                id,
+                purpose: Purpose::Report,
+                url,
+                method,
+                body,
+                user_agent: self.device.user_agent(),
+                authorization: None,
+            }));
+        }
+    }
+
+    fn schedule_next(&mut self) {
+        let p = match self.parameters() {
+            Ok(p) => p,
+            Err(e) => {
+                self.note(format!("cannot schedule the next resync: {e}"));
+                return;
+            }
+        };
+        let now = TimeOfDay { seconds: (self.now % 86_400) as u32 };
+        match schedule::next_resync(&p, self.failures, self.successes.saturating_sub(1), now, &mut self.rng) {
+            Some(n) => {
+                self.next_resync = Some((self.now + n.delay, n.reason));
+                self.note(format!("next resync in {} s ({})", n.delay, n.reason.as_str()));
+            }
+            None => {
+                self.next_resync = None;
+                self.note("no further resync scheduled");
+            }
+        }
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agent_version() {
+        assert_eq!(ua_version("sip88xx.12-0-1MPP"), "12.0.1");
+        assert_eq!(ua_version("sip78xx.11-0-1MPP-312"), "11.0.1");
+        let d = Device::new("00562b043615", "CP-7832-3PCC", "sip78xx.11-0-1MPP");
+        assert_eq!(d.user_agent(), "Cisco-CP-7832-3PCC/11.0.1 (00562b043615)");
+        assert_eq!(d.psn, "7832");
+    }
+}

@@ -1,0 +1,219 @@
+//! The phone core on a virtual clock: boot, rules in order, HTTP status handling, decryption, schedules, upgrades,
+//! triggers and reports, with canned responses (no network).
+
+use provisor_envelope::openssl_enc::{Digest, Kdf};
+use provisor_envelope::{Encryption, WrapSpec, wrap};
+use provisor_phone::phone::{Action, Device, Phone, Purpose, Request, Response};
+
+fn phone() -> Phone {
+    let mut p =
+        Phone::new(Device::new("000e08aabbcc", "CP-8841-3PCC", "sip88xx.11-0-1MPP"), Some("10.0.0.5".into()), 7);
+    p.boot(0);
+    p
+}
+
+/// Runs the clock to the next wake-up and returns the request the phone makes.
+fn next_request(p: &mut Phone) -> (u64, Request) {
+    let t = p.poll_timeout().expect("a resync is scheduled");
+    p.handle_timeout(t);
+    (t, take_request(p))
+}
+
+fn take_request(p: &mut Phone) -> Request {
+    loop {
+        match p.poll_action().expect("an action") {
+            Action::Request(r) => return r,
+            Action::Syslog { .. } => {}
+        }
+    }
+}
+
+fn ok(body: &str) -> Response {
+    Response { status: 200, body: body.as_bytes().to_vec(), ..Response::default() }
+}
+
+fn status(s: u16) -> Response {
+    Response { status: s, ..Response::default() }
+}
+
+fn notes(p: &Phone) -> String {
+    p.notes().iter().map(|n| format!("{:>6} {}\n", n.at, n.text)).collect()
+}
+
+#[test]
+fn boot_fetches_the_default_rule_from_the_dhcp_server_within_the_random_delay() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    assert!(t <= 2, "Resync_Random_Delay defaults to 2 s: {t}");
+    assert_eq!(r.url.to_string(), "tftp://10.0.0.5/8841.xml");
+    assert_eq!(r.purpose, Purpose::Profile(0));
+    assert_eq!(r.user_agent, "Cisco-CP-8841-3PCC/11.0.1 (000e08aabbcc)");
+}
+
+#[test]
+fn a_profile_is_applied_and_the_next_resync_follows_resync_periodic() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    let profile = "<flat-profile><Resync_Periodic>600</Resync_Periodic><GPP_A>x</GPP_A>\
+                   <Profile_Rule>http://prov.example.com/$MA.xml</Profile_Rule></flat-profile>";
+    p.handle_response(r.id, ok(profile), t + 1);
+    assert_eq!(p.state().value("GPP_A"), "x");
+    assert_eq!(p.failures(), 0);
+    assert_eq!(p.poll_timeout(), Some(t + 1 + 600), "{}", notes(&p));
+    let (_, r) = next_request(&mut p);
+    assert_eq!(r.url.to_string(), "http://prov.example.com/000e08aabbcc.xml");
+}
+
+#[test]
+fn rules_b_c_d_follow_in_order_and_later_files_win() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Profile_Rule_B>http://s/b.xml</Profile_Rule_B><Profile_Rule_D>http://s/d.xml</Profile_Rule_D><GPP_C>a</GPP_C></flat-profile>"),
+        t,
+    );
+    let b = take_request(&mut p);
+    assert_eq!((b.url.path.as_str(), b.purpose), ("/b.xml", Purpose::Profile(1)));
+    p.handle_response(b.id, ok("<flat-profile><GPP_C>b</GPP_C></flat-profile>"), t);
+    let d = take_request(&mut p);
+    assert_eq!((d.url.path.as_str(), d.purpose), ("/d.xml", Purpose::Profile(3)));
+    p.handle_response(d.id, ok("<flat-profile><GPP_C>d</GPP_C></flat-profile>"), t);
+    assert_eq!(p.state().value("GPP_C"), "d");
+    assert!(!p.busy());
+}
+
+#[test]
+fn encrypted_profiles_need_the_key_and_rfc8188_needs_the_header() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><GPP_SA>k3y</GPP_SA><IKM_HTTP_Encrypt_Content>000102030405060708090a0b0c0d0e0f</IKM_HTTP_Encrypt_Content>\
+            <Profile_Rule>[--key $SA] http://s/p.cfg</Profile_Rule><Resync_Periodic>100</Resync_Periodic></flat-profile>"),
+        t,
+    );
+    let spec = WrapSpec {
+        gzip: true,
+        encryption: Some(Encryption::AesCbc {
+            key: b"k3y".to_vec(),
+            kdf: Kdf::BytesToKey(Digest::Sha256),
+            salted: true,
+        }),
+    };
+    let body = wrap(b"<flat-profile><GPP_D>decrypted</GPP_D></flat-profile>", &spec).unwrap();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, Response { status: 200, body, ..Response::default() }, t);
+    assert_eq!(p.state().value("GPP_D"), "decrypted", "{}", notes(&p));
+    // RFC 8188 with Content-Encoding: the IKM is used even though the rule has --key.
+    let spec = WrapSpec {
+        gzip: true,
+        encryption: Some(Encryption::Aes128Gcm { ikm: (0u8..16).collect(), rs: 4096, keyid: vec![] }),
+    };
+    let body = wrap(b"<flat-profile><GPP_D>gcm</GPP_D></flat-profile>", &spec).unwrap();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        Response { status: 200, body: body.clone(), content_encoding: Some("aes128gcm".into()), ..Response::default() },
+        t,
+    );
+    assert_eq!(p.state().value("GPP_D"), "gcm");
+    // Garbage fails the resync and keeps the state.
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, ok("Salted__12345678 not really"), t);
+    assert_eq!((p.state().value("GPP_D").as_str(), p.failures()), ("gcm", 1), "{}", notes(&p));
+}
+
+#[test]
+fn status_codes_as_the_guides_say() {
+    // 404 fails the resync (retry after Resync_Error_Retry_Delay)...
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, status(404), t);
+    assert_eq!(p.failures(), 1);
+    assert_eq!(p.poll_timeout(), Some(t + 3600));
+    let (t, r) = next_request(&mut p);
+    assert!(p.variables().get("PRVST") == Some("2"), "a retry has $PRVST 2");
+    // ... unless Resync_Fails_On_FNF is No. 302 is followed at once.
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Resync_Fails_On_FNF>No</Resync_Fails_On_FNF><Profile_Rule>[--uid u --pwd p] http://s/a.xml</Profile_Rule></flat-profile>"),
+        t,
+    );
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, Response { status: 302, location: Some("/moved.xml".into()), ..Response::default() }, t);
+    let r2 = take_request(&mut p);
+    assert_eq!(r2.url.to_string(), "http://s/moved.xml");
+    // 401: answered with --uid/--pwd at most twice, then the resync fails.
+    let challenge = Response { status: 401, challenges: vec!["Basic realm=\"x\"".into()], ..Response::default() };
+    p.handle_response(r2.id, challenge.clone(), t);
+    let r3 = take_request(&mut p);
+    assert_eq!(r3.authorization.as_deref(), Some("Basic dTpw"));
+    p.handle_response(r3.id, challenge.clone(), t);
+    let r4 = take_request(&mut p);
+    p.handle_response(r4.id, challenge, t);
+    assert!(p.poll_action().is_none(), "no third retry");
+    assert_eq!(p.failures(), 1, "{}", notes(&p));
+    // 404 now counts as success.
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, status(404), t);
+    assert_eq!(p.failures(), 0, "{}", notes(&p));
+    // 500 is an error.
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, status(500), t);
+    assert_eq!(p.failures(), 1);
+}
+
+#[test]
+fn upgrade_rule_downloads_reboots_and_resyncs() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Upgrade_Rule>($SWVER ne sip88xx.12-0-1MPP)? http://s/fw/sip88xx.12-0-1MPP.loads</Upgrade_Rule></flat-profile>"),
+        t,
+    );
+    let fw = take_request(&mut p);
+    assert_eq!((fw.purpose, fw.url.path.as_str()), (Purpose::Upgrade, "/fw/sip88xx.12-0-1MPP.loads"));
+    p.handle_response(fw.id, ok("firmware image"), t + 5);
+    assert_eq!(p.device().firmware, "sip88xx.12-0-1MPP");
+    assert_eq!(p.device().user_agent(), "Cisco-CP-8841-3PCC/12.0.1 (000e08aabbcc)");
+    // After the reboot, the boot resync; the rule's condition no longer holds.
+    let (t2, r) = next_request(&mut p);
+    assert!(t2 <= t + 5 + 2);
+    p.handle_response(r.id, status(404), t2);
+    let text = notes(&p);
+    assert!(text.contains("boot:") && text.contains("rebooting"), "{text}");
+}
+
+#[test]
+fn triggers_hold_back_a_due_resync() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok(r#"<flat-profile><Resync_Trigger_1>"$A" eq "go"</Resync_Trigger_1><Resync_Periodic>60</Resync_Periodic></flat-profile>"#),
+        t,
+    );
+    let due = p.poll_timeout().unwrap();
+    p.handle_timeout(due);
+    assert!(p.poll_action().is_none(), "trigger false: no fetch");
+    assert!(notes(&p).contains("do not allow"));
+}
+
+#[test]
+fn reports_upload_the_configuration_encrypted_with_the_key() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><GPP_SA>k</GPP_SA><Report_Rule>[--key $SA]http://s/report/$MA.xml</Report_Rule></flat-profile>"),
+        t,
+    );
+    p.report(t + 1);
+    let up = take_request(&mut p);
+    assert_eq!((up.method, up.purpose, up.url.path.as_str()), ("POST", Purpose::Report, "/report/000e08aabbcc.xml"));
+    let keys = provisor_envelope::Keys { key: Some(b"k".to_vec()), ..Default::default() };
+    let plain = provisor_envelope::unwrap(&up.body, &keys, &Default::default()).unwrap().plaintext;
+    assert!(String::from_utf8(plain).unwrap().contains("<GPP_SA ua=\"na\">k</GPP_SA>"));
+}
