@@ -2,6 +2,7 @@
 
 mod device_cmd;
 mod files;
+mod phone_cmd;
 mod profile_cmd;
 mod rule_cmd;
 mod serve_cmd;
@@ -48,6 +49,9 @@ enum Command {
     Init(serve_cmd::InitArgs),
     /// Print the DHCP option 66/150 configuration for Kea, dnsmasq or ISC dhcpd.
     DhcpSnippet(serve_cmd::DhcpArgs),
+    /// Simulate a Cisco MPP phone: against real servers (simulate) or as a dry run (explain).
+    #[command(subcommand)]
+    Phone(phone_cmd::PhoneCommand),
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Device { dir, command } => device_cmd::run_device(dir, command),
         Command::Group { dir, command } => device_cmd::run_group(dir, command),
         Command::Serve(args) => serve_cmd::run_serve(args),
+        Command::Phone(cmd) => phone_cmd::run(cmd),
         Command::Init(args) => serve_cmd::run_init(args),
         Command::DhcpSnippet(args) => serve_cmd::run_dhcp(args),
     };

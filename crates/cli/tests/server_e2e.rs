@@ -738,3 +738,166 @@ fn the_demo_works_as_its_banner_says() {
     let shown = text(&out.stdout);
     assert!(shown.contains("Resync failed: demo") && shown.contains("last served"), "{shown}");
 }
+
+/// The phone simulator provisions against `provisor serve` end to end: TFTP bootstrap → HTTPS with its client
+/// certificate → key and random path handed over → encrypted resync over plain HTTP → firmware upgrade → report;
+/// and the server's view of the device matches.
+#[test]
+fn a_simulated_phone_goes_through_the_whole_secure_flow() {
+    let (dir, pki, server) = setup("");
+    let cert = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    std::fs::write(dir.path().join("firmware/sip88xx.12-0-1MPP-BN.loads"), vec![7u8; 300_000]).unwrap();
+    let out = provisor(&[
+        "phone",
+        "simulate",
+        "--mac",
+        MAC_A,
+        "--model",
+        "CP-8841-3PCC",
+        "--firmware",
+        "sip88xx.11-0-1MPP",
+        "--dhcp-tftp",
+        &format!("127.0.0.1:{}", server.tftp),
+        "--ca",
+        s(&dir.path().join("data/tls/ca.pem")),
+        "--cert",
+        s(&cert.0),
+        "--cert-key",
+        s(&cert.1),
+        "--for",
+        "5h",
+        "--speed",
+        "7200",
+        "--report",
+    ]);
+    let timeline = text(&out.stdout);
+    assert!(out.status.success(), "{timeline}\n{}", text(&out.stderr));
+    let find = |needle: &str| timeline.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{timeline}"));
+    let tftp = find(&format!("fetches tftp://127.0.0.1:{}/8841.xml", server.tftp));
+    let https = find(&format!("fetches {}/{MAC_A}.xml", server.https));
+    let key = find("GPP_SA");
+    let encrypted = find("/profile/");
+    let decrypted = find("(AesCbc");
+    let upgrade = find("rebooting into it");
+    let report = find("Report_Rule: POST");
+    assert!(tftp < https && https < key && key < encrypted && encrypted < decrypted, "{timeline}");
+    assert!(upgrade > https && report > https, "{timeline}");
+    assert!(!timeline.contains("failed"), "{timeline}");
+    std::thread::sleep(Duration::from_millis(600));
+    let shown = server.show(MAC_A);
+    assert!(shown.contains("firmware     12.0.1"), "the upgraded phone's User-Agent: {shown}");
+    assert!(shown.contains("profile.cfg over http"), "{shown}");
+    assert!(shown.contains("drift        none"), "{shown}");
+    assert!(shown.contains("Successful resync"), "its syslog lines arrived: {shown}");
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The simulator depends on no Provisor quirk: tftpd-hpa and Python's http.server serving static files, with a
+/// profile encrypted by the openssl CLI.
+#[test]
+fn a_simulated_phone_provisions_from_static_third_party_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let (tftp_port, http_port) = (free_port(), {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let mac = "000e08cafe01";
+    std::fs::write(
+        root.join("8841.xml"),
+        format!(
+            "<flat-profile><GPP_SA>openssl-key</GPP_SA><Resync_Periodic>600</Resync_Periodic>\
+             <Profile_Rule>[--key $SA] http://127.0.0.1:{http_port}/cfg/$MA.cfg</Profile_Rule></flat-profile>"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("cfg")).unwrap();
+    let plain = root.join("plain.xml");
+    std::fs::write(&plain, "<flat-profile><User_ID_1_>4242</User_ID_1_></flat-profile>").unwrap();
+    let gz = peer("gzip", &["-c", s(&plain)], None);
+    let gz_path = root.join("plain.xml.gz");
+    std::fs::write(&gz_path, gz.stdout).unwrap();
+    let enc = root.join(format!("cfg/{mac}.cfg"));
+    let o = peer(
+        "openssl",
+        &["enc", "-e", "-aes-256-cbc", "-md", "sha256", "-k", "openssl-key", "-in", s(&gz_path), "-out", s(&enc)],
+        None,
+    );
+    assert!(o.status.success());
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _tftpd = Kill(
+        Command::new("/usr/sbin/in.tftpd")
+            .args(["-L", "-a", &format!("127.0.0.1:{tftp_port}"), "-s", s(&root), "-u", "root"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tftpd-hpa is missing (see .ci/test)"),
+    );
+    let _http = Kill(
+        Command::new("python3")
+            .args(["-m", "http.server", &http_port.to_string(), "--bind", "127.0.0.1", "--directory", s(&root)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let out = provisor(&[
+        "phone",
+        "simulate",
+        "--mac",
+        mac,
+        "--dhcp-tftp",
+        &format!("127.0.0.1:{tftp_port}"),
+        "--for",
+        "30m",
+        "--speed",
+        "1200",
+    ]);
+    let timeline = text(&out.stdout);
+    assert!(out.status.success(), "{timeline}");
+    assert!(timeline.contains("8841.xml") && timeline.contains("3 parameter(s) changed"), "{timeline}");
+    assert!(timeline.contains(&format!("cfg/{mac}.cfg (--key)")), "{timeline}");
+    assert!(timeline.contains("(AesCbc") && timeline.contains("1 parameter(s) changed: User_ID_1_"), "{timeline}");
+}
+
+#[test]
+fn explain_is_a_dry_run_that_shows_decisions_and_macros() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("8841.xml"),
+        "<flat-profile><GPP_A>Provisioned</GPP_A><Resync_Periodic>600</Resync_Periodic>\
+         <Profile_Rule>(\"$A\" ne \"Provisioned\")? /init.xml | /$PN/$MA.xml</Profile_Rule></flat-profile>",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = provisor(&[
+        "phone",
+        "explain",
+        "--mac",
+        "00:0E:08:AB:CD:EF",
+        "--dhcp-tftp",
+        "10.9.9.9",
+        "--dir",
+        s(dir.path()),
+        "--for",
+        "1h",
+    ]);
+    let t = text(&out.stdout);
+    assert!(started.elapsed() < Duration::from_secs(20), "no real waiting");
+    assert!(t.contains("fetches tftp://10.9.9.9/8841.xml"), "{t}");
+    assert!(t.contains("condition \"\\\"Provisioned\\\" ne \\\"Provisioned\\\"\" is false"), "{t}");
+    assert!(t.contains("fetches tftp://10.9.9.9/CP-8841-3PCC/000e08abcdef.xml"), "{t}");
+    assert!(t.contains("next resync in 600 s (periodic)") || t.contains("error_retry"), "{t}");
+    assert!(t.contains("$A = Provisioned") && t.contains("$MA = 000e08abcdef"), "{t}");
+    assert_eq!(out.status.code(), Some(2), "the last resync failed (404): exit 2");
+}

@@ -15,10 +15,11 @@ use tokio::net::{TcpStream, UdpSocket};
 use crate::phone::{Action, Note, Phone, Request, Response};
 use provisor_rules::url::Scheme;
 
-/// How requests reach the network.
+/// How requests reach the network (or, for dry runs, a directory).
 #[derive(Clone, Default)]
 pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Why a transport could not be set up.
@@ -52,11 +53,20 @@ impl Transport {
             }
             None => builder.with_no_client_auth(),
         };
-        Ok(Transport { tls: Some(Arc::new(config)) })
+        Ok(Transport { tls: Some(Arc::new(config)), dir: None })
+    }
+
+    /// A dry-run transport: every URL's path is a file under `dir` (any scheme, any host); uploads are accepted and
+    /// dropped.
+    pub fn directory(dir: &Path) -> Transport {
+        Transport { tls: None, dir: Some(dir.to_path_buf()) }
     }
 
     /// Carries out one request (time limit 30 s).
     pub async fn execute(&self, r: &Request) -> Response {
+        if let Some(dir) = &self.dir {
+            return from_directory(dir, r);
+        }
         let result = tokio::time::timeout(Duration::from_secs(30), async {
             match r.url.scheme {
                 Scheme::Tftp => tftp(r).await,
@@ -85,6 +95,20 @@ impl Transport {
         } else {
             exchange(tcp, r).await
         }
+    }
+}
+
+fn from_directory(dir: &Path, r: &Request) -> Response {
+    if r.method != "GET" {
+        return Response { status: 200, ..Response::default() };
+    }
+    let path = r.url.path.split(['?', '#']).next().unwrap_or("").trim_start_matches('/');
+    if path.split('/').any(|s| s == "..") {
+        return Response { status: 404, ..Response::default() };
+    }
+    match std::fs::read(dir.join(path)) {
+        Ok(body) => Response { status: 200, body, ..Response::default() },
+        Err(_) => Response { status: 404, ..Response::default() },
     }
 }
 
@@ -225,7 +249,10 @@ pub struct Run {
 /// as it happens.
 pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on_note: impl FnMut(&Note)) {
     let start = Instant::now();
-    let clock = |offset: u64| offset.max((start.elapsed().as_secs_f64() * run.speed) as u64);
+    // With an infinite speed (dry runs) only the phone's own timers move the clock.
+    let clock = |offset: u64| {
+        if run.speed.is_finite() { offset.max((start.elapsed().as_secs_f64() * run.speed) as u64) } else { offset }
+    };
     let mut shown = 0;
     let mut floor = 0u64;
     phone.boot(0);
@@ -257,7 +284,7 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
             break;
         }
         let now = clock(floor);
-        if next > now {
+        if next > now && run.speed.is_finite() {
             tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / run.speed)).await;
         }
         floor = clock(next);

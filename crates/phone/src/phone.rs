@@ -157,6 +157,7 @@ struct Pending {
 pub struct Phone {
     device: Device,
     dhcp_server: Option<String>,
+    dhcp_port: Option<u16>,
     state: PhoneState,
     rng: SplitMix64,
     now: u64,
@@ -185,10 +186,18 @@ const MAX_AUTH_RETRIES: u32 = 2;
 
 impl Phone {
     /// A factory-fresh phone; `dhcp_server` is the TFTP server from DHCP option 66/150/160/159 (`host[:port]`).
+    ///
+    /// A port (`host:port`) is a simulator convenience for servers on unprivileged ports: TFTP URLs on that host with
+    /// the standard port 69 use it instead.
     pub fn new(device: Device, dhcp_server: Option<String>, seed: u64) -> Phone {
+        let (dhcp_server, dhcp_port) = match dhcp_server.as_deref().and_then(|d| d.rsplit_once(':')) {
+            Some((h, p)) if !h.contains(':') && p.parse::<u16>().is_ok() => (Some(h.to_string()), p.parse().ok()),
+            _ => (dhcp_server, None),
+        };
         Phone {
             device,
             dhcp_server,
+            dhcp_port,
             state: PhoneState::new(),
             rng: SplitMix64(seed),
             now: 0,
@@ -393,11 +402,18 @@ impl Phone {
                 }
                 self.note(format!("{name}: assignments {set:?}"));
             }
-            let Some(url) = selection.url.clone() else {
+            let Some(mut url) = selection.url.clone() else {
                 self.note(format!("{name}: no alternative applies"));
                 self.rule_index += 1;
                 continue;
             };
+            if let (Some(host), Some(port)) = (&self.dhcp_server, self.dhcp_port)
+                && url.scheme == Scheme::Tftp
+                && url.host == *host
+                && url.port == 69
+            {
+                url.port = port;
+            }
             self.note(format!(
                 "{name}: alternative {} fetches {url}{}",
                 selection.alternative.map_or(0, |a| a + 1),

@@ -1,0 +1,132 @@
+//! `provisor phone simulate` and `provisor phone explain`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use provisor_phone::drive::{self, Run, Transport};
+use provisor_phone::phone::{Device, Note, Phone};
+
+/// The phone.
+#[derive(Args)]
+pub struct PhoneArgs {
+    /// MAC address.
+    #[arg(long)]
+    mac: String,
+    /// Product name ($PN), e.g. CP-8841-3PCC.
+    #[arg(long, default_value = "CP-8841-3PCC")]
+    model: String,
+    /// Running firmware ($SWVER).
+    #[arg(long, default_value = "sip88xx.11-0-1MPP")]
+    firmware: String,
+    /// Serial number ($SN).
+    #[arg(long)]
+    serial: Option<String>,
+    /// The TFTP server DHCP hands out (option 66/150): HOST or HOST:PORT.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    dhcp_tftp: Option<String>,
+    /// CA certificates (PEM) the phone trusts for HTTPS.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// The phone's client certificate (PEM), presented over HTTPS ($CCERT = Installed).
+    #[arg(long, value_name = "PEM", requires = "cert_key")]
+    cert: Option<PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    cert_key: Option<PathBuf>,
+    /// Simulated time to run, e.g. 90s, 30m, 24h.
+    #[arg(long = "for", default_value = "2h", value_parser = duration)]
+    duration: u64,
+    /// Upload the Report_Rule reports after every successful resync.
+    #[arg(long)]
+    report: bool,
+    /// Seed of the phone's random delays.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// `provisor phone ...`.
+#[derive(Subcommand)]
+pub enum PhoneCommand {
+    /// Run one phone against real servers and print its timeline: what it fetched, which alternative matched and why,
+    /// what changed, when it comes back.
+    Simulate {
+        #[command(flatten)]
+        phone: PhoneArgs,
+        /// Simulated seconds per real second (3600: an hour a second).
+        #[arg(long, default_value_t = 3600.0)]
+        speed: f64,
+    },
+    /// Dry run: the same steps without waiting for real time, against a server or a directory of files, with the
+    /// phone's macro values at the end.
+    Explain {
+        #[command(flatten)]
+        phone: PhoneArgs,
+        /// Serve every URL's path from this directory instead of the network.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration such as 90s, 30m or 24h"))?;
+    Ok(n * match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d)")),
+    })
+}
+
+fn clock(t: u64) -> String {
+    format!("+{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
+fn print(n: &Note) {
+    println!("{}  {}", clock(n.at), n.text);
+}
+
+/// Runs `provisor phone ...`.
+pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
+    let (args, speed, dir) = match cmd {
+        PhoneCommand::Simulate { phone, speed } => {
+            if speed.is_nan() || speed <= 0.0 {
+                bail!("--speed must be positive");
+            }
+            (phone, speed, None)
+        }
+        PhoneCommand::Explain { phone, dir } => (phone, f64::INFINITY, dir),
+    };
+    let mac = args.mac.to_ascii_lowercase().replace([':', '-', '.'], "");
+    if mac.len() != 12 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--mac {:?} is not a MAC address", args.mac);
+    }
+    let mut device = Device::new(&mac, &args.model, &args.firmware);
+    if let Some(s) = args.serial {
+        device.serial = s;
+    }
+    device.certificate = args.cert.is_some();
+    let transport = match &dir {
+        Some(d) => Transport::directory(d),
+        None => Transport::new(args.ca.as_deref(), args.cert.as_deref().zip(args.cert_key.as_deref()))
+            .context("setting up HTTPS")?,
+    };
+    let mut phone = Phone::new(device, args.dhcp_tftp.clone(), args.seed);
+    let run = Run { until: args.duration, speed, report_after_resync: args.report };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(drive::simulate(&mut phone, &transport, run, print));
+    if speed.is_infinite() {
+        println!("\nmacro values at the end:");
+        for (name, value) in phone.variables().iter() {
+            let shown = if ["SA", "SB", "SC", "SD"].contains(&name) && !value.is_empty() { "(secret)" } else { value };
+            if !shown.is_empty() {
+                println!("  ${name} = {shown}");
+            }
+        }
+    }
+    Ok(if phone.failures() == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
