@@ -52,6 +52,8 @@ enum Command {
     /// Simulate a Cisco MPP phone: against real servers (simulate) or as a dry run (explain).
     #[command(subcommand)]
     Phone(phone_cmd::PhoneCommand),
+    /// Boot many simulated phones against a server, with a progress bar, a summary and a chart (SVG).
+    Loadtest(phone_cmd::LoadArgs),
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Group { dir, command } => device_cmd::run_group(dir, command),
         Command::Serve(args) => serve_cmd::run_serve(args),
         Command::Phone(cmd) => phone_cmd::run(cmd),
+        Command::Loadtest(args) => phone_cmd::run_load(args),
         Command::Init(args) => serve_cmd::run_init(args),
         Command::DhcpSnippet(args) => serve_cmd::run_dhcp(args),
     };

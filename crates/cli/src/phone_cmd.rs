@@ -130,3 +130,95 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(if phone.failures() == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
+
+/// `provisor loadtest`.
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The TFTP server DHCP hands out (option 66/150): HOST or HOST:PORT.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    dhcp_tftp: String,
+    /// How many phones.
+    #[arg(long, default_value_t = 100)]
+    phones: usize,
+    /// The first phone's MAC; the others count up from it.
+    #[arg(long, default_value = "0c:00:00:00:00:00")]
+    first_mac: String,
+    /// Their model.
+    #[arg(long, default_value = "CP-8841-3PCC")]
+    model: String,
+    /// Their firmware.
+    #[arg(long, default_value = "sip88xx.11-0-1MPP")]
+    firmware: String,
+    /// Boots are spread evenly over this window, e.g. 60s.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    boot_window: u64,
+    /// The stages every phone must complete, in order: tftp-bootstrap, https, http-encrypted.
+    #[arg(long, default_value = "tftp-bootstrap,https,http-encrypted", value_delimiter = ',')]
+    mix: Vec<provisor_phone::load::Stage>,
+    /// CA certificates (PEM) the phones trust for HTTPS (provisor serve's generated one: DATA/tls/ca.pem).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// The CA that signs the phones' client certificates (provisor serve's generated one: DATA/tls/ca.pem).
+    #[arg(long, value_name = "PEM", requires = "client_ca_key")]
+    client_ca_cert: Option<PathBuf>,
+    /// Its key (DATA/tls/ca.key).
+    #[arg(long, value_name = "PEM")]
+    client_ca_key: Option<PathBuf>,
+    /// Give up on a phone after this long.
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    phone_timeout: u64,
+    /// Where to write the chart (SVG).
+    #[arg(long, default_value = "loadtest.svg")]
+    chart: PathBuf,
+}
+
+/// Runs `provisor loadtest`.
+pub fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let hex = args.first_mac.to_ascii_lowercase().replace([':', '-', '.'], "");
+    let first_mac = u64::from_str_radix(&hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 12)
+        .with_context(|| format!("--first-mac {:?} is not a MAC address", args.first_mac))?;
+    let test = provisor_phone::load::LoadTest {
+        phones: args.phones,
+        first_mac,
+        model: args.model,
+        firmware: args.firmware,
+        dhcp_tftp: args.dhcp_tftp,
+        boot_window: std::time::Duration::from_secs(args.boot_window),
+        stages: args.mix,
+        server_ca: args.ca,
+        client_ca: args.client_ca_cert.zip(args.client_ca_key),
+        phone_timeout: std::time::Duration::from_secs(args.phone_timeout),
+    };
+    let bar = indicatif::ProgressBar::new(test.phones as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} phones done, {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = runtime.block_on(provisor_phone::load::run(&test, move |ok, failed| {
+        b.set_position((ok + failed) as u64);
+        b.set_message(format!("{failed} failed"));
+    }))?;
+    bar.finish();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!("phones {}", test.phones);
+    println!("provisioned {}", summary.provisioned);
+    println!("failed {}", test.phones - summary.provisioned);
+    for (cause, n) in &summary.failed {
+        println!("  {n} failed: {cause}");
+    }
+    println!("wall_s {:.2}", summary.wall.as_secs_f64());
+    println!("last_provisioned_s {:.2}", summary.completions.last().copied().unwrap_or(0.0));
+    println!("throughput {:.0} phones/s", summary.provisioned as f64 / summary.wall.as_secs_f64().max(1e-9));
+    println!("protocol requests failures p50_ms p99_ms max_ms");
+    for (p, n, f, p50, p99, max) in summary.latencies() {
+        println!("{p} {n} {f} {:.2} {:.2} {:.2}", ms(p50), ms(p99), ms(max));
+    }
+    let title = format!("provisor loadtest: {} phones, boot window {} s", test.phones, args.boot_window);
+    std::fs::write(&args.chart, summary.svg(&title)).with_context(|| format!("writing {}", args.chart.display()))?;
+    println!("chart {}", args.chart.display());
+    Ok(if summary.provisioned == test.phones { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

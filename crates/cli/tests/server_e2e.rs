@@ -63,6 +63,7 @@ impl Pki {
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let cert = ca.self_signed(&key).unwrap();
         std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
         Pki { dir: dir.to_path_buf(), issuer: Issuer::new(ca, key) }
     }
 
@@ -900,4 +901,49 @@ fn explain_is_a_dry_run_that_shows_decisions_and_macros() {
     assert!(t.contains("next resync in 600 s (periodic)") || t.contains("error_retry"), "{t}");
     assert!(t.contains("$A = Provisioned") && t.contains("$MA = 000e08abcdef"), "{t}");
     assert_eq!(out.status.code(), Some(2), "the last resync failed (404): exit 2");
+}
+
+#[test]
+fn loadtest_boots_phones_through_every_stage_and_draws_the_chart() {
+    let (dir, _pki, server) = setup("");
+    std::fs::write(dir.path().join("firmware/sip88xx.12-0-1MPP-BN.loads"), vec![1u8; 50_000]).unwrap();
+    let mut csv = String::from("mac,model\n");
+    for i in 0..40 {
+        csv.push_str(&format!("0c:00:00:00:00:{i:02x},CP-8841-3PCC\n"));
+    }
+    std::fs::write(dir.path().join("load.csv"), csv).unwrap();
+    ok(provisor(&["device", "--data-dir", &server.data(), "import", s(&dir.path().join("load.csv"))]));
+    let chart = dir.path().join("chart.svg");
+    let out = provisor(&[
+        "loadtest",
+        "--dhcp-tftp",
+        &format!("127.0.0.1:{}", server.tftp),
+        "--phones",
+        "40",
+        "--first-mac",
+        "0c:00:00:00:00:00",
+        "--boot-window",
+        "1s",
+        "--ca",
+        s(&dir.path().join("data/tls/ca.pem")),
+        "--client-ca-cert",
+        s(&dir.path().join("test-ca.pem")),
+        "--client-ca-key",
+        s(&dir.path().join("test-ca.key")),
+        "--chart",
+        s(&chart),
+    ]);
+    let summary = text(&out.stdout);
+    assert!(out.status.success(), "{summary}\n{}", text(&out.stderr));
+    assert!(summary.contains("provisioned 40\nfailed 0"), "{summary}");
+    // Three profile fetches per phone, plus the firmware its profile's Upgrade_Rule asks for.
+    for p in ["tftp 40 0", "https 40 0", "http 80 0"] {
+        assert!(summary.contains(p), "{p}: {summary}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("40 phones"), "{svg}");
+    // The server saw every phone fetch its encrypted profile.
+    std::thread::sleep(Duration::from_millis(600));
+    let shown = server.show("0c0000000027");
+    assert!(shown.contains("profile.cfg over http"), "{shown}");
 }

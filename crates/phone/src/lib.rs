@@ -3,4 +3,5 @@
 
 pub mod credentials;
 pub mod drive;
+pub mod load;
 pub mod phone;
