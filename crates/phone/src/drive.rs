@@ -166,7 +166,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, r: &Request) -> R
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response, String> {
+/// Parses a whole HTTP/1.x response (head and body: `Content-Length`, chunked, or to the end).
+pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("truncated response head")?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let mut lines = head.split("\r\n");

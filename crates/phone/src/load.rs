@@ -147,7 +147,7 @@ impl Summary {
 <text x="{m}" y="20" font-size="14">{title}</text>
 <line x1="{m}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{b}" stroke="black"/>
 <text x="{r}" y="{bl}" text-anchor="end">{end:.1} s</text><text x="{m}" y="{bl}">0 s</text>
-<text x="5" y="{m}" fill="#1f77b4">{n} phones</text><text x="{r}" y="{m}" text-anchor="end" fill="#d62728">p99 {max_ms:.0} ms</text>
+<text x="{lx}" y="{ly}" fill="#1f77b4">{n} phones</text><text x="{r}" y="{ly}" text-anchor="end" fill="#d62728">p99 {max_ms:.0} ms</text>
 <polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{done}"/>
 <polyline fill="none" stroke="#d62728" stroke-width="1" points="{lat}"/>
 <text x="{m}" y="{ll}" fill="#1f77b4">provisioned phones (cumulative)</text>
@@ -158,6 +158,8 @@ impl Summary {
             r = w - m,
             bl = h - m + 15.0,
             ll = h - 10.0,
+            lx = m + 5.0,
+            ly = m - 8.0,
             n = self.completions.len(),
         )
     }
