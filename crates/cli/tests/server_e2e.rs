@@ -338,7 +338,7 @@ fn client_certificates_decide_who_gets_secrets() {
 
 #[test]
 fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
-    let (dir, pki, server) = setup("");
+    let (dir, pki, server) = setup("[provisioning]\nmd5_before_firmware = \"12.0.0\"\n");
     let cert_a = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
     let secrets = server.secrets(MAC_A);
     let (key, token) = (secrets["aes_key"].as_str().unwrap(), secrets["path_token"].as_str().unwrap());
@@ -349,6 +349,12 @@ fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
     assert!(headers.contains("content-type: application/octet-stream") && !headers.contains("content-encoding"));
     assert!(http.starts_with(b"Salted__"));
     assert_eq!(openssl_decrypt(dir.path(), &http, key), full, "HTTP ciphertext decrypts to the full profile");
+    // Firmware older than md5_before_firmware (from the User-Agent) gets MD5 key derivation; newer gets SHA-256.
+    let url = format!("{}{path}", server.http);
+    let (_, _, old) = server.curl(&["-A", &format!("Cisco-CP-8841-3PCC/11.0.1 ({MAC_A})"), &url]);
+    assert_eq!(openssl_decrypt_md(dir.path(), &old, key, "md5"), full);
+    let (_, _, new) = server.curl(&["-A", &format!("Cisco-CP-8841-3PCC/12.0.1 ({MAC_A})"), &url]);
+    assert_eq!(new, http);
     // Both TFTP clients get the same bytes (encryption is deterministic per key and text).
     assert_eq!(server.tftp_hpa(&path), http);
     assert_eq!(server.atftp(path.trim_start_matches('/')), http);

@@ -139,6 +139,9 @@ pub struct Provisioning {
     /// The `EVP_BytesToKey` digest per model, for firmware that expects MD5 (`"SPA508G" = "md5"`). Others use the
     /// device's own setting (`provisor device set --digest`), SHA-256 by default.
     pub digest_by_model: BTreeMap<String, String>,
+    /// Phones whose User-Agent reports firmware older than this version get MD5 key derivation (HTTP and HTTPS
+    /// only: TFTP carries no User-Agent), e.g. `"11.3.1"`; empty: off.
+    pub md5_before_firmware: String,
     /// Seconds between periodic resyncs written into profiles (`Resync_Periodic`).
     pub resync_periodic: u32,
     /// `--uid`/`--pwd` required on profile requests (Basic or Digest); empty: none.
@@ -198,6 +201,7 @@ impl Default for Provisioning {
             key_gpp: "SA".into(),
             path_gpp: "B".into(),
             digest_by_model: BTreeMap::new(),
+            md5_before_firmware: String::new(),
             resync_periodic: 3600,
             http_user: String::new(),
             http_password: String::new(),
@@ -304,6 +308,13 @@ impl Config {
                     format!("{model:?} = {digest:?}: expected \"md5\" or \"sha256\""),
                 ));
             }
+        }
+        if !p.md5_before_firmware.is_empty() && provisor_rules::version::Version::parse(&p.md5_before_firmware).is_err()
+        {
+            return Err((
+                "[provisioning] md5_before_firmware".into(),
+                format!("{:?} is not a firmware version such as 11.3.1", p.md5_before_firmware),
+            ));
         }
         if p.key_gpp == p.path_gpp {
             return Err(("[provisioning] path_gpp".into(), "must differ from key_gpp".into()));
@@ -443,6 +454,8 @@ key_gpp = "SA"
 path_gpp = "B"
 # Key-derivation digest per model, for firmware that expects openssl's old MD5 default (example):
 # digest_by_model = { "SPA508G" = "md5" }
+# ... and per firmware: phones whose User-Agent reports an older version get MD5 (example):
+# md5_before_firmware = "11.3.1"
 resync_periodic = 3600
 # HTTP authentication required of phones (their Profile_Rule gets --uid/--pwd); empty: none.
 http_user = ""

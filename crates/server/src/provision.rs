@@ -203,6 +203,8 @@ enum Variant {
     Bootstrap,
     /// gzip + AES-256-CBC with the device key.
     Cbc,
+    /// The same with MD5 key derivation, for firmware older than `md5_before_firmware`.
+    CbcMd5,
     /// gzip + RFC 8188 with the device IKM.
     Gcm,
     /// `SEP<MAC>.cnf.xml`.
@@ -648,6 +650,7 @@ impl<S: Store + 'static> Provisioner<S> {
     async fn encrypted(&self, req: &Request, token: &str, cert_mac: Option<Mac>, out: &mut Outcome) -> Response {
         let variant = match (self.config.provisioning.encryption, req.protocol) {
             (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
+            _ if self.old_firmware(req) => Variant::CbcMd5,
             _ => Variant::Cbc,
         };
         let path_key = Key::Path(token.to_string(), variant);
@@ -687,6 +690,20 @@ impl<S: Store + 'static> Provisioner<S> {
                 Response::served(&s)
             }
             Err(e) => Response::error(500, e),
+        }
+    }
+
+    /// Whether the request's User-Agent reports firmware older than `md5_before_firmware`.
+    fn old_firmware(&self, req: &Request) -> bool {
+        use provisor_rules::version::Version;
+        let limit = &self.config.provisioning.md5_before_firmware;
+        if limit.is_empty() {
+            return false;
+        }
+        let firmware = req.user_agent.as_deref().and_then(parse_user_agent).and_then(|c| c.firmware);
+        match (firmware.as_deref().map(Version::parse), Version::parse(limit)) {
+            (Some(Ok(v)), Ok(l)) => v.compare(&l).is_ok_and(|o| o == std::cmp::Ordering::Less),
+            _ => false,
         }
     }
 
@@ -891,15 +908,18 @@ impl<S: Store + 'static> Provisioner<S> {
         let plain = text.into_bytes();
         let (body, encoding) = match variant {
             Variant::Full | Variant::Bootstrap | Variant::Sep | Variant::XmlDefault => (plain, None),
-            Variant::Cbc => {
+            Variant::Cbc | Variant::CbcMd5 => {
                 let pass = match (&d.secrets.previous, previous) {
                     (Some(p), true) => p.aes_key.as_bytes(),
                     _ => d.secrets.aes_key.as_bytes(),
                 };
                 // The device's own setting if it is not the default, else the model's, else SHA-256.
                 let by_model = self.config.provisioning.digest_by_model.get(&d.model);
-                let name =
-                    if d.secrets.aes_digest == "md5" { "md5" } else { by_model.map_or("sha256", String::as_str) };
+                let name = if d.secrets.aes_digest == "md5" || variant == Variant::CbcMd5 {
+                    "md5"
+                } else {
+                    by_model.map_or("sha256", String::as_str)
+                };
                 let digest: KdfDigest = name.parse().unwrap_or(KdfDigest::Sha256);
                 let zipped = gzip::compress(&plain);
                 let s = salt::<{ openssl_enc::SALT_LEN }>(pass, &zipped);
@@ -919,7 +939,7 @@ impl<S: Store + 'static> Provisioner<S> {
             }
         };
         let content_type = match variant {
-            Variant::Cbc | Variant::Gcm => "application/octet-stream",
+            Variant::Cbc | Variant::CbcMd5 | Variant::Gcm => "application/octet-stream",
             _ => "text/xml; charset=utf-8",
         };
         Ok(Served {
