@@ -371,15 +371,7 @@ async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
         };
         let line = record.position().map_or(0, |p| p.line());
         let mut mac: Option<Mac> = None;
-        let mut d = Device {
-            mac: Mac::placeholder(),
-            model: String::new(),
-            serial: String::new(),
-            description: String::new(),
-            group: None,
-            params: BTreeMap::new(),
-            secrets: Secrets::generate()?,
-        };
+        let mut d = Device::blank(Mac::placeholder(), Secrets::generate()?);
         let mut ok = true;
         for (column, value) in columns.iter().zip(record.iter()) {
             match column.as_str() {

@@ -1,46 +1,14 @@
 //! End-to-end tests of the `provisor` binary against real peers: the `openssl` CLI, `gzip`, and Python `http_ece`.
 //! A missing peer is a failure, never a skip: CI installs them (see `.ci/run`).
 
+mod common;
+use common::{ok, peer, provisor, s};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn provisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provisor")).args(args).output().expect("run provisor")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a peer tool; a missing tool fails the test with the package to install.
-fn peer(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the interop peer {program:?} is missing ({e}); install it (see .ci/run)"));
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
+use std::process::{Command, Stdio};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const PROFILE: &str = "<flat-profile>\n  <Resync_On_Reset>Yes</Resync_On_Reset>\n  <Resync_Periodic>7200</Resync_Periodic>\n  \

@@ -3,9 +3,12 @@
 //! `openssl enc` and Python `http_ece` to decrypt what was served, and `kill -9` during an import.
 //! A missing peer is a failure, never a skip: CI installs them (see .ci/test).
 
+mod common;
+use common::{ok, peer, provisor, s};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,41 +16,6 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 
 const MAC_A: &str = "000e08aabb01";
 const MAC_B: &str = "000e08aabb02";
-
-fn provisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provisor")).args(args).output().expect("run provisor")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a peer tool; a missing tool fails the test with the package to install.
-fn peer(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the interop peer {program:?} is missing ({e}); install it (see .ci/test)"));
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Test PKI: a CA the server trusts for client certificates, and phone certificates.
 struct Pki {

@@ -23,6 +23,16 @@ pub const MIN_RECORD_SIZE: u32 = 18;
 pub const DEFAULT_RECORD_SIZE: u32 = 4096;
 const FIXED_HEADER_LEN: usize = SALT_LEN + 4 + 1;
 
+/// Input keying material written as hex digits, as Provisor stores it and `IKM_HTTP_Encrypt_Content` carries it;
+/// `None` if the text is empty or not an even number of hex digits.
+pub fn ikm_from_hex(text: &str) -> Option<Vec<u8>> {
+    let t = text.trim();
+    if t.is_empty() || !t.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..t.len()).step_by(2).map(|i| t.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
 /// The header that precedes the records (RFC 8188 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -576,7 +576,11 @@ impl Phone {
     /// Decrypts, gunzips, parses and applies a profile.
     fn apply_body(&mut self, p: &Pending, r: &Response) -> Result<String, String> {
         let rfc8188 = r.content_encoding.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("aes128gcm"));
-        let ikm = if rfc8188 { unhex(&self.state.value("IKM_HTTP_Encrypt_Content")) } else { None };
+        let ikm = if rfc8188 {
+            provisor_envelope::aes128gcm::ikm_from_hex(&self.state.value("IKM_HTTP_Encrypt_Content"))
+        } else {
+            None
+        };
         let keys = Keys { key: p.selection.options.key.clone().map(String::into_bytes), ikm, ..Keys::default() };
         let unwrapped = provisor_envelope::unwrap(&r.body, &keys, &Limits::default()).map_err(|e| e.to_string())?;
         let profile = Profile::parse(&unwrapped.plaintext, &ParseOptions::default())
@@ -698,7 +702,10 @@ impl Phone {
                 xml.push_str(&format!("  <{name} ua=\"{}\">{v}</{name}>\n", setting.ua));
             }
             xml.push_str("</flat-profile>\n");
-            let encryption = match (&s.options.key, unhex(&self.state.value("IKM_HTTP_Encrypt_Content"))) {
+            let encryption = match (
+                &s.options.key,
+                provisor_envelope::aes128gcm::ikm_from_hex(&self.state.value("IKM_HTTP_Encrypt_Content")),
+            ) {
                 (Some(k), _) => Some(provisor_envelope::Encryption::AesCbc {
                     key: k.clone().into_bytes(),
                     kdf: provisor_envelope::openssl_enc::Kdf::BytesToKey(
@@ -756,14 +763,6 @@ impl Phone {
             }
         }
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.is_empty() || !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
 #[cfg(test)]

@@ -91,6 +91,17 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
+    /// No secrets (for device-independent renderings).
+    pub fn none() -> Secrets {
+        Secrets {
+            aes_key: String::new(),
+            aes_digest: String::new(),
+            ikm: String::new(),
+            path_token: String::new(),
+            previous: None,
+        }
+    }
+
     /// Fresh random secrets: a 32-hex-digit pass phrase and a 128-bit IKM.
     pub fn generate() -> Result<Secrets, StoreError> {
         let random = |n: usize| -> Result<String, StoreError> {
@@ -141,6 +152,21 @@ pub struct Device {
     /// Its secrets.
     #[serde(skip)]
     pub secrets: Secrets,
+}
+
+impl Device {
+    /// A device with only a MAC and these secrets, to be filled in.
+    pub fn blank(mac: Mac, secrets: Secrets) -> Device {
+        Device {
+            mac,
+            model: String::new(),
+            serial: String::new(),
+            description: String::new(),
+            group: None,
+            params: BTreeMap::new(),
+            secrets,
+        }
+    }
 }
 
 /// A group of devices sharing parameters.

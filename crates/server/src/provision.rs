@@ -276,12 +276,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (s.len().is_multiple_of(2) && s.is_ascii())
-        .then(|| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect())
-        .flatten()
-}
-
 /// A salt that depends only on the key and the plaintext (deterministic encryption; see the module documentation).
 fn salt<const N: usize>(key: &[u8], plain: &[u8]) -> [u8; N] {
     let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
@@ -730,21 +724,7 @@ impl<S: Store + 'static> Provisioner<S> {
         if let Some(s) = self.cache.read().expect("not poisoned").get(&key) {
             return Response::served(s);
         }
-        let device = Device {
-            mac: Mac::placeholder(),
-            model: String::new(),
-            serial: String::new(),
-            description: String::new(),
-            group: None,
-            params: BTreeMap::new(),
-            secrets: Secrets {
-                aes_key: String::new(),
-                aes_digest: String::new(),
-                ikm: String::new(),
-                path_token: String::new(),
-                previous: None,
-            },
-        };
+        let device = Device::blank(Mac::placeholder(), Secrets::none());
         let (template, params) = match variant {
             Variant::XmlDefault => (render::XMLDEFAULT, BTreeMap::new()),
             _ => (render::BOOTSTRAP, self.bootstrap_params()),
@@ -930,7 +910,8 @@ impl<S: Store + 'static> Provisioner<S> {
                     (Some(p), true) => p.ikm.as_str(),
                     _ => d.secrets.ikm.as_str(),
                 };
-                let ikm = unhex(ikm_hex).ok_or_else(|| format!("{}: the stored IKM is not hex", d.mac))?;
+                let ikm =
+                    aes128gcm::ikm_from_hex(ikm_hex).ok_or_else(|| format!("{}: the stored IKM is not hex", d.mac))?;
                 let zipped = gzip::compress(&plain);
                 let s = salt::<{ aes128gcm::SALT_LEN }>(&ikm, &zipped);
                 let body = aes128gcm::encrypt(&zipped, &ikm, s, aes128gcm::DEFAULT_RECORD_SIZE, b"")
@@ -991,7 +972,7 @@ impl<S: Store + 'static> Provisioner<S> {
         }
         let mut last_error = String::new();
         for (key, ikm) in key_sets {
-            let keys = Keys { key: Some(key.into_bytes()), ikm: unhex(&ikm), ..Keys::default() };
+            let keys = Keys { key: Some(key.into_bytes()), ikm: aes128gcm::ikm_from_hex(&ikm), ..Keys::default() };
             match provisor_envelope::unwrap(&req.body, &keys, &Limits::default()) {
                 Ok(u) => {
                     let profile = match Profile::parse(&u.plaintext, &ParseOptions::default()) {
