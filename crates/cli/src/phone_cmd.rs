@@ -44,6 +44,12 @@ pub struct PhoneArgs {
     /// Seed of the phone's random delays.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The phone's saved state: a flat profile applied before it boots (e.g. its `cfg.xml`).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Start from this profile URL (sets `Profile_Rule`), e.g. https://prov.example.com/$MA.xml.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 /// `provisor phone ...`.
@@ -116,6 +122,15 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
             .context("setting up HTTPS")?,
     };
     let mut phone = Phone::new(device, args.dhcp_tftp.clone(), args.seed);
+    if let Some(path) = &args.state {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let profile = provisor_profile::Profile::parse(&bytes, &provisor_profile::ParseOptions::default())
+            .map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.position, e.kind))?;
+        phone.preload(&profile);
+    }
+    if let Some(url) = &args.server {
+        phone.preset("Profile_Rule", url);
+    }
     let run = Run { until: args.duration, speed, report_after_resync: args.report };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(drive::simulate(&mut phone, &transport, run, print));

@@ -875,6 +875,31 @@ fn explain_is_a_dry_run_that_shows_decisions_and_macros() {
     assert!(t.contains("next resync in 600 s (periodic)") || t.contains("error_retry"), "{t}");
     assert!(t.contains("$A = Provisioned") && t.contains("$MA = 000e08abcdef"), "{t}");
     assert_eq!(out.status.code(), Some(2), "the last resync failed (404): exit 2");
+    // A saved state and a starting URL; --alias maps a foreign document onto parameters.
+    std::fs::write(
+        dir.path().join("state.xml"),
+        "<flat-profile><GPP_B>/acct/user = /flat-profile/User_ID_1_ ;</GPP_B></flat-profile>",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("acct")).unwrap();
+    std::fs::write(dir.path().join("acct/000e08abcdef.xml"), "<acct><user>7007</user></acct>").unwrap();
+    let out = provisor(&[
+        "phone",
+        "explain",
+        "--mac",
+        "000e08abcdef",
+        "--dir",
+        s(dir.path()),
+        "--state",
+        s(&dir.path().join("state.xml")),
+        "--server",
+        "[--alias b] http://prov.example.com/acct/$MA.xml",
+        "--for",
+        "10m",
+    ]);
+    let t = text(&out.stdout);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("1 parameter(s) changed: User_ID_1_") && t.contains("$UID1 = 7007"), "{t}");
 }
 
 #[test]

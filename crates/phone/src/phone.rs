@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use provisor_envelope::{Keys, Limits};
 use provisor_profile::{ApplyOptions, ParseOptions, PhoneState, Profile};
+use provisor_rules::alias::AliasMap;
 use provisor_rules::log::{self, Fetch as LogFetch};
 use provisor_rules::macros::Variables;
 use provisor_rules::rule::{Rule, RuleKind, Selection};
@@ -257,6 +258,16 @@ impl Phone {
 
     fn parameters(&self) -> Result<ResyncParameters, String> {
         ResyncParameters::from_parameters(|n| self.state.get(n).map(|s| s.value)).map_err(|e| e.to_string())
+    }
+
+    /// Applies a profile before the first boot: the phone's saved state (`provisor phone explain --state FILE`).
+    pub fn preload(&mut self, profile: &Profile) {
+        self.state.apply(profile, &ApplyOptions::default());
+    }
+
+    /// Sets a parameter as a profile would (e.g. `Profile_Rule` for `--server URL`).
+    pub fn preset(&mut self, name: &str, value: &str) {
+        self.set(name, value);
     }
 
     /// Powers the phone on at `now`: `Resync_On_Reset` schedules the first resync after up to
@@ -583,7 +594,16 @@ impl Phone {
         };
         let keys = Keys { key: p.selection.options.key.clone().map(String::into_bytes), ikm, ..Keys::default() };
         let unwrapped = provisor_envelope::unwrap(&r.body, &keys, &Limits::default()).map_err(|e| e.to_string())?;
-        let profile = Profile::parse(&unwrapped.plaintext, &ParseOptions::default())
+        let text = match &p.selection.options.alias {
+            // `--alias`: a foreign XML document whose elements the map in that GPP renames to parameters.
+            Some(param) => {
+                let map = AliasMap::parse(&self.state.value(param))
+                    .map_err(|e| format!("--alias {param}: column {}: {}", e.column, e.message))?;
+                aliased(&unwrapped.plaintext, &map)?.into_bytes()
+            }
+            None => unwrapped.plaintext.clone(),
+        };
+        let profile = Profile::parse(&text, &ParseOptions::default())
             .map_err(|e| format!("profile corrupt at {}: {}", e.position, e.kind))?;
         let report = self.state.apply(&profile, &ApplyOptions::default());
         let layers: Vec<String> = unwrapped.layers.iter().map(|l| format!("{l:?}")).collect();
@@ -765,9 +785,64 @@ impl Phone {
     }
 }
 
+/// A foreign XML document turned into a flat profile through an alias map (SPA provisioning guide, `--alias`): every
+/// element with text whose path the map resolves becomes that parameter.
+pub fn aliased(xml: &[u8], map: &AliasMap) -> Result<String, String> {
+    use quick_xml::XmlVersion;
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut stack: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut out = String::from("<flat-profile>");
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                stack.push(e.name().as_ref().to_string());
+                text.clear();
+            }
+            Ok(Event::Text(t)) => text.push_str(&t.xml_content(XmlVersion::Implicit1_0)),
+            Ok(Event::GeneralRef(r)) => text.push_str(&format!("&{};", r.xml_content(XmlVersion::Implicit1_0))),
+            Ok(Event::CData(t)) => {
+                let raw = t.xml_content(XmlVersion::Implicit1_0);
+                text.push_str(&raw.replace('&', "&amp;").replace('<', "&lt;"));
+            }
+            Ok(Event::End(_)) => {
+                let value = text.trim();
+                if !value.is_empty()
+                    && let Some(param) = map.resolve(&stack)
+                {
+                    // The text is still escaped as in the source document, which is what the profile needs.
+                    out.push_str(&format!("<{param}>{value}</{param}>"));
+                }
+                text.clear();
+                stack.pop();
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(format!("--alias document at byte {}: {e}", reader.error_position())),
+        }
+        buf.clear();
+    }
+    out.push_str("</flat-profile>");
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alias_maps_rename_foreign_elements() {
+        let map = AliasMap::parse("/auth-secret = /flat-profile/Password_1_ ; /CPE/user = /flat-profile/User_ID_1_ ;")
+            .unwrap();
+        let doc = b"<CPE><user>2001</user><SIP-Credentials><auth-secret>a&amp;b</auth-secret></SIP-Credentials><x>1</x></CPE>";
+        let flat = aliased(doc, &map).unwrap();
+        let p = Profile::parse_str(&flat, &ParseOptions::default()).unwrap();
+        assert_eq!(p.get("User_ID_1_").unwrap().value.text(), Some("2001"));
+        assert_eq!(p.get("Password_1_").unwrap().value.text(), Some("a&b"));
+        assert_eq!(p.parameters.len(), 2);
+    }
 
     #[test]
     fn user_agent_version() {

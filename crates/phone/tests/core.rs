@@ -217,3 +217,109 @@ fn reports_upload_the_configuration_encrypted_with_the_key() {
     let plain = provisor_envelope::unwrap(&up.body, &keys, &Default::default()).unwrap().plaintext;
     assert!(String::from_utf8(plain).unwrap().contains("<GPP_SA ua=\"na\">k</GPP_SA>"));
 }
+
+#[test]
+fn schedules_periodic_lists_resync_at_and_random_delay() {
+    // A list in Resync_Periodic: successive successes take successive elements.
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Resync_Periodic>100,200,300</Resync_Periodic><Profile_Rule>http://s/a.xml</Profile_Rule></flat-profile>"),
+        t,
+    );
+    let first = p.poll_timeout().unwrap() - t;
+    let (t2, r) = next_request(&mut p);
+    p.handle_response(r.id, ok("<flat-profile/>"), t2);
+    let second = p.poll_timeout().unwrap() - t2;
+    assert_eq!((first, second), (100, 200), "{}", notes(&p));
+    // Resync_At: the next resync is at that time of day, plus up to Resync_At_Random_Delay.
+    let (t3, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Resync_At>0300</Resync_At><Resync_At_Random_Delay>60</Resync_At_Random_Delay></flat-profile>"),
+        t3,
+    );
+    let at = p.poll_timeout().unwrap();
+    assert!((3 * 3600..=3 * 3600 + 60).contains(&(at % 86_400)), "{at}: {}", notes(&p));
+    // Resync_Random_Delay bounds the boot resync, with any seed.
+    for seed in 0..50 {
+        let mut q = Phone::new(Device::new("000e08aabbcc", "CP-8841-3PCC", "sip88xx.11-0-1MPP"), None, seed);
+        q.boot(1000);
+        assert!((1000..=1002).contains(&q.poll_timeout().unwrap()));
+    }
+}
+
+#[test]
+fn post_sends_the_expanded_gpp_as_the_body() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok(r#"<flat-profile><GPP_C>MAC_Addr = "$MA"; SW_Ver = "$SWVER";</GPP_C><Profile_Rule>[--post c] http://s/post</Profile_Rule></flat-profile>"#),
+        t,
+    );
+    let (_, r) = next_request(&mut p);
+    assert_eq!(r.method, "POST");
+    assert_eq!(String::from_utf8(r.body).unwrap(), r#"MAC_Addr = "000e08aabbcc"; SW_Ver = "sip88xx.11-0-1MPP";"#);
+}
+
+#[test]
+fn downgrade_rev_limit_and_upgrade_enable_stop_upgrades() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Downgrade_Rev_Limit>sip88xx.11-0-0MPP</Downgrade_Rev_Limit>\
+            <Upgrade_Rule>http://s/fw/sip88xx.10-4-1MPP.loads</Upgrade_Rule></flat-profile>"),
+        t,
+    );
+    assert!(p.poll_action().is_none() || !p.busy(), "no firmware fetch");
+    assert!(notes(&p).contains("older than Downgrade_Rev_Limit"), "{}", notes(&p));
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Upgrade_Enable>No</Upgrade_Enable><Downgrade_Rev_Limit></Downgrade_Rev_Limit></flat-profile>"),
+        t,
+    );
+    assert!(notes(&p).contains("Upgrade_Enable is No"), "{}", notes(&p));
+}
+
+#[test]
+fn a_transport_error_is_a_failed_resync_and_syslog_says_so() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Syslog_Server>10.0.0.9:514</Syslog_Server><Profile_Rule>http://s/a.xml</Profile_Rule></flat-profile>"),
+        t,
+    );
+    let due = p.poll_timeout().unwrap();
+    p.handle_timeout(due);
+    let mut lines = Vec::new();
+    let mut request = None;
+    while let Some(a) = p.poll_action() {
+        match a {
+            Action::Syslog { server, line } => lines.push((server, line)),
+            Action::Request(r) => request = Some(r),
+        }
+    }
+    let r = request.unwrap();
+    p.handle_response(r.id, Response { error: Some("connection refused".into()), ..Response::default() }, due);
+    while let Some(a) = p.poll_action() {
+        if let Action::Syslog { server, line } = a {
+            lines.push((server, line));
+        }
+    }
+    assert_eq!(p.failures(), 1);
+    assert!(lines.iter().all(|(s, _)| s == "10.0.0.9:514"));
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("CP-8841-3PCC 00:0e:08:aa:bb:cc -- Requesting resync http://s:80/a.xml")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().unwrap().1.starts_with("<11>")
+            && lines.last().unwrap().1.contains("Resync failed: connection refused"),
+        "{lines:?}"
+    );
+}
