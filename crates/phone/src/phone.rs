@@ -164,6 +164,7 @@ pub struct Phone {
     now: u64,
     booted_at: u64,
     next_resync: Option<(u64, Reason)>,
+    next_upgrade: Option<u64>,
     failures: u32,
     successes: u32,
     provisioning_state: i32,
@@ -204,6 +205,7 @@ impl Phone {
             now: 0,
             booted_at: 0,
             next_resync: None,
+            next_upgrade: None,
             failures: 0,
             successes: 0,
             provisioning_state: 0,
@@ -291,7 +293,13 @@ impl Phone {
 
     /// When the phone next wants [`Phone::handle_timeout`] (virtual seconds), if idle.
     pub fn poll_timeout(&self) -> Option<u64> {
-        if self.busy() { None } else { self.next_resync.map(|(t, _)| t) }
+        if self.busy() {
+            return None;
+        }
+        match (self.next_resync.map(|(t, _)| t), self.next_upgrade) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next action for the driver.
@@ -303,6 +311,18 @@ impl Phone {
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
         if self.busy() {
+            return;
+        }
+        // A failed upgrade is retried after Upgrade_Error_Retry_Delay, on its own timer.
+        if let Some(at) = self.next_upgrade
+            && now >= at
+            && self.next_resync.is_none_or(|(r, _)| r > now)
+        {
+            self.next_upgrade = None;
+            self.note(format!("upgrade retry ($UPGST=2, attempt {})", self.upgrade_failures + 1));
+            if !self.upgrade() {
+                self.schedule_next_if_idle();
+            }
             return;
         }
         let Some((at, reason)) = self.next_resync else { return };
@@ -674,8 +694,10 @@ impl Phone {
         if self.retry(&p, &r) {
             return;
         }
-        self.last_upgrade = Some(p.url.clone());
         if r.status == 200 && !r.body.is_empty() {
+            // Only a completed attempt stops the same URL from being tried again (003, Upgrade Rule).
+            self.last_upgrade = Some(p.url.clone());
+            self.next_upgrade = None;
             let load = upgrade::load_name(&p.url);
             self.upgrade_failures = 0;
             self.upgrade_error.clear();
@@ -689,7 +711,15 @@ impl Phone {
             self.upgrade_error = e.clone();
             self.note(format!("Upgrade_Rule: failed: {e}"));
             self.syslog("Log_Upgrade_Failure_Msg", &p.url, &e);
-            self.schedule_next();
+            if let Ok(params) = self.parameters()
+                && let Some(delay) = schedule::upgrade_retry(&params, self.upgrade_failures, &mut self.rng)
+            {
+                self.next_upgrade = Some(self.now + delay);
+                self.note(format!("upgrade retry in {delay} s (Upgrade_Error_Retry_Delay)"));
+            }
+            if self.next_resync.is_none() {
+                self.schedule_next();
+            }
         }
     }
 
@@ -760,6 +790,12 @@ impl Phone {
                 user_agent: self.device.user_agent(),
                 authorization: None,
             }));
+        }
+    }
+
+    fn schedule_next_if_idle(&mut self) {
+        if self.next_resync.is_none() {
+            self.schedule_next();
         }
     }
 

@@ -323,3 +323,49 @@ fn a_transport_error_is_a_failed_resync_and_syslog_says_so() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_failed_upgrade_is_retried_after_upgrade_error_retry_delay() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Upgrade_Error_Retry_Delay>300</Upgrade_Error_Retry_Delay><Resync_Periodic>3600</Resync_Periodic>\
+            <Upgrade_Rule>http://s/fw/sip88xx.12-0-1MPP.loads</Upgrade_Rule></flat-profile>"),
+        t,
+    );
+    let fw = take_request(&mut p);
+    p.handle_response(fw.id, status(503), t);
+    assert_eq!(p.poll_timeout(), Some(t + 300), "{}", notes(&p));
+    let (t2, again) = next_request(&mut p);
+    assert_eq!((t2, again.purpose), (t + 300, Purpose::Upgrade));
+    assert_eq!(p.variables().get("UPGST"), Some("2"));
+    p.handle_response(again.id, ok("image"), t2);
+    assert_eq!(p.device().firmware, "sip88xx.12-0-1MPP", "{}", notes(&p));
+}
+
+#[test]
+fn proxy_challenges_and_redirects_to_another_scheme() {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok("<flat-profile><Profile_Rule>[--uid u --pwd p] http://s/a.xml</Profile_Rule></flat-profile>"),
+        t,
+    );
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        Response { status: 302, location: Some("https://t:8443/b.xml".into()), ..Response::default() },
+        t,
+    );
+    let r2 = take_request(&mut p);
+    assert_eq!(r2.url.to_string(), "https://t:8443/b.xml");
+    let digest = "Digest realm=\"r\", nonce=\"n1\", qop=\"auth\"".to_string();
+    p.handle_response(r2.id, Response { status: 407, challenges: vec![digest], ..Response::default() }, t);
+    let r3 = take_request(&mut p);
+    let auth = r3.authorization.clone().unwrap();
+    assert!(auth.starts_with("Digest username=\"u\", realm=\"r\", nonce=\"n1\", uri=\"/b.xml\""), "{auth}");
+    p.handle_response(r3.id, ok("<flat-profile><GPP_E>via proxy</GPP_E></flat-profile>"), t);
+    assert_eq!(p.state().value("GPP_E"), "via proxy");
+}
