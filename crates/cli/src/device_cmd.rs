@@ -215,15 +215,7 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
         match cmd {
             DeviceCommand::Add { mac, fields } => {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
-                let mut d = Device {
-                    mac,
-                    model: String::new(),
-                    serial: String::new(),
-                    description: String::new(),
-                    group: None,
-                    params: BTreeMap::new(),
-                    secrets: Secrets::generate()?,
-                };
+                let mut d = Device::blank(mac, Secrets::generate()?);
                 apply_fields(&mut d, fields)?;
                 store.add_device(&d).await?;
                 eprintln!("added {}", d.mac);
