@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use provisor_envelope::{Keys, Limits};
-use provisor_profile::{ApplyOptions, ParseOptions, PhoneState, Profile};
+use provisor_profile::{ApplyOptions, Parameter, ParseOptions, PhoneState, Position, Profile, Value};
 use provisor_rules::alias::AliasMap;
 use provisor_rules::log::{self, Fetch as LogFetch};
 use provisor_rules::macros::Variables;
@@ -457,20 +457,17 @@ impl Phone {
         self.finish_resync();
     }
 
+    /// Sets a parameter as a provisioned profile would (`ua` semantics included).
     fn set(&mut self, name: &str, value: &str) {
-        let escaped: String = value
-            .chars()
-            .map(|c| match c {
-                '&' => "&amp;".to_string(),
-                '<' => "&lt;".to_string(),
-                '>' => "&gt;".to_string(),
-                c => c.to_string(),
-            })
-            .collect();
-        let xml = format!("<flat-profile><{name}>{escaped}</{name}></flat-profile>");
-        if let Ok(p) = Profile::parse_str(&xml, &ParseOptions::default()) {
-            self.state.apply(&p, &ApplyOptions::default());
-        }
+        let parameter = Parameter {
+            name: name.to_string(),
+            value: Value::Text(value.to_string()),
+            ua: None,
+            preserve_value: false,
+            user_pref: None,
+            position: Position::default(),
+        };
+        self.state.apply(&Profile { parameters: vec![parameter] }, &ApplyOptions::default());
     }
 
     fn fetch(&mut self, purpose: Purpose, url: Url, selection: Selection, redirects: u32) {

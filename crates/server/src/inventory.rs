@@ -291,6 +291,25 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Binds a device's fields and secrets in the column order both `INSERT` and `UPDATE` use: model, serial,
+/// description, group, key, digest, IKM, path, and the three previous secrets.
+fn bind_fields<'q>(
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    d: &'q Device,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    q.bind(&d.model)
+        .bind(&d.serial)
+        .bind(&d.description)
+        .bind(&d.group)
+        .bind(&d.secrets.aes_key)
+        .bind(&d.secrets.aes_digest)
+        .bind(&d.secrets.ikm)
+        .bind(&d.secrets.path_token)
+        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
+        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `inventory.sqlite` in `dir`, and brings its schema up to date.
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
@@ -309,27 +328,13 @@ impl SqliteStore {
 
     async fn insert_device(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
         let t = now();
-        let r = sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO devices (mac, model, serial, description, group_name, aes_key, aes_digest, ikm, path_token, \
              prev_aes_key, prev_ikm, prev_path_token, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(d.mac.as_str())
-        .bind(&d.model)
-        .bind(&d.serial)
-        .bind(&d.description)
-        .bind(&d.group)
-        .bind(&d.secrets.aes_key)
-        .bind(&d.secrets.aes_digest)
-        .bind(&d.secrets.ikm)
-        .bind(&d.secrets.path_token)
-        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
-        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
-        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
-        .bind(t)
-        .bind(t)
-        .execute(&mut **tx)
-        .await;
+        .bind(d.mac.as_str());
+        let r = bind_fields(q, d).bind(t).bind(t).execute(&mut **tx).await;
         match r {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::DeviceExists(d.mac.clone()));
@@ -413,26 +418,12 @@ impl Store for SqliteStore {
 
     async fn update_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
+        let q = sqlx::query(
             "UPDATE devices SET model = ?, serial = ?, description = ?, group_name = ?, aes_key = ?, aes_digest = ?, \
              ikm = ?, path_token = ?, prev_aes_key = ?, prev_ikm = ?, prev_path_token = ?, updated_at = ? \
              WHERE mac = ?",
-        )
-        .bind(&d.model)
-        .bind(&d.serial)
-        .bind(&d.description)
-        .bind(&d.group)
-        .bind(&d.secrets.aes_key)
-        .bind(&d.secrets.aes_digest)
-        .bind(&d.secrets.ikm)
-        .bind(&d.secrets.path_token)
-        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
-        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
-        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
-        .bind(now())
-        .bind(d.mac.as_str())
-        .execute(&mut *tx)
-        .await;
+        );
+        let r = bind_fields(q, d).bind(now()).bind(d.mac.as_str()).execute(&mut *tx).await;
         let r = match r {
             Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
                 return Err(StoreError::NoGroup(d.group.clone().unwrap_or_default()));

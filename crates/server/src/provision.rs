@@ -510,7 +510,7 @@ impl<S: Store + 'static> Provisioner<S> {
             Route::Metrics => Response::error(404, "metrics are served over HTTP only"),
             Route::Firmware(name) => self.firmware(&name),
             Route::Report(name) => self.report(req, &name, ua, cert_mac, &mut out).await,
-            Route::EncryptedProfile(token) => self.encrypted(req, &token, cert_mac, &mut out).await,
+            Route::EncryptedProfile(token) => self.encrypted(req, &token, ua, cert_mac, &mut out).await,
             Route::Enterprise(mac) => {
                 if cert_mac.as_ref().is_some_and(|c| *c != mac) {
                     self.refuse(cert_mac, &mac, &path, &mut out)
@@ -641,10 +641,17 @@ impl<S: Store + 'static> Provisioner<S> {
         }
     }
 
-    async fn encrypted(&self, req: &Request, token: &str, cert_mac: Option<Mac>, out: &mut Outcome) -> Response {
+    async fn encrypted(
+        &self,
+        req: &Request,
+        token: &str,
+        ua: Option<&Claims>,
+        cert_mac: Option<Mac>,
+        out: &mut Outcome,
+    ) -> Response {
         let variant = match (self.config.provisioning.encryption, req.protocol) {
             (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
-            _ if self.old_firmware(req) => Variant::CbcMd5,
+            _ if self.old_firmware(ua) => Variant::CbcMd5,
             _ => Variant::Cbc,
         };
         let path_key = Key::Path(token.to_string(), variant);
@@ -688,14 +695,14 @@ impl<S: Store + 'static> Provisioner<S> {
     }
 
     /// Whether the request's User-Agent reports firmware older than `md5_before_firmware`.
-    fn old_firmware(&self, req: &Request) -> bool {
+    fn old_firmware(&self, ua: Option<&Claims>) -> bool {
         use provisor_rules::version::Version;
         let limit = &self.config.provisioning.md5_before_firmware;
         if limit.is_empty() {
             return false;
         }
-        let firmware = req.user_agent.as_deref().and_then(parse_user_agent).and_then(|c| c.firmware);
-        match (firmware.as_deref().map(Version::parse), Version::parse(limit)) {
+        let firmware = ua.and_then(|c| c.firmware.as_deref());
+        match (firmware.map(Version::parse), Version::parse(limit)) {
             (Some(Ok(v)), Ok(l)) => v.compare(&l).is_ok_and(|o| o == std::cmp::Ordering::Less),
             _ => false,
         }
