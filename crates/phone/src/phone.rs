@@ -8,7 +8,7 @@
 //! `--uid/--pwd` at most twice, 404 fails the resync unless `Resync_Fails_On_FNF` is No, any other status is an error;
 //! a profile is accepted only if it decrypts and parses.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use provisor_envelope::{Keys, Limits};
 use provisor_profile::{ApplyOptions, Parameter, ParseOptions, PhoneState, Position, Profile, Value};
@@ -101,6 +101,9 @@ pub struct Request {
     pub user_agent: String,
     /// `Authorization`, when answering a challenge.
     pub authorization: Option<String>,
+    /// `--srv`: the DNS SRV name whose target and port replace the URL's host and port
+    /// (`_ciscoprov-http._tcp.<host>` or `_ciscoprov-https._tls.<host>`, specs.md §4.2).
+    pub srv: Option<String>,
 }
 
 /// What the phone asks its driver to do.
@@ -143,6 +146,17 @@ pub struct Note {
     pub text: String,
 }
 
+/// `Report_To_Server` (specs.md §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportMode {
+    /// Reports go when asked (SIP NOTIFY `Event: report`).
+    OnRequest,
+    /// After local changes, debounced by `Upload_Delay_On_Local_Change`.
+    OnLocalChange,
+    /// Every `Periodic_Upload_To_Server` seconds.
+    Periodically,
+}
+
 /// A fetch in flight.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -180,6 +194,11 @@ pub struct Phone {
     actions: VecDeque<Action>,
     notes: Vec<Note>,
     resyncs: u32,
+    line_active: bool,
+    forced_at: Option<u64>,
+    next_report: Option<u64>,
+    reported: Option<BTreeMap<String, String>>,
+    rebooting_after_upgrade: bool,
 }
 
 const RULES: [&str; 4] = ["Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D"];
@@ -221,6 +240,11 @@ impl Phone {
             actions: VecDeque::new(),
             notes: Vec::new(),
             resyncs: 0,
+            line_active: false,
+            forced_at: None,
+            next_report: None,
+            reported: None,
+            rebooting_after_upgrade: false,
         }
     }
 
@@ -272,12 +296,20 @@ impl Phone {
         self.set(name, value);
     }
 
-    /// Powers the phone on at `now`: `Resync_On_Reset` schedules the first resync after up to
-    /// `Resync_Random_Delay` seconds.
+    /// Powers the phone on at `now` (also a reboot: what was in flight is dropped). `Resync_On_Reset` schedules the
+    /// first resync after up to `Resync_Random_Delay` seconds; after a firmware upgrade,
+    /// `Resync_After_Upgrade_Attempt` resyncs even when `Resync_On_Reset` is No.
     pub fn boot(&mut self, now: u64) {
         self.now = now;
         self.booted_at = now;
         self.provisioning_state = 0;
+        self.pending = None;
+        self.in_resync = false;
+        self.line_active = false;
+        self.forced_at = None;
+        self.next_resync = None;
+        self.next_report = None;
+        let after_upgrade = std::mem::take(&mut self.rebooting_after_upgrade);
         self.note(format!("boot: {} {} running {}", self.device.model, self.device.mac, self.device.firmware));
         match self.parameters() {
             Ok(p) => match schedule::after_boot(&p, &mut self.rng) {
@@ -285,21 +317,32 @@ impl Phone {
                     self.next_resync = Some((now + n.delay, n.reason));
                     self.note(format!("Resync_On_Reset: first resync in {} s", n.delay));
                 }
+                None if after_upgrade && self.enabled("Resync_After_Upgrade_Attempt") => {
+                    self.next_resync = Some((now, Reason::AfterUpgrade));
+                    self.note("Resync_After_Upgrade_Attempt: resync now");
+                }
                 None => self.schedule_next(),
             },
             Err(e) => self.note(format!("cannot schedule: {e}")),
         }
+        self.schedule_reports();
     }
 
-    /// When the phone next wants [`Phone::handle_timeout`] (virtual seconds), if idle.
+    /// Whether a Yes/No parameter is Yes.
+    fn enabled(&self, name: &str) -> bool {
+        self.state.value(name).trim().eq_ignore_ascii_case("yes")
+    }
+
+    /// When the phone next wants [`Phone::handle_timeout`] (virtual seconds). Resyncs and upgrade retries wait while
+    /// a resync or upgrade is in progress; a resync deferred by an active line waits until `Forced_Resync_Delay` has
+    /// passed (or the line goes idle: [`Phone::set_line_active`]).
     pub fn poll_timeout(&self) -> Option<u64> {
-        if self.busy() {
-            return None;
-        }
-        match (self.next_resync.map(|(t, _)| t), self.next_upgrade) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let resync = if self.busy() {
+            None
+        } else {
+            self.forced_at.or(self.next_resync.map(|(t, _)| t)).into_iter().chain(self.next_upgrade).min()
+        };
+        resync.into_iter().chain(self.next_report).min()
     }
 
     /// The next action for the driver.
@@ -307,9 +350,17 @@ impl Phone {
         self.actions.pop_front()
     }
 
-    /// Time passes; a due resync starts.
+    /// Time passes: a due report goes out, a due upgrade retry or resync starts.
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = now;
+        if let Some(at) = self.next_report
+            && now >= at
+        {
+            self.next_report = None;
+            self.note(format!("Report_To_Server is {}: report due", self.state.value("Report_To_Server")));
+            self.report(now);
+            self.schedule_reports();
+        }
         if self.busy() {
             return;
         }
@@ -329,36 +380,157 @@ impl Phone {
         if now < at {
             return;
         }
+        // "If a voice line is active when a resync is due, the phone delays the resync procedure until the line
+        // becomes idle again. However, it waits no longer than Forced_Resync_Delay" (002, Triggers).
+        if self.line_active {
+            let forced = self.parameters().map_or(14_400, |p| schedule::forced_after(&p));
+            match self.forced_at {
+                None if forced > 0 => {
+                    self.forced_at = Some(at + forced);
+                    self.note(format!(
+                        "resync due while a line is active: waiting for idle lines, at most Forced_Resync_Delay \
+                         ({forced} s)"
+                    ));
+                    if now < at + forced {
+                        return;
+                    }
+                }
+                Some(f) if now < f => return,
+                _ => {}
+            }
+            self.note("Forced_Resync_Delay has passed: resyncing although a line is active");
+        }
+        self.forced_at = None;
         self.next_resync = None;
+        if !self.enabled("Provision_Enable") {
+            self.note("resync due, but Provision_Enable is No: no resync until it is Yes again");
+            return;
+        }
         self.provisioning_state = match reason {
             Reason::Boot => 0,
             Reason::ErrorRetry => 2,
+            Reason::Request => -1,
             _ => 1,
         };
-        let vars = self.variables();
-        let allowed = self.parameters().and_then(|p| schedule::triggers_allow(&p, &vars).map_err(|e| e.to_string()));
-        match allowed {
-            Ok(false) => {
-                self.note("resync due, but Resync_Trigger_1/2 do not allow it");
-                self.schedule_next();
-                return;
+        if matches!(reason, Reason::Periodic | Reason::ResyncAt | Reason::ErrorRetry) {
+            let vars = self.variables();
+            let allowed =
+                self.parameters().and_then(|p| schedule::triggers_allow(&p, &vars).map_err(|e| e.to_string()));
+            match allowed {
+                Ok(false) => {
+                    self.note("resync due, but Resync_Trigger_1/2 do not allow it");
+                    self.schedule_next();
+                    return;
+                }
+                Err(e) => self.note(format!("triggers: {e}")),
+                Ok(true) => {}
             }
-            Err(e) => self.note(format!("triggers: {e}")),
-            Ok(true) => {}
         }
         self.start_resync(reason.as_str());
     }
 
-    /// A resync requested from outside (`/admin/resync`, SIP NOTIFY `Event: resync`): `$PRVST` = -1.
+    /// A resync requested from outside (the phone's `/admin/resync`): `$PRVST` = -1. Like every resync it waits
+    /// for idle lines (at most `Forced_Resync_Delay`).
     pub fn resync_now(&mut self, now: u64) {
         self.now = now;
         if self.busy() {
+            self.note("resync requested, but one is in progress");
             return;
         }
-        self.provisioning_state = -1;
-        self.start_resync("request");
+        self.next_resync = Some((now, Reason::Request));
+        self.forced_at = None;
+        self.handle_timeout(now);
     }
 
+    /// A call starts (`true`) or every line goes idle again (`false`). A resync that came due during the call runs
+    /// as soon as the lines are idle.
+    pub fn set_line_active(&mut self, now: u64, active: bool) {
+        self.now = now;
+        if self.line_active == active {
+            return;
+        }
+        self.line_active = active;
+        self.note(if active { "a line is active (call)" } else { "all lines idle" });
+        if !active && self.forced_at.take().is_some() {
+            self.handle_timeout(now);
+        }
+    }
+
+    /// A SIP NOTIFY from the proxy, already authenticated (the phone challenges it with a 401 first: 003, *Enable
+    /// Parameters*). `Event: resync` resyncs when `Resync_From_SIP` is Yes; `report` uploads the `Report_Rule`
+    /// reports; `reboot_now` and `restart_now` restart the phone. Returns whether the phone acted on it.
+    pub fn sip_notify(&mut self, now: u64, event: &str) -> bool {
+        self.now = now;
+        let event = event.trim().to_ascii_lowercase();
+        self.note(format!("SIP NOTIFY Event: {event}"));
+        match event.as_str() {
+            "resync" if self.enabled("Resync_From_SIP") => {
+                self.resync_now(now);
+                true
+            }
+            "resync" => {
+                self.note("ignored: Resync_From_SIP is No");
+                false
+            }
+            "report" => {
+                self.report(now);
+                true
+            }
+            "reboot_now" | "restart_now" => {
+                self.boot(now);
+                true
+            }
+            _ => {
+                self.note("ignored: the phone knows the events resync, report, reboot_now and restart_now");
+                false
+            }
+        }
+    }
+
+    /// The administrator changes a parameter on the phone itself (its web page or keypad). With
+    /// `Report_To_Server` = On Local Change, the reports go `Upload_Delay_On_Local_Change` seconds (10–900) after the
+    /// last such change.
+    pub fn local_change(&mut self, now: u64, name: &str, value: &str) {
+        self.now = now;
+        self.set(name, value);
+        self.note(format!("local change: {name} = {value:?}"));
+        if self.report_mode() == ReportMode::OnLocalChange {
+            let delay = self.seconds("Upload_Delay_On_Local_Change", 60).clamp(10, 900);
+            self.next_report = Some(now + delay);
+            self.note(format!("report in {delay} s (Upload_Delay_On_Local_Change)"));
+        }
+        if name == "Provision_Enable" && self.next_resync.is_none() && !self.busy() {
+            self.schedule_next();
+        }
+        self.schedule_reports();
+    }
+
+    /// A whole number of seconds from a parameter, or `default` when it is empty or not a number.
+    fn seconds(&self, name: &str, default: u64) -> u64 {
+        self.state.value(name).trim().parse().unwrap_or(default)
+    }
+
+    fn report_mode(&self) -> ReportMode {
+        let v = self.state.value("Report_To_Server").to_ascii_lowercase().replace(['_', ' '], "");
+        match v.as_str() {
+            "onlocalchange" => ReportMode::OnLocalChange,
+            "periodically" => ReportMode::Periodically,
+            _ => ReportMode::OnRequest,
+        }
+    }
+
+    /// Keeps the report timer in line with `Report_To_Server`: `Periodically` every `Periodic_Upload_To_Server`
+    /// seconds (at least 600), `On Request` never on its own.
+    fn schedule_reports(&mut self) {
+        match self.report_mode() {
+            ReportMode::Periodically if self.next_report.is_none() => {
+                let period = self.seconds("Periodic_Upload_To_Server", 3600).max(600);
+                self.next_report = Some(self.now + period);
+            }
+            ReportMode::OnRequest => self.next_report = None,
+            _ => {}
+        }
+    }
     /// The phone's macro variables from its live state (Cisco "Macro Expansion"; specs.md §4.1).
     pub fn variables(&self) -> Variables {
         let mut v = Variables::new();
@@ -438,6 +610,15 @@ impl Phone {
                 self.rule_index += 1;
                 continue;
             };
+            if selection.options.srv && url.scheme == Scheme::Tftp {
+                // The 7832 AG's own message.
+                let e = "Error - TFTP Scheme not supported in SRV lookups";
+                self.note(format!("{name}: {e}"));
+                self.syslog("Log_Failure_Msg", &url, e);
+                self.resync_failed = true;
+                self.rule_index += 1;
+                continue;
+            }
             if let (Some(host), Some(port)) = (&self.dhcp_server, self.dhcp_port)
                 && url.scheme == Scheme::Tftp
                 && url.host == *host
@@ -473,6 +654,7 @@ impl Phone {
     fn fetch(&mut self, purpose: Purpose, url: Url, selection: Selection, redirects: u32) {
         let id = self.next_id;
         self.next_id += 1;
+        let srv = srv_name(&url, &selection, redirects);
         let (method, body) = match (&selection.options.post_body, url.scheme) {
             (Some(b), Scheme::Http | Scheme::Https) if purpose != Purpose::Upgrade => ("POST", b.clone().into_bytes()),
             _ => ("GET", Vec::new()),
@@ -485,6 +667,7 @@ impl Phone {
             body,
             user_agent: self.device.user_agent(),
             authorization: None,
+            srv,
         }));
         self.pending = Some(Pending { id, purpose, url, selection, redirects, auth_tries: 0 });
     }
@@ -554,6 +737,7 @@ impl Phone {
                     body: Vec::new(),
                     user_agent: self.device.user_agent(),
                     authorization: Some(authorization),
+                    srv: srv_name(&p.url, &p.selection, p.redirects),
                 }));
                 self.pending = Some(Pending { id, auth_tries: p.auth_tries + 1, ..p.clone() });
                 true
@@ -647,9 +831,18 @@ impl Phone {
             self.successes += 1;
             self.note("resync succeeded");
         }
-        if self.resync_failed || !self.upgrade() {
+        let upgrading = if self.resync_failed {
+            false
+        } else if let Some(at) = self.next_upgrade {
+            self.note(format!("Upgrade_Rule: a retry is due at {at} s (Upgrade_Error_Retry_Delay)"));
+            false
+        } else {
+            self.upgrade()
+        };
+        if !upgrading {
             self.schedule_next();
         }
+        self.schedule_reports();
     }
 
     /// Evaluates `Upgrade_Rule`; returns whether a firmware download started.
@@ -701,6 +894,7 @@ impl Phone {
             self.syslog("Log_Upgrade_Success_Msg", &p.url, "");
             self.note(format!("Upgrade_Rule: {} bytes of {load}; rebooting into it", r.body.len()));
             self.device.firmware = load;
+            self.rebooting_after_upgrade = true;
             self.boot(self.now);
         } else {
             let e = r.error.clone().unwrap_or_else(|| format!("http_get failed (status {})", r.status));
@@ -714,14 +908,20 @@ impl Phone {
                 self.next_upgrade = Some(self.now + delay);
                 self.note(format!("upgrade retry in {delay} s (Upgrade_Error_Retry_Delay)"));
             }
-            if self.next_resync.is_none() {
+            if self.enabled("Resync_After_Upgrade_Attempt") {
+                // "whether the device performs a resync operation [...] after each upgrade attempt" (003).
+                self.next_resync = Some((self.now, Reason::AfterUpgrade));
+                self.note("Resync_After_Upgrade_Attempt: resync now");
+            } else if self.next_resync.is_none() {
                 self.schedule_next();
             }
         }
     }
 
-    /// Uploads the configuration reports of `Report_Rule` now (SIP NOTIFY `Event: report`): the full configuration
-    /// as a flat profile, encrypted with `--key` or, without one, with the IKM if the phone has one.
+    /// Uploads the reports of `Report_Rule` now (SIP NOTIFY `Event: report`, or the `Report_To_Server` timer): per
+    /// item the full configuration as a flat profile, `--delta` only what changed since the last report, `--status`
+    /// the status report; encrypted with `--key` (AES-256-CBC) or, without one, with the IKM if the phone has one
+    /// (RFC 8188). HTTP(S) uploads use `HTTP_Report_Method` (POST by default); TFTP URLs are written (WRQ).
     pub fn report(&mut self, now: u64) {
         self.now = now;
         let text = self.state.value("Report_Rule");
@@ -738,15 +938,37 @@ impl Phone {
                 }
             };
         let method = if self.state.value("HTTP_Report_Method").eq_ignore_ascii_case("put") { "PUT" } else { "POST" };
+        let configuration: BTreeMap<String, String> = self
+            .state
+            .settings()
+            .into_iter()
+            .filter(|(name, _)| *name != "IKM_HTTP_Encrypt_Content") // never reported (003)
+            .map(|(name, setting)| (name.to_string(), setting.value.clone()))
+            .collect();
         for s in selections {
             let Some(url) = s.url.clone() else { continue };
+            let (kind, fields) = if s.options.status {
+                ("status", self.status_fields())
+            } else if s.options.delta {
+                let since = self.reported.as_ref();
+                let changed = configuration
+                    .iter()
+                    .filter(|(n, v)| since.is_none_or(|r| r.get(*n) != Some(*v)))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect();
+                ("delta", changed)
+            } else {
+                ("configuration", configuration.clone())
+            };
             let mut xml = String::from("<flat-profile>\n");
-            for (name, setting) in self.state.settings() {
-                if name == "IKM_HTTP_Encrypt_Content" {
-                    continue; // never reported (003)
+            for (name, value) in &fields {
+                let ua = self.state.get(name).map_or("na".to_string(), |s| s.ua.to_string());
+                let v = value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+                if s.options.status {
+                    xml.push_str(&format!("  <{name}>{v}</{name}>\n"));
+                } else {
+                    xml.push_str(&format!("  <{name} ua=\"{ua}\">{v}</{name}>\n"));
                 }
-                let v = setting.value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-                xml.push_str(&format!("  <{name} ua=\"{}\">{v}</{name}>\n", setting.ua));
             }
             xml.push_str("</flat-profile>\n");
             let encryption = match (
@@ -775,9 +997,18 @@ impl Phone {
                     continue;
                 }
             };
+            let (method, verb) = match url.scheme {
+                Scheme::Tftp => ("PUT", "TFTP write"),
+                _ => (method, method),
+            };
             let id = self.next_id;
             self.next_id += 1;
-            self.note(format!("Report_Rule: {method} {} bytes to {url}", body.len()));
+            self.note(format!(
+                "Report_Rule: {verb} of the {kind} report ({} fields, {} bytes) to {url}",
+                fields.len(),
+                body.len()
+            ));
+            let srv = srv_name(&url, &s, 0);
             self.actions.push_back(Action::Request(Request {
                 id,
                 purpose: Purpose::Report,
@@ -786,10 +1017,34 @@ impl Phone {
                 body,
                 user_agent: self.device.user_agent(),
                 authorization: None,
+                srv,
             }));
         }
+        self.reported = Some(configuration);
     }
 
+    /// The status report. Its schema is not documented (specs.md §4.5); these are the fields of the phone's
+    /// *Info > Status* page, named as flat-profile elements.
+    fn status_fields(&self) -> BTreeMap<String, String> {
+        let d = &self.device;
+        let last = |t: Option<u64>| t.map_or("never".to_string(), |t| format!("{t}"));
+        [
+            ("Product_Name", d.model.clone()),
+            ("Serial_Number", d.serial.clone()),
+            ("Software_Version", d.firmware.clone()),
+            ("Hardware_Version", d.hardware.clone()),
+            ("MAC_Address", d.mac.clone()),
+            ("Client_Certificate", if d.certificate { "Installed" } else { "Not Installed" }.to_string()),
+            ("Current_IP", d.ip.clone()),
+            ("Elapsed_Time", format!("{}", self.now.saturating_sub(self.booted_at))),
+            ("Last_Resync_Time", last(self.last_resync_at)),
+            ("Resync_Status", if self.failures == 0 { "OK" } else { "Failed" }.to_string()),
+            ("Upgrade_Status", if self.upgrade_failures == 0 { "OK".to_string() } else { self.upgrade_error.clone() }),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
+    }
     fn schedule_next_if_idle(&mut self) {
         if self.next_resync.is_none() {
             self.schedule_next();
@@ -815,6 +1070,18 @@ impl Phone {
                 self.note("no further resync scheduled");
             }
         }
+    }
+}
+
+/// The SRV name that `--srv` looks up for a URL, first fetch only (a redirect's Location is used as given).
+fn srv_name(url: &Url, selection: &Selection, redirects: u32) -> Option<String> {
+    if !selection.options.srv || redirects > 0 {
+        return None;
+    }
+    match url.scheme {
+        Scheme::Https => Some(format!("_ciscoprov-https._tls.{}", url.host)),
+        Scheme::Http => Some(format!("_ciscoprov-http._tcp.{}", url.host)),
+        Scheme::Tftp => None,
     }
 }
 

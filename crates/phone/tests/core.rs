@@ -326,22 +326,43 @@ fn a_transport_error_is_a_failed_resync_and_syslog_says_so() {
 
 #[test]
 fn a_failed_upgrade_is_retried_after_upgrade_error_retry_delay() {
+    let profile = "<flat-profile><Upgrade_Error_Retry_Delay>300</Upgrade_Error_Retry_Delay>\
+                   <Resync_Periodic>3600</Resync_Periodic>\
+                   <Upgrade_Rule>http://s/fw/sip88xx.12-0-1MPP.loads</Upgrade_Rule></flat-profile>";
     let mut p = phone();
     let (t, r) = next_request(&mut p);
-    p.handle_response(
-        r.id,
-        ok("<flat-profile><Upgrade_Error_Retry_Delay>300</Upgrade_Error_Retry_Delay><Resync_Periodic>3600</Resync_Periodic>\
-            <Upgrade_Rule>http://s/fw/sip88xx.12-0-1MPP.loads</Upgrade_Rule></flat-profile>"),
-        t,
-    );
+    p.handle_response(r.id, ok(profile), t);
     let fw = take_request(&mut p);
+    assert_eq!(fw.purpose, Purpose::Upgrade);
     p.handle_response(fw.id, status(503), t);
+    // Resync_After_Upgrade_Attempt (Yes by default): a resync at once, which does not try the upgrade again.
+    let (t1, again) = next_request(&mut p);
+    assert_eq!((t1, again.purpose), (t, Purpose::Profile(0)), "{}", notes(&p));
+    p.handle_response(again.id, ok(profile), t1);
+    assert!(p.poll_action().is_none(), "no second upgrade attempt before the retry delay: {}", notes(&p));
+    assert!(notes(&p).contains("resync (after_upgrade), $PRVST=1"), "{}", notes(&p));
     assert_eq!(p.poll_timeout(), Some(t + 300), "{}", notes(&p));
     let (t2, again) = next_request(&mut p);
     assert_eq!((t2, again.purpose), (t + 300, Purpose::Upgrade));
     assert_eq!(p.variables().get("UPGST"), Some("2"));
     p.handle_response(again.id, ok("image"), t2);
     assert_eq!(p.device().firmware, "sip88xx.12-0-1MPP", "{}", notes(&p));
+
+    // Resync_After_Upgrade_Attempt = No: the failure leaves the periodic schedule alone.
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        ok(&profile.replace(
+            "<flat-profile>",
+            "<flat-profile><Resync_After_Upgrade_Attempt>No</Resync_After_Upgrade_Attempt>",
+        )),
+        t,
+    );
+    let fw = take_request(&mut p);
+    p.handle_response(fw.id, status(503), t);
+    assert_eq!(p.poll_timeout(), Some(t + 300), "{}", notes(&p));
+    assert!(!notes(&p).contains("after_upgrade"), "{}", notes(&p));
 }
 
 #[test]
@@ -368,4 +389,190 @@ fn proxy_challenges_and_redirects_to_another_scheme() {
     assert!(auth.starts_with("Digest username=\"u\", realm=\"r\", nonce=\"n1\", uri=\"/b.xml\""), "{auth}");
     p.handle_response(r3.id, ok("<flat-profile><GPP_E>via proxy</GPP_E></flat-profile>"), t);
     assert_eq!(p.state().value("GPP_E"), "via proxy");
+}
+
+/// A phone provisioned with `params` (a flat profile's body), its first resync answered; returns the time.
+fn provisioned(params: &str) -> (Phone, u64) {
+    let mut p = phone();
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, ok(&format!("<flat-profile>{params}</flat-profile>")), t);
+    (p, t)
+}
+
+fn requests(p: &mut Phone) -> Vec<Request> {
+    let mut v = Vec::new();
+    while let Some(a) = p.poll_action() {
+        if let Action::Request(r) = a {
+            v.push(r);
+        }
+    }
+    v
+}
+
+#[test]
+fn a_resync_waits_for_idle_lines_at_most_forced_resync_delay() {
+    let params = "<Resync_Periodic>1000</Resync_Periodic><Forced_Resync_Delay>500</Forced_Resync_Delay>\
+                  <Profile_Rule>http://s/a.xml</Profile_Rule>";
+    // The call ends before Forced_Resync_Delay: the resync runs when the lines go idle.
+    let (mut p, t) = provisioned(params);
+    p.set_line_active(t + 900, true);
+    assert_eq!(p.poll_timeout(), Some(t + 1000));
+    p.handle_timeout(t + 1000);
+    assert!(requests(&mut p).is_empty(), "no resync during the call: {}", notes(&p));
+    assert_eq!(p.poll_timeout(), Some(t + 1500), "woken again when Forced_Resync_Delay has passed");
+    p.set_line_active(t + 1200, false);
+    let r = requests(&mut p);
+    assert_eq!(r.len(), 1, "{}", notes(&p));
+    assert_eq!(r[0].url.to_string(), "http://s/a.xml");
+    // The call goes on: the resync is forced Forced_Resync_Delay after it came due.
+    let (mut p, t) = provisioned(params);
+    p.set_line_active(t + 10, true);
+    p.handle_timeout(t + 1000);
+    assert!(requests(&mut p).is_empty());
+    p.handle_timeout(t + 1499);
+    assert!(requests(&mut p).is_empty());
+    p.handle_timeout(t + 1500);
+    assert_eq!(requests(&mut p).len(), 1, "{}", notes(&p));
+    assert!(notes(&p).contains("resyncing although a line is active"), "{}", notes(&p));
+}
+
+#[test]
+fn sip_notify_resync_follows_resync_from_sip_and_report_and_reboot_work() {
+    let (mut p, t) = provisioned(
+        "<Profile_Rule>http://s/a.xml</Profile_Rule><Report_Rule>http://s/r.xml</Report_Rule>\
+         <Resync_Periodic>3600</Resync_Periodic>",
+    );
+    assert!(p.sip_notify(t + 5, "resync"));
+    let r = requests(&mut p);
+    assert_eq!(r.len(), 1);
+    assert_eq!(p.variables().get("PRVST"), Some("-1"), "an explicit request: $PRVST is -1");
+    p.handle_response(r[0].id, ok("<flat-profile><Resync_From_SIP>No</Resync_From_SIP></flat-profile>"), t + 6);
+    assert!(!p.sip_notify(t + 10, "resync"));
+    assert!(requests(&mut p).is_empty(), "{}", notes(&p));
+    assert!(p.sip_notify(t + 11, "report"));
+    let r = requests(&mut p);
+    assert_eq!((r.len(), r[0].purpose, r[0].method), (1, Purpose::Report, "POST"));
+    assert!(!p.sip_notify(t + 12, "check-sync"));
+    assert!(p.sip_notify(t + 20, "reboot_now"));
+    assert!(notes(&p).contains("    20 boot:") || notes(&p).contains(&format!("{:>6} boot:", t + 20)), "{}", notes(&p));
+    assert!((t + 20..=t + 22).contains(&p.poll_timeout().unwrap()), "Resync_On_Reset after the reboot");
+}
+
+#[test]
+fn provision_enable_no_stops_resyncs_until_it_is_yes_again() {
+    let (mut p, t) = provisioned("<Provision_Enable>No</Provision_Enable><Resync_Periodic>100</Resync_Periodic>");
+    p.handle_timeout(t + 100);
+    assert!(requests(&mut p).is_empty());
+    assert_eq!(p.poll_timeout(), None, "{}", notes(&p));
+    p.local_change(t + 150, "Provision_Enable", "Yes");
+    assert_eq!(p.poll_timeout(), Some(t + 250), "{}", notes(&p));
+    p.handle_timeout(t + 250);
+    assert_eq!(requests(&mut p).len(), 1);
+}
+
+fn decrypt(body: &[u8], key: &str) -> String {
+    let keys = provisor_envelope::Keys { key: Some(key.as_bytes().to_vec()), ..Default::default() };
+    String::from_utf8(provisor_envelope::unwrap(body, &keys, &Default::default()).unwrap().plaintext).unwrap()
+}
+
+#[test]
+fn report_to_server_periodically_and_on_local_change_with_delta_and_status_reports() {
+    // Periodically: every Periodic_Upload_To_Server seconds, 600 at least.
+    let (mut p, t) = provisioned(
+        "<Report_To_Server>Periodically</Report_To_Server><Periodic_Upload_To_Server>100</Periodic_Upload_To_Server>\
+         <Report_Rule>http://s/full.xml</Report_Rule><Resync_Periodic>86400</Resync_Periodic>",
+    );
+    assert_eq!(p.poll_timeout(), Some(t + 600), "{}", notes(&p));
+    p.handle_timeout(t + 600);
+    assert_eq!(requests(&mut p).len(), 1);
+    assert_eq!(p.poll_timeout(), Some(t + 1200));
+
+    // On Local Change: Upload_Delay_On_Local_Change after the last change; --delta carries only what changed,
+    // --status the status page; a TFTP URL is written.
+    let (mut p, t) = provisioned(
+        "<GPP_SA>k</GPP_SA><Report_To_Server>On Local Change</Report_To_Server>\
+         <Upload_Delay_On_Local_Change>30</Upload_Delay_On_Local_Change><Resync_Periodic>86400</Resync_Periodic>\
+         <Report_Rule>[--delta --key $SA]http://s/delta.xml [--status]tftp://s/status.xml</Report_Rule>",
+    );
+    assert_eq!(p.poll_timeout(), Some(t + 86400));
+    p.local_change(t + 10, "Station_Display_Name", "Desk 1");
+    p.local_change(t + 20, "Station_Display_Name", "Desk 2");
+    assert_eq!(p.poll_timeout(), Some(t + 50), "debounced: 30 s after the last change: {}", notes(&p));
+    p.handle_timeout(t + 50);
+    let r = requests(&mut p);
+    assert_eq!(r.len(), 2, "{}", notes(&p));
+    let first_delta = decrypt(&r[0].body, "k");
+    assert!(first_delta.contains("Desk 2") && first_delta.contains("<GPP_SA"), "the first delta is everything");
+    assert_eq!((r[1].method, r[1].url.scheme.as_str()), ("PUT", "tftp"));
+    let status = String::from_utf8(r[1].body.clone()).unwrap();
+    assert!(status.contains("<Product_Name>CP-8841-3PCC</Product_Name>"), "{status}");
+    assert!(status.contains("<MAC_Address>000e08aabbcc</MAC_Address>"), "{status}");
+    p.local_change(t + 100, "Station_Display_Name", "Desk 3");
+    p.handle_timeout(t + 130);
+    let r = requests(&mut p);
+    let delta = decrypt(&r[0].body, "k");
+    assert!(delta.contains("Desk 3") && !delta.contains("GPP_SA"), "only the change: {delta}");
+
+    // On Request (the default): no timer.
+    let (p, t) = provisioned("<Report_Rule>http://s/r.xml</Report_Rule><Resync_Periodic>5000</Resync_Periodic>");
+    assert_eq!(p.poll_timeout(), Some(t + 5000));
+}
+
+#[test]
+fn srv_names_the_lookup_and_fails_with_tftp() {
+    let (mut p, t) = provisioned(
+        "<Profile_Rule>[--srv] https://prov.example.com/$MA.xml</Profile_Rule>\
+         <Profile_Rule_B>[--srv] tftp://prov.example.com/b.xml</Profile_Rule_B><Resync_Periodic>100</Resync_Periodic>",
+    );
+    // The first resync already failed on Profile_Rule_B: the retry follows Resync_Error_Retry_Delay.
+    assert!(notes(&p).contains("Error - TFTP Scheme not supported in SRV lookups"), "{}", notes(&p));
+    assert_eq!(p.failures(), 1);
+    let (t, r) = next_request(&mut p);
+    assert_eq!(r.srv.as_deref(), Some("_ciscoprov-https._tls.prov.example.com"));
+    p.handle_response(r.id, ok("<flat-profile/>"), t + 1);
+    assert!(requests(&mut p).is_empty(), "no TFTP fetch with --srv");
+    assert_eq!(p.failures(), 2);
+}
+
+#[test]
+fn periodic_ranges_and_error_retry_lists_through_the_core() {
+    // Resync_Periodic "2400+30": 2400 s plus up to 30 s, for any seed.
+    for seed in 0..20 {
+        let mut p =
+            Phone::new(Device::new("000e08aabbcc", "CP-8841-3PCC", "sip88xx.11-0-1MPP"), Some("10.0.0.5".into()), seed);
+        p.boot(0);
+        let (t, r) = next_request(&mut p);
+        p.handle_response(r.id, ok("<flat-profile><Resync_Periodic>2400+30</Resync_Periodic></flat-profile>"), t);
+        let d = p.poll_timeout().unwrap() - t;
+        assert!((2400..=2430).contains(&d), "{d}");
+    }
+    // Resync_Error_Retry_Delay "30,60,120": successive failures take successive elements, then the last one.
+    let (mut p, _) = provisioned(
+        "<Resync_Error_Retry_Delay>30,60,120</Resync_Error_Retry_Delay><Profile_Rule>http://s/a.xml</Profile_Rule>\
+         <Resync_Periodic>1000</Resync_Periodic>",
+    );
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let (t, r) = next_request(&mut p);
+        p.handle_response(r.id, status(500), t);
+        delays.push(p.poll_timeout().unwrap() - t);
+    }
+    assert_eq!(delays, [30, 60, 120, 120], "{}", notes(&p));
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, ok("<flat-profile/>"), t);
+    assert_eq!(p.poll_timeout().unwrap() - t, 1000, "a success goes back to Resync_Periodic");
+}
+
+#[test]
+fn resync_after_upgrade_attempt_resyncs_after_the_reboot_without_resync_on_reset() {
+    let (mut p, t) = provisioned(
+        "<Resync_On_Reset>No</Resync_On_Reset><Upgrade_Rule>http://s/fw/sip88xx.12-0-1MPP.loads</Upgrade_Rule>\
+         <Profile_Rule>http://s/a.xml</Profile_Rule>",
+    );
+    let fw = take_request(&mut p);
+    p.handle_response(fw.id, ok("image"), t + 5);
+    assert_eq!(p.poll_timeout(), Some(t + 5), "{}", notes(&p));
+    let (_, r) = next_request(&mut p);
+    assert_eq!(r.url.to_string(), "http://s/a.xml");
+    assert!(notes(&p).contains("resync (after_upgrade)"), "{}", notes(&p));
 }

@@ -186,6 +186,10 @@ pub enum Reason {
     ResyncAt,
     /// `Resync_Error_Retry_Delay` after a failure.
     ErrorRetry,
+    /// Asked for: SIP NOTIFY `Event: resync` (`Resync_From_SIP`), or the phone's `/admin/resync`.
+    Request,
+    /// `Resync_After_Upgrade_Attempt`.
+    AfterUpgrade,
 }
 
 impl Reason {
@@ -196,6 +200,8 @@ impl Reason {
             Reason::Periodic => "periodic",
             Reason::ResyncAt => "resync_at",
             Reason::ErrorRetry => "error_retry",
+            Reason::Request => "request",
+            Reason::AfterUpgrade => "after_upgrade",
         }
     }
 }
