@@ -520,7 +520,7 @@ fn report_to_server_periodically_and_on_local_change_with_delta_and_status_repor
 
 #[test]
 fn srv_names_the_lookup_and_fails_with_tftp() {
-    let (mut p, t) = provisioned(
+    let (mut p, _) = provisioned(
         "<Profile_Rule>[--srv] https://prov.example.com/$MA.xml</Profile_Rule>\
          <Profile_Rule_B>[--srv] tftp://prov.example.com/b.xml</Profile_Rule_B><Resync_Periodic>100</Resync_Periodic>",
     );
