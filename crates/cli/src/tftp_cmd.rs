@@ -83,6 +83,42 @@ pub enum TftpCommand {
         #[arg(long)]
         netascii: bool,
     },
+    /// Upload a file to a TFTP server (a write request), as phones upload reports and logs.
+    Put {
+        /// The server, HOST or HOST:PORT (default port 69).
+        server: String,
+        /// The local file to send (- for standard input).
+        file: PathBuf,
+        /// The name to store it under (default: the file's base name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Ask for this block size.
+        #[arg(long)]
+        blksize: Option<u16>,
+        /// Ask for this timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u8>,
+        /// Do not offer tsize.
+        #[arg(long)]
+        no_tsize: bool,
+        /// Transfer in netascii mode.
+        #[arg(long)]
+        netascii: bool,
+    },
+}
+
+/// `HOST`, `HOST:PORT` or `[V6]:PORT` to an address (port 69 by default).
+fn server_address(server: &str) -> Result<std::net::SocketAddr> {
+    let with_port = if server.contains(':') && !server.starts_with('[') || server.contains("]:") {
+        server.to_string()
+    } else {
+        format!("{server}:69")
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("{server}: cannot resolve"))?
+        .next()
+        .with_context(|| format!("{server}: no address"))
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -155,16 +191,7 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TftpCommand::Get { server, file, output, blksize, windowsize, timeout, no_tsize, netascii } => {
-            let with_port = if server.contains(':') && !server.starts_with('[') || server.contains("]:") {
-                server.clone()
-            } else {
-                format!("{server}:69")
-            };
-            let addr = with_port
-                .to_socket_addrs()
-                .with_context(|| format!("{server}: cannot resolve"))?
-                .next()
-                .with_context(|| format!("{server}: no address"))?;
+            let addr = server_address(&server)?;
             let config = ClientConfig {
                 mode: if netascii { Mode::NetAscii } else { Mode::Octet },
                 blksize,
@@ -182,6 +209,31 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                 PathBuf::from(Path::new(&file).file_name().map_or("download".into(), |n| n.to_os_string()))
             });
             write_output(&out, &download.data)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TftpCommand::Put { server, file, name, blksize, timeout, no_tsize, netascii } => {
+            let addr = server_address(&server)?;
+            let data = if file.as_os_str() == "-" {
+                let mut d = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut d).context("standard input")?;
+                d
+            } else {
+                std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?
+            };
+            let name = match name {
+                Some(n) => n,
+                None => file.file_name().and_then(|n| n.to_str()).context("--name is needed for standard input")?.to_string(),
+            };
+            let config = ClientConfig {
+                mode: if netascii { Mode::NetAscii } else { Mode::Octet },
+                blksize,
+                timeout,
+                tsize: !no_tsize,
+                ..ClientConfig::default()
+            };
+            if let Err(e) = runtime()?.block_on(provisor_tftp::fetch::upload(addr, &name, &data, config)) {
+                bail!("{name}: {e}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

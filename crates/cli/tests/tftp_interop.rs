@@ -219,7 +219,8 @@ fn our_client_against_tftpd_hpa() {
     std::fs::write(root.path().join("t.txt"), "a\nb\r\n").unwrap();
     let port = free_port();
     let mut child = Command::new("/usr/sbin/in.tftpd")
-        .args(["-L", "-a", &format!("127.0.0.1:{port}"), "-s", root.path().to_str().unwrap(), "-u", "root"])
+        // -c: write requests may create files (uploads).
+        .args(["-L", "-c", "-a", &format!("127.0.0.1:{port}"), "-s", root.path().to_str().unwrap(), "-u", "root"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -247,6 +248,21 @@ fn our_client_against_tftpd_hpa() {
     let o = Command::new(bin).args(["tftp", "get", &server, "nope", "-o", t.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("server error 1"));
+    // Uploads (write requests): empty, an exact multiple of the block size (a final empty block), large.
+    for (name, len, extra) in [
+        ("empty.bin", 0, vec![]),
+        ("exact.bin", 1024, vec![]),
+        ("large.bin", 300_000, vec!["--blksize", "1468"]),
+        ("plain.bin", 5000, vec!["--no-tsize"]),
+    ] {
+        let src = out.path().join(format!("src-{name}"));
+        random_file(&src, len);
+        let mut args = vec!["tftp", "put", &server, src.to_str().unwrap(), "--name", name];
+        args.extend(extra.iter().copied());
+        let o = Command::new(bin).args(&args).output().unwrap();
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(same(&src, &root.path().join(name)), "{name} arrived whole");
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -265,6 +281,8 @@ fn uploads_from_real_clients() {
         let server = provisor_server(root.path(), &[]);
         let o = run("curl", &["-s", "-T", log_s, &format!("tftp://127.0.0.1:{}/x.txt", server.port)]);
         assert_eq!(o.status.code(), Some(69), "uploads are refused by default (ERROR 2)");
+        let o = run(env!("CARGO_BIN_EXE_provisor"), &["tftp", "put", &format!("127.0.0.1:{}", server.port), log_s]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("server error 2"), "{o:?}");
     }
     let server = provisor_server(
         root.path(),
@@ -279,8 +297,10 @@ fn uploads_from_real_clients() {
     run("busybox", &["tftp", "-p", "-l", log_s, "-r", "busybox.txt", "127.0.0.1", &p]);
     let o = run("curl", &["-sS", "-T", log_s, &format!("tftp://127.0.0.1:{p}/curl.txt")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(env!("CARGO_BIN_EXE_provisor"), &["tftp", "put", &format!("127.0.0.1:{p}"), log_s, "--name", "own.txt"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::thread::sleep(Duration::from_millis(200));
-    for name in ["hpa.txt", "atftp.txt", "busybox.txt", "curl.txt"] {
+    for name in ["hpa.txt", "atftp.txt", "busybox.txt", "curl.txt", "own.txt"] {
         assert!(same(&log, &uploads.path().join(name)), "{name}");
     }
     // No overwrite (ERROR 6), no escape (ERROR 2), no file over the limit (ERROR 3).

@@ -308,6 +308,201 @@ impl ReadClient {
     }
 }
 
+/// The client side of an upload (write request), lock-step (RFC 1350, with RFC 2347–2349 `blksize`, `tsize` and
+/// `timeout`): WRQ, then DATA 1.. each answered by its ACK; the request and the block in flight are sent again
+/// when the answer does not come, and a duplicate ACK is ignored (no Sorcerer's Apprentice).
+pub struct WriteClient {
+    config: ClientConfig,
+    filename: String,
+    data: Vec<u8>,
+    state: WriteState,
+    blksize: usize,
+    timeout: Duration,
+    /// The block in flight (1-based); 0 while the request is.
+    block: u64,
+    send: bool,
+    pending_error: Option<(ErrorCode, String)>,
+    deadline: Option<Instant>,
+    retries: u32,
+    error: Option<ClientError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteState {
+    Requesting,
+    Sending,
+    Done,
+    Failed,
+}
+
+impl WriteClient {
+    /// An upload of `data` as `filename` (windowsize is not used: uploads are small).
+    pub fn new(filename: &str, data: &[u8], config: ClientConfig) -> WriteClient {
+        let timeout = config.timeout.map_or(config.retransmit, |t| Duration::from_secs(u64::from(t)));
+        let data = if config.mode == Mode::NetAscii { crate::netascii::encode(data) } else { data.to_vec() };
+        WriteClient {
+            filename: filename.to_string(),
+            data,
+            state: WriteState::Requesting,
+            blksize: 512,
+            timeout,
+            block: 0,
+            send: true,
+            pending_error: None,
+            deadline: None,
+            retries: 0,
+            error: None,
+            config,
+        }
+    }
+
+    /// Blocks in the whole transfer: a last short (possibly empty) block ends it.
+    fn blocks(&self) -> u64 {
+        (self.data.len() / self.blksize) as u64 + 1
+    }
+
+    fn fail(&mut self, e: ClientError) {
+        self.error = Some(e);
+        self.state = WriteState::Failed;
+        self.deadline = None;
+    }
+
+    fn negotiate(&mut self, options: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]) -> Result<(), String> {
+        for (name, value) in options {
+            let v: u64 = value.trim().parse().map_err(|_| format!("{name}={value} is not a number"))?;
+            match name.to_ascii_lowercase().as_str() {
+                "blksize" => {
+                    let asked = u64::from(self.config.blksize.ok_or("blksize was not requested")?);
+                    if !(8..=asked).contains(&v) {
+                        return Err(format!("blksize {v} is outside 8..={asked}"));
+                    }
+                    self.blksize = v as usize;
+                }
+                "timeout" if (1..=255).contains(&v) => self.timeout = Duration::from_secs(v),
+                "timeout" => return Err(format!("timeout {v} is outside 1..=255")),
+                "tsize" if v == self.data.len() as u64 => {}
+                "tsize" => return Err(format!("tsize {v} is not the {} bytes offered", self.data.len())),
+                other => return Err(format!("the server acknowledged {other}, which was not requested")),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_sending(&mut self) {
+        self.state = WriteState::Sending;
+        self.block = 1;
+        self.send = true;
+        self.retries = 0;
+    }
+
+    /// Feeds a datagram from the server's TID.
+    pub fn handle(&mut self, datagram: &[u8], _now: Instant) {
+        let Ok(packet) = Packet::decode(datagram) else { return };
+        match (packet, self.state) {
+            (Packet::Oack { options }, WriteState::Requesting) => match self.negotiate(&options) {
+                Ok(()) => self.start_sending(),
+                Err(message) => {
+                    self.pending_error = Some((ErrorCode::OptionNegotiation, message.clone()));
+                    self.fail(ClientError::Negotiation(message));
+                }
+            },
+            // No OACK: the server ignored every option; RFC 1350 defaults apply.
+            (Packet::Ack { block: 0 }, WriteState::Requesting) => {
+                self.blksize = 512;
+                self.start_sending();
+            }
+            (Packet::Ack { block }, WriteState::Sending) if block == self.block as u16 => {
+                if self.block == self.blocks() {
+                    self.state = WriteState::Done;
+                    self.deadline = None;
+                } else {
+                    self.block += 1;
+                    self.send = true;
+                    self.retries = 0;
+                }
+            }
+            (Packet::Error { code, message }, WriteState::Requesting | WriteState::Sending) => {
+                self.fail(ClientError::Server { code, message: message.into_owned() });
+            }
+            _ => {}
+        }
+    }
+
+    /// The next datagram to send into `out`; `false` when there is none.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if let Some((code, message)) = self.pending_error.take() {
+            packet::encode_error(out, code, &message);
+            return true;
+        }
+        if !self.send {
+            return false;
+        }
+        self.send = false;
+        match self.state {
+            WriteState::Requesting => {
+                let mut options: Vec<(&str, String)> = Vec::new();
+                if self.config.tsize && self.config.mode != Mode::NetAscii {
+                    options.push(("tsize", self.data.len().to_string()));
+                }
+                if let Some(b) = self.config.blksize {
+                    options.push(("blksize", b.to_string()));
+                }
+                if let Some(t) = self.config.timeout {
+                    options.push(("timeout", t.to_string()));
+                }
+                packet::encode_request(out, true, &self.filename, self.config.mode.as_str(), &options);
+            }
+            WriteState::Sending => {
+                let start = ((self.block - 1) as usize * self.blksize).min(self.data.len());
+                let end = (start + self.blksize).min(self.data.len());
+                // Block numbers wrap to 0 after 65535, as tftpd-hpa expects.
+                packet::encode_data(out, self.block as u16, &self.data[start..end]);
+            }
+            _ => return false,
+        }
+        self.deadline = Some(now + self.timeout);
+        true
+    }
+
+    /// When [`WriteClient::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Sends the request or the block in flight again when the deadline passed; gives up after the retry limit.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.deadline {
+            Some(d) if now >= d => {}
+            _ => return,
+        }
+        self.retries += 1;
+        if self.retries > self.config.retries {
+            self.fail(ClientError::TimedOut);
+        } else {
+            self.send = true;
+        }
+    }
+
+    /// Whether the upload is over.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, WriteState::Done | WriteState::Failed) && self.pending_error.is_none()
+    }
+
+    /// The result, once finished: the bytes sent, or why it failed.
+    pub fn result(&self) -> Option<Result<u64, &ClientError>> {
+        match self.state {
+            WriteState::Done => Some(Ok(self.data.len() as u64)),
+            WriteState::Failed => self.error.as_ref().map(Err),
+            _ => None,
+        }
+    }
+
+    /// The block size in use.
+    pub fn blksize(&self) -> usize {
+        self.blksize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +543,50 @@ mod tests {
             c.handle(&data(b, 512), now);
         }
         assert_eq!(acks(&mut c, now), [9]);
+    }
+
+    #[test]
+    fn upload_lock_step_with_a_final_empty_block_and_duplicate_acks_ignored() {
+        let now = Instant::now();
+        let config = ClientConfig { blksize: Some(8), ..ClientConfig::default() };
+        let mut c = WriteClient::new("r.xml", &[1u8; 16], config);
+        let mut out = Vec::new();
+        assert!(c.poll_transmit(now, &mut out));
+        match Packet::decode(&out).unwrap() {
+            Packet::Wrq { filename, options, .. } => {
+                assert_eq!(filename, "r.xml");
+                assert!(options.iter().any(|(k, v)| k == "tsize" && v == "16"));
+            }
+            p => panic!("{p:?}"),
+        }
+        let mut oack = Vec::new();
+        packet::encode_oack(&mut oack, &[("blksize".into(), "8".into()), ("tsize".into(), "16".into())]);
+        c.handle(&oack, now);
+        let mut blocks = Vec::new();
+        for _ in 0..3 {
+            out.clear();
+            assert!(c.poll_transmit(now, &mut out));
+            let Packet::Data { block, data } = Packet::decode(&out).unwrap() else { panic!() };
+            blocks.push((block, data.len()));
+            let mut ack = Vec::new();
+            packet::encode_ack(&mut ack, block);
+            c.handle(&ack, now);
+            c.handle(&ack, now); // a duplicate: ignored
+        }
+        assert_eq!(blocks, [(1, 8), (2, 8), (3, 0)]);
+        assert!(c.is_finished());
+        assert_eq!(c.result(), Some(Ok(16)));
+        // A lost ACK: the block goes again after the timeout.
+        let mut c = WriteClient::new("r.xml", b"abc", ClientConfig::default());
+        assert!(c.poll_transmit(now, &mut out));
+        let mut ack0 = Vec::new();
+        packet::encode_ack(&mut ack0, 0);
+        c.handle(&ack0, now);
+        assert!(c.poll_transmit(now, &mut out));
+        assert!(!c.poll_transmit(now, &mut out));
+        c.handle_timeout(now + Duration::from_secs(2));
+        out.clear();
+        assert!(c.poll_transmit(now, &mut out));
+        assert!(matches!(Packet::decode(&out).unwrap(), Packet::Data { block: 1, .. }));
     }
 }

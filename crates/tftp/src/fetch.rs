@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
-use crate::client::{ClientConfig, ClientError, ReadClient};
+use crate::client::{ClientConfig, ClientError, ReadClient, WriteClient};
 use crate::packet::{self, ErrorCode};
 
 /// Why a download failed.
@@ -34,32 +34,64 @@ pub struct Download {
     pub tsize: Option<u64>,
 }
 
-/// Downloads `filename` from the server at `server`.
-pub async fn download(server: SocketAddr, filename: &str, config: ClientConfig) -> Result<Download, FetchError> {
+/// The two client state machines, as the socket loop drives them.
+trait Transfer {
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn handle(&mut self, datagram: &[u8], now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn is_finished(&self) -> bool;
+}
+
+macro_rules! transfer {
+    ($t:ty) => {
+        impl Transfer for $t {
+            fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+                <$t>::poll_transmit(self, now, out)
+            }
+            fn handle(&mut self, datagram: &[u8], now: Instant) {
+                <$t>::handle(self, datagram, now)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn is_finished(&self) -> bool {
+                <$t>::is_finished(self)
+            }
+        }
+    };
+}
+transfer!(ReadClient);
+transfer!(WriteClient);
+
+/// Runs a transfer with `server` to its end; `after_send` sees the client after each round of sends.
+async fn run<T: Transfer>(server: SocketAddr, c: &mut T, mut after_send: impl FnMut(&mut T)) -> io::Result<()> {
     let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("literal");
     let socket = UdpSocket::bind(bind).await?;
-    let mut c = ReadClient::new(filename, config);
     let mut peer: Option<SocketAddr> = None;
     let mut out = Vec::with_capacity(600);
     let mut buf = vec![0u8; 65536];
-    let mut data = Vec::new();
     loop {
         let now = Instant::now();
         while c.poll_transmit(now, &mut out) {
             // The request goes to the listening port; everything after it to the transfer's own port (its TID).
             socket.send_to(&out, peer.unwrap_or(server)).await?;
+            out.clear();
         }
-        data.extend(c.take_data());
+        after_send(c);
         if c.is_finished() {
-            break;
+            return Ok(());
         }
-        let Some(deadline) = c.poll_timeout() else { break };
+        let Some(deadline) = c.poll_timeout() else { return Ok(()) };
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let (len, from) = match r {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 };
                 match peer {
                     None if from.ip() == server.ip() || server.ip().is_unspecified() => peer = Some(from),
@@ -76,9 +108,27 @@ pub async fn download(server: SocketAddr, filename: &str, config: ClientConfig) 
             _ = tokio::time::sleep_until(deadline.into()) => c.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Downloads `filename` from the server at `server`.
+pub async fn download(server: SocketAddr, filename: &str, config: ClientConfig) -> Result<Download, FetchError> {
+    let mut c = ReadClient::new(filename, config);
+    let mut data = Vec::new();
+    run(server, &mut c, |c| data.extend(c.take_data())).await?;
     data.extend(c.take_data());
     match c.result() {
         Some(Ok(_)) => Ok(Download { data, blksize: c.blksize(), windowsize: c.windowsize(), tsize: c.tsize() }),
+        Some(Err(e)) => Err(e.clone().into()),
+        None => Err(ClientError::TimedOut.into()),
+    }
+}
+
+/// Uploads `data` as `filename` to the server at `server` (a write request); returns the block size used.
+pub async fn upload(server: SocketAddr, filename: &str, data: &[u8], config: ClientConfig) -> Result<usize, FetchError> {
+    let mut c = WriteClient::new(filename, data, config);
+    run(server, &mut c, |_| {}).await?;
+    match c.result() {
+        Some(Ok(_)) => Ok(c.blksize()),
         Some(Err(e)) => Err(e.clone().into()),
         None => Err(ClientError::TimedOut.into()),
     }
