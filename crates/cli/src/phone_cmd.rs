@@ -50,6 +50,15 @@ pub struct PhoneArgs {
     /// Start from this profile URL (sets `Profile_Rule`), e.g. https://prov.example.com/$MA.xml.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    /// Something that happens at a set time (repeatable): AT:call:DURATION (a line is busy: due resyncs wait for
+    /// it, at most Forced_Resync_Delay), AT:notify:EVENT (a SIP NOTIFY: resync, report, reboot_now, restart_now),
+    /// AT:set:NAME=VALUE (a change on the phone's own web page, for Report_To_Server = On Local Change).
+    /// E.g. --event 2h:call:45m --event 3h:notify:resync.
+    #[arg(long = "event", value_name = "AT:KIND:ARG")]
+    events: Vec<drive::Scripted>,
+    /// The DNS server for --srv rules (HOST:PORT; default: the system's resolver).
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<std::net::SocketAddr>,
 }
 
 /// `provisor phone ...`.
@@ -76,16 +85,7 @@ pub enum PhoneCommand {
 }
 
 fn duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration such as 90s, 30m or 24h"))?;
-    Ok(n * match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d)")),
-    })
+    drive::parse_duration(s)
 }
 
 fn clock(t: u64) -> String {
@@ -121,6 +121,10 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
         None => Transport::new(args.ca.as_deref(), args.cert.as_deref().zip(args.cert_key.as_deref()))
             .context("setting up HTTPS")?,
     };
+    let transport = match args.dns {
+        Some(dns) => transport.with_dns(dns),
+        None => transport,
+    };
     let mut phone = Phone::new(device, args.dhcp_tftp.clone(), args.seed);
     if let Some(path) = &args.state {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -131,7 +135,7 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.server {
         phone.preset("Profile_Rule", url);
     }
-    let run = Run { until: args.duration, speed, report_after_resync: args.report };
+    let run = Run { until: args.duration, speed, report_after_resync: args.report, script: args.events.clone() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(drive::simulate(&mut phone, &transport, run, print));
     if speed.is_infinite() {

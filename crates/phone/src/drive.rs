@@ -20,6 +20,7 @@ use provisor_rules::url::Scheme;
 pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
     dir: Option<std::path::PathBuf>,
+    dns: Option<SocketAddr>,
 }
 
 /// Why a transport could not be set up.
@@ -53,13 +54,19 @@ impl Transport {
             }
             None => builder.with_no_client_auth(),
         };
-        Ok(Transport { tls: Some(Arc::new(config)), dir: None })
+        Ok(Transport { tls: Some(Arc::new(config)), dir: None, dns: None })
+    }
+
+    /// Looks `--srv` names up at this DNS server instead of the system's (`/etc/resolv.conf`).
+    pub fn with_dns(mut self, server: SocketAddr) -> Transport {
+        self.dns = Some(server);
+        self
     }
 
     /// A dry-run transport: every URL's path is a file under `dir` (any scheme, any host); uploads are accepted and
     /// dropped.
     pub fn directory(dir: &Path) -> Transport {
-        Transport { tls: None, dir: Some(dir.to_path_buf()) }
+        Transport { tls: None, dir: Some(dir.to_path_buf()), dns: None }
     }
 
     /// Carries out one request (time limit 30 s).
@@ -68,6 +75,17 @@ impl Transport {
             return from_directory(dir, r);
         }
         let result = tokio::time::timeout(Duration::from_secs(30), async {
+            let located;
+            let r = match &r.srv {
+                Some(name) => {
+                    let (host, port) = self.srv(name).await?;
+                    let mut l = r.clone();
+                    (l.url.host, l.url.port) = (host, port);
+                    located = l;
+                    &located
+                }
+                None => r,
+            };
             match r.url.scheme {
                 Scheme::Tftp => tftp(r).await,
                 Scheme::Http | Scheme::Https => self.http(r).await,
@@ -79,6 +97,29 @@ impl Transport {
             Ok(Err(e)) => Response { error: Some(e), ..Response::default() },
             Err(_) => Response { error: Some("timed out".into()), ..Response::default() },
         }
+    }
+
+    /// The target and port of an SRV name: the lowest priority, and among those the highest weight (RFC 2782 picks
+    /// by weight at random; a simulator is deterministic).
+    async fn srv(&self, name: &str) -> Result<(String, u16), String> {
+        use hickory_resolver::Resolver;
+        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        let provider = TokioConnectionProvider::default();
+        let resolver = match self.dns {
+            Some(server) => {
+                let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+                Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider).build()
+            }
+            None => Resolver::builder(provider).map_err(|e| format!("DNS: {e}"))?.build(),
+        };
+        let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+        let lookup = resolver.srv_lookup(fqdn.as_str()).await.map_err(|e| format!("SRV lookup {name}: {e}"))?;
+        let best = lookup
+            .iter()
+            .min_by_key(|s| (s.priority(), std::cmp::Reverse(s.weight())))
+            .ok_or_else(|| format!("SRV lookup {name}: no record"))?;
+        Ok((best.target().to_utf8().trim_end_matches('.').to_string(), best.port()))
     }
 
     async fn http(&self, r: &Request) -> Result<Response, String> {
@@ -121,11 +162,15 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 }
 
 async fn tftp(r: &Request) -> Result<Response, String> {
-    if r.method != "GET" {
-        return Err("TFTP uploads are not simulated".into());
-    }
     let addr = resolve(&r.url.host, r.url.port).await?;
     let config = provisor_tftp::client::ClientConfig { blksize: Some(1428), ..Default::default() };
+    if r.method != "GET" {
+        // A report to a TFTP URL is a write request (SPA guide: "TFTP PUT").
+        return match provisor_tftp::fetch::upload(addr, &r.url.path, &r.body, config).await {
+            Ok(_) => Ok(Response { status: 200, ..Response::default() }),
+            Err(e) => Err(format!("tftp: {e}")),
+        };
+    }
     match provisor_tftp::fetch::download(addr, &r.url.path, config).await {
         Ok(d) => Ok(Response { status: 200, body: d.data, ..Response::default() }),
         Err(provisor_tftp::fetch::FetchError::Protocol(provisor_tftp::client::ClientError::Server {
@@ -235,8 +280,75 @@ async fn syslog(server: &str, line: &str) {
     }
 }
 
+/// A duration such as `90`, `90s`, `30m`, `24h`, `2d` or `2h30m`, in seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let bad = || format!("{text:?} is not a duration such as 90s, 30m, 24h or 2h30m");
+    let mut rest = text;
+    let mut total = 0u64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit] {
+            "" if unit == rest.len() && total == 0 => 1,
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            u => return Err(format!("{text:?}: unknown unit {u:?} (s, m, h, d)")),
+        };
+        total = n.checked_mul(factor).and_then(|v| v.checked_add(total)).ok_or_else(bad)?;
+        rest = &rest[unit..];
+    }
+    if text.is_empty() { Err(bad()) } else { Ok(total) }
+}
+
+/// What happens to the phone at a set time of a simulation: what no server causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stimulus {
+    /// A call: a line is active for this many seconds.
+    Call(u64),
+    /// An (authenticated) SIP NOTIFY with this `Event:` (resync, report, reboot_now, restart_now).
+    Notify(String),
+    /// The administrator sets a parameter on the phone's own web page.
+    Set(String, String),
+}
+
+/// A [`Stimulus`] at a virtual time, written `AT:call:DURATION`, `AT:notify:EVENT` or `AT:set:NAME=VALUE` (times
+/// as in [`parse_duration`]), e.g. `2h:call:45m`, `3h:notify:resync`, `4h:set:Station_Display_Name=Desk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scripted {
+    /// Virtual seconds after boot.
+    pub at: u64,
+    /// What happens.
+    pub stimulus: Stimulus,
+}
+
+impl std::str::FromStr for Scripted {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scripted, String> {
+        let mut parts = s.splitn(3, ':');
+        let (Some(at), Some(kind), Some(arg)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("{s:?}: expected AT:call:DURATION, AT:notify:EVENT or AT:set:NAME=VALUE"));
+        };
+        let at = parse_duration(at)?;
+        let stimulus = match kind {
+            "call" => Stimulus::Call(parse_duration(arg)?),
+            "notify" if !arg.trim().is_empty() => Stimulus::Notify(arg.trim().to_string()),
+            "set" => {
+                let (n, v) = arg.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE after set:"))?;
+                Stimulus::Set(n.trim().to_string(), v.to_string())
+            }
+            _ => return Err(format!("{s:?}: {kind:?} is not call, notify or set")),
+        };
+        Ok(Scripted { at, stimulus })
+    }
+}
+
 /// How a simulation runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Run {
     /// Virtual seconds to simulate.
     pub until: u64,
@@ -244,6 +356,8 @@ pub struct Run {
     pub speed: f64,
     /// Upload the `Report_Rule` reports after every successful resync.
     pub report_after_resync: bool,
+    /// Calls, NOTIFYs and local changes.
+    pub script: Vec<Scripted>,
 }
 
 /// Boots `phone` and runs it against the network until `run.until` virtual seconds, calling `on_note` for each note
@@ -254,6 +368,19 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
     let clock = |offset: u64| {
         if run.speed.is_finite() { offset.max((start.elapsed().as_secs_f64() * run.speed) as u64) } else { offset }
     };
+    // A call is two events: the line goes active, then idle.
+    let mut script: Vec<(u64, Option<bool>, Stimulus)> = Vec::new();
+    for e in &run.script {
+        match &e.stimulus {
+            Stimulus::Call(d) => {
+                script.push((e.at, Some(true), e.stimulus.clone()));
+                script.push((e.at + d, Some(false), e.stimulus.clone()));
+            }
+            other => script.push((e.at, None, other.clone())),
+        }
+    }
+    script.sort_by_key(|e| e.0);
+    let mut script = std::collections::VecDeque::from(script);
     let mut shown = 0;
     let mut floor = 0u64;
     phone.boot(0);
@@ -280,7 +407,9 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
             on_note(n);
         }
         shown = phone.notes().len();
-        let Some(next) = phone.poll_timeout() else { break };
+        let timer = phone.poll_timeout();
+        let scripted = script.front().map(|e| e.0);
+        let Some(next) = timer.into_iter().chain(scripted).min() else { break };
         if next > run.until {
             break;
         }
@@ -289,7 +418,19 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
             tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / run.speed)).await;
         }
         floor = clock(next);
-        phone.handle_timeout(floor);
+        while let Some((_, line, stimulus)) = script.pop_front_if(|e| e.0 <= next) {
+            match (line, stimulus) {
+                (Some(active), _) => phone.set_line_active(floor, active),
+                (None, Stimulus::Notify(event)) => {
+                    phone.sip_notify(floor, &event);
+                }
+                (None, Stimulus::Set(name, value)) => phone.local_change(floor, &name, &value),
+                (None, Stimulus::Call(_)) => {}
+            }
+        }
+        if timer.is_some_and(|t| t <= floor) {
+            phone.handle_timeout(floor);
+        }
     }
     for n in &phone.notes()[shown..] {
         on_note(n);
@@ -313,5 +454,19 @@ mod tests {
         assert_eq!((r.status, r.location.as_deref()), (302, Some("/x.xml")));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn scripted_events_parse() {
+        let e: Scripted = "2h:call:45m".parse().unwrap();
+        assert_eq!(e, Scripted { at: 7200, stimulus: Stimulus::Call(2700) });
+        let e: Scripted = "90:set:Station_Display_Name=Desk: 1".parse().unwrap();
+        assert_eq!(e.stimulus, Stimulus::Set("Station_Display_Name".into(), "Desk: 1".into()));
+        assert!("1h:notify:".parse::<Scripted>().is_err());
+        assert!("1h:dance:x".parse::<Scripted>().is_err());
+        assert!("soon:notify:resync".parse::<Scripted>().is_err());
+        assert_eq!(parse_duration("2h30m"), Ok(9000));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert!(parse_duration("").is_err() && parse_duration("5x").is_err() && parse_duration("1h5").is_err());
     }
 }

@@ -199,6 +199,7 @@ pub struct Phone {
     next_report: Option<u64>,
     reported: Option<BTreeMap<String, String>>,
     rebooting_after_upgrade: bool,
+    uploads: BTreeMap<u64, Url>,
 }
 
 const RULES: [&str; 4] = ["Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D"];
@@ -245,6 +246,7 @@ impl Phone {
             next_report: None,
             reported: None,
             rebooting_after_upgrade: false,
+            uploads: BTreeMap::new(),
         }
     }
 
@@ -304,6 +306,7 @@ impl Phone {
         self.booted_at = now;
         self.provisioning_state = 0;
         self.pending = None;
+        self.uploads.clear();
         self.in_resync = false;
         self.line_active = false;
         self.forced_at = None;
@@ -686,6 +689,14 @@ impl Phone {
     /// The driver's answer to request `id`.
     pub fn handle_response(&mut self, id: u64, response: Response, now: u64) {
         self.now = now;
+        if let Some(url) = self.uploads.remove(&id) {
+            match (response.status, &response.error) {
+                (200..=299, _) => self.note(format!("Report_Rule: {url} took the report ({})", response.status)),
+                (_, Some(e)) => self.note(format!("Report_Rule: upload to {url} failed: {e} (not retried)")),
+                (s, None) => self.note(format!("Report_Rule: {url} answered {s} (not retried)")),
+            }
+            return;
+        }
         let Some(p) = self.pending.take_if(|p| p.id == id) else { return };
         match p.purpose {
             Purpose::Profile(_) => self.profile_response(p, response),
@@ -1009,6 +1020,7 @@ impl Phone {
                 body.len()
             ));
             let srv = srv_name(&url, &s, 0);
+            self.uploads.insert(id, url.clone());
             self.actions.push_back(Action::Request(Request {
                 id,
                 purpose: Purpose::Report,

@@ -299,7 +299,12 @@ async fn write_batch(
                 .bind(body.as_slice())
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE device_state SET report_at = ?, report_params = ? WHERE mac = ?")
+            // Merged into the earlier reports: a `--delta` report carries only what changed, a `--status` report
+            // other names (specs.md §4.5).
+            sqlx::query(
+                "UPDATE device_state SET report_at = ?, report_params = json_patch(COALESCE(report_params, '{}'), ?) \
+                 WHERE mac = ?",
+            )
                 .bind(e.at_ms)
                 .bind(params.as_ref())
                 .bind(mac.as_str())

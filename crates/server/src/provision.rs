@@ -67,7 +67,7 @@ impl Protocol {
 pub struct Request {
     /// How it came.
     pub protocol: Protocol,
-    /// `GET`, `HEAD`, `POST`, `PUT` (HTTP) or `RRQ` (TFTP).
+    /// `GET`, `HEAD`, `POST`, `PUT` (HTTP) or `RRQ`, `WRQ` (TFTP).
     pub method: &'static str,
     /// The file name or URL path as sent.
     pub path: String,
@@ -340,6 +340,12 @@ impl<S: Store + 'static> Provisioner<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Whether a TFTP write request for `path` is a `Report_Rule` upload this server takes, and its size limit.
+    pub fn takes_upload(&self, path: &str) -> Option<u64> {
+        let path = normalise(path)?;
+        matches!(self.router.route(&path), Route::Report(_)).then_some(self.config.limits.max_report_bytes as u64)
     }
 
     /// The device last seen at `ip` (for syslog lines that do not name their sender).
@@ -948,8 +954,8 @@ impl<S: Store + 'static> Provisioner<S> {
         cert_mac: Option<Mac>,
         out: &mut Outcome,
     ) -> Response {
-        if !matches!(req.method, "PUT" | "POST") {
-            return Response::error(405, "reports are uploaded with PUT or POST");
+        if !matches!(req.method, "PUT" | "POST" | "WRQ") {
+            return Response::error(405, "reports are uploaded with PUT or POST (HTTP) or a write request (TFTP)");
         }
         let named = mac_in(name);
         if let (Some(c), Some(n)) = (&cert_mac, &named)

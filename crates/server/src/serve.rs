@@ -99,6 +99,24 @@ impl ContentSource for TftpFront {
             }
         }
     }
+
+    /// `Report_Rule` uploads to a TFTP URL (`tftp://host/report/$MA.xml`) are write requests.
+    fn accepts_upload(&self, request: &TftpRequest) -> Option<u64> {
+        self.0.get()?.takes_upload(&request.filename)
+    }
+
+    fn store(&self, request: &TftpRequest, data: Vec<u8>) -> impl Future<Output = Result<(), Refusal>> + Send {
+        let provisioner = self.0.get().cloned();
+        let (filename, client) = (request.filename.clone(), request.client);
+        async move {
+            let Some(p) = provisioner else { return Err(Refusal::access("starting")) };
+            let mut req = Request::get(Protocol::Tftp, &filename, client);
+            req.method = "WRQ";
+            req.body = data.into();
+            let response = p.handle(req).await;
+            if response.status == 200 { Ok(()) } else { Err(Refusal::access(response.note)) }
+        }
+    }
 }
 
 /// Binds every configured front end and starts serving.

@@ -70,7 +70,7 @@ impl Content for FileContent {
     }
 }
 
-/// A read request as a content source sees it.
+/// A read or write request as a content source sees it.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The client's address (its TID).
@@ -110,6 +110,17 @@ impl Refusal {
 pub trait ContentSource: Send + Sync + 'static {
     /// Opens the content for `request`, or says which error to send.
     fn open(&self, request: &Request) -> impl Future<Output = Result<Arc<dyn Content>, Refusal>> + Send;
+
+    /// Whether the source takes the write request `request` itself (when the server has no upload directory), and
+    /// the most bytes it accepts. By default it takes none: write requests get ERROR 2.
+    fn accepts_upload(&self, _request: &Request) -> Option<u64> {
+        None
+    }
+
+    /// A completed upload that [`ContentSource::accepts_upload`] took.
+    fn store(&self, _request: &Request, _data: Vec<u8>) -> impl Future<Output = Result<(), Refusal>> + Send {
+        std::future::ready(Err(Refusal::access("Write requests are not accepted")))
+    }
 }
 
 /// Files under a root directory that no request can escape.

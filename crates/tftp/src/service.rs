@@ -105,18 +105,11 @@ impl<S: ContentSource> Service<S> {
                     options: options.into_iter().map(|(a, b)| (a.into_owned(), b.into_owned())).collect(),
                 },
                 Ok(Packet::Wrq { filename, mode, options }) => {
-                    let Some(upload) = self.config.upload.clone() else {
-                        tracing::info!(%client, file = %filename, "write request refused");
-                        packet::encode_error(&mut out, ErrorCode::AccessViolation, "Write requests are not accepted");
-                        let _ = self.socket.send_to(&out, client).await;
-                        continue;
-                    };
                     let Some(mode @ (Mode::Octet | Mode::NetAscii)) = Mode::parse(&mode) else {
                         packet::encode_error(&mut out, ErrorCode::IllegalOperation, "Unknown mode");
                         let _ = self.socket.send_to(&out, client).await;
                         continue;
                     };
-                    let Some(guard) = self.take_session(client, &filename, &mut out).await else { continue };
                     let request = Request {
                         client,
                         local,
@@ -124,10 +117,21 @@ impl<S: ContentSource> Service<S> {
                         mode,
                         options: options.into_iter().map(|(a, b)| (a.into_owned(), b.into_owned())).collect(),
                     };
+                    let sink = match (&self.config.upload, self.source.accepts_upload(&request)) {
+                        (Some(dir), _) => Sink::Dir(dir.clone()),
+                        (None, Some(limit)) => Sink::Source(self.source.clone(), limit),
+                        (None, None) => {
+                            tracing::info!(%client, file = %request.filename, "write request refused");
+                            packet::encode_error(&mut out, ErrorCode::AccessViolation, "Write requests are not accepted");
+                            let _ = self.socket.send_to(&out, client).await;
+                            continue;
+                        }
+                    };
+                    let Some(guard) = self.take_session(client, &request.filename, &mut out).await else { continue };
                     let config = self.config.clone();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        if let Err(e) = receive(request, upload, config, local).await {
+                        if let Err(e) = receive(request, sink, config, local).await {
                             tracing::warn!(error = %e, "upload socket error");
                         }
                     });
@@ -421,9 +425,15 @@ fn upload_target(dir: &std::path::Path, filename: &str) -> Result<PathBuf, (Erro
     Ok(target)
 }
 
-async fn receive(
+/// Where an upload goes: a file in the upload directory, or the content source (a provisioning server's reports).
+enum Sink<S> {
+    Dir(UploadConfig),
+    Source(Arc<S>, u64),
+}
+
+async fn receive<S: ContentSource>(
     request: Request,
-    upload: UploadConfig,
+    sink: Sink<S>,
     config: Arc<ServiceConfig>,
     local: SocketAddr,
 ) -> io::Result<()> {
@@ -431,17 +441,20 @@ async fn receive(
     let client = request.client;
     let socket = bind_transfer_socket(local, config.port_range).await?;
     let mut out = Vec::with_capacity(600);
-    let target = match upload_target(&upload.dir, &request.filename) {
-        Ok(t) => t,
-        Err((code, message)) => {
-            tracing::info!(%client, file = %request.filename, "upload refused: {message}");
-            packet::encode_error(&mut out, code, message);
-            socket.send_to(&out, client).await?;
-            return Ok(());
-        }
+    let (target, max_bytes) = match &sink {
+        Sink::Dir(upload) => match upload_target(&upload.dir, &request.filename) {
+            Ok(t) => (Some(t), upload.max_bytes),
+            Err((code, message)) => {
+                tracing::info!(%client, file = %request.filename, "upload refused: {message}");
+                packet::encode_error(&mut out, code, message);
+                socket.send_to(&out, client).await?;
+                return Ok(());
+            }
+        },
+        Sink::Source(_, limit) => (None, *limit),
     };
     let options: Vec<_> = request.options.iter().map(|(a, b)| (a.as_str().into(), b.as_str().into())).collect();
-    let negotiated = match negotiate_write(&options, request.mode, upload.max_bytes, &config.transfer) {
+    let negotiated = match negotiate_write(&options, request.mode, max_bytes, &config.transfer) {
         Ok(n) => n,
         Err(r) => {
             tracing::info!(%client, file = %request.filename, "upload refused: {}", r.message);
@@ -450,10 +463,10 @@ async fn receive(
             return Ok(());
         }
     };
-    let mut t = WriteTransfer::new(&negotiated, request.mode, upload.max_bytes, config.transfer.retries);
+    let mut t = WriteTransfer::new(&negotiated, request.mode, max_bytes, config.transfer.retries);
     drive(&socket, client, &mut t, config.transfer.timeout, &mut out, negotiated.blksize + 4).await?;
-    let result = match t.outcome() {
-        Some(UploadOutcome::Completed) => {
+    let result = match (t.outcome(), &sink, target) {
+        (Some(UploadOutcome::Completed), Sink::Dir(upload), Some(target)) => {
             // Written beside the target and linked into place: never a partial file, never an overwrite.
             let tmp = upload.dir.join(format!(".upload-{}-{}", std::process::id(), client.port()));
             let stored = tokio::fs::write(&tmp, t.data()).await.and_then(|_| std::fs::hard_link(&tmp, &target));
@@ -463,8 +476,16 @@ async fn receive(
                 Err(e) => format!("not stored: {e}"),
             }
         }
-        Some(other) => format!("{other:?}"),
-        None => "unfinished".to_string(),
+        // The last ACK has gone: the client is not told when the source refuses what it sent (TFTP has no way).
+        (Some(UploadOutcome::Completed), Sink::Source(source, _), _) => {
+            match source.store(&request, t.data().to_vec()).await {
+                Ok(()) => "ok".to_string(),
+                Err(r) => format!("not stored: {}", r.message),
+            }
+        }
+        (Some(UploadOutcome::Completed), _, _) => "not stored".to_string(),
+        (Some(other), _, _) => format!("{other:?}"),
+        (None, _, _) => "unfinished".to_string(),
     };
     tracing::info!(
         %client,
