@@ -222,7 +222,11 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
             };
             let name = match name {
                 Some(n) => n,
-                None => file.file_name().and_then(|n| n.to_str()).context("--name is needed for standard input")?.to_string(),
+                None => file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("--name is needed for standard input")?
+                    .to_string(),
             };
             let config = ClientConfig {
                 mode: if netascii { Mode::NetAscii } else { Mode::Octet },

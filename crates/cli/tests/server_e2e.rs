@@ -715,12 +715,29 @@ fn the_demo_works_as_its_banner_says() {
 }
 
 /// The phone simulator provisions against `provisor serve` end to end: TFTP bootstrap → HTTPS with its client
-/// certificate → key and random path handed over → encrypted resync over plain HTTP → firmware upgrade → report;
-/// and the server's view of the device matches.
+/// certificate → key and random path handed over → encrypted resyncs over plain HTTP and TFTP → firmware upgrade →
+/// reports uploaded over TFTP and HTTP; and the server's view of the device matches.
 #[test]
 fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     let (dir, pki, server) = setup("");
     let cert = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    // A second encrypted profile over TFTP (the same file: the server names it by the random path in GPP_B), and
+    // two reports: the configuration over TFTP, the changes since the last report over HTTP.
+    let tftp_base = format!("tftp://127.0.0.1:{}", server.tftp);
+    ok(provisor(&[
+        "device",
+        "--data-dir",
+        &server.data(),
+        "set",
+        MAC_A,
+        "--param",
+        &format!("Profile_Rule_B=[--key $SA]{tftp_base}/profile/$B/profile.cfg"),
+        "--param",
+        &format!(
+            "Report_Rule=[--key $SA]{tftp_base}/report/$MA.xml [--delta --key $SA]{}/report/$MA-delta.xml",
+            server.http
+        ),
+    ]));
     std::fs::write(dir.path().join("firmware/sip88xx.12-0-1MPP-BN.loads"), vec![7u8; 300_000]).unwrap();
     let out = provisor(&[
         "phone",
@@ -754,16 +771,29 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     let encrypted = find("/profile/");
     let decrypted = find("(AesCbc");
     let upgrade = find("rebooting into it");
-    let report = find("Report_Rule: POST");
+    let encrypted_tftp = find(&format!("Profile_Rule_B: alternative 1 fetches {tftp_base}/profile/"));
+    let report = find("Report_Rule: TFTP write of the configuration report");
+    let delta = find("Report_Rule: POST of the delta report");
     assert!(tftp < https && https < key && key < encrypted && encrypted < decrypted, "{timeline}");
-    assert!(upgrade > https && report > https, "{timeline}");
-    assert!(!timeline.contains("failed"), "{timeline}");
+    assert!(encrypted_tftp > key, "{timeline}");
+    assert!(
+        timeline[encrypted_tftp..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Profile_Rule_B: 200") && l.contains("(AesCbc")),
+        "the TFTP profile decrypted: {timeline}"
+    );
+    assert!(upgrade > https && report > https && delta > report, "{timeline}");
+    assert_eq!(timeline.matches("took the report (200)").count(), timeline.matches("Report_Rule: ").count() / 2);
+    assert!(!timeline.contains("failed") && !timeline.contains("not retried"), "{timeline}");
     std::thread::sleep(Duration::from_millis(600));
     let shown = server.show(MAC_A);
     assert!(shown.contains("firmware     12.0.1"), "the upgraded phone's User-Agent: {shown}");
-    assert!(shown.contains("profile.cfg over http"), "{shown}");
+    assert!(shown.contains("profile.cfg over tftp"), "{shown}");
     assert!(shown.contains("drift        none"), "{shown}");
     assert!(shown.contains("Successful resync"), "its syslog lines arrived: {shown}");
+    assert!(shown.contains(&format!("report   {MAC_A}.xml: 10 parameters (AesCbc")), "over TFTP: {shown}");
+    assert!(shown.contains(&format!("report   {MAC_A}-delta.xml: 0 parameters")), "over HTTP: {shown}");
 }
 
 fn free_port() -> u16 {
@@ -771,7 +801,7 @@ fn free_port() -> u16 {
 }
 
 /// The simulator depends on no Provisor quirk: tftpd-hpa and Python's http.server serving static files, with a
-/// profile encrypted by the openssl CLI.
+/// profile encrypted by the openssl CLI; a report written to tftpd-hpa on a SIP NOTIFY; `--srv` looked up at dnsmasq.
 #[test]
 fn a_simulated_phone_provisions_from_static_third_party_servers() {
     let dir = tempfile::tempdir().unwrap();
@@ -786,6 +816,7 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
         root.join("8841.xml"),
         format!(
             "<flat-profile><GPP_SA>openssl-key</GPP_SA><Resync_Periodic>600</Resync_Periodic>\
+             <Report_Rule>tftp://127.0.0.1:{tftp_port}/report-$MA.xml</Report_Rule>\
              <Profile_Rule>[--key $SA] http://127.0.0.1:{http_port}/cfg/$MA.cfg</Profile_Rule></flat-profile>"
         ),
     )
@@ -812,7 +843,8 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
     }
     let _tftpd = Kill(
         Command::new("/usr/sbin/in.tftpd")
-            .args(["-L", "-a", &format!("127.0.0.1:{tftp_port}"), "-s", s(&root), "-u", "root"])
+            // -c: write requests may create files (the report).
+            .args(["-L", "-c", "-a", &format!("127.0.0.1:{tftp_port}"), "-s", s(&root), "-u", "root"])
             .stderr(Stdio::null())
             .spawn()
             .expect("tftpd-hpa is missing (see .ci/test)"),
@@ -837,12 +869,61 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
         "30m",
         "--speed",
         "1200",
+        "--event",
+        "20m:notify:report",
     ]);
     let timeline = text(&out.stdout);
     assert!(out.status.success(), "{timeline}");
-    assert!(timeline.contains("8841.xml") && timeline.contains("3 parameter(s) changed"), "{timeline}");
+    assert!(timeline.contains("8841.xml") && timeline.contains("4 parameter(s) changed"), "{timeline}");
     assert!(timeline.contains(&format!("cfg/{mac}.cfg (--key)")), "{timeline}");
     assert!(timeline.contains("(AesCbc") && timeline.contains("1 parameter(s) changed: User_ID_1_"), "{timeline}");
+    assert!(timeline.contains("SIP NOTIFY Event: report") && timeline.contains("took the report"), "{timeline}");
+    let report = std::fs::read_to_string(root.join(format!("report-{mac}.xml"))).expect("the report reached tftpd-hpa");
+    assert!(report.contains(">4242</User_ID_1_>") && report.contains("<GPP_SA ua=\"na\">openssl-key"), "{report}");
+
+    // --srv: the host's SRV records at a real DNS server (dnsmasq); the lowest priority wins.
+    let dns_port = free_port();
+    let _dns = Kill(
+        Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                &format!("--port={dns_port}"),
+                "--user=root",
+                "--pid-file",
+                "--host-record=www.prov.test,127.0.0.1",
+                &format!("--srv-host=_ciscoprov-http._tcp.prov.test,www.prov.test,{http_port},10,5"),
+                "--srv-host=_ciscoprov-http._tcp.prov.test,www.prov.test,9,20,5",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq is missing (see .ci/test)"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let state = dir.path().join("state.xml");
+    std::fs::write(&state, "<flat-profile><GPP_SA>openssl-key</GPP_SA></flat-profile>").unwrap();
+    let out = provisor(&[
+        "phone",
+        "explain",
+        "--mac",
+        mac,
+        "--state",
+        s(&state),
+        "--server",
+        "[--srv --key $SA] http://prov.test/cfg/$MA.cfg",
+        "--dns",
+        &format!("127.0.0.1:{dns_port}"),
+        "--for",
+        "10m",
+    ]);
+    let t = text(&out.stdout);
+    assert!(out.status.success(), "{t}\n{}", text(&out.stderr));
+    assert!(t.contains("at the SRV target of _ciscoprov-http._tcp.prov.test"), "{t}");
+    assert!(t.contains("1 parameter(s) changed: User_ID_1_"), "{t}");
 }
 
 #[test]

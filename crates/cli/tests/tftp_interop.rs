@@ -297,7 +297,8 @@ fn uploads_from_real_clients() {
     run("busybox", &["tftp", "-p", "-l", log_s, "-r", "busybox.txt", "127.0.0.1", &p]);
     let o = run("curl", &["-sS", "-T", log_s, &format!("tftp://127.0.0.1:{p}/curl.txt")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(env!("CARGO_BIN_EXE_provisor"), &["tftp", "put", &format!("127.0.0.1:{p}"), log_s, "--name", "own.txt"]);
+    let o =
+        run(env!("CARGO_BIN_EXE_provisor"), &["tftp", "put", &format!("127.0.0.1:{p}"), log_s, "--name", "own.txt"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::thread::sleep(Duration::from_millis(200));
     for name in ["hpa.txt", "atftp.txt", "busybox.txt", "curl.txt", "own.txt"] {

@@ -86,9 +86,10 @@ impl Transport {
                 }
                 None => r,
             };
+            let addr = self.address(&r.url.host, r.url.port).await?;
             match r.url.scheme {
-                Scheme::Tftp => tftp(r).await,
-                Scheme::Http | Scheme::Https => self.http(r).await,
+                Scheme::Tftp => tftp(r, addr).await,
+                Scheme::Http | Scheme::Https => self.http(r, addr).await,
             }
         })
         .await;
@@ -102,17 +103,7 @@ impl Transport {
     /// The target and port of an SRV name: the lowest priority, and among those the highest weight (RFC 2782 picks
     /// by weight at random; a simulator is deterministic).
     async fn srv(&self, name: &str) -> Result<(String, u16), String> {
-        use hickory_resolver::Resolver;
-        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-        use hickory_resolver::name_server::TokioConnectionProvider;
-        let provider = TokioConnectionProvider::default();
-        let resolver = match self.dns {
-            Some(server) => {
-                let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
-                Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider).build()
-            }
-            None => Resolver::builder(provider).map_err(|e| format!("DNS: {e}"))?.build(),
-        };
+        let resolver = self.resolver()?;
         let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
         let lookup = resolver.srv_lookup(fqdn.as_str()).await.map_err(|e| format!("SRV lookup {name}: {e}"))?;
         let best = lookup
@@ -122,8 +113,35 @@ impl Transport {
         Ok((best.target().to_utf8().trim_end_matches('.').to_string(), best.port()))
     }
 
-    async fn http(&self, r: &Request) -> Result<Response, String> {
-        let addr = resolve(&r.url.host, r.url.port).await?;
+    fn resolver(&self) -> Result<hickory_resolver::TokioResolver, String> {
+        use hickory_resolver::Resolver;
+        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+        use hickory_resolver::name_server::TokioConnectionProvider;
+        let provider = TokioConnectionProvider::default();
+        Ok(match self.dns {
+            Some(server) => {
+                let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+                Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider).build()
+            }
+            None => Resolver::builder(provider).map_err(|e| format!("DNS: {e}"))?.build(),
+        })
+    }
+
+    /// A host's address: an IP literal as it is; a name through the DNS server of [`Transport::with_dns`], or the
+    /// system's resolver.
+    async fn address(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        if self.dns.is_none() {
+            return resolve(host, port).await;
+        }
+        let fqdn = if host.ends_with('.') { host.to_string() } else { format!("{host}.") };
+        let ips = self.resolver()?.lookup_ip(fqdn.as_str()).await.map_err(|e| format!("resolve {host}: {e}"))?;
+        ips.iter().next().map(|ip| SocketAddr::new(ip, port)).ok_or_else(|| format!("resolve {host}: no address"))
+    }
+
+    async fn http(&self, r: &Request, addr: SocketAddr) -> Result<Response, String> {
         let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         if r.url.scheme == Scheme::Https {
             let tls = self.tls.clone().ok_or("https needs a TLS configuration")?;
@@ -161,8 +179,7 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("resolve {host}: no address"))
 }
 
-async fn tftp(r: &Request) -> Result<Response, String> {
-    let addr = resolve(&r.url.host, r.url.port).await?;
+async fn tftp(r: &Request, addr: SocketAddr) -> Result<Response, String> {
     let config = provisor_tftp::client::ClientConfig { blksize: Some(1428), ..Default::default() };
     if r.method != "GET" {
         // A report to a TFTP URL is a write request (SPA guide: "TFTP PUT").

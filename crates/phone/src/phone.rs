@@ -630,9 +630,10 @@ impl Phone {
                 url.port = port;
             }
             self.note(format!(
-                "{name}: alternative {} fetches {url}{}",
+                "{name}: alternative {} fetches {url}{}{}",
                 selection.alternative.map_or(0, |a| a + 1),
-                if selection.options.key.is_some() { " (--key)" } else { "" }
+                if selection.options.key.is_some() { " (--key)" } else { "" },
+                srv_name(&url, &selection, 0).map_or(String::new(), |n| format!(" at the SRV target of {n}"))
             ));
             self.syslog("Log_Request_Msg", &url, "");
             self.fetch(Purpose::Profile(self.rule_index), url, selection, 0);

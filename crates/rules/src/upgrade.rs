@@ -30,7 +30,10 @@ pub enum Decision {
 pub fn load_name(url: &Url) -> String {
     let path = url.path.split(['?', '#']).next().unwrap_or("");
     let file = path.rsplit('/').next().unwrap_or("");
-    file.strip_suffix(".loads").unwrap_or(file).to_string()
+    let stem = file.strip_suffix(".loads").unwrap_or(file);
+    // "-BN" is the guides' placeholder for a build number (`sip78xx.11-0-1MPP-BN.loads`): a file named so literally
+    // reports the version without it, as provisor serve's generated Upgrade_Rule conditions assume.
+    stem.strip_suffix("-BN").unwrap_or(stem).to_string()
 }
 
 /// Decides on an upgrade. `url` is what the rule selected (`None`: no alternative or no URL); `current` the running

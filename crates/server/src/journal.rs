@@ -305,11 +305,11 @@ async fn write_batch(
                 "UPDATE device_state SET report_at = ?, report_params = json_patch(COALESCE(report_params, '{}'), ?) \
                  WHERE mac = ?",
             )
-                .bind(e.at_ms)
-                .bind(params.as_ref())
-                .bind(mac.as_str())
-                .execute(&mut *tx)
-                .await?;
+            .bind(e.at_ms)
+            .bind(params.as_ref())
+            .bind(mac.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await

@@ -124,7 +124,12 @@ pub async fn download(server: SocketAddr, filename: &str, config: ClientConfig) 
 }
 
 /// Uploads `data` as `filename` to the server at `server` (a write request); returns the block size used.
-pub async fn upload(server: SocketAddr, filename: &str, data: &[u8], config: ClientConfig) -> Result<usize, FetchError> {
+pub async fn upload(
+    server: SocketAddr,
+    filename: &str,
+    data: &[u8],
+    config: ClientConfig,
+) -> Result<usize, FetchError> {
     let mut c = WriteClient::new(filename, data, config);
     run(server, &mut c, |_| {}).await?;
     match c.result() {

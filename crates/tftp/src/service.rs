@@ -122,7 +122,11 @@ impl<S: ContentSource> Service<S> {
                         (None, Some(limit)) => Sink::Source(self.source.clone(), limit),
                         (None, None) => {
                             tracing::info!(%client, file = %request.filename, "write request refused");
-                            packet::encode_error(&mut out, ErrorCode::AccessViolation, "Write requests are not accepted");
+                            packet::encode_error(
+                                &mut out,
+                                ErrorCode::AccessViolation,
+                                "Write requests are not accepted",
+                            );
                             let _ = self.socket.send_to(&out, client).await;
                             continue;
                         }
