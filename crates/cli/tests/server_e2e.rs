@@ -884,7 +884,7 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
     // --srv: the host's SRV records at a real DNS server (dnsmasq); the lowest priority wins.
     let dns_port = free_port();
     let _dns = Kill(
-        Command::new("dnsmasq")
+        Command::new("/usr/sbin/dnsmasq")
             .args([
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
