@@ -72,6 +72,10 @@ pub enum PhoneCommand {
         /// Simulated seconds per real second (3600: an hour a second).
         #[arg(long, default_value_t = 3600.0)]
         speed: f64,
+        /// Listen for SIP NOTIFYs from the proxy on this UDP address (e.g. 0.0.0.0:5060): each is challenged (401)
+        /// and, answered with line 1's credentials, acted on (Event: resync, report, reboot_now, restart_now).
+        #[arg(long, value_name = "ADDR")]
+        sip: Option<std::net::SocketAddr>,
     },
     /// Dry run: the same steps without waiting for real time, against a server or a directory of files, with the
     /// phone's macro values at the end.
@@ -98,14 +102,14 @@ fn print(n: &Note) {
 
 /// Runs `provisor phone ...`.
 pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
-    let (args, speed, dir) = match cmd {
-        PhoneCommand::Simulate { phone, speed } => {
-            if speed.is_nan() || speed <= 0.0 {
-                bail!("--speed must be positive");
+    let (args, speed, dir, sip) = match cmd {
+        PhoneCommand::Simulate { phone, speed, sip } => {
+            if speed.is_nan() || speed <= 0.0 || speed.is_infinite() {
+                bail!("--speed must be a positive number");
             }
-            (phone, speed, None)
+            (phone, speed, None, sip)
         }
-        PhoneCommand::Explain { phone, dir } => (phone, f64::INFINITY, dir),
+        PhoneCommand::Explain { phone, dir } => (phone, f64::INFINITY, dir, None),
     };
     let mac = args.mac.to_ascii_lowercase().replace([':', '-', '.'], "");
     if mac.len() != 12 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -135,9 +139,9 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.server {
         phone.preset("Profile_Rule", url);
     }
-    let run = Run { until: args.duration, speed, report_after_resync: args.report, script: args.events.clone() };
+    let run = Run { until: args.duration, speed, report_after_resync: args.report, script: args.events.clone(), sip };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(drive::simulate(&mut phone, &transport, run, print));
+    runtime.block_on(drive::simulate(&mut phone, &transport, run, print))?;
     if speed.is_infinite() {
         println!("\nmacro values at the end:");
         for (name, value) in phone.variables().iter() {

@@ -796,6 +796,16 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(shown.contains(&format!("report   {MAC_A}-delta.xml: 0 parameters")), "over HTTP: {shown}");
 }
 
+/// A peer process, stopped when the test ends.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -834,13 +844,6 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
         None,
     );
     assert!(o.status.success());
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _tftpd = Kill(
         Command::new("/usr/sbin/in.tftpd")
             // -c: write requests may create files (the report).
@@ -924,6 +927,84 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
     assert!(out.status.success(), "{t}\n{}", text(&out.stderr));
     assert!(t.contains("at the SRV target of _ciscoprov-http._tcp.prov.test"), "{t}");
     assert!(t.contains("1 parameter(s) changed: User_ID_1_"), "{t}");
+}
+
+/// A proxy's SIP NOTIFY (SIPp, a real SIP peer) is challenged by the simulated phone and, answered with line 1's
+/// credentials, makes it resync at once; wrong credentials change nothing.
+#[test]
+fn a_sip_notify_from_sipp_is_challenged_then_resyncs_the_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("p.xml"),
+        format!(
+            "<flat-profile><User_ID_1_>2001</User_ID_1_><Password_1_>pw-2001</Password_1_>\
+             <Resync_Periodic>86400</Resync_Periodic><Profile_Rule>http://127.0.0.1:{http_port}/p.xml</Profile_Rule>\
+             </flat-profile>"
+        ),
+    )
+    .unwrap();
+    let _http = Kill(
+        Command::new("python3")
+            .args(["-m", "http.server", &http_port.to_string(), "--bind", "127.0.0.1", "--directory", s(dir.path())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let sip_port = free_port();
+    let phone = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["phone", "simulate", "--mac", "000e08aabbcc", "--server"])
+        .arg(format!("http://127.0.0.1:{http_port}/p.xml"))
+        .args(["--sip", &format!("127.0.0.1:{sip_port}"), "--for", "10h", "--speed", "3600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/notify-resync.xml");
+    let sipp = |password: &str, local_port: u16| {
+        peer(
+            "sipp",
+            &[
+                "-sf",
+                scenario,
+                "-m",
+                "1",
+                "-s",
+                "2001",
+                "-au",
+                "2001",
+                "-ap",
+                password,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &local_port.to_string(),
+                &format!("127.0.0.1:{sip_port}"),
+                "-timeout",
+                "5",
+                "-timeout_error",
+                "-nostdin",
+                "-recv_timeout",
+                "2000",
+            ],
+            None,
+        )
+    };
+    let wrong = sipp("not-the-password", free_port());
+    assert!(!wrong.status.success(), "wrong credentials are refused: {wrong:?}");
+    let right = sipp("pw-2001", free_port());
+    assert!(right.status.success(), "SIPp got 401 then 200: {}", text(&right.stdout));
+    let out = phone.wait_with_output().unwrap();
+    let timeline = text(&out.stdout);
+    assert!(out.status.success(), "{timeline}\n{}", text(&out.stderr));
+    assert!(timeline.contains("SIP NOTIFY Event: resync: wrong credentials (401)"), "{timeline}");
+    let request = timeline.find("resync (request), $PRVST=-1").unwrap_or_else(|| panic!("{timeline}"));
+    assert!(timeline.find("authenticated with line 1's credentials (200)").is_some_and(|a| a < request), "{timeline}");
+    assert_eq!(timeline.matches("resync (request)").count(), 1, "{timeline}");
+    assert!(timeline[request..].contains("Profile_Rule: 200"), "{timeline}");
 }
 
 #[test]

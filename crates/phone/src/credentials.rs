@@ -1,4 +1,5 @@
-//! Answering an HTTP authentication challenge with a rule's `--uid`/`--pwd` (specs.md §4.3: Basic or Digest).
+//! Answering an HTTP authentication challenge with a rule's `--uid`/`--pwd` (specs.md §4.3: Basic or Digest), and
+//! checking the Digest answer to the phone's own challenge of a SIP NOTIFY ([`crate::sip`]).
 
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -29,6 +30,36 @@ fn params(s: &str) -> Vec<(String, String)> {
         out.push((name, value));
     }
     out
+}
+
+/// Whether `authorization` (`Digest username=..., response=...`) answers the challenge with `nonce` for `method`
+/// with `user`/`password` (RFC 2617, MD5, with or without `qop=auth`).
+pub fn verify(authorization: &str, user: &str, password: &str, method: &str, nonce: &str) -> bool {
+    let Some(rest) = authorization
+        .trim_start()
+        .strip_prefix("Digest ")
+        .or_else(|| authorization.trim_start().strip_prefix("digest "))
+    else {
+        return false;
+    };
+    let p = params(rest);
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(u), Some(realm), Some(n), Some(uri), Some(response)) =
+        (get("username"), get("realm"), get("nonce"), get("uri"), get("response"))
+    else {
+        return false;
+    };
+    if u != user || n != nonce || get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("md5")) {
+        return false;
+    }
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let expected = match (get("qop"), get("nc"), get("cnonce")) {
+        (Some("auth"), Some(nc), Some(cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
+        (None, _, _) => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        _ => return false,
+    };
+    expected.eq_ignore_ascii_case(response)
 }
 
 /// The `Authorization` value answering `challenges` (Digest preferred over Basic), or `None` if none is understood.

@@ -375,11 +375,36 @@ pub struct Run {
     pub report_after_resync: bool,
     /// Calls, NOTIFYs and local changes.
     pub script: Vec<Scripted>,
+    /// Listen for SIP NOTIFYs on this UDP address (simulations in real time only).
+    pub sip: Option<SocketAddr>,
 }
+
+/// Why a simulation could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SimulateError(String);
 
 /// Boots `phone` and runs it against the network until `run.until` virtual seconds, calling `on_note` for each note
 /// as it happens.
-pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on_note: impl FnMut(&Note)) {
+pub async fn simulate(
+    phone: &mut Phone,
+    transport: &Transport,
+    run: Run,
+    mut on_note: impl FnMut(&Note),
+) -> Result<(), SimulateError> {
+    let mut sip = match run.sip {
+        Some(addr) if run.speed.is_finite() => {
+            let socket =
+                UdpSocket::bind(addr).await.map_err(|e| SimulateError(format!("--sip {addr}: cannot listen: {e}")))?;
+            let mut nonce = [0u8; 16];
+            getrandom::fill(&mut nonce).map_err(|e| SimulateError(format!("random nonce: {e}")))?;
+            let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+            Some((socket, crate::sip::NotifyAgent::new(nonce, "provisor-phone")))
+        }
+        Some(_) => return Err(SimulateError("--sip needs real time (phone simulate, not explain)".into())),
+        None => None,
+    };
+    let mut datagram = vec![0u8; 65_536];
     let start = Instant::now();
     // With an infinite speed (dry runs) only the phone's own timers move the clock.
     let clock = |offset: u64| {
@@ -426,13 +451,33 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
         shown = phone.notes().len();
         let timer = phone.poll_timeout();
         let scripted = script.front().map(|e| e.0);
-        let Some(next) = timer.into_iter().chain(scripted).min() else { break };
-        if next > run.until {
+        let wake = timer.into_iter().chain(scripted).min().filter(|&n| n <= run.until);
+        if wake.is_none() && sip.is_none() {
             break;
         }
+        // Listening for SIP, the phone waits for a NOTIFY until the end of the run.
+        let next = wake.unwrap_or(run.until);
         let now = clock(floor);
         if next > now && run.speed.is_finite() {
-            tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / run.speed)).await;
+            let pause = tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / run.speed));
+            match &mut sip {
+                Some((socket, agent)) => tokio::select! {
+                    r = socket.recv_from(&mut datagram) => {
+                        if let Ok((len, from)) = r {
+                            floor = clock(floor);
+                            if let Some(response) = phone.sip_datagram(floor, &datagram[..len], agent) {
+                                let _ = socket.send_to(response.as_bytes(), from).await;
+                            }
+                        }
+                        continue;
+                    }
+                    _ = pause => {}
+                },
+                None => pause.await,
+            }
+        }
+        if wake.is_none() {
+            break;
         }
         floor = clock(next);
         while let Some((_, line, stimulus)) = script.pop_front_if(|e| e.0 <= next) {
@@ -452,6 +497,7 @@ pub async fn simulate(phone: &mut Phone, transport: &Transport, run: Run, mut on
     for n in &phone.notes()[shown..] {
         on_note(n);
     }
+    Ok(())
 }
 
 #[cfg(test)]

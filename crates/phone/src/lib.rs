@@ -5,3 +5,4 @@ pub mod credentials;
 pub mod drive;
 pub mod load;
 pub mod phone;
+pub mod sip;

@@ -490,6 +490,21 @@ impl Phone {
         }
     }
 
+    /// A SIP datagram arrives for the phone's line (`--sip ADDR`): answered by `agent` with line 1's credentials
+    /// (`Auth_ID_1_`, or `User_ID_1_`, and `Password_1_`); an authenticated NOTIFY goes on to
+    /// [`Phone::sip_notify`]. Returns the SIP response to send back.
+    pub fn sip_datagram(&mut self, now: u64, datagram: &[u8], agent: &mut crate::sip::NotifyAgent) -> Option<String> {
+        self.now = now;
+        let auth_id = self.state.value("Auth_ID_1_");
+        let user = if auth_id.trim().is_empty() { self.state.value("User_ID_1_") } else { auth_id };
+        let answer = agent.handle(datagram, &user, &self.state.value("Password_1_"))?;
+        self.note(answer.note);
+        if let Some(event) = answer.event {
+            self.sip_notify(now, &event);
+        }
+        Some(answer.response)
+    }
+
     /// The administrator changes a parameter on the phone itself (its web page or keypad). With
     /// `Report_To_Server` = On Local Change, the reports go `Upload_Delay_On_Local_Change` seconds (10–900) after the
     /// last such change.
