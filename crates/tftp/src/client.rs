@@ -5,6 +5,7 @@
 //! in-order block when a gap appears (RFC 7440 §4); re-ACKs a duplicate block (its ACK was lost); follows the
 //! server's block-number rollover to 0 or to 1.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use crate::packet::{self, ErrorCode, Mode, Packet};
@@ -60,6 +61,48 @@ pub enum ClientError {
     /// No answer after all retries.
     #[error("timed out")]
     TimedOut,
+}
+
+/// What a server's OACK accepted, checked against what was asked (RFC 2347: never more than asked, nothing
+/// unasked).
+#[derive(Debug, Default)]
+struct Accepted {
+    blksize: Option<usize>,
+    windowsize: Option<u64>,
+    timeout: Option<Duration>,
+    tsize: Option<u64>,
+}
+
+fn accept_oack(
+    options: &[(Cow<'_, str>, Cow<'_, str>)],
+    blksize: Option<u16>,
+    windowsize: Option<u16>,
+) -> Result<Accepted, String> {
+    let mut a = Accepted::default();
+    for (name, value) in options {
+        let v: u64 = value.trim().parse().map_err(|_| format!("{name}={value} is not a number"))?;
+        match name.to_ascii_lowercase().as_str() {
+            "blksize" => {
+                let asked = u64::from(blksize.ok_or("blksize was not requested")?);
+                if !(8..=asked).contains(&v) {
+                    return Err(format!("blksize {v} is outside 8..={asked}"));
+                }
+                a.blksize = Some(v as usize);
+            }
+            "windowsize" => {
+                let asked = u64::from(windowsize.ok_or("windowsize was not requested")?);
+                if !(1..=asked).contains(&v) {
+                    return Err(format!("windowsize {v} is outside 1..={asked}"));
+                }
+                a.windowsize = Some(v);
+            }
+            "timeout" if (1..=255).contains(&v) => a.timeout = Some(Duration::from_secs(v)),
+            "timeout" => return Err(format!("timeout {v} is outside 1..=255")),
+            "tsize" => a.tsize = Some(v),
+            other => return Err(format!("the server acknowledged {other}, which was not requested")),
+        }
+    }
+    Ok(a)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,34 +172,18 @@ impl ReadClient {
         self.deadline = None;
     }
 
-    fn negotiate(&mut self, options: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]) -> Result<(), String> {
-        for (name, value) in options {
-            let v: u64 = value.trim().parse().map_err(|_| format!("{name}={value} is not a number"))?;
-            match name.to_ascii_lowercase().as_str() {
-                "blksize" => {
-                    let asked = u64::from(self.config.blksize.ok_or("blksize was not requested")?);
-                    if !(8..=asked).contains(&v) {
-                        return Err(format!("blksize {v} is outside 8..={asked}"));
-                    }
-                    self.rx.blksize = v as usize;
-                }
-                "windowsize" => {
-                    let asked = u64::from(self.config.windowsize.ok_or("windowsize was not requested")?);
-                    if !(1..=asked).contains(&v) {
-                        return Err(format!("windowsize {v} is outside 1..={asked}"));
-                    }
-                    self.rx.windowsize = v;
-                }
-                "timeout" => {
-                    if !(1..=255).contains(&v) {
-                        return Err(format!("timeout {v} is outside 1..=255"));
-                    }
-                    self.timeout = Duration::from_secs(v);
-                }
-                "tsize" => self.tsize = Some(v),
-                other => return Err(format!("the server acknowledged {other}, which was not requested")),
-            }
+    fn negotiate(&mut self, options: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), String> {
+        let a = accept_oack(options, self.config.blksize, self.config.windowsize)?;
+        if let Some(b) = a.blksize {
+            self.rx.blksize = b;
         }
+        if let Some(w) = a.windowsize {
+            self.rx.windowsize = w;
+        }
+        if let Some(t) = a.timeout {
+            self.timeout = t;
+        }
+        self.tsize = a.tsize;
         Ok(())
     }
 
@@ -367,23 +394,17 @@ impl WriteClient {
         self.deadline = None;
     }
 
-    fn negotiate(&mut self, options: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]) -> Result<(), String> {
-        for (name, value) in options {
-            let v: u64 = value.trim().parse().map_err(|_| format!("{name}={value} is not a number"))?;
-            match name.to_ascii_lowercase().as_str() {
-                "blksize" => {
-                    let asked = u64::from(self.config.blksize.ok_or("blksize was not requested")?);
-                    if !(8..=asked).contains(&v) {
-                        return Err(format!("blksize {v} is outside 8..={asked}"));
-                    }
-                    self.blksize = v as usize;
-                }
-                "timeout" if (1..=255).contains(&v) => self.timeout = Duration::from_secs(v),
-                "timeout" => return Err(format!("timeout {v} is outside 1..=255")),
-                "tsize" if v == self.data.len() as u64 => {}
-                "tsize" => return Err(format!("tsize {v} is not the {} bytes offered", self.data.len())),
-                other => return Err(format!("the server acknowledged {other}, which was not requested")),
-            }
+    fn negotiate(&mut self, options: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), String> {
+        // No windowsize: uploads are lock-step.
+        let a = accept_oack(options, self.config.blksize, None)?;
+        if let Some(t) = a.tsize.filter(|&t| t != self.data.len() as u64) {
+            return Err(format!("tsize {t} is not the {} bytes offered", self.data.len()));
+        }
+        if let Some(b) = a.blksize {
+            self.blksize = b;
+        }
+        if let Some(t) = a.timeout {
+            self.timeout = t;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::Machine;
 use crate::client::{ClientConfig, ClientError, ReadClient, WriteClient};
 use crate::packet::{self, ErrorCode};
 
@@ -34,41 +35,11 @@ pub struct Download {
     pub tsize: Option<u64>,
 }
 
-/// The two client state machines, as the socket loop drives them.
-trait Transfer {
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
-    fn handle(&mut self, datagram: &[u8], now: Instant);
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, now: Instant);
-    fn is_finished(&self) -> bool;
-}
-
-macro_rules! transfer {
-    ($t:ty) => {
-        impl Transfer for $t {
-            fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-                <$t>::poll_transmit(self, now, out)
-            }
-            fn handle(&mut self, datagram: &[u8], now: Instant) {
-                <$t>::handle(self, datagram, now)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$t>::poll_timeout(self)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$t>::handle_timeout(self, now)
-            }
-            fn is_finished(&self) -> bool {
-                <$t>::is_finished(self)
-            }
-        }
-    };
-}
-transfer!(ReadClient);
-transfer!(WriteClient);
+crate::machine!(ReadClient);
+crate::machine!(WriteClient);
 
 /// Runs a transfer with `server` to its end; `after_send` sees the client after each round of sends.
-async fn run<T: Transfer>(server: SocketAddr, c: &mut T, mut after_send: impl FnMut(&mut T)) -> io::Result<()> {
+async fn run<T: Machine>(server: SocketAddr, c: &mut T, mut after_send: impl FnMut(&mut T)) -> io::Result<()> {
     let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("literal");
     let socket = UdpSocket::bind(bind).await?;
     let mut peer: Option<SocketAddr> = None;

@@ -15,3 +15,38 @@ mod receive;
 pub mod server;
 pub mod service;
 pub mod upload;
+
+use std::time::Instant;
+
+/// What the socket loops of [`service`] and [`fetch`] need from a transfer state machine.
+pub(crate) trait Machine {
+    fn handle(&mut self, datagram: &[u8], now: Instant);
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn is_finished(&self) -> bool;
+}
+
+/// Implements [`Machine`] by the type's own methods of the same names.
+macro_rules! machine {
+    ($t:ty) => {
+        impl $crate::Machine for $t {
+            fn handle(&mut self, datagram: &[u8], now: std::time::Instant) {
+                <$t>::handle(self, datagram, now)
+            }
+            fn poll_transmit(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> bool {
+                <$t>::poll_transmit(self, now, out)
+            }
+            fn poll_timeout(&self) -> Option<std::time::Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: std::time::Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn is_finished(&self) -> bool {
+                <$t>::is_finished(self)
+            }
+        }
+    };
+}
+pub(crate) use machine;

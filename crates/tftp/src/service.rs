@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::Machine;
 use crate::content::{ContentSource, Request};
 use crate::netascii;
 use crate::packet::{self, ErrorCode, Mode, Packet};
@@ -326,39 +327,8 @@ fn drive_blocking(
     }
 }
 
-/// What [`drive`] needs from a transfer state machine.
-trait Machine {
-    fn handle(&mut self, datagram: &[u8], now: Instant);
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, now: Instant);
-    fn is_finished(&self) -> bool;
-}
-
-macro_rules! machine {
-    ($t:ty) => {
-        impl Machine for $t {
-            fn handle(&mut self, datagram: &[u8], now: Instant) {
-                <$t>::handle(self, datagram, now)
-            }
-            fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-                <$t>::poll_transmit(self, now, out)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$t>::poll_timeout(self)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$t>::handle_timeout(self, now)
-            }
-            fn is_finished(&self) -> bool {
-                <$t>::is_finished(self)
-            }
-        }
-    };
-}
-
-machine!(ReadTransfer);
-machine!(WriteTransfer);
+crate::machine!(ReadTransfer);
+crate::machine!(WriteTransfer);
 
 /// Runs a transfer on its socket: send what the machine has, then wait for the client's datagram or the deadline.
 /// Datagrams from any other address get ERROR 5 and do not disturb the transfer (RFC 1350 §4).
