@@ -576,3 +576,49 @@ fn resync_after_upgrade_attempt_resyncs_after_the_reboot_without_resync_on_reset
     assert_eq!(r.url.to_string(), "http://s/a.xml");
     assert!(notes(&p).contains("resync (after_upgrade)"), "{}", notes(&p));
 }
+
+/// specs.md §4.3, the whole table: 301/302 retried at once, 401/407 answered at most twice; 404 is "B", every other
+/// status "C" (a failed resync, retried after Resync_Error_Retry_Delay). No other 3xx is followed.
+#[test]
+fn every_other_status_is_a_failed_resync_retried_after_the_error_delay() {
+    for code in [300, 303, 304, 305, 307, 308, 400, 402, 403, 405, 406, 408, 410, 429, 500, 501, 502, 503, 504, 599] {
+        let (mut p, _) = provisioned(
+            "<Profile_Rule>[--uid u --pwd p] http://s/a.xml</Profile_Rule><Resync_Error_Retry_Delay>77</Resync_Error_Retry_Delay>",
+        );
+        let (t, r) = next_request(&mut p);
+        let response =
+            Response { status: code, location: Some("http://elsewhere/x.xml".into()), ..Response::default() };
+        p.handle_response(r.id, response, t);
+        assert!(requests(&mut p).is_empty(), "{code} is not retried at once: {}", notes(&p));
+        assert_eq!(p.failures(), 1, "{code}: {}", notes(&p));
+        assert_eq!(p.poll_timeout(), Some(t + 77), "{code}");
+        assert!(notes(&p).contains(&format!("http_get failed (status {code})")), "{code}: {}", notes(&p));
+    }
+    // 301 and 302 need a Location; a redirect loop ends after 5 hops.
+    let (mut p, _) = provisioned("<Profile_Rule>http://s/a.xml</Profile_Rule>");
+    let (t, r) = next_request(&mut p);
+    p.handle_response(r.id, status(301), t);
+    assert_eq!(p.failures(), 1, "301 without Location: {}", notes(&p));
+    let (t, mut r) = next_request(&mut p);
+    let mut hops = 0;
+    loop {
+        p.handle_response(r.id, Response { status: 302, location: Some("/loop.xml".into()), ..Response::default() }, t);
+        match requests(&mut p).pop() {
+            Some(next) => {
+                hops += 1;
+                r = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!((hops, p.failures()), (5, 2), "{}", notes(&p));
+    // 401 with no --uid/--pwd in the rule: not answered.
+    let (t, r) = next_request(&mut p);
+    p.handle_response(
+        r.id,
+        Response { status: 401, challenges: vec!["Basic realm=\"r\"".into()], ..Response::default() },
+        t,
+    );
+    assert!(requests(&mut p).is_empty());
+    assert_eq!(p.failures(), 3);
+}
