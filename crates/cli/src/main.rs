@@ -65,6 +65,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `provisor ... | head` ends quietly, as other Unix tools do, instead of panicking on a closed pipe. Servers keep
+    // SIGPIPE ignored (Rust's default), so that nothing but an error reaches them through a pipe.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_) | Command::Tftp(tftp_cmd::TftpCommand::Serve { .. })) {
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Rule(cmd) => rule_cmd::run(cmd),

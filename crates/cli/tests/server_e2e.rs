@@ -1108,3 +1108,26 @@ fn loadtest_boots_phones_through_every_stage_and_draws_the_chart() {
     let shown = server.show("0c0000000027");
     assert!(shown.contains("profile.cfg over http"), "{shown}");
 }
+
+/// `provisor phone explain ... | head` ends quietly when the reader goes away (SIGPIPE), without a panic message.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("8841.xml"), "<flat-profile><Resync_Periodic>60</Resync_Periodic></flat-profile>")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["phone", "explain", "--mac", "000e08abcdef", "--dir", s(dir.path()), "--for", "30d"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?}", out.status);
+}
