@@ -57,7 +57,7 @@ impl Transport {
         Ok(Transport { tls: Some(Arc::new(config)), dir: None, dns: None })
     }
 
-    /// Looks `--srv` names up at this DNS server instead of the system's (`/etc/resolv.conf`).
+    /// Looks up `--srv` names and host addresses at this DNS server instead of the system's (`/etc/resolv.conf`).
     pub fn with_dns(mut self, server: SocketAddr) -> Transport {
         self.dns = Some(server);
         self
