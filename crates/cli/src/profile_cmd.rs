@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use provisor_envelope::openssl_enc::{Digest, DigestChoice, Kdf};
 use provisor_envelope::{Encryption, Keys, Limits, WrapSpec, aes128gcm};
 use provisor_profile::data_type::Severity;
-use provisor_profile::{EmptyTag, EmptyValue, Parameter, ParseOptions, Position, Profile, Value, dictionary, lint};
+use provisor_profile::{EmptyTag, EmptyValue, Parameter, ParseOptions, Profile, Value, dictionary, lint};
 
 use crate::files::{display, read_input, write_output};
 
@@ -440,14 +440,7 @@ pub fn run(cmd: ProfileCommand) -> Result<ExitCode> {
 fn set_parameter(profile: &mut Profile, name: &str, value: &str) {
     match profile.parameters.iter_mut().rev().find(|p| p.name == name) {
         Some(p) => p.value = Value::Text(value.to_string()),
-        None => profile.parameters.push(Parameter {
-            name: name.to_string(),
-            value: Value::Text(value.to_string()),
-            ua: None,
-            preserve_value: false,
-            user_pref: None,
-            position: Position::default(),
-        }),
+        None => profile.parameters.push(Parameter::text(name, value)),
     }
 }
 

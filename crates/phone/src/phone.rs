@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use provisor_envelope::{Keys, Limits};
-use provisor_profile::{ApplyOptions, Parameter, ParseOptions, PhoneState, Position, Profile, Value};
+use provisor_profile::{ApplyOptions, Parameter, ParseOptions, PhoneState, Profile};
 use provisor_rules::alias::AliasMap;
 use provisor_rules::log::{self, Fetch as LogFetch};
 use provisor_rules::macros::Variables;
@@ -659,15 +659,7 @@ impl Phone {
 
     /// Sets a parameter as a provisioned profile would (`ua` semantics included).
     fn set(&mut self, name: &str, value: &str) {
-        let parameter = Parameter {
-            name: name.to_string(),
-            value: Value::Text(value.to_string()),
-            ua: None,
-            preserve_value: false,
-            user_pref: None,
-            position: Position::default(),
-        };
-        self.state.apply(&Profile { parameters: vec![parameter] }, &ApplyOptions::default());
+        self.state.apply(&Profile { parameters: vec![Parameter::text(name, value)] }, &ApplyOptions::default());
     }
 
     fn fetch(&mut self, purpose: Purpose, url: Url, selection: Selection, redirects: u32) {

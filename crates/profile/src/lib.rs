@@ -106,6 +106,20 @@ pub struct Parameter {
     pub position: Position,
 }
 
+impl Parameter {
+    /// An element setting `name` to the text `value`, with no attributes (as `--set NAME=VALUE` writes it).
+    pub fn text(name: &str, value: &str) -> Parameter {
+        Parameter {
+            name: name.to_string(),
+            value: Value::Text(value.to_string()),
+            ua: None,
+            preserve_value: false,
+            user_pref: None,
+            position: Position::default(),
+        }
+    }
+}
+
 /// A parsed flat-profile: every parameter element in document order, duplicates included.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
