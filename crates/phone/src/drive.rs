@@ -21,6 +21,8 @@ pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
     dir: Option<std::path::PathBuf>,
     dns: Option<SocketAddr>,
+    /// Built at the first lookup (reading the system's configuration at most once), shared by clones.
+    resolver: Arc<std::sync::OnceLock<hickory_resolver::TokioResolver>>,
 }
 
 /// Why a transport could not be set up.
@@ -54,19 +56,20 @@ impl Transport {
             }
             None => builder.with_no_client_auth(),
         };
-        Ok(Transport { tls: Some(Arc::new(config)), dir: None, dns: None })
+        Ok(Transport { tls: Some(Arc::new(config)), ..Transport::default() })
     }
 
     /// Looks up `--srv` names and host addresses at this DNS server instead of the system's (`/etc/resolv.conf`).
     pub fn with_dns(mut self, server: SocketAddr) -> Transport {
         self.dns = Some(server);
+        self.resolver = Arc::default();
         self
     }
 
     /// A dry-run transport: every URL's path is a file under `dir` (any scheme, any host); uploads are accepted and
     /// dropped.
     pub fn directory(dir: &Path) -> Transport {
-        Transport { tls: None, dir: Some(dir.to_path_buf()), dns: None }
+        Transport { dir: Some(dir.to_path_buf()), ..Transport::default() }
     }
 
     /// Carries out one request (time limit 30 s).
@@ -113,18 +116,22 @@ impl Transport {
         Ok((best.target().to_utf8().trim_end_matches('.').to_string(), best.port()))
     }
 
-    fn resolver(&self) -> Result<hickory_resolver::TokioResolver, String> {
+    fn resolver(&self) -> Result<&hickory_resolver::TokioResolver, String> {
         use hickory_resolver::Resolver;
         use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
         use hickory_resolver::name_server::TokioConnectionProvider;
+        if let Some(r) = self.resolver.get() {
+            return Ok(r);
+        }
         let provider = TokioConnectionProvider::default();
-        Ok(match self.dns {
+        let built = match self.dns {
             Some(server) => {
                 let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
                 Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider).build()
             }
             None => Resolver::builder(provider).map_err(|e| format!("DNS: {e}"))?.build(),
-        })
+        };
+        Ok(self.resolver.get_or_init(|| built))
     }
 
     /// A host's address: an IP literal as it is; a name through the DNS server of [`Transport::with_dns`], or the
