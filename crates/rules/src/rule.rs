@@ -615,6 +615,10 @@ impl std::fmt::Display for Rule {
             if let Some(u) = &alt.url {
                 parts.push(u.text.clone());
             }
+            // An alternative with nothing in it (written `[]`) must still print as one.
+            if parts.is_empty() {
+                parts.push("[]".into());
+            }
             f.write_str(&parts.join(" "))?;
         }
         Ok(())

@@ -108,6 +108,17 @@ proptest! {
     }
 }
 
+/// Found by the property above: an empty alternative prints as `[]`, not as nothing.
+#[test]
+fn an_empty_alternative_survives_printing() {
+    for kind in [RuleKind::Profile, RuleKind::Upgrade, RuleKind::Report] {
+        if let Ok(rule) = Rule::parse("[]", kind) {
+            let again = Rule::parse(&rule.to_string(), kind).unwrap();
+            assert_eq!(again.alternatives.len(), rule.alternatives.len(), "{kind:?}: {rule}");
+        }
+    }
+}
+
 #[test]
 fn printing_examples() {
     let text = "(\"$A\" ne \"Provisioned\")?(Line_Enable_1_=\"No\")!https://p.tel.com/init-prov|[--key \"my key\" --post b] /x";
