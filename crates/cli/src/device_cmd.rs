@@ -38,7 +38,8 @@ pub enum DeviceCommand {
     Show {
         /// MAC address.
         mac: String,
-        /// Include the device's secrets (key, digest, IKM).
+        /// Include the device's secrets (key, digest, IKM, random path); without it, random profile paths in what it was
+        /// served are masked.
         #[arg(long)]
         secrets: bool,
         /// Print JSON.
@@ -81,6 +82,9 @@ pub enum DeviceCommand {
         /// How many of the most recent entries.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Show the random profile paths (masked as profile/********/ otherwise).
+        #[arg(long)]
+        secrets: bool,
     },
     /// Render a device's profile from a template, checked as a phone would read it, on standard output.
     Render {
@@ -242,6 +246,7 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                 let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
                 let effective = effective_parameters(&store, &d).await?;
                 let status = provisor_server::journal::device_status(&store, &mac, 10).await?;
+                let status = if secrets { status } else { status.masked() };
                 if json {
                     let mut v = serde_json::to_value(&d)?;
                     v["effective"] = serde_json::to_value(&effective)?;
@@ -298,13 +303,17 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
             }
             DeviceCommand::Import { file } => return import(&store, &file).await,
             DeviceCommand::Export => export(&store).await?,
-            DeviceCommand::Audit { mac, limit } => {
+            DeviceCommand::Audit { mac, limit, secrets } => {
                 let mac: Option<Mac> = mac.map(|m| m.parse()).transpose().map_err(anyhow::Error::msg)?;
                 let path = dir.data_dir.join("audit.log");
                 for line in provisor_server::journal::audit_entries(&path, mac.as_ref(), limit)
                     .with_context(|| format!("reading {}", path.display()))?
                 {
-                    println!("{line}");
+                    if secrets {
+                        println!("{line}");
+                    } else {
+                        println!("{}", provisor_server::journal::mask_path_tokens(&line));
+                    }
                 }
             }
             DeviceCommand::Render { mac, template, templates } => {

@@ -107,6 +107,10 @@ async fn print_banner(running: &serve::Running, config: &Config, is_demo: bool) 
     p("TFTP", running.tftp, "udp ");
     p("syslog", running.syslog, "udp ");
     eprintln!("  data    {}", config.data_dir.display());
+    // The demo's commands show a device's key and random path: never for a real site's devices.
+    if !is_demo {
+        return;
+    }
     let Some(http) = running.http else { return };
     let store = running.provisioner.store();
     let Ok(Some(first)) = store.device(&DEMO_DEVICES[0].0.parse().expect("demo MAC")).await else { return };

@@ -41,9 +41,16 @@ pub enum TftpCommand {
         /// Options to ignore, comma-separated (e.g. tsize,windowsize), for clients that break on negotiation.
         #[arg(long, value_delimiter = ',')]
         refuse: Vec<String>,
-        /// Most transfers at once; more requests get an error until some finish.
-        #[arg(long, default_value_t = 10_000)]
-        max_sessions: usize,
+        /// Most transfers at once. A full table drops the oldest transfer whose client never answered; when every
+        /// client has, more requests get "Server busy" until some finish.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_sessions: u64,
+        /// Most transfers at once from one address.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+        max_sessions_per_address: u64,
+        /// Seconds a transfer may go without progress before it is dropped, whatever timeout the client asked for.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        max_stall: u64,
         /// Retransmission timeout in seconds when the client does not ask for one.
         #[arg(long, default_value_t = 1)]
         timeout: u64,
@@ -145,6 +152,8 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
             case_insensitive,
             refuse,
             max_sessions,
+            max_sessions_per_address,
+            max_stall,
             timeout,
             retries,
             upload_dir,
@@ -166,9 +175,11 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                     timeout: Duration::from_secs(timeout.max(1)),
                     retries,
                     refuse: refuse.iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
+                    max_stall: Duration::from_secs(max_stall),
                 },
                 port_range,
-                max_sessions,
+                max_sessions: max_sessions as usize,
+                max_sessions_per_address: max_sessions_per_address as usize,
                 upload: match upload_dir {
                     Some(dir) => Some(UploadConfig {
                         dir: dir.canonicalize().with_context(|| format!("{}: no such directory", dir.display()))?,

@@ -24,7 +24,7 @@ pub struct Config {
     /// HTTPS.
     pub https: Https,
     /// TFTP.
-    pub tftp: Listener,
+    pub tftp: Tftp,
     /// The syslog receiver.
     pub syslog: Listener,
     /// Templates.
@@ -35,6 +35,52 @@ pub struct Config {
     pub provisioning: Provisioning,
     /// Request limits.
     pub limits: Limits,
+    /// How long events and reports are kept.
+    pub journal: JournalConfig,
+}
+
+/// TFTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tftp {
+    /// `address:port`, or empty for off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+    /// Most transfers at once. When the table is full, the oldest transfer that never got an acknowledgement makes
+    /// room (a flood of spoofed requests cannot lock phones out); when every transfer is live, "Server busy".
+    pub max_sessions: usize,
+    /// Most transfers at once from one address (phones behind one NAT share an address: keep it generous).
+    pub max_sessions_per_address: usize,
+    /// Longest a transfer waits for any acknowledgement before it is dropped, in seconds, whatever `timeout` option
+    /// the client asked for (RFC 2349 allows 255 s per retry).
+    pub max_stall_s: u64,
+}
+
+/// Retention of device events (syslog lines, errors) and reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Events and reports older than this many days are deleted (0: kept forever).
+    pub keep_days: u32,
+    /// At most this many events and this many reports are kept per device, the newest (0: no limit).
+    pub max_rows_per_device: u32,
+}
+
+impl Default for JournalConfig {
+    fn default() -> JournalConfig {
+        JournalConfig { keep_days: 30, max_rows_per_device: 1000 }
+    }
+}
+
+impl Default for Tftp {
+    fn default() -> Tftp {
+        Tftp {
+            listen: Some(([127, 0, 0, 1], 6969).into()),
+            max_sessions: 10_000,
+            max_sessions_per_address: 500,
+            max_stall_s: 30,
+        }
+    }
 }
 
 /// A listening address; an empty `listen` turns the front end off.
@@ -148,6 +194,28 @@ pub struct Provisioning {
     pub http_user: String,
     /// The password for `http_user`.
     pub http_password: String,
+    /// Serve profiles that carry the `--uid`/`--pwd` credentials in clear text over TFTP (which has no
+    /// authentication, so anyone who asks gets them). Off by default: such requests get "access violation".
+    pub credentials_over_tftp: bool,
+    /// Networks (CIDR, e.g. `"10.20.0.0/16"`) from which enterprise phones may fetch `SEP<MAC>.cnf.xml`, which
+    /// carries their line passwords in clear text (enterprise firmware without per-phone encryption has no other way
+    /// to get them). Empty: from anywhere (with a warning at start). MPP devices never get enterprise files.
+    pub trusted_networks: Vec<String>,
+    /// Accept reports that are neither encrypted with the device's key nor sent over HTTPS with its verified
+    /// certificate. Off by default: anyone could otherwise write any device's reported state.
+    pub plain_reports: bool,
+}
+
+impl Provisioning {
+    /// Whether `ip` lies in `trusted_networks` (every address does when none are set).
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_networks.is_empty()
+            || self.trusted_networks.iter().filter_map(|n| n.parse::<ipnet::IpNet>().ok()).any(|n| n.contains(&ip))
+    }
 }
 
 /// Limits.
@@ -158,6 +226,25 @@ pub struct Limits {
     pub failed_lookups_per_minute: u32,
     /// Largest report accepted, in bytes.
     pub max_report_bytes: usize,
+    /// Distinct MACs one address may name per minute without a verified certificate proving them (a phone names
+    /// only its own; phones behind one NAT share an address).
+    pub macs_per_address_per_minute: u32,
+    /// Distinct MACs all addresses together may name per minute without proof, on routes whose answer depends on
+    /// the device (`SEP<MAC>.cnf.xml`, reports, the `deny`/`enrol` policies); a scan from many addresses stops here.
+    pub macs_per_minute: u32,
+    /// Reports and syslog lines kept per device per minute; more are dropped (and counted).
+    pub device_events_per_minute: u32,
+    /// Seconds a client has to send a request's headers (and, on a kept-alive connection, the next request).
+    pub http_header_timeout_s: u64,
+    /// Seconds a client has to send a request's body.
+    pub http_body_timeout_s: u64,
+    /// Seconds an idle connection is kept open.
+    pub http_idle_timeout_s: u64,
+    /// Most HTTP and HTTPS connections at once (each listener); at the limit, new connections wait in the kernel's
+    /// backlog.
+    pub max_connections: usize,
+    /// Most connections at once from one address; more are closed at once.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Config {
@@ -167,12 +254,13 @@ impl Default for Config {
             public_host: "127.0.0.1".into(),
             http: Listener { listen: Some(([127, 0, 0, 1], 8080).into()) },
             https: Https::default(),
-            tftp: Listener { listen: Some(([127, 0, 0, 1], 6969).into()) },
+            tftp: Tftp::default(),
             syslog: Listener { listen: Some(([127, 0, 0, 1], 5514).into()) },
             templates: TemplatesConfig::default(),
             firmware: Firmware::default(),
             provisioning: Provisioning::default(),
             limits: Limits::default(),
+            journal: JournalConfig::default(),
         }
     }
 }
@@ -205,13 +293,27 @@ impl Default for Provisioning {
             resync_periodic: 3600,
             http_user: String::new(),
             http_password: String::new(),
+            credentials_over_tftp: false,
+            trusted_networks: Vec::new(),
+            plain_reports: false,
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { failed_lookups_per_minute: 30, max_report_bytes: 4 << 20 }
+        Limits {
+            failed_lookups_per_minute: 30,
+            max_report_bytes: 4 << 20,
+            macs_per_address_per_minute: 16,
+            macs_per_minute: 1000,
+            device_events_per_minute: 60,
+            http_header_timeout_s: 10,
+            http_body_timeout_s: 30,
+            http_idle_timeout_s: 60,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+        }
     }
 }
 
@@ -314,6 +416,32 @@ impl Config {
             return Err((
                 "[provisioning] md5_before_firmware".into(),
                 format!("{:?} is not a firmware version such as 11.3.1", p.md5_before_firmware),
+            ));
+        }
+        for (i, net) in p.trusted_networks.iter().enumerate() {
+            net.parse::<ipnet::IpNet>().map_err(|_| {
+                (
+                    format!("[provisioning] trusted_networks[{i}]"),
+                    format!("{net:?} is not a network such as 10.0.0.0/8"),
+                )
+            })?;
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("http_header_timeout_s", l.http_header_timeout_s),
+            ("http_body_timeout_s", l.http_body_timeout_s),
+            ("http_idle_timeout_s", l.http_idle_timeout_s),
+            ("max_connections", l.max_connections as u64),
+            ("max_connections_per_address", l.max_connections_per_address as u64),
+        ] {
+            if v == 0 {
+                return Err((format!("[limits] {name}"), "must be at least 1".into()));
+            }
+        }
+        if self.tftp.max_sessions == 0 || self.tftp.max_sessions_per_address == 0 || self.tftp.max_stall_s == 0 {
+            return Err((
+                "[tftp] max_sessions".into(),
+                "max_sessions, max_sessions_per_address and max_stall_s must be at least 1".into(),
             ));
         }
         if p.key_gpp == p.path_gpp {
@@ -419,6 +547,11 @@ require_client_cert = false
 [tftp]
 # Phones use UDP port 69; "" turns TFTP off.
 listen = "127.0.0.1:6969"
+# Transfers at once, in all and per address. A full table drops the oldest transfer never acknowledged.
+max_sessions = 10000
+max_sessions_per_address = 500
+# A transfer with no acknowledgement for this many seconds is dropped, whatever timeout the client asked for.
+max_stall_s = 30
 
 [syslog]
 # Set the phones' Syslog_Server to this address (RFC 3164 and 5424 are understood).
@@ -460,11 +593,35 @@ resync_periodic = 3600
 # HTTP authentication required of phones (their Profile_Rule gets --uid/--pwd); empty: none.
 http_user = ""
 http_password = ""
+# TFTP has no authentication: profiles that carry the credentials above are refused over it unless this is true.
+credentials_over_tftp = false
+# Enterprise (CUCM-firmware) phones get their line passwords in the plain SEP<MAC>.cnf.xml: only from these networks
+# (CIDR). Empty: from anywhere, with a warning. MPP phones never get enterprise files.
+trusted_networks = []
+# Reports must be encrypted with the device's key or come over HTTPS with its certificate; true also takes plain ones.
+plain_reports = false
 
 [limits]
 # Failed device lookups per client address per minute before answers become 429 (MAC enumeration).
 failed_lookups_per_minute = 30
 max_report_bytes = 4194304
+# Distinct MACs named without a verified certificate, per address and by everyone together, per minute.
+macs_per_address_per_minute = 16
+macs_per_minute = 1000
+# Reports and syslog lines per device per minute.
+device_events_per_minute = 60
+# HTTP(S): seconds to send the headers, the body, and how long an idle connection stays open.
+http_header_timeout_s = 10
+http_body_timeout_s = 30
+http_idle_timeout_s = 60
+# HTTP(S) connections at once, per listener and per address.
+max_connections = 4096
+max_connections_per_address = 256
+
+[journal]
+# Events (syslog lines, errors) and reports: kept this many days, and at most this many per device.
+keep_days = 30
+max_rows_per_device = 1000
 "#;
 
 #[cfg(test)]

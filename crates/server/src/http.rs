@@ -4,20 +4,33 @@
 //!
 //! Every response carries `Content-Length` (phones speak HTTP/1.0 and 1.1, specs.md §4.3); profiles are `text/xml`;
 //! firmware supports single `Range` requests; `/metrics` is Prometheus text.
+//!
+//! Hostile clients are bounded (`[limits]`): headers must arrive within `http_header_timeout_s`, a body within
+//! `http_body_timeout_s`, and a connection silent for `http_idle_timeout_s` is closed; at most `max_connections`
+//! connections per listener (more wait in the kernel's backlog) and `max_connections_per_address` per address (more
+//! are closed at once); an accept error such as running out of file descriptors backs off instead of spinning; and
+//! upload bodies go to a file as they arrive, never more than `max_report_bytes`.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Extension, Request as AxumRequest};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response as AxumResponse;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use crate::config::Limits;
 use crate::identity::certificate_claims;
 use crate::inventory::Store;
 use crate::provision::{Body, Protocol, Provisioner, Request};
@@ -42,14 +55,92 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The connections of one listener: a cap in all and per address.
+struct Admission {
+    limits: Limits,
+    total: Arc<Semaphore>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place; dropping it frees the place.
+struct Admitted {
+    admission: Arc<Admission>,
+    address: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut m = self.admission.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Admission {
+    fn new(limits: &Limits) -> Arc<Admission> {
+        Arc::new(Admission {
+            limits: limits.clone(),
+            total: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Waits for a free place, then accepts the next connection that its address's cap lets in.
+    async fn accept(self: &Arc<Self>, listener: &TcpListener) -> (TcpStream, SocketAddr, Admitted) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let Ok(permit) = self.total.clone().acquire_owned().await else {
+                // The semaphore is never closed; wait rather than spin if it were.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE/ENFILE and the like: the same error comes back at once, so wait before trying again.
+                    tracing::warn!("accept: {e}; retrying in {} ms", backoff.as_millis());
+                    drop(permit);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(5);
+            let address = peer.ip();
+            {
+                let mut m = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+                let n = m.entry(address).or_insert(0);
+                if *n >= self.limits.max_connections_per_address {
+                    metrics::counter!("provisor_http_connections_refused_total").increment(1);
+                    continue; // dropping the stream closes it
+                }
+                *n += 1;
+            }
+            let admitted = Admitted { admission: self.clone(), address, _permit: permit };
+            return (stream, peer, admitted);
+        }
+    }
+}
+
 /// Serves plain HTTP on `listener` until the task is dropped.
 pub async fn serve_http<S: Store + 'static>(listener: TcpListener, provisioner: Arc<Provisioner<S>>) {
+    let limits = provisioner.config().limits.clone();
+    let admission = Admission::new(&limits);
     let app = app(provisioner);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer, admitted) = admission.accept(&listener).await;
         let _ = stream.set_nodelay(true);
         let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
-        tokio::spawn(serve_connection(TokioIo::new(stream), app.clone(), conn));
+        let (app, limits) = (app.clone(), limits.clone());
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            serve_connection(stream, app, conn, &limits).await;
+        });
     }
 }
 
@@ -59,15 +150,19 @@ pub async fn serve_https<S: Store + 'static>(
     tls: Arc<rustls::ServerConfig>,
     provisioner: Arc<Provisioner<S>>,
 ) {
+    let limits = provisioner.config().limits.clone();
+    let admission = Admission::new(&limits);
     let app = app(provisioner);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer, admitted) = admission.accept(&listener).await;
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let app = app.clone();
+        let (app, limits) = (app.clone(), limits.clone());
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
+            let _admitted = admitted;
+            let handshake = Duration::from_secs(limits.http_header_timeout_s);
+            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!("{peer}: TLS handshake: {e}");
@@ -79,22 +174,86 @@ pub async fn serve_https<S: Store + 'static>(
             let certificate =
                 stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| certificate_claims(c));
             let conn = Connection { peer, protocol: Protocol::Https, certificate };
-            serve_connection(TokioIo::new(stream), app, conn).await;
+            serve_connection(stream, app, conn, &limits).await;
         });
     }
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, app: axum::Router, conn: Connection)
+/// Milliseconds since `EPOCH` of the process, for idle tracking.
+fn ticks() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// A stream that notes when it last moved bytes, so a silent connection can be closed.
+struct Watched<I> {
+    inner: I,
+    last: Arc<AtomicU64>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(ticks(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(ticks(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn serve_connection<I>(io: I, app: axum::Router, conn: Connection, limits: &Limits)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let last = Arc::new(AtomicU64::new(ticks()));
+    let io = TokioIo::new(Watched { inner: io, last: last.clone() });
+    let peer = conn.peer;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(conn.clone());
         app.clone().oneshot(req.map(AxumBody::new))
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(io, service).await {
-        tracing::debug!("connection: {e}");
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.http_header_timeout_s))
+        .max_buf_size(64 * 1024);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(32);
+    let connection = builder.serve_connection(io, service);
+    let idle_ms = limits.http_idle_timeout_s * 1000;
+    let watchdog = async {
+        loop {
+            let quiet = ticks().saturating_sub(last.load(Ordering::Relaxed));
+            if quiet >= idle_ms {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
+        }
+    };
+    tokio::select! {
+        r = connection => {
+            if let Err(e) = r {
+                tracing::debug!("{peer}: connection: {e}");
+            }
+        }
+        () = watchdog => tracing::debug!("{peer}: closed after {} s without traffic", limits.http_idle_timeout_s),
     }
 }
 
@@ -124,6 +283,7 @@ async fn handle<S: Store + 'static>(
         _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()),
     };
     let path = req.uri().path().to_string();
+    let target = req.uri().to_string();
     if path == "/metrics" && matches!(method, "GET" | "HEAD") {
         let mut r = plain(StatusCode::OK, metrics_handle().render());
         r.headers_mut()
@@ -134,9 +294,22 @@ async fn handle<S: Store + 'static>(
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let range = text(header::RANGE);
     let body = if matches!(method, "POST" | "PUT") {
-        match axum::body::to_bytes(req.into_body(), provisioner.config().limits.max_report_bytes).await {
-            Ok(b) => b,
-            Err(_) => return with_length(plain(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n".into())),
+        let config = provisioner.config();
+        let limit = config.limits.max_report_bytes as u64;
+        let spool = config.data_dir.join("uploads");
+        let wait = Duration::from_secs(config.limits.http_body_timeout_s);
+        match tokio::time::timeout(wait, spool_body(req.into_body(), &spool, limit)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(Upload::TooLarge)) => {
+                return with_length(plain(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n".into()));
+            }
+            Ok(Err(Upload::Failed(e))) => {
+                tracing::warn!("{}: upload: {e}", conn.peer);
+                return with_length(plain(StatusCode::BAD_REQUEST, "upload failed\n".into()));
+            }
+            Err(_) => {
+                return with_length(plain(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n".into()));
+            }
         }
     } else {
         bytes::Bytes::new()
@@ -145,6 +318,7 @@ async fn handle<S: Store + 'static>(
         protocol: conn.protocol,
         method,
         path,
+        target,
         client: conn.peer,
         user_agent: text(header::USER_AGENT),
         certificate: conn.certificate,
@@ -177,6 +351,60 @@ async fn handle<S: Store + 'static>(
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     }
     with_length(r)
+}
+
+/// Why an upload body was not taken.
+enum Upload {
+    TooLarge,
+    Failed(String),
+}
+
+/// Receives a request body into a private file under `dir` as it arrives (so a stalled upload holds no memory),
+/// refusing it past `limit` bytes; returns the whole body once complete.
+async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result<bytes::Bytes, Upload> {
+    use http_body_util::BodyExt as _;
+    if let Some(n) = axum::body::HttpBody::size_hint(&body).upper()
+        && n > limit
+    {
+        return Err(Upload::TooLarge);
+    }
+    let failed = |e: &dyn std::fmt::Display| Upload::Failed(e.to_string());
+    crate::inventory::make_private_dir(dir).map_err(|e| failed(&e))?;
+    let mut name = [0u8; 12];
+    getrandom::fill(&mut name).map_err(|e| failed(&e))?;
+    let path = dir.join(format!(".upload-{}", name.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    /// Removes the spool file however the upload ends (error, timeout, or success).
+    struct Spool(std::path::PathBuf);
+    impl Drop for Spool {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let spool = Spool(path);
+    let mut file = tokio::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .read(true)
+        .mode(0o600)
+        .open(&spool.0)
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut body = body;
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| failed(&e))?;
+        if let Ok(data) = frame.into_data() {
+            size += data.len() as u64;
+            if size > limit {
+                return Err(Upload::TooLarge);
+            }
+            file.write_all(&data).await.map_err(|e| failed(&e))?;
+        }
+    }
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| failed(&e))?;
+    let mut all = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut all).await.map_err(|e| failed(&e))?;
+    Ok(all.into())
 }
 
 /// Sets `Content-Length` from the body's exact size (or keeps the one a file response set).

@@ -155,6 +155,17 @@ pub struct Device {
 }
 
 impl Device {
+    /// Whether the device runs enterprise (CUCM) firmware, by its model: anything but a Multiplatform model (`-3PCC`,
+    /// `MPP`, the SPA and ATA lines) or no model. Only enterprise devices are served `SEP<MAC>.cnf.xml`.
+    pub fn is_enterprise(&self) -> bool {
+        let m = self.model.to_ascii_uppercase();
+        !(m.trim().is_empty()
+            || m.contains("3PCC")
+            || m.contains("MPP")
+            || m.starts_with("SPA")
+            || m.starts_with("ATA"))
+    }
+
     /// A device with only a MAC and these secrets, to be filled in.
     pub fn blank(mac: Mac, secrets: Secrets) -> Device {
         Device {
@@ -310,10 +321,36 @@ fn bind_fields<'q>(
         .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
 }
 
+/// Creates `dir` if needed and makes it 0700.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Creates `path` (empty) if it does not exist, and makes it 0600.
+pub fn make_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `inventory.sqlite` in `dir`, and brings its schema up to date.
+    ///
+    /// The inventory holds every line password, AES key and IKM: the directory is made private (0700) and the
+    /// database with its WAL and shared-memory files 0600 (SQLite gives its WAL and SHM files the database's mode).
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let io = |e| StoreError::Database(sqlx::Error::Io(e));
+        make_private_dir(dir).map_err(io)?;
+        let db = dir.join("inventory.sqlite");
+        make_private_file(&db).map_err(io)?;
+        for side in ["inventory.sqlite-wal", "inventory.sqlite-shm"] {
+            let path = dir.join(side);
+            if path.exists() {
+                make_private_file(&path).map_err(io)?;
+            }
+        }
         let options = SqliteConnectOptions::new()
             .filename(dir.join("inventory.sqlite"))
             .create_if_missing(true)

@@ -16,6 +16,7 @@ use serde::Serialize;
 use sqlx::Row;
 use tokio::sync::mpsc;
 
+use crate::config::JournalConfig;
 use crate::inventory::{Mac, SqliteStore, StoreError};
 
 /// One request, as recorded.
@@ -62,18 +63,42 @@ pub struct Journal {
 impl Journal {
     /// Starts the writer task on `store`, with the audit log at `audit_path`; it ends when every [`Journal`] is
     /// dropped, after writing what is queued.
-    pub fn start(store: SqliteStore, audit_path: PathBuf) -> (Journal, tokio::task::JoinHandle<()>) {
+    /// Every minute it also deletes events and reports past `retention`.
+    pub fn start(
+        store: SqliteStore,
+        audit_path: PathBuf,
+        retention: JournalConfig,
+    ) -> (Journal, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(1 << 16);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(1024);
             let mut written = HashMap::new();
             let mut log = AuditLog::new(audit_path);
-            while rx.recv_many(&mut batch, 1024).await > 0 {
-                log.append(&batch);
-                if let Err(e) = write_batch(&store, &batch, &mut written).await {
-                    tracing::error!("device state: {e}");
+            let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
+            prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, 1024) => {
+                        if n == 0 {
+                            break;
+                        }
+                        log.append(&batch);
+                        if let Err(e) = write_batch(&store, &batch, &mut written).await {
+                            tracing::error!("device state: {e}");
+                        }
+                        batch.clear();
+                    }
+                    _ = prune.tick() => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        match prune_rows(&store, &retention, now).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!("journal: {n} old events and reports deleted"),
+                            Err(e) => tracing::error!("journal retention: {e}"),
+                        }
+                    }
                 }
-                batch.clear();
             }
         });
         (Journal { tx }, task)
@@ -158,7 +183,10 @@ impl AuditLog {
             if self.size >= AUDIT_ROTATE_BYTES {
                 let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
             }
-            match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            // Every random profile path is in here: private to the server's user.
+            let opened = crate::inventory::make_private_file(&self.path)
+                .and_then(|()| std::fs::OpenOptions::new().append(true).open(&self.path));
+            match opened {
                 Ok(f) => {
                     self.size = f.metadata().map_or(0, |m| m.len());
                     self.file = Some(f);
@@ -179,6 +207,25 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// `text` with the random directory of every `profile/<random>/` path replaced by `********`: the random path is
+/// half of a device's secret (SEC-PRV-2), so it is shown only when asked for (`--secrets`).
+pub fn mask_path_tokens(text: &str) -> String {
+    const MARK: &str = "profile/";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i + MARK.len()]);
+        rest = &rest[i + MARK.len()..];
+        let end = rest.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(rest.len());
+        if end >= 8 && rest[..end].bytes().all(|b| b.is_ascii_alphanumeric()) {
+            out.push_str("********");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The last `limit` audit entries (oldest first), optionally only those of one device, from `audit.log` (and
@@ -315,6 +362,33 @@ async fn write_batch(
     tx.commit().await
 }
 
+/// Deletes events and reports older than `keep_days` and beyond the newest `max_rows_per_device` of each device;
+/// returns how many rows went.
+pub async fn prune_rows(store: &SqliteStore, retention: &JournalConfig, now_ms: i64) -> Result<u64, sqlx::Error> {
+    // Literal statements per table (sqlx takes only static SQL).
+    const BY_AGE: [&str; 2] = ["DELETE FROM device_events WHERE at < ?", "DELETE FROM reports WHERE at < ?"];
+    const BY_COUNT: [&str; 2] = [
+        "DELETE FROM device_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+         (PARTITION BY mac ORDER BY id DESC) AS n FROM device_events) WHERE n > ?)",
+        "DELETE FROM reports WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
+         (PARTITION BY mac ORDER BY id DESC) AS n FROM reports) WHERE n > ?)",
+    ];
+    let mut deleted = 0;
+    if retention.keep_days > 0 {
+        let before = now_ms - i64::from(retention.keep_days) * 86_400_000;
+        for sql in BY_AGE {
+            deleted += sqlx::query(sql).bind(before).execute(&store.pool).await?.rows_affected();
+        }
+    }
+    if retention.max_rows_per_device > 0 {
+        for sql in BY_COUNT {
+            let keep = i64::from(retention.max_rows_per_device);
+            deleted += sqlx::query(sql).bind(keep).execute(&store.pool).await?.rows_affected();
+        }
+    }
+    Ok(deleted)
+}
+
 /// A device event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -356,6 +430,19 @@ pub struct DeviceStatus {
     pub events: Vec<Event>,
     /// Parameters whose reported value differs from what was served.
     pub drift: Vec<Drift>,
+}
+
+impl DeviceStatus {
+    /// The same status with random profile paths masked ([`mask_path_tokens`]).
+    pub fn masked(mut self) -> DeviceStatus {
+        if let Some(served) = &mut self.served {
+            served.0 = mask_path_tokens(&served.0);
+        }
+        for e in &mut self.events {
+            e.text = mask_path_tokens(&e.text);
+        }
+        self
+    }
 }
 
 /// Names whose values are never shown (secrets), in drift output.
@@ -404,4 +491,51 @@ pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result
         .await?;
     s.events = rows.iter().map(|r| Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }).collect();
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_paths_are_masked() {
+        assert_eq!(mask_path_tokens("profile/0123456789abcdef0123/profile.cfg"), "profile/********/profile.cfg");
+        assert_eq!(
+            mask_path_tokens("{\"file\":\"/profile/abcdef0123456789/p.cfg\"} /profile/short/x"),
+            "{\"file\":\"/profile/********/p.cfg\"} /profile/short/x"
+        );
+        assert_eq!(mask_path_tokens("0011aabbcc01.xml"), "0011aabbcc01.xml");
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_rows_per_device_and_drops_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let day = 86_400_000i64;
+        let now = 100 * day;
+        for (mac, n, at) in [("000e08000001", 30, now), ("000e08000002", 5, now - 40 * day)] {
+            for i in 0..n {
+                sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, 'syslog', ?)")
+                    .bind(mac)
+                    .bind(at + i)
+                    .bind(format!("line {i}"))
+                    .execute(&store.pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        let retention = JournalConfig { keep_days: 30, max_rows_per_device: 10 };
+        assert_eq!(prune_rows(&store, &retention, now).await.unwrap(), 5 + 20);
+        let left: Vec<(String, String)> =
+            sqlx::query_as("SELECT mac, text FROM device_events ORDER BY id").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(left.len(), 10);
+        assert!(left.iter().all(|(m, _)| m == "000e08000001"));
+        assert_eq!(left[0].1, "line 20", "the newest ten are kept");
+        // Files are private: the inventory holds every secret.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("inventory.sqlite")), 0o600);
+        assert_eq!(mode(&dir.path().join("inventory.sqlite-wal")), 0o600);
+    }
 }

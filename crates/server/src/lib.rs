@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod inventory;

@@ -34,6 +34,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::auth::Credentials;
 use crate::config::{Config, ProfileEncryption, UnknownDevices};
+use crate::guard::{Guard, Limited};
 use crate::identity::{Claims, parse_user_agent};
 use crate::inventory::{Device, Mac, Secrets, Store, effective_parameters};
 use crate::journal::{AuditEntry, Journal};
@@ -69,8 +70,10 @@ pub struct Request {
     pub protocol: Protocol,
     /// `GET`, `HEAD`, `POST`, `PUT` (HTTP) or `RRQ`, `WRQ` (TFTP).
     pub method: &'static str,
-    /// The file name or URL path as sent.
+    /// The file name or URL path as sent (without the query).
     pub path: String,
+    /// The request target as sent (HTTP: path and query, what a Digest `uri` must match; TFTP: the file name).
+    pub target: String,
     /// The client.
     pub client: SocketAddr,
     /// The `User-Agent` header.
@@ -90,6 +93,7 @@ impl Request {
             protocol,
             method: if protocol == Protocol::Tftp { "RRQ" } else { "GET" },
             path: path.to_string(),
+            target: path.to_string(),
             client,
             user_agent: None,
             certificate: None,
@@ -264,7 +268,7 @@ pub struct Provisioner<S: Store> {
     revision: AtomicI64,
     journal: Journal,
     credentials: Option<Credentials>,
-    failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    guard: Guard,
     addresses: Mutex<HashMap<IpAddr, Mac>>,
 }
 
@@ -326,7 +330,7 @@ impl<S: Store + 'static> Provisioner<S> {
             revision: AtomicI64::new(i64::MIN),
             journal,
             credentials,
-            failures: Mutex::new(HashMap::new()),
+            guard: Guard::new(config.limits.clone()),
             addresses: Mutex::new(HashMap::new()),
             config,
         })
@@ -353,8 +357,19 @@ impl<S: Store + 'static> Provisioner<S> {
         self.addresses.lock().ok()?.get(&ip).cloned()
     }
 
-    /// Records a syslog line (or another event) for a device.
+    /// Records a syslog line (or another event) for a device. Lines for devices not in the inventory, and lines over
+    /// `[limits] device_events_per_minute`, are dropped (and counted): anyone can send syslog datagrams.
     pub async fn record_event(&self, client: SocketAddr, device: Option<Mac>, kind: &'static str, text: String) {
+        let Some(mac) = device else { return };
+        if !matches!(self.store.device(&mac).await, Ok(Some(_))) {
+            metrics::counter!("provisor_events_dropped_total", "why" => "unknown device").increment(1);
+            return;
+        }
+        if self.guard.device_event(&mac, now_ms()).is_err() {
+            metrics::counter!("provisor_events_dropped_total", "why" => "rate").increment(1);
+            return;
+        }
+        let device = Some(mac);
         self.journal
             .record(AuditEntry {
                 at_ms: now_ms(),
@@ -411,9 +426,10 @@ impl<S: Store + 'static> Provisioner<S> {
     /// Answers a request and records it in the audit log.
     pub async fn handle(&self, req: Request) -> Response {
         let ua = req.user_agent.as_deref().and_then(parse_user_agent);
-        let (response, outcome) = self.dispatch(&req, ua.as_ref()).await;
+        let now = now_ms();
+        let (response, outcome) = self.dispatch(&req, ua.as_ref(), now).await;
         if outcome.failed_lookup {
-            self.count_failure(req.client.ip());
+            self.guard.failed(req.client.ip(), now);
         }
         if let Some(mac) = &outcome.device
             && let Ok(mut a) = self.addresses.lock()
@@ -442,7 +458,7 @@ impl<S: Store + 'static> Provisioner<S> {
             .increment(1);
         self.journal
             .record(AuditEntry {
-                at_ms: now_ms(),
+                at_ms: now,
                 client: req.client.to_string(),
                 device: outcome.device,
                 protocol: req.protocol.name(),
@@ -462,33 +478,10 @@ impl<S: Store + 'static> Provisioner<S> {
         response
     }
 
-    fn rate_limited(&self, ip: IpAddr) -> bool {
-        let limit = self.config.limits.failed_lookups_per_minute;
-        let minute = now_ms() as u64 / 60_000;
-        let f = self.failures.lock().expect("not poisoned");
-        f.get(&ip).is_some_and(|&(m, n)| m == minute && n >= limit)
-    }
-
-    fn count_failure(&self, ip: IpAddr) {
-        let minute = now_ms() as u64 / 60_000;
-        let mut f = self.failures.lock().expect("not poisoned");
-        if f.len() > 100_000 {
-            f.retain(|_, (m, _)| *m == minute);
-        }
-        let e = f.entry(ip).or_insert((minute, 0));
-        if e.0 != minute {
-            *e = (minute, 0);
-        }
-        e.1 += 1;
-        if e.1 == self.config.limits.failed_lookups_per_minute {
-            tracing::warn!("{ip}: {} failed device lookups this minute; refusing it until the next", e.1);
-        }
-    }
-
-    async fn dispatch(&self, req: &Request, ua: Option<&Claims>) -> (Response, Outcome) {
+    async fn dispatch(&self, req: &Request, ua: Option<&Claims>, now: i64) -> (Response, Outcome) {
         let mut out = Outcome::default();
-        if self.rate_limited(req.client.ip()) {
-            return (Response::error(429, "too many failed lookups from this address"), out);
+        if let Err(limited) = self.guard.admit(req.client.ip(), now) {
+            return (limited_response(limited), out);
         }
         let Some(path) = normalise(&req.path) else {
             out.failed_lookup = true;
@@ -504,8 +497,8 @@ impl<S: Store + 'static> Provisioner<S> {
             && req.protocol != Protocol::Tftp
             && let Some(c) = &self.credentials
         {
-            let now_s = now_ms() as u64 / 1000;
-            if !req.authorization.as_deref().is_some_and(|h| c.verify(h, req.method, now_s)) {
+            let now_s = now as u64 / 1000;
+            if !req.authorization.as_deref().is_some_and(|h| c.verify(h, req.method, &req.target, now_s)) {
                 let mut r = Response::error(401, "authentication required");
                 r.challenges = c.challenges(now_s).to_vec();
                 return (r, out);
@@ -515,13 +508,13 @@ impl<S: Store + 'static> Provisioner<S> {
             Route::TrustList => Response::error(404, "no trust list: phones without one accept unsigned files"),
             Route::Metrics => Response::error(404, "metrics are served over HTTP only"),
             Route::Firmware(name) => self.firmware(&name),
-            Route::Report(name) => self.report(req, &name, ua, cert_mac, &mut out).await,
+            Route::Report(name) => self.report(req, &name, ua, cert_mac, now, &mut out).await,
             Route::EncryptedProfile(token) => self.encrypted(req, &token, ua, cert_mac, &mut out).await,
             Route::Enterprise(mac) => {
                 if cert_mac.as_ref().is_some_and(|c| *c != mac) {
                     self.refuse(cert_mac, &mac, &path, &mut out)
                 } else {
-                    self.enterprise(&mac, &mut out).await
+                    self.enterprise(req, &mac, cert_mac, now, &mut out).await
                 }
             }
             Route::EnterpriseDefault => self.generic(Variant::XmlDefault).await,
@@ -531,7 +524,7 @@ impl<S: Store + 'static> Provisioner<S> {
                     (Some(c), Some(n)) if c != n => self.refuse(cert_mac.clone(), n, &path, &mut out),
                     _ => {
                         let mac = named.or(cert_mac.clone()).or_else(|| ua.and_then(|u| u.mac.clone()));
-                        self.profile(req, mac, captures.model, ua, cert_mac, &mut out).await
+                        self.profile(req, mac, captures.model, ua, cert_mac, now, &mut out).await
                     }
                 }
             }
@@ -572,6 +565,10 @@ impl<S: Store + 'static> Provisioner<S> {
         }
     }
 
+    /// An MPP profile by name (`/$MA.xml`, `/$PSN.xml`, ...). Only a client that proved it is the device (a
+    /// verified certificate naming it, over HTTPS) gets the full profile; everyone else gets the bootstrap profile,
+    /// which holds no secret. `secrets_without_certificate` is the documented lab exception.
+    #[allow(clippy::too_many_arguments)]
     async fn profile(
         &self,
         req: &Request,
@@ -579,18 +576,29 @@ impl<S: Store + 'static> Provisioner<S> {
         model: Option<String>,
         ua: Option<&Claims>,
         cert_mac: Option<Mac>,
+        now: i64,
         out: &mut Outcome,
     ) -> Response {
-        let policy = self.config.provisioning.unknown_devices;
+        let pv = &self.config.provisioning;
+        let policy = pv.unknown_devices;
         let Some(mac) = mac else {
             return match policy {
                 UnknownDevices::Deny => {
                     out.failed_lookup = true;
                     Response::error(404, "device not identified (no MAC in the name, certificate or User-Agent)")
                 }
-                _ => self.generic(Variant::Bootstrap).await,
+                _ => self.bootstrap(req).await,
             };
         };
+        let verified = req.protocol == Protocol::Https && cert_mac.as_ref() == Some(&mac);
+        // Only where the answer depends on the device does naming a MAC count towards the enumeration limits.
+        let revealing = policy != UnknownDevices::Bootstrap || pv.secrets_without_certificate;
+        if !verified
+            && revealing
+            && let Err(limited) = self.guard.name_mac(req.client.ip(), &mac, now)
+        {
+            return limited_response(limited);
+        }
         out.device = Some(mac.clone());
         let device = match self.store.device(&mac).await {
             Ok(Some(d)) => d,
@@ -600,7 +608,12 @@ impl<S: Store + 'static> Provisioner<S> {
                     out.failed_lookup = true;
                     return Response::error(404, format!("device {mac} is not in the inventory"));
                 }
-                UnknownDevices::Bootstrap => return self.generic(Variant::Bootstrap).await,
+                UnknownDevices::Bootstrap => return self.bootstrap(req).await,
+                // Enrolment takes only a phone that proved its identity: otherwise anyone could add devices.
+                UnknownDevices::Enrol if !verified => {
+                    out.device = None;
+                    return self.bootstrap(req).await;
+                }
                 UnknownDevices::Enrol => match self.enrol(&mac, model, req.certificate.as_ref(), ua).await {
                     Ok(d) => {
                         out.event = Some(("enrolled", format!("auto-enrolled as {}", d.model)));
@@ -611,12 +624,35 @@ impl<S: Store + 'static> Provisioner<S> {
             },
             Err(e) => return Response::error(500, format!("inventory: {e}")),
         };
-        let verified = req.protocol == Protocol::Https && cert_mac.as_ref() == Some(&device.mac);
-        if verified || self.config.provisioning.secrets_without_certificate {
+        if verified || pv.secrets_without_certificate {
+            if let Some(refusal) = self.credentials_over_tftp(req) {
+                return refusal;
+            }
             self.rendered(&device, Variant::Full, false, out).await
         } else {
-            self.generic(Variant::Bootstrap).await
+            self.bootstrap(req).await
         }
+    }
+
+    /// The bootstrap profile, unless it would carry HTTP credentials over TFTP.
+    async fn bootstrap(&self, req: &Request) -> Response {
+        match self.credentials_over_tftp(req) {
+            Some(refusal) => refusal,
+            None => self.generic(Variant::Bootstrap).await,
+        }
+    }
+
+    /// A refusal for a TFTP request of a clear-text profile that carries `--uid`/`--pwd` (TFTP has no
+    /// authentication), unless `[provisioning] credentials_over_tftp` allows it.
+    fn credentials_over_tftp(&self, req: &Request) -> Option<Response> {
+        let pv = &self.config.provisioning;
+        (req.protocol == Protocol::Tftp && !pv.http_user.is_empty() && !pv.credentials_over_tftp).then(|| {
+            Response::error(
+                403,
+                "this profile carries HTTP credentials and TFTP has no authentication \
+                 ([provisioning] credentials_over_tftp)",
+            )
+        })
     }
 
     async fn enrol(
@@ -714,17 +750,37 @@ impl<S: Store + 'static> Provisioner<S> {
         }
     }
 
-    async fn enterprise(&self, mac: &Mac, out: &mut Outcome) -> Response {
+    /// `SEP<MAC>.cnf.xml` (specs.md §5.1). Enterprise firmware without per-phone encryption can only get its line
+    /// passwords this way, in clear text: so only devices of enterprise models get one, only from
+    /// `[provisioning] trusted_networks` (when set), and naming MACs counts towards the enumeration limits. An MPP
+    /// device never asks for one and gets the same "not found" as an unknown MAC.
+    async fn enterprise(
+        &self,
+        req: &Request,
+        mac: &Mac,
+        cert_mac: Option<Mac>,
+        now: i64,
+        out: &mut Outcome,
+    ) -> Response {
+        if !self.config.provisioning.trusts(req.client.ip()) {
+            out.failed_lookup = true;
+            return Response::error(403, "SEP<MAC>.cnf.xml goes only to [provisioning] trusted_networks");
+        }
+        if cert_mac.as_ref() != Some(mac)
+            && let Err(limited) = self.guard.name_mac(req.client.ip(), mac, now)
+        {
+            return limited_response(limited);
+        }
         match self.store.device(mac).await {
-            Ok(Some(d)) => {
+            Ok(Some(d)) if d.is_enterprise() => {
                 out.device = Some(d.mac.clone());
                 self.rendered(&d, Variant::Sep, false, out).await
             }
-            Ok(None) => {
+            Ok(_) => {
                 out.failed_lookup = true;
                 Response::error(
                     404,
-                    format!("device {mac} is not in the inventory (the phone falls back to XMLDefault.cnf.xml)"),
+                    format!("no enterprise phone {mac} in the inventory (the phone falls back to XMLDefault.cnf.xml)"),
                 )
             }
             Err(e) => Response::error(500, format!("inventory: {e}")),
@@ -946,12 +1002,16 @@ impl<S: Store + 'static> Provisioner<S> {
         })
     }
 
+    /// A `Report_Rule` upload (specs.md §4.5). It changes what `device show` reports as drift, so it must prove the
+    /// device: encrypted with the device's key (or IKM), or sent over HTTPS with its verified certificate. Plain
+    /// reports from anyone else are refused unless `[provisioning] plain_reports` is set.
     async fn report(
         &self,
         req: &Request,
         name: &str,
         ua: Option<&Claims>,
         cert_mac: Option<Mac>,
+        now: i64,
         out: &mut Outcome,
     ) -> Response {
         if !matches!(req.method, "PUT" | "POST" | "WRQ") {
@@ -963,10 +1023,15 @@ impl<S: Store + 'static> Provisioner<S> {
         {
             return self.refuse(cert_mac.clone(), n, &req.path, out);
         }
+        let verified_mac = if req.protocol == Protocol::Https { cert_mac.clone() } else { None };
         let Some(mac) = cert_mac.or(named).or_else(|| ua.and_then(|u| u.mac.clone())) else {
             out.failed_lookup = true;
             return Response::error(404, "report names no device");
         };
+        let verified = verified_mac.as_ref() == Some(&mac);
+        if !verified && let Err(limited) = self.guard.name_mac(req.client.ip(), &mac, now) {
+            return limited_response(limited);
+        }
         let device = match self.store.device(&mac).await {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -979,6 +1044,7 @@ impl<S: Store + 'static> Provisioner<S> {
         if req.body.len() > self.config.limits.max_report_bytes {
             return Response::error(413, "report too large");
         }
+
         let mut key_sets = vec![(device.secrets.aes_key.clone(), device.secrets.ikm.clone())];
         if let Some(p) = &device.secrets.previous {
             key_sets.push((p.aes_key.clone(), p.ikm.clone()));
@@ -988,6 +1054,14 @@ impl<S: Store + 'static> Provisioner<S> {
             let keys = Keys { key: Some(key.into_bytes()), ikm: aes128gcm::ikm_from_hex(&ikm), ..Keys::default() };
             match provisor_envelope::unwrap(&req.body, &keys, &Limits::default()) {
                 Ok(u) => {
+                    if u.layers.is_empty() && !verified && !self.config.provisioning.plain_reports {
+                        let note = format!(
+                            "report {name}: refused a plain report; it must be encrypted with the device's key or \
+                             sent over HTTPS with its certificate ([provisioning] plain_reports)"
+                        );
+                        out.event = Some(("refused", note.clone()));
+                        return Response::error(403, note);
+                    }
                     let profile = match Profile::parse(&u.plaintext, &ParseOptions::default()) {
                         Ok(p) => p,
                         Err(e) => {
@@ -996,6 +1070,10 @@ impl<S: Store + 'static> Provisioner<S> {
                             return Response::error(400, note);
                         }
                     };
+                    // Counted only once accepted, so garbage cannot use up a device's allowance.
+                    if let Err(limited) = self.guard.device_event(&mac, now) {
+                        return limited_response(limited);
+                    }
                     let layers: Vec<String> = u.layers.iter().map(|l| format!("{l:?}")).collect();
                     out.event = Some((
                         "report",
@@ -1014,6 +1092,11 @@ impl<S: Store + 'static> Provisioner<S> {
         out.event = Some(("error", format!("report {name}: {last_error}")));
         Response::error(400, format!("report: {last_error}"))
     }
+}
+
+/// A 429 for a guard's refusal.
+fn limited_response(limited: Limited) -> Response {
+    Response::error(429, limited.note())
 }
 
 /// The first run of 12 hex digits in a name that is a MAC.

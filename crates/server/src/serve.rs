@@ -119,9 +119,43 @@ impl ContentSource for TftpFront {
     }
 }
 
+/// The TFTP service's limits from `[tftp]`.
+fn tftp_config(config: &Config) -> ServiceConfig {
+    let mut c = ServiceConfig {
+        max_sessions: config.tftp.max_sessions,
+        max_sessions_per_address: config.tftp.max_sessions_per_address,
+        ..ServiceConfig::default()
+    };
+    c.transfer.max_stall = std::time::Duration::from_secs(config.tftp.max_stall_s);
+    c
+}
+
+/// Raises the soft limit on open files to the hard limit (each HTTP connection and TFTP transfer holds a descriptor;
+/// the usual soft limit of 1,024 is reached by a few hundred slow clients). Returns the limit now in force.
+pub fn raise_file_limit() -> Option<u64> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer, which lives on this stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                r = wanted;
+            }
+        }
+    }
+    Some(r.rlim_cur)
+}
+
 /// Binds every configured front end and starts serving.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     crate::http::metrics_handle();
+    match raise_file_limit() {
+        Some(n) => tracing::info!("open files limit: {n}"),
+        None => tracing::warn!("could not read the open files limit"),
+    }
     let store = SqliteStore::open(&config.data_dir).await?;
     let bind_tcp = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
@@ -137,7 +171,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let slot: Arc<OnceLock<Arc<Provisioner<SqliteStore>>>> = Arc::default();
     let tftp = match config.tftp.listen {
         Some(addr) => Some(
-            Service::bind(addr, TftpFront(slot.clone()), ServiceConfig::default())
+            Service::bind(addr, TftpFront(slot.clone()), tftp_config(&config))
                 .await
                 .map_err(|source| ServeError::Bind { what: "tftp", addr, source })?,
         ),
@@ -189,10 +223,16 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     };
 
     let mut tasks = JoinSet::new();
-    let (journal, writer) = Journal::start(store.clone(), config.data_dir.join("audit.log"));
+    let (journal, writer) = Journal::start(store.clone(), config.data_dir.join("audit.log"), config.journal.clone());
     tasks.spawn(async move {
         let _ = writer.await;
     });
+    if config.provisioning.trusted_networks.is_empty() {
+        tracing::warn!(
+            "[provisioning] trusted_networks is empty: enterprise phones' SEP<MAC>.cnf.xml (line passwords in clear \
+             text) goes to any address that names their MAC, within the enumeration limits"
+        );
+    }
     let provisioner = Arc::new(Provisioner::new(store, config, ports, journal).map_err(ServeError::Setup)?);
     provisioner.refresh().await;
     let _ = slot.set(provisioner.clone());

@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub retries: u32,
     /// Options to ignore as if unknown (lower case), for clients that break on negotiation.
     pub refuse: Vec<String>,
+    /// Longest time a transfer goes without any progress (an acknowledgement of new data) before it is dropped,
+    /// whatever `timeout` the client asked for (RFC 2349 allows 255 s, so 5 retries could hold a session for
+    /// 25 minutes).
+    pub max_stall: Duration,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +38,7 @@ impl Default for ServerConfig {
             timeout: Duration::from_secs(1),
             retries: 5,
             refuse: Vec::new(),
+            max_stall: Duration::from_secs(30),
         }
     }
 }
@@ -187,6 +192,9 @@ pub struct ReadTransfer {
     highest_sent: u64,
     deadline: Option<Instant>,
     retries: u32,
+    /// When the transfer started or last made progress, and how long it may go without.
+    last_progress: Option<Instant>,
+    stall_limit: Option<Duration>,
     outcome: Option<Outcome>,
     pending_error: Option<(ErrorCode, String)>,
     stats: Stats,
@@ -221,12 +229,21 @@ impl ReadTransfer {
             highest_sent: 0,
             deadline: None,
             retries: 0,
+            last_progress: None,
+            stall_limit: None,
             outcome: None,
             pending_error: None,
             stats: Stats::default(),
             cache: Vec::new(),
             cached_at: 0,
         }
+    }
+
+    /// Drops the transfer after `limit` without progress, however long the retransmission timeout
+    /// ([`ServerConfig::max_stall`]).
+    pub fn with_stall_limit(mut self, limit: Duration) -> ReadTransfer {
+        self.stall_limit = Some(limit);
+        self
     }
 
     /// The block number on the wire for absolute block `n` (1-based).
@@ -255,6 +272,7 @@ impl ReadTransfer {
             (Packet::Ack { block: 0 }, State::AwaitOackAck { sent: true }) => {
                 self.state = State::Sending;
                 self.retries = 0;
+                self.last_progress = Some(now);
                 self.deadline = Some(now);
             }
             (Packet::Ack { block }, State::Sending) => match self.acked_block(block) {
@@ -262,6 +280,7 @@ impl ReadTransfer {
                     self.window_start = n + 1;
                     self.next_send = n + 1;
                     self.retries = 0;
+                    self.last_progress = Some(now);
                     if self.window_start > self.total_blocks {
                         self.finish(Outcome::Completed);
                     } else {
@@ -285,6 +304,7 @@ impl ReadTransfer {
 
     /// The next datagram to send, written into `out`; `false` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.last_progress.get_or_insert(now);
         if let Some((code, message)) = self.pending_error.take() {
             packet::encode_error(out, code, &message);
             return true;
@@ -349,14 +369,28 @@ impl ReadTransfer {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Done | State::Failed => None,
-            _ => self.deadline,
+            _ => match (self.deadline, self.stall_deadline()) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            },
         }
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        Some(self.last_progress? + self.stall_limit?)
     }
 
     /// Retransmits the OACK or the current window if the deadline passed; gives up after the retry limit.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.state, State::Done | State::Failed) {
+            return;
+        }
+        if self.stall_deadline().is_some_and(|s| now >= s) {
+            self.finish(Outcome::TimedOut);
+            return;
+        }
         let Some(deadline) = self.deadline else { return };
-        if now < deadline || matches!(self.state, State::Done | State::Failed) {
+        if now < deadline {
             return;
         }
         if self.state == State::Sending
@@ -512,6 +546,30 @@ mod tests {
             t.handle_timeout(d);
             while t.poll_transmit(d, &mut out) {}
         }
+        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+    }
+
+    /// A client that asks for `timeout=255` and never answers is dropped after the stall limit, not 6 × 255 s.
+    #[test]
+    fn an_unanswered_transfer_is_dropped_at_the_stall_limit() {
+        let t0 = Instant::now();
+        let n = Negotiated { timeout: Duration::from_secs(255), ..plain(512, 1) };
+        let mut t = ReadTransfer::new(content(5000), &n, 5).with_stall_limit(Duration::from_secs(30));
+        let mut out = Vec::new();
+        assert!(t.poll_transmit(t0, &mut out));
+        assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        t.handle_timeout(t0 + Duration::from_secs(29));
+        assert!(!t.is_finished());
+        t.handle_timeout(t0 + Duration::from_secs(30));
+        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+        // Progress moves the limit.
+        let mut t = ReadTransfer::new(content(5000), &plain(512, 1), 50).with_stall_limit(Duration::from_secs(3));
+        assert!(t.poll_transmit(t0, &mut out));
+        t.handle(&ack(1), t0 + Duration::from_secs(2));
+        t.handle_timeout(t0 + Duration::from_secs(4));
+        assert!(!t.is_finished());
+        assert!(t.poll_transmit(t0 + Duration::from_secs(4), &mut out));
+        t.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
     }
 

@@ -1,11 +1,12 @@
 //! The TFTP server on tokio: one listening socket, a task and an ephemeral socket per transfer, all driven by
 //! [`ReadTransfer`](crate::server::ReadTransfer). Thousands of transfers share the runtime's threads.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -24,8 +25,11 @@ pub struct ServiceConfig {
     pub transfer: ServerConfig,
     /// Local ports for transfers (inclusive); `None`: any ephemeral port.
     pub port_range: Option<(u16, u16)>,
-    /// Most transfers at once; further requests get an error, never a crash.
+    /// Most transfers at once. When the table is full, a new request takes the place of the oldest transfer that
+    /// never heard from its client (as SYN floods are handled); when every transfer has, "Server busy".
     pub max_sessions: usize,
+    /// Most transfers at once from one address; more get "Server busy".
+    pub max_sessions_per_address: usize,
     /// Where write requests may store files (phone logs); `None`: write requests are refused with ERROR 2.
     pub upload: Option<UploadConfig>,
 }
@@ -41,7 +45,13 @@ pub struct UploadConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { transfer: ServerConfig::default(), port_range: None, max_sessions: 10_000, upload: None }
+        ServiceConfig {
+            transfer: ServerConfig::default(),
+            port_range: None,
+            max_sessions: 10_000,
+            max_sessions_per_address: 500,
+            upload: None,
+        }
     }
 }
 
@@ -50,14 +60,120 @@ pub struct Service<S: ContentSource> {
     socket: UdpSocket,
     source: Arc<S>,
     config: Arc<ServiceConfig>,
-    sessions: Arc<AtomicUsize>,
+    sessions: Arc<Sessions>,
 }
 
-struct SessionGuard(Arc<AtomicUsize>);
+/// The transfers in progress: how many, from where, and which never heard from their client.
+pub struct Sessions {
+    table: Mutex<Table>,
+    count: AtomicUsize,
+    evicted: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    live: HashMap<u64, Session>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+struct Session {
+    address: IpAddr,
+    started: Instant,
+    /// Set when the client's first datagram reaches the transfer's socket.
+    heard: Arc<AtomicBool>,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+impl Table {
+    fn remove(&mut self, id: u64) -> Option<Session> {
+        let s = self.live.remove(&id)?;
+        if let Some(n) = self.per_address.get_mut(&s.address) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&s.address);
+            }
+        }
+        Some(s)
+    }
+}
+
+impl Sessions {
+    fn new() -> Sessions {
+        Sessions { table: Mutex::new(Table::default()), count: AtomicUsize::new(0), evicted: AtomicUsize::new(0) }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A poisoned lock means a panic elsewhere mid-update; the table itself is still consistent enough to use.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Transfers in progress.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether no transfer is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Transfers dropped to make room for new requests since the start.
+    pub fn evicted(&self) -> usize {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// A slot for a transfer from `address`, or why not.
+    fn take(self: &Arc<Self>, address: IpAddr, config: &ServiceConfig) -> Result<SessionGuard, &'static str> {
+        let mut t = self.table();
+        if t.per_address.get(&address).is_some_and(|&n| n >= config.max_sessions_per_address) {
+            return Err("per-address session limit reached");
+        }
+        if t.live.len() >= config.max_sessions {
+            // The oldest transfer whose client never answered: a spoofed or abandoned request.
+            let oldest = t
+                .live
+                .iter()
+                .filter(|(_, s)| !s.heard.load(Ordering::Acquire))
+                .min_by_key(|(_, s)| s.started)
+                .map(|(id, _)| *id);
+            let Some(id) = oldest else { return Err("session limit reached") };
+            if let Some(victim) = t.remove(id) {
+                if let Some(abort) = victim.abort {
+                    abort.abort();
+                }
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                self.evicted.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        let heard = Arc::new(AtomicBool::new(false));
+        t.live.insert(id, Session { address, started: Instant::now(), heard: heard.clone(), abort: None });
+        *t.per_address.entry(address).or_insert(0) += 1;
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Ok(SessionGuard { sessions: self.clone(), id, heard })
+    }
+
+    fn set_abort(&self, id: u64, abort: tokio::task::AbortHandle) {
+        if let Some(s) = self.table().live.get_mut(&id) {
+            s.abort = Some(abort);
+        }
+    }
+}
+
+struct SessionGuard {
+    sessions: Arc<Sessions>,
+    id: u64,
+    heard: Arc<AtomicBool>,
+}
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        // An evicted session was already removed (and counted) when it made room.
+        if self.sessions.table().remove(self.id).is_some() {
+            self.sessions.count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -65,7 +181,7 @@ impl<S: ContentSource> Service<S> {
     /// Binds the listening socket.
     pub async fn bind(addr: SocketAddr, source: S, config: ServiceConfig) -> io::Result<Service<S>> {
         let socket = UdpSocket::bind(addr).await?;
-        Ok(Service { socket, source: Arc::new(source), config: Arc::new(config), sessions: Arc::default() })
+        Ok(Service { socket, source: Arc::new(source), config: Arc::new(config), sessions: Arc::new(Sessions::new()) })
     }
 
     /// The address the server listens on.
@@ -73,8 +189,8 @@ impl<S: ContentSource> Service<S> {
         self.socket.local_addr()
     }
 
-    /// Transfers in progress.
-    pub fn sessions(&self) -> Arc<AtomicUsize> {
+    /// The transfers in progress.
+    pub fn sessions(&self) -> Arc<Sessions> {
         self.sessions.clone()
     }
 
@@ -134,12 +250,15 @@ impl<S: ContentSource> Service<S> {
                     };
                     let Some(guard) = self.take_session(client, &request.filename, &mut out).await else { continue };
                     let config = self.config.clone();
-                    tokio::spawn(async move {
+                    let id = guard.id;
+                    let task = tokio::spawn(async move {
+                        let heard = guard.heard.clone();
                         let _guard = guard;
-                        if let Err(e) = receive(request, sink, config, local).await {
+                        if let Err(e) = receive(request, sink, config, local, &heard).await {
                             tracing::warn!(error = %e, "upload socket error");
                         }
                     });
+                    self.sessions.set_abort(id, task.abort_handle());
                     continue;
                 }
                 // Anything else on the listening port is not a request: ignored, as tftpd-hpa does.
@@ -148,12 +267,15 @@ impl<S: ContentSource> Service<S> {
             let Some(guard) = self.take_session(client, &request.filename, &mut out).await else { continue };
             let source = self.source.clone();
             let config = self.config.clone();
-            tokio::spawn(async move {
+            let id = guard.id;
+            let task = tokio::spawn(async move {
+                let heard = guard.heard.clone();
                 let _guard = guard;
-                if let Err(e) = transfer(request, source, config, local).await {
+                if let Err(e) = transfer(request, source, config, local, heard).await {
                     tracing::warn!(error = %e, "transfer socket error");
                 }
             });
+            self.sessions.set_abort(id, task.abort_handle());
         }
     }
 }
@@ -161,14 +283,15 @@ impl<S: ContentSource> Service<S> {
 impl<S: ContentSource> Service<S> {
     /// A session slot, or `None` after telling the client the server is busy.
     async fn take_session(&self, client: SocketAddr, filename: &str, out: &mut Vec<u8>) -> Option<SessionGuard> {
-        if self.sessions.fetch_add(1, Ordering::AcqRel) >= self.config.max_sessions {
-            self.sessions.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(%client, file = %filename, "refused: session limit reached");
-            packet::encode_error(out, ErrorCode::NotDefined, "Server busy, try again later");
-            let _ = self.socket.send_to(out, client).await;
-            return None;
+        match self.sessions.take(client.ip(), &self.config) {
+            Ok(guard) => Some(guard),
+            Err(why) => {
+                tracing::warn!(%client, file = %filename, "refused: {why}");
+                packet::encode_error(out, ErrorCode::NotDefined, "Server busy, try again later");
+                let _ = self.socket.send_to(out, client).await;
+                None
+            }
         }
-        Some(SessionGuard(self.sessions.clone()))
     }
 }
 
@@ -193,6 +316,7 @@ async fn transfer<S: ContentSource>(
     source: Arc<S>,
     config: Arc<ServiceConfig>,
     local: SocketAddr,
+    heard: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let started = Instant::now();
     let client = request.client;
@@ -208,11 +332,21 @@ async fn transfer<S: ContentSource>(
             return Ok(());
         }
     };
+    // Netascii is converted as it is sent (bounded memory, however large the file); counting its length is one
+    // pass over the file, off the async threads.
     let content: Arc<dyn crate::content::Content> = if request.mode == Mode::NetAscii {
-        let mut raw = vec![0u8; content.len() as usize];
-        let n = content.read_at(0, &mut raw)?;
-        raw.truncate(n);
-        Arc::new(netascii::encode(&raw))
+        let converted = tokio::task::spawn_blocking(move || netascii::NetasciiContent::new(content))
+            .await
+            .map_err(io::Error::other)?;
+        match converted {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                refuse(ErrorCode::NotDefined, "Read error", &mut out);
+                socket.send_to(&out, client).await?;
+                tracing::info!(%client, file = %request.filename, "read failed: {e}");
+                return Ok(());
+            }
+        }
     } else {
         content
     };
@@ -226,7 +360,8 @@ async fn transfer<S: ContentSource>(
             return Ok(());
         }
     };
-    let mut t = ReadTransfer::new(content, &negotiated, config.transfer.retries);
+    let mut t =
+        ReadTransfer::new(content, &negotiated, config.transfer.retries).with_stall_limit(config.transfer.max_stall);
     // While the server is nearly idle, a transfer waits in a blocking receive on a thread of its own, as tftpd-hpa
     // does: for lock-step transfers the wake-up through the async reactor costs more than the client's reply takes.
     // At most BLOCKING_TRANSFERS do so; every other transfer is a task, so a boot storm never costs a thread each.
@@ -235,14 +370,15 @@ async fn transfer<S: ContentSource>(
         let std_socket = socket.into_std()?;
         std_socket.set_nonblocking(false)?;
         let timeout = config.transfer.timeout;
+        let stall = config.transfer.max_stall;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            drive_blocking(&std_socket, client, &mut t, timeout, &mut out, 516).map(|()| t)
+            drive_blocking(&std_socket, client, &mut t, timeout.min(stall), &mut out, 516, &heard).map(|()| t)
         })
         .await
         .map_err(io::Error::other)??
     } else {
-        drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516).await?;
+        drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516, &heard).await?;
         t
     };
     let stats = t.stats();
@@ -298,6 +434,7 @@ fn drive_blocking(
     timeout: std::time::Duration,
     out: &mut Vec<u8>,
     largest: usize,
+    heard: &AtomicBool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; largest + 1];
     loop {
@@ -312,7 +449,10 @@ fn drive_blocking(
         let wait = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
         socket.set_read_timeout(Some(wait.min(timeout * 2)))?;
         match socket.recv_from(&mut buf) {
-            Ok((len, from)) if from == client => t.handle(&buf[..len], Instant::now()),
+            Ok((len, from)) if from == client => {
+                heard.store(true, Ordering::Release);
+                t.handle(&buf[..len], Instant::now());
+            }
             Ok((_, from)) => {
                 let mut err = Vec::new();
                 packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
@@ -339,6 +479,7 @@ async fn drive(
     timeout: std::time::Duration,
     out: &mut Vec<u8>,
     largest: usize,
+    heard: &AtomicBool,
 ) -> io::Result<()> {
     // Sized for what the peer legitimately sends (ACKs to a reader, blocks to an uploader), plus one byte so an
     // oversized datagram is noticed rather than silently cut to size: memory per transfer stays small.
@@ -373,6 +514,7 @@ async fn drive(
                     let _ = socket.send_to(&err, from).await;
                     continue;
                 }
+                heard.store(true, Ordering::Release);
                 t.handle(&buf[..len], Instant::now());
             }
             _ = &mut sleep => {
@@ -410,6 +552,7 @@ async fn receive<S: ContentSource>(
     sink: Sink<S>,
     config: Arc<ServiceConfig>,
     local: SocketAddr,
+    heard: &AtomicBool,
 ) -> io::Result<()> {
     let started = Instant::now();
     let client = request.client;
@@ -437,8 +580,9 @@ async fn receive<S: ContentSource>(
             return Ok(());
         }
     };
-    let mut t = WriteTransfer::new(&negotiated, request.mode, max_bytes, config.transfer.retries);
-    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, negotiated.blksize + 4).await?;
+    let mut t = WriteTransfer::new(&negotiated, request.mode, max_bytes, config.transfer.retries)
+        .with_stall_limit(config.transfer.max_stall);
+    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, negotiated.blksize + 4, heard).await?;
     let result = match (t.outcome(), &sink, target) {
         (Some(UploadOutcome::Completed), Sink::Dir(upload), Some(target)) => {
             // Written beside the target and linked into place: never a partial file, never an overwrite.

@@ -81,6 +81,9 @@ pub struct WriteTransfer {
     max_retries: u32,
     retries: u32,
     deadline: Option<Instant>,
+    /// When the upload started or last received new data, and how long it may go without.
+    last_progress: Option<Instant>,
+    stall_limit: Option<Duration>,
     pending_ack: Option<u64>,
     last_acked: u64,
     pending_error: Option<(ErrorCode, String)>,
@@ -101,11 +104,23 @@ impl WriteTransfer {
             max_retries: retries,
             retries: 0,
             deadline: None,
+            last_progress: None,
+            stall_limit: None,
             pending_ack: None,
             last_acked: 0,
             pending_error: None,
             outcome: None,
         }
+    }
+
+    /// Drops the upload after `limit` without new data, however long the retransmission timeout.
+    pub fn with_stall_limit(mut self, limit: Duration) -> WriteTransfer {
+        self.stall_limit = Some(limit);
+        self
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        Some(self.last_progress? + self.stall_limit?)
     }
 
     fn finish(&mut self, outcome: UploadOutcome) {
@@ -139,6 +154,7 @@ impl WriteTransfer {
                 }
                 if self.rx.expected > before && !matches!(self.state, State::Done | State::Failed) {
                     self.retries = 0;
+                    self.last_progress = Some(now);
                     self.deadline = Some(now + self.timeout);
                 }
             }
@@ -155,6 +171,7 @@ impl WriteTransfer {
 
     /// The next datagram to send into `out`; `false` when there is none.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.last_progress.get_or_insert(now);
         if let Some((code, message)) = self.pending_error.take() {
             packet::encode_error(out, code, &message);
             return true;
@@ -184,11 +201,18 @@ impl WriteTransfer {
 
     /// When [`WriteTransfer::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        match (self.deadline, self.stall_deadline()) {
+            (Some(d), Some(s)) if !matches!(self.state, State::Done | State::Failed) => Some(d.min(s)),
+            (d, _) => d,
+        }
     }
 
     /// Resends the ACK 0 / OACK or the last ACK; gives up after the retry limit.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !matches!(self.state, State::Done | State::Failed) && self.stall_deadline().is_some_and(|s| now >= s) {
+            self.finish(UploadOutcome::TimedOut);
+            return;
+        }
         match self.deadline {
             Some(d) if now >= d => {}
             _ => return,
