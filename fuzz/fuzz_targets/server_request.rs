@@ -1,5 +1,6 @@
 //! What a network client controls in a provisioning request never panics the server: the file name (normalising,
-//! routing, patterns), the User-Agent, a syslog line, an `Authorization` header and configuration text.
+//! routing, patterns), the User-Agent, a syslog line, an `Authorization` header (with the request target it must name), audit lines shown with masked paths, and
+//! configuration text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_user_agent(text);
     let _ = find_mac(text);
     let c = Credentials::new("phone", "pw");
-    let _ = c.verify(text, "GET", 0);
+    let _ = c.verify(text, "GET", "/a.xml", 0);
+    let _ = c.verify(text, "GET", text, 0);
+    let masked = provisor_server::journal::mask_path_tokens(text);
+    assert_eq!(masked, provisor_server::journal::mask_path_tokens(&masked), "masking is idempotent");
     let _ = Config::parse(text, "fuzz.toml");
 });
 

@@ -48,7 +48,12 @@ impl Credentials {
 
     /// The `WWW-Authenticate` values of a 401: Digest first (preferred), then Basic.
     pub fn challenges(&self, now_s: u64) -> [String; 2] {
-        let stamp = format!("{now_s:x}");
+        // The time stamp dates the nonce; the random part makes each one unique, so that two clients (or two
+        // exchanges) in the same second never share a nonce and its `nc` sequence.
+        let mut unique = [0u8; 8];
+        let _ = getrandom::fill(&mut unique);
+        let unique: String = unique.iter().map(|b| format!("{b:02x}")).collect();
+        let stamp = format!("{now_s:x}.{unique}");
         let nonce = format!("{stamp}-{}", self.nonce_mac(&stamp));
         [
             format!("Digest realm=\"{REALM}\", qop=\"auth\", algorithm=MD5, nonce=\"{nonce}\""),
@@ -79,7 +84,7 @@ impl Credentials {
             return false;
         }
         let Some((stamp, mac)) = nonce.split_once('-') else { return false };
-        let Ok(issued) = u64::from_str_radix(stamp, 16) else { return false };
+        let Ok(issued) = u64::from_str_radix(stamp.split('.').next().unwrap_or(stamp), 16) else { return false };
         if !constant_time_eq(mac.as_bytes(), self.nonce_mac(stamp).as_bytes())
             || now_s.saturating_sub(issued) > NONCE_LIFETIME_S
         {
@@ -192,7 +197,8 @@ mod tests {
         let second = header.replace("nc=00000001", "nc=00000002").replace(&response, &next);
         assert!(c.verify(&second, "GET", "/a.xml", 1012), "the next nc of the same nonce is fine");
         assert!(!c.verify(&second, "GET", "/a.xml", 1013));
-        let forged = header.replace(nonce, &format!("{:x}-{}", 1000, "0".repeat(32)));
+        let forged = header.replace(nonce, &format!("{:x}.00-{}", 1000, "0".repeat(32)));
+        assert_ne!(c.challenges(1000)[0], c.challenges(1000)[0], "every challenge has its own nonce");
         assert!(!c.verify(&forged, "GET", "/a.xml", 1010));
     }
 

@@ -360,7 +360,10 @@ impl<S: Store + 'static> Provisioner<S> {
     /// Records a syslog line (or another event) for a device. Lines for devices not in the inventory, and lines over
     /// `[limits] device_events_per_minute`, are dropped (and counted): anyone can send syslog datagrams.
     pub async fn record_event(&self, client: SocketAddr, device: Option<Mac>, kind: &'static str, text: String) {
-        let Some(mac) = device else { return };
+        let Some(mac) = device else {
+            metrics::counter!("provisor_events_dropped_total", "why" => "no device").increment(1);
+            return;
+        };
         if !matches!(self.store.device(&mac).await, Ok(Some(_))) {
             metrics::counter!("provisor_events_dropped_total", "why" => "unknown device").increment(1);
             return;
@@ -548,7 +551,10 @@ impl<S: Store + 'static> Provisioner<S> {
         out.device = cert;
         out.failed_lookup = true;
         out.event = Some(("refused", note.clone()));
-        Response::error(403, note)
+        // The body says no more than that: naming the device would tell the client whose path or MAC it tried.
+        let mut r = Response::error(403, "forbidden: the client certificate names another device");
+        r.note = note;
+        r
     }
 
     fn firmware(&self, name: &str) -> Response {

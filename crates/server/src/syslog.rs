@@ -48,8 +48,14 @@ pub async fn serve<S: Store + 'static>(socket: UdpSocket, provisioner: Arc<Provi
 /// Handles one syslog line.
 pub async fn receive<S: Store + 'static>(provisioner: &Provisioner<S>, from: SocketAddr, line: &str) {
     let msg = syslog_loose::parse_message(line.trim_end(), syslog_loose::Variant::Either);
-    let device =
-        msg.hostname.and_then(find_mac).or_else(|| find_mac(msg.msg)).or_else(|| provisioner.device_at(from.ip()));
+    // The parser may take the first pair of a colon-separated MAC for a tag (`CP-8841-3PCC 00:0e:...`): the whole
+    // line is searched too before falling back to the sender's address.
+    let device = msg
+        .hostname
+        .and_then(find_mac)
+        .or_else(|| find_mac(msg.msg))
+        .or_else(|| find_mac(line))
+        .or_else(|| provisioner.device_at(from.ip()));
     let text = match msg.severity {
         Some(s) => format!("{}: {}", s.as_str(), msg.msg),
         None => msg.msg.to_string(),

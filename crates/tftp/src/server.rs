@@ -3,6 +3,11 @@
 //! RFC 1350 (lock-step DATA/ACK), RFC 2347 (OACK, confirmed by ACK 0), RFC 2348/2349 (blksize, timeout, tsize),
 //! RFC 7440 (windowsize: send a window, continue from the acknowledged block + 1). Retransmission happens only on
 //! timeout, never on a duplicate ACK (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice).
+//!
+//! A timeout resends one block, not the window: the last block sent. A receiver that has it acknowledges it again
+//! (its ACK was lost); one that lacks an earlier block sees it out of order and acknowledges the last block it has in
+//! order (RFC 7440 §4; tftpd-hpa, atftp and Provisor's client do so); either way the next window starts where the
+//! client is. Resending whole windows on every timeout sent 6-9 data packets per block delivered at 20 % loss.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -190,6 +195,11 @@ pub struct ReadTransfer {
     next_send: u64,
     /// The highest block sent so far.
     highest_sent: u64,
+    /// A block to send alone after a timeout, to learn where the client is.
+    probe: Option<u64>,
+    /// A probe went out and its answer has not come: an ACK of the block before the window then means "resume
+    /// from the window's start" (once; further duplicates are ignored as always).
+    probing: bool,
     deadline: Option<Instant>,
     retries: u32,
     /// When the transfer started or last made progress, and how long it may go without.
@@ -227,6 +237,8 @@ impl ReadTransfer {
             window_start: 1,
             next_send: 1,
             highest_sent: 0,
+            probe: None,
+            probing: false,
             deadline: None,
             retries: 0,
             last_progress: None,
@@ -279,6 +291,8 @@ impl ReadTransfer {
                 Some(n) if n >= self.window_start => {
                     self.window_start = n + 1;
                     self.next_send = n + 1;
+                    self.probe = None;
+                    self.probing = false;
                     self.retries = 0;
                     self.last_progress = Some(now);
                     if self.window_start > self.total_blocks {
@@ -286,6 +300,12 @@ impl ReadTransfer {
                     } else {
                         self.deadline = Some(now + self.timeout);
                     }
+                }
+                Some(n) if self.probing && n + 1 == self.window_start => {
+                    // The client answered the probe: it has nothing past the window's start.
+                    self.probing = false;
+                    self.next_send = self.window_start;
+                    self.deadline = Some(now + self.timeout);
                 }
                 _ => self.stats.ignored_acks += 1,
             },
@@ -318,10 +338,17 @@ impl ReadTransfer {
             }
             State::Sending => {
                 let window_end = (self.window_start + self.windowsize - 1).min(self.total_blocks);
-                if self.next_send > window_end {
-                    return false;
-                }
-                let n = self.next_send;
+                let n = match self.probe.take() {
+                    Some(n) => {
+                        self.probing = true;
+                        n
+                    }
+                    None if self.next_send > window_end => return false,
+                    None => {
+                        self.next_send += 1;
+                        self.next_send - 1
+                    }
+                };
                 let offset = (n - 1) * self.blksize as u64;
                 let len = (self.size.saturating_sub(offset)).min(self.blksize as u64) as usize;
                 if let Err(message) = self.fill(offset, len) {
@@ -334,7 +361,6 @@ impl ReadTransfer {
                 }
                 self.highest_sent = self.highest_sent.max(n);
                 self.stats.data_sent += 1;
-                self.next_send += 1;
                 self.deadline = Some(now + self.timeout);
                 true
             }
@@ -406,7 +432,8 @@ impl ReadTransfer {
         }
         match self.state {
             State::AwaitOackAck { .. } => self.state = State::AwaitOackAck { sent: false },
-            State::Sending => self.next_send = self.window_start,
+            // One block, the last one sent, asks the client where it is (see the module documentation).
+            State::Sending => self.probe = Some(self.highest_sent.max(self.window_start)),
             _ => {}
         }
     }
@@ -533,7 +560,7 @@ mod tests {
             let Packet::Data { block, .. } = Packet::decode(&out).unwrap() else { panic!() };
             resent.push(block);
         }
-        assert_eq!(resent, [1, 2, 3, 4]);
+        assert_eq!(resent, [4], "a timeout sends one probe: the last block of the window");
         t.handle(&ack(2), d);
         let mut next = Vec::new();
         while t.poll_transmit(d, &mut out) {
@@ -571,6 +598,39 @@ mod tests {
         assert!(t.poll_transmit(t0 + Duration::from_secs(4), &mut out));
         t.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+    }
+
+    /// Per timeout, at most the unacknowledged part of the window goes out again: here one block, whatever the
+    /// window size; lock-step transfers resend their one block.
+    #[test]
+    fn a_timeout_never_resends_more_than_one_block() {
+        let t0 = Instant::now();
+        for window in [1u16, 4, 16, 64] {
+            let mut t = ReadTransfer::new(content(200_000), &plain(512, window), 50);
+            let mut out = Vec::new();
+            let mut now = t0;
+            while t.poll_transmit(now, &mut out) {}
+            for _ in 0..5 {
+                now = t.poll_timeout().unwrap();
+                t.handle_timeout(now);
+                let mut sent = 0;
+                while t.poll_transmit(now, &mut out) {
+                    sent += 1;
+                    let Packet::Data { block, .. } = Packet::decode(&out).unwrap() else { panic!() };
+                    assert_eq!(u64::from(block), u64::from(window), "window {window}: the last block sent");
+                }
+                assert_eq!(sent, 1, "window {window}");
+            }
+            // The client's ACK (here: it had the first half) resumes with a full window from there.
+            let half = (window / 2).max(1);
+            t.handle(&ack(half), now);
+            let mut next = Vec::new();
+            while t.poll_transmit(now, &mut out) {
+                let Packet::Data { block, .. } = Packet::decode(&out).unwrap() else { panic!() };
+                next.push(block);
+            }
+            assert_eq!(next, (half + 1..=half + window).collect::<Vec<_>>(), "window {window}");
+        }
     }
 
     #[test]

@@ -143,7 +143,10 @@ impl Sessions {
                     abort.abort();
                 }
                 self.count.fetch_sub(1, Ordering::AcqRel);
-                self.evicted.fetch_add(1, Ordering::AcqRel);
+                let n = self.evicted.fetch_add(1, Ordering::AcqRel) + 1;
+                if n == 1 || n.is_multiple_of(1000) {
+                    tracing::warn!("session table full: dropped {n} unanswered transfers so far to make room");
+                }
             }
         }
         let id = t.next_id;
@@ -395,6 +398,7 @@ async fn transfer<S: ContentSource>(
         bytes = t.size(),
         blksize = negotiated.blksize,
         windowsize = negotiated.windowsize,
+        data_sent = stats.data_sent,
         retransmitted = stats.retransmitted,
         ms = started.elapsed().as_millis() as u64,
         result = %result,

@@ -288,3 +288,28 @@ fn gives_up_when_the_peer_is_gone() {
     assert_eq!(r.server, Some(Outcome::TimedOut));
     assert!(r.data.is_err());
 }
+
+/// What loss costs: data packets sent per block delivered at 20 % loss (5 % duplication, jitter) of every packet
+/// kind, per window size; printed for BENCHMARKS.md. A timeout costs one probe (`server.rs`), so what remains is
+/// RFC 7440's go-back-N: receivers keep only in-order blocks, so every loss or reordering inside a window costs the
+/// rest of it. The bounds are regression guards a little above what this design measures (1.5 / 3.0 / 11).
+#[test]
+fn retransmission_cost_under_loss() {
+    for (window, bound) in [(1u16, 2.0), (4, 4.0), (16, 14.0)] {
+        let (mut sent, mut blocks) = (0u64, 0u64);
+        for seed in 1..=8u64 {
+            let f = file(200_000, seed);
+            let cfg =
+                ClientConfig { blksize: Some(1428), windowsize: Some(window), retries: 60, ..ClientConfig::default() };
+            let srv = ServerConfig { retries: 60, ..server() };
+            let r =
+                run(f.clone(), cfg, srv, lossy("all", Fault { loss: 0.2, duplicate: 0.05, jitter_ms: 5 }), seed * 13);
+            check(&r, &f, &format!("window {window} seed {seed}"));
+            sent += r.data_sent;
+            blocks += r.total_blocks;
+        }
+        let per_block = sent as f64 / blocks as f64;
+        println!("window {window:>2}: {per_block:.2} data packets per block delivered at 20 % loss");
+        assert!(per_block < bound, "window {window}: {per_block:.2} data packets per block");
+    }
+}

@@ -116,8 +116,10 @@ async fn refused_requests() {
     }
 }
 
+/// A full table makes room by dropping the oldest transfer whose client never answered (a spoofed or abandoned
+/// request); transfers whose clients answer are never dropped, and then "Server busy" is the answer.
 #[tokio::test]
-async fn the_session_cap_refuses_cleanly() {
+async fn a_full_table_drops_unanswered_sessions_first_and_refuses_cleanly() {
     let config = ServiceConfig {
         max_sessions: 1,
         transfer: ServerConfig { timeout: Duration::from_secs(2), retries: 1, ..ServerConfig::default() },
@@ -126,18 +128,69 @@ async fn the_session_cap_refuses_cleanly() {
     let addr = start(config).await;
     let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     first.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
-    let _ = recv(&first).await; // DATA 1; never acknowledged, so the session stays open
+    let _ = recv(&first).await; // DATA 1; never acknowledged
     let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     second.send_to(&rrq("b", "octet", &[]), addr).await.unwrap();
-    let (reply, from) = recv(&second).await;
+    let (reply, tid) = recv(&second).await;
+    assert!(matches!(Packet::decode(&reply).unwrap(), Packet::Data { block: 1, .. }), "the silent session made room");
+    // The second client answers: its session is live and is not dropped for a third.
+    let mut ack = Vec::new();
+    packet::encode_ack(&mut ack, 1);
+    second.send_to(&ack, tid).await.unwrap();
+    let _ = recv(&second).await; // DATA 2
+    let third = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    third.send_to(&rrq("c", "octet", &[]), addr).await.unwrap();
+    let (reply, from) = recv(&third).await;
     assert_eq!(from, addr);
     assert!(
         matches!(Packet::decode(&reply).unwrap(), Packet::Error { code: 0, ref message } if message.contains("busy"))
     );
-    // Once the first transfer gives up, requests are served again.
+    // Once the second transfer gives up, requests are served again.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let d = download(addr, "c", ClientConfig::default()).await.unwrap();
     assert!(!d.data.is_empty());
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_session() {
+    let config = ServiceConfig { max_sessions_per_address: 2, ..ServiceConfig::default() };
+    let addr = start(config).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
+        assert!(matches!(Packet::decode(&recv(&s).await.0).unwrap(), Packet::Data { .. }));
+        held.push(s);
+    }
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
+    let (reply, _) = recv(&s).await;
+    assert!(
+        matches!(Packet::decode(&reply).unwrap(), Packet::Error { code: 0, ref message } if message.contains("busy"))
+    );
+    // Another address is still served.
+    let other = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    other.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
+    assert!(matches!(Packet::decode(&recv(&other).await.0).unwrap(), Packet::Data { .. }));
+}
+
+/// A client asking for `timeout=255` and never answering is dropped at the stall limit, not after 6 × 255 s.
+#[tokio::test]
+async fn a_long_timeout_cannot_hold_a_session() {
+    let config = ServiceConfig {
+        max_sessions: 1,
+        transfer: ServerConfig { max_stall: Duration::from_secs(2), ..ServerConfig::default() },
+        ..ServiceConfig::default()
+    };
+    let service = Service::bind("127.0.0.1:0".parse().unwrap(), Rendered, config).await.unwrap();
+    let (addr, sessions) = (service.local_addr().unwrap(), service.sessions());
+    tokio::spawn(service.run());
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(&rrq("a", "octet", &[("timeout", "255".into())]), addr).await.unwrap();
+    assert!(matches!(Packet::decode(&recv(&s).await.0).unwrap(), Packet::Oack { .. }));
+    assert_eq!(sessions.len(), 1);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(sessions.len(), 0, "dropped after max_stall");
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: run `provisor`, run a peer tool (a missing one fails the test), paths.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
