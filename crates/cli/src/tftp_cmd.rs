@@ -51,9 +51,10 @@ pub enum TftpCommand {
         /// Seconds a transfer may go without progress before it is dropped, whatever timeout the client asked for.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
         max_stall: u64,
-        /// Retransmission timeout in seconds when the client does not ask for one.
-        #[arg(long, default_value_t = 1)]
-        timeout: u64,
+        /// Retransmission timeout in seconds when the client does not ask for one (fractions allowed, e.g. 0.2, like
+        /// tftpd-hpa's -T in microseconds).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_timeout)]
+        timeout: f64,
         /// Retransmissions before a transfer is abandoned.
         #[arg(long, default_value_t = 5)]
         retries: u32,
@@ -128,6 +129,14 @@ fn server_address(server: &str) -> Result<std::net::SocketAddr> {
         .with_context(|| format!("{server}: no address"))
 }
 
+/// A retransmission timeout in seconds: 0.01 to 255.
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.01..=255.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.01 to 255")),
+    }
+}
+
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s.split_once('-').ok_or("expected A-B, e.g. 50000-50999")?;
     let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| "bad port")?, b.trim().parse().map_err(|_| "bad port")?);
@@ -172,7 +181,7 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                 transfer: ServerConfig {
                     blksize_max,
                     windowsize_max,
-                    timeout: Duration::from_secs(timeout.max(1)),
+                    timeout: Duration::from_secs_f64(timeout),
                     retries,
                     refuse: refuse.iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
                     max_stall: Duration::from_secs(max_stall),

@@ -8,6 +8,7 @@
 //! (its ACK was lost); one that lacks an earlier block sees it out of order and acknowledges the last block it has in
 //! order (RFC 7440 §4; tftpd-hpa, atftp and Provisor's client do so); either way the next window starts where the
 //! client is. Resending whole windows on every timeout sent 6-9 data packets per block delivered at 20 % loss.
+//! Consecutive timeouts back off exponentially (×2 each, at most ×16).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -258,6 +259,13 @@ impl ReadTransfer {
         self
     }
 
+    /// The wait before the next retransmission: the negotiated timeout, doubled for each retransmission without
+    /// progress since (as tftpd-hpa backs off), so a slow or lossy path gets time to answer; the stall limit still
+    /// bounds the whole wait.
+    fn retransmit_after(&self) -> Duration {
+        self.timeout * (1u32 << self.retries.min(4))
+    }
+
     /// The block number on the wire for absolute block `n` (1-based).
     fn wire(&self, n: u64) -> u16 {
         if self.rollover_to == 1 && n > 0 { ((n - 1) % 65535 + 1) as u16 } else { (n % 65536) as u16 }
@@ -298,14 +306,17 @@ impl ReadTransfer {
                     if self.window_start > self.total_blocks {
                         self.finish(Outcome::Completed);
                     } else {
-                        self.deadline = Some(now + self.timeout);
+                        self.deadline = Some(now + self.retransmit_after());
                     }
                 }
                 Some(n) if self.probing && n + 1 == self.window_start => {
-                    // The client answered the probe: it has nothing past the window's start.
+                    // The client answered the probe: it has nothing past the window's start. It is alive, so the
+                    // retries start over (they detect a peer that is gone; the stall limit bounds time without
+                    // progress, however lossy or reordering the path).
                     self.probing = false;
+                    self.retries = 0;
                     self.next_send = self.window_start;
-                    self.deadline = Some(now + self.timeout);
+                    self.deadline = Some(now + self.retransmit_after());
                 }
                 _ => self.stats.ignored_acks += 1,
             },
@@ -333,7 +344,7 @@ impl ReadTransfer {
             State::AwaitOackAck { sent: false } => {
                 packet::encode_oack(out, &self.oack);
                 self.state = State::AwaitOackAck { sent: true };
-                self.deadline = Some(now + self.timeout);
+                self.deadline = Some(now + self.retransmit_after());
                 true
             }
             State::Sending => {
@@ -361,7 +372,7 @@ impl ReadTransfer {
                 }
                 self.highest_sent = self.highest_sent.max(n);
                 self.stats.data_sent += 1;
-                self.deadline = Some(now + self.timeout);
+                self.deadline = Some(now + self.retransmit_after());
                 true
             }
             _ => false,

@@ -122,7 +122,7 @@ async fn refused_requests() {
 async fn a_full_table_drops_unanswered_sessions_first_and_refuses_cleanly() {
     let config = ServiceConfig {
         max_sessions: 1,
-        transfer: ServerConfig { timeout: Duration::from_secs(2), retries: 1, ..ServerConfig::default() },
+        transfer: ServerConfig { timeout: Duration::from_secs(1), retries: 1, ..ServerConfig::default() },
         ..ServiceConfig::default()
     };
     let addr = start(config).await;
@@ -145,15 +145,19 @@ async fn a_full_table_drops_unanswered_sessions_first_and_refuses_cleanly() {
     assert!(
         matches!(Packet::decode(&reply).unwrap(), Packet::Error { code: 0, ref message } if message.contains("busy"))
     );
-    // Once the second transfer gives up, requests are served again.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Once the second transfer gives up (1 s, then 2 s after one retransmission), requests are served again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let d = download(addr, "c", ClientConfig::default()).await.unwrap();
     assert!(!d.data.is_empty());
 }
 
 #[tokio::test]
 async fn one_address_cannot_take_every_session() {
-    let config = ServiceConfig { max_sessions_per_address: 2, ..ServiceConfig::default() };
+    let config = ServiceConfig {
+        max_sessions_per_address: 2,
+        transfer: ServerConfig { max_stall: Duration::from_secs(2), ..ServerConfig::default() },
+        ..ServiceConfig::default()
+    };
     let addr = start(config).await;
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -195,7 +199,11 @@ async fn a_long_timeout_cannot_hold_a_session() {
 
 #[tokio::test]
 async fn port_range_is_respected() {
-    let config = ServiceConfig { port_range: Some((47000, 47009)), ..ServiceConfig::default() };
+    let config = ServiceConfig {
+        port_range: Some((47000, 47009)),
+        transfer: ServerConfig { max_stall: Duration::from_secs(2), ..ServerConfig::default() },
+        ..ServiceConfig::default()
+    };
     let addr = start(config).await;
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     s.send_to(&rrq("a", "octet", &[]), addr).await.unwrap();
