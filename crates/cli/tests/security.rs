@@ -632,3 +632,39 @@ fn data_files_are_private_and_keys_stay_out_of_logs() {
     let audit = text(&ok(provisor(&["device", "--data-dir", &server.data(), "audit", MAC_A, "--secrets"])).stdout);
     assert!(audit.contains(token), "{audit}");
 }
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Out of file descriptors (the server started under a 128-descriptor limit it cannot raise), the accept loop backs
+/// off instead of spinning at 100 % CPU, and once connections close the server answers again.
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
+    Pki::new(dir.path(), "test-ca");
+    let config = format!("{BASE_CONFIG}[limits]\nhttp_idle_timeout_s = 120\n");
+    let server = Server::start_under(dir.path(), &config, &["prlimit", "--nofile=128:128"]);
+    let addr: SocketAddr = server.http.trim_start_matches("http://").parse().unwrap();
+    let held: Vec<TcpStream> = (0..200).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    assert!(held.len() >= 150, "only {} connections", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = server.child.id();
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(pid) - before;
+    assert!(used < 0.5, "the server used {used:.2} s of CPU in 3 s while out of descriptors");
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("accept:") && log.contains("retrying"), "{}", &log[log.len().saturating_sub(2000)..]);
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, body) = server.get("/XMLDefault.cnf.xml");
+    assert_eq!(status, 200, "{}", text(&body));
+}

@@ -86,8 +86,22 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, config: &str) -> Server {
+        Server::start_under(dir, config, &[])
+    }
+
+    /// The same, started through `wrapper` (e.g. `prlimit --nofile=128:128`); its child must be the server.
+    pub fn start_under(dir: &Path, config: &str, wrapper: &[&str]) -> Server {
         std::fs::write(dir.join("provisor.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        let bin = env!("CARGO_BIN_EXE_provisor");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(["serve", "--config", s(&dir.join("provisor.toml"))])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
