@@ -389,6 +389,8 @@ async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result
         .open(&spool.0)
         .await
         .map_err(|e| failed(&e))?;
+    // tokio buffers up to 2 MiB per file between writes by default; frames are at most a socket read.
+    file.set_max_buf_size(64 * 1024);
     let mut body = body;
     let mut size = 0u64;
     while let Some(frame) = body.frame().await {
