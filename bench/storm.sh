@@ -30,8 +30,12 @@ listen = "127.0.0.1:18180"
 listen = "127.0.0.1:18443"
 [tftp]
 listen = "127.0.0.1:18069"
+# Every simulated phone comes from 127.0.0.1: lift the per-address caps meant for one NAT'd site.
+max_sessions_per_address = 10000
 [syslog]
 listen = "127.0.0.1:18514"
+[limits]
+max_connections_per_address = 4096
 EOF
 "$bin" serve --config "$dir/provisor.toml" 2>"$dir/serve.log" &
 serve_pid=$!
