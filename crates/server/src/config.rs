@@ -230,7 +230,7 @@ pub struct Limits {
     /// only its own; phones behind one NAT share an address).
     pub macs_per_address_per_minute: u32,
     /// Distinct MACs all addresses together may name per minute without proof, on routes whose answer depends on
-    /// the device (`SEP<MAC>.cnf.xml`, reports, the `deny`/`enrol` policies); a scan from many addresses stops here.
+    /// the device (`SEP<MAC>.cnf.xml`, reports, the `deny` policy); a scan from many addresses stops here.
     pub macs_per_minute: u32,
     /// Reports and syslog lines kept per device per minute; more are dropped (and counted).
     pub device_events_per_minute: u32,

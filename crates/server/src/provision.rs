@@ -597,8 +597,9 @@ impl<S: Store + 'static> Provisioner<S> {
             };
         };
         let verified = req.protocol == Protocol::Https && cert_mac.as_ref() == Some(&mac);
-        // Only where the answer depends on the device does naming a MAC count towards the enumeration limits.
-        let revealing = policy != UnknownDevices::Bootstrap || pv.secrets_without_certificate;
+        // Only where the answer depends on the device does naming a MAC count towards the enumeration limits: `deny`
+        // tells known from unknown MACs (`enrol` does not: without a certificate both get the bootstrap profile).
+        let revealing = policy == UnknownDevices::Deny || pv.secrets_without_certificate;
         if !verified
             && revealing
             && let Err(limited) = self.guard.name_mac(req.client.ip(), &mac, now)
