@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use provisor_phone::credentials::answer;
+use provisor_auth::answer;
 use provisor_phone::drive::parse_response;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use provisor_server::auth::Credentials;
+use provisor_auth::Verifier;
 use provisor_server::config::{Config, DEFAULT_PATTERNS};
 use provisor_server::identity::{certificate_claims, parse_user_agent};
 use provisor_server::routing::{Pattern, Router, normalise};
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_user_agent(text);
     let _ = find_mac(text);
-    let c = Credentials::new("phone", "pw");
+    let c = Verifier::new("phone", "pw", "provisor");
     let _ = c.verify(text, "GET", "/a.xml", 0);
     let _ = c.verify(text, "GET", text, 0);
     let masked = provisor_server::journal::mask_path_tokens(text);

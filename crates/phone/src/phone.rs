@@ -20,8 +20,6 @@ use provisor_rules::schedule::{self, Reason, ResyncParameters, SplitMix64, TimeO
 use provisor_rules::upgrade::{self, Decision};
 use provisor_rules::url::{self, Scheme, Url};
 
-use crate::credentials;
-
 /// What the phone is and runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -741,7 +739,7 @@ impl Phone {
                     return false;
                 };
                 let Some(authorization) =
-                    credentials::answer(&r.challenges, uid, pwd, "GET", &p.url.path, self.next_id)
+                    provisor_auth::answer(&r.challenges, uid, pwd, "GET", &p.url.path, self.next_id)
                 else {
                     return false;
                 };

@@ -4,8 +4,6 @@
 //! challenge is answered with the credentials of line 1 (`Auth_ID_1_`, or `User_ID_1_` when it is empty, and
 //! `Password_1_`). Only NOTIFY is understood; this is not a SIP stack (no registration, no calls).
 
-use crate::credentials;
-
 /// What the phone does with a SIP datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyAnswer {
@@ -72,7 +70,7 @@ impl NotifyAgent {
         let event = header("event").map(|e| e.split(';').next().unwrap_or("").trim().to_string()).unwrap_or_default();
         let authorization = header("authorization").or_else(|| header("proxy-authorization"));
         match authorization {
-            Some(a) if credentials::verify(a, user, password, "NOTIFY", &self.nonce) => Some(NotifyAnswer {
+            Some(a) if provisor_auth::check_digest(a, user, password, "NOTIFY", &self.nonce) => Some(NotifyAnswer {
                 response: respond("200 OK", ""),
                 event: Some(event.clone()),
                 note: "SIP NOTIFY: authenticated with line 1's credentials (200)".into(),
@@ -118,11 +116,7 @@ fn canonical(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use md5::{Digest, Md5};
-
-    fn md5_hex(s: &str) -> String {
-        Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use provisor_auth::md5_hex;
 
     fn notify(auth: Option<&str>) -> String {
         format!(

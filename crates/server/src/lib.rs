@@ -1,7 +1,6 @@
 //! The provisioning server: inventory, rendering, phone identity, per-device encryption, and the HTTP, HTTPS, TFTP
 //! and syslog front ends around one sans-IO-style core ([`provision::Provisioner`]).
 
-pub mod auth;
 pub mod config;
 pub mod guard;
 pub mod http;

@@ -32,7 +32,6 @@ use provisor_envelope::{Keys, Limits, aes128gcm, gzip, openssl_enc};
 use provisor_profile::{ParseOptions, Profile, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::auth::Credentials;
 use crate::config::{Config, ProfileEncryption, UnknownDevices};
 use crate::guard::{Guard, Limited};
 use crate::identity::{Claims, parse_user_agent};
@@ -40,6 +39,7 @@ use crate::inventory::{Device, Mac, Secrets, Store, effective_parameters};
 use crate::journal::{AuditEntry, Journal};
 use crate::render::{self, Templates};
 use crate::routing::{Route, Router, normalise};
+use provisor_auth::Verifier;
 
 /// The protocol a request came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,7 +267,7 @@ pub struct Provisioner<S: Store> {
     cache: RwLock<Cache>,
     revision: AtomicI64,
     journal: Journal,
-    credentials: Option<Credentials>,
+    credentials: Option<Verifier>,
     guard: Guard,
     addresses: Mutex<HashMap<IpAddr, Mac>>,
 }
@@ -318,7 +318,7 @@ impl<S: Store + 'static> Provisioner<S> {
             return Err(e.clone());
         }
         let credentials = (!config.provisioning.http_user.is_empty())
-            .then(|| Credentials::new(&config.provisioning.http_user, &config.provisioning.http_password));
+            .then(|| Verifier::new(&config.provisioning.http_user, &config.provisioning.http_password, "provisor"));
         let stamp = templates_stamp(&config);
         Ok(Provisioner {
             store,
