@@ -296,7 +296,7 @@ async fn handle<S: Store + 'static>(
     let body = if matches!(method, "POST" | "PUT") {
         let config = provisioner.config();
         let limit = config.limits.max_report_bytes as u64;
-        let spool = config.data_dir.join("uploads");
+        let spool = spool_dir(&config.data_dir);
         let wait = Duration::from_secs(config.limits.http_body_timeout_s);
         match tokio::time::timeout(wait, spool_body(req.into_body(), &spool, limit)).await {
             Ok(Ok(b)) => b,
@@ -359,6 +359,11 @@ enum Upload {
     Failed(String),
 }
 
+/// Where upload bodies are spooled, under the data directory; [`crate::serve::start`] makes it (0700).
+pub fn spool_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("uploads")
+}
+
 /// Receives a request body into a private file under `dir` as it arrives (so a stalled upload holds no memory),
 /// refusing it past `limit` bytes; returns the whole body once complete.
 async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result<bytes::Bytes, Upload> {
@@ -369,7 +374,6 @@ async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result
         return Err(Upload::TooLarge);
     }
     let failed = |e: &dyn std::fmt::Display| Upload::Failed(e.to_string());
-    crate::inventory::make_private_dir(dir).map_err(|e| failed(&e))?;
     let mut name = [0u8; 12];
     getrandom::fill(&mut name).map_err(|e| failed(&e))?;
     let path = dir.join(format!(".upload-{}", name.iter().map(|b| format!("{b:02x}")).collect::<String>()));

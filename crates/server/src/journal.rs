@@ -8,7 +8,7 @@
 //! transaction per batch, and a device's state only when it changed (or every 10 s), so a boot storm costs a few
 //! statements, not one per request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,7 +63,8 @@ pub struct Journal {
 impl Journal {
     /// Starts the writer task on `store`, with the audit log at `audit_path`; it ends when every [`Journal`] is
     /// dropped, after writing what is queued.
-    /// Every minute it also deletes events and reports past `retention`.
+    /// Every minute it trims the devices that got events or reports to `retention.max_rows_per_device`; every hour
+    /// it deletes what is older than `retention.keep_days`.
     pub fn start(
         store: SqliteStore,
         audit_path: PathBuf,
@@ -76,6 +77,9 @@ impl Journal {
             let mut log = AuditLog::new(audit_path);
             let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
             prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Devices that got rows since the last trim; the age sweep runs every 60th tick.
+            let mut touched: BTreeSet<Mac> = BTreeSet::new();
+            let mut ticks = 0u64;
             loop {
                 tokio::select! {
                     n = rx.recv_many(&mut batch, 1024) => {
@@ -86,13 +90,23 @@ impl Journal {
                         if let Err(e) = write_batch(&store, &batch, &mut written).await {
                             tracing::error!("device state: {e}");
                         }
+                        touched.extend(
+                            batch.iter().filter(|e| e.event.is_some() || e.report.is_some()).filter_map(|e| e.device.clone()),
+                        );
                         batch.clear();
                     }
                     _ = prune.tick() => {
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_millis() as i64);
-                        match prune_rows(&store, &retention, now).await {
+                        let by_age = ticks.is_multiple_of(60);
+                        ticks += 1;
+                        let devices: Vec<Mac> = std::mem::take(&mut touched).into_iter().collect();
+                        let pruned = async {
+                            let old = if by_age { prune_old(&store, retention.keep_days, now).await? } else { 0 };
+                            Ok::<u64, sqlx::Error>(old + trim_devices(&store, &devices, retention.max_rows_per_device).await?)
+                        };
+                        match pruned.await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!("journal: {n} old events and reports deleted"),
                             Err(e) => tracing::error!("journal retention: {e}"),
@@ -363,27 +377,50 @@ async fn write_batch(
 }
 
 /// Deletes events and reports older than `keep_days` and beyond the newest `max_rows_per_device` of each device;
-/// returns how many rows went.
+/// returns how many rows went. The writer does the same in two steps ([`prune_old`] hourly, [`trim_devices`] for
+/// the devices that got rows).
 pub async fn prune_rows(store: &SqliteStore, retention: &JournalConfig, now_ms: i64) -> Result<u64, sqlx::Error> {
-    // Literal statements per table (sqlx takes only static SQL).
-    const BY_AGE: [&str; 2] = ["DELETE FROM device_events WHERE at < ?", "DELETE FROM reports WHERE at < ?"];
-    const BY_COUNT: [&str; 2] = [
-        "DELETE FROM device_events WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
-         (PARTITION BY mac ORDER BY id DESC) AS n FROM device_events) WHERE n > ?)",
-        "DELETE FROM reports WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER \
-         (PARTITION BY mac ORDER BY id DESC) AS n FROM reports) WHERE n > ?)",
-    ];
-    let mut deleted = 0;
-    if retention.keep_days > 0 {
-        let before = now_ms - i64::from(retention.keep_days) * 86_400_000;
-        for sql in BY_AGE {
-            deleted += sqlx::query(sql).bind(before).execute(&store.pool).await?.rows_affected();
-        }
+    let old = prune_old(store, retention.keep_days, now_ms).await?;
+    let devices: Vec<Mac> =
+        sqlx::query_scalar::<_, String>("SELECT mac FROM device_events UNION SELECT mac FROM reports")
+            .fetch_all(&store.pool)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.parse().ok())
+            .collect();
+    Ok(old + trim_devices(store, &devices, retention.max_rows_per_device).await?)
+}
+
+/// Deletes events and reports older than `keep_days` (0: none); returns how many rows went.
+pub async fn prune_old(store: &SqliteStore, keep_days: u32, now_ms: i64) -> Result<u64, sqlx::Error> {
+    if keep_days == 0 {
+        return Ok(0);
     }
-    if retention.max_rows_per_device > 0 {
-        for sql in BY_COUNT {
-            let keep = i64::from(retention.max_rows_per_device);
-            deleted += sqlx::query(sql).bind(keep).execute(&store.pool).await?.rows_affected();
+    let before = now_ms - i64::from(keep_days) * 86_400_000;
+    let mut deleted = 0;
+    for sql in ["DELETE FROM device_events WHERE at < ?", "DELETE FROM reports WHERE at < ?"] {
+        deleted += sqlx::query(sql).bind(before).execute(&store.pool).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// Keeps the newest `max_rows` events and reports of each of `devices` (0: no limit); returns how many rows went.
+/// Each statement walks one device's rows through the `(mac, id)` index.
+pub async fn trim_devices(store: &SqliteStore, devices: &[Mac], max_rows: u32) -> Result<u64, sqlx::Error> {
+    // Literal statements per table (sqlx takes only static SQL).
+    const TRIM: [&str; 2] = [
+        "DELETE FROM device_events WHERE mac = ?1 AND id NOT IN \
+         (SELECT id FROM device_events WHERE mac = ?1 ORDER BY id DESC LIMIT ?2)",
+        "DELETE FROM reports WHERE mac = ?1 AND id NOT IN (SELECT id FROM reports WHERE mac = ?1 ORDER BY id DESC LIMIT ?2)",
+    ];
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    for mac in devices {
+        for sql in TRIM {
+            let r = sqlx::query(sql).bind(mac.as_str()).bind(i64::from(max_rows)).execute(&store.pool).await?;
+            deleted += r.rows_affected();
         }
     }
     Ok(deleted)

@@ -157,6 +157,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         None => tracing::warn!("could not read the open files limit"),
     }
     let store = SqliteStore::open(&config.data_dir).await?;
+    let spool = crate::http::spool_dir(&config.data_dir);
+    crate::inventory::make_private_dir(&spool).map_err(|e| ServeError::Setup(format!("{}: {e}", spool.display())))?;
     let bind_tcp = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
     };

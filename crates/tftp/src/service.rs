@@ -66,7 +66,6 @@ pub struct Service<S: ContentSource> {
 /// The transfers in progress: how many, from where, and which never heard from their client.
 pub struct Sessions {
     table: Mutex<Table>,
-    count: AtomicUsize,
     evicted: AtomicUsize,
 }
 
@@ -100,7 +99,7 @@ impl Table {
 
 impl Sessions {
     fn new() -> Sessions {
-        Sessions { table: Mutex::new(Table::default()), count: AtomicUsize::new(0), evicted: AtomicUsize::new(0) }
+        Sessions { table: Mutex::new(Table::default()), evicted: AtomicUsize::new(0) }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -110,7 +109,7 @@ impl Sessions {
 
     /// Transfers in progress.
     pub fn len(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.table().live.len()
     }
 
     /// Whether no transfer is in progress.
@@ -142,7 +141,6 @@ impl Sessions {
                 if let Some(abort) = victim.abort {
                     abort.abort();
                 }
-                self.count.fetch_sub(1, Ordering::AcqRel);
                 let n = self.evicted.fetch_add(1, Ordering::AcqRel) + 1;
                 if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!("session table full: dropped {n} unanswered transfers so far to make room");
@@ -154,7 +152,6 @@ impl Sessions {
         let heard = Arc::new(AtomicBool::new(false));
         t.live.insert(id, Session { address, started: Instant::now(), heard: heard.clone(), abort: None });
         *t.per_address.entry(address).or_insert(0) += 1;
-        self.count.fetch_add(1, Ordering::AcqRel);
         Ok(SessionGuard { sessions: self.clone(), id, heard })
     }
 
@@ -173,10 +170,8 @@ struct SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        // An evicted session was already removed (and counted) when it made room.
-        if self.sessions.table().remove(self.id).is_some() {
-            self.sessions.count.fetch_sub(1, Ordering::AcqRel);
-        }
+        // An evicted session was already removed when it made room.
+        self.sessions.table().remove(self.id);
     }
 }
 
