@@ -289,11 +289,8 @@ impl ReadClient {
         }
         match self.state {
             State::Requesting { .. } => self.state = State::Requesting { sent: false },
-            // The last block received in order, which may be past the last ACK sent (the middle of a window whose rest
-            // was lost or reordered): the sender then resumes from there. An ACK already waiting is not replaced.
-            State::Receiving if self.pending_ack.is_none() => {
-                self.pending_ack = Some(self.rx.last_in_order().max(self.last_acked));
-            }
+            // An ACK already waiting (newer than the last one sent) is not replaced by the old one.
+            State::Receiving if self.pending_ack.is_none() => self.pending_ack = Some(self.last_acked),
             _ => {}
         }
     }

@@ -315,9 +315,9 @@ fn retransmission_cost_under_loss() {
 }
 
 /// A path that loses, duplicates and reorders inside windows, with a server that retransmits after 200 ms and a
-/// client that waits 1 s: transfers must not stall while both ends are alive. (Before a probe's answer reset the
-/// server's retries, and before the client's timeout ACK named its last in-order block, 118 of 3,000 such transfers
-/// stalled; the seeds here include the first that did.)
+/// client that waits 1 s and, on its timeouts, repeats its last ACK (as tftp-hpa does): transfers must not stall while
+/// both ends are alive. (Before a probe's answer reset the server's retries, 118 of 3,000 such transfers stalled; the
+/// seeds here include the first that did.)
 #[test]
 fn reordering_inside_windows_does_not_stall_a_live_transfer() {
     for seed in (1..=300u64).chain([4, 5, 46, 47, 54, 55, 56, 57, 84, 85]) {
