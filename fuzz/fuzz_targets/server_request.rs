@@ -8,7 +8,7 @@ use provisor_auth::Verifier;
 use provisor_server::config::{Config, DEFAULT_PATTERNS};
 use provisor_server::identity::{certificate_claims, parse_user_agent};
 use provisor_server::routing::{Pattern, Router, normalise};
-use provisor_server::syslog::find_mac;
+use provisor_server::front::syslog::find_mac;
 
 fuzz_target!(|data: &[u8]| {
     let _ = certificate_claims(data);

@@ -63,7 +63,10 @@ fn load(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Config, bool)
     })
 }
 
-/// Runs `provisor serve`.
+/// How long a stopping server lets requests and transfers in progress finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `provisor serve`: until SIGINT or SIGTERM, then stops gracefully.
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -73,29 +76,39 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder.init();
     }
     let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;
-    if is_demo {
+    if is_demo && config.data_dir != Path::new(serve::MEMORY) {
         config.firmware.dir = Some(config.data_dir.join("firmware"));
         std::fs::create_dir_all(config.data_dir.join("firmware"))
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let running = serve::start(config.clone()).await?;
+        let mut running = serve::start(config.clone()).await?;
         if is_demo {
             let store = running.provisioner.store().clone();
-            serve::demo(&store, &config, running.generated.as_ref()).await?;
+            serve::demo(&store, running.provisioner.config(), running.generated.as_ref()).await?;
         }
-        print_banner(&running, &config, is_demo).await;
+        print_banner(&running, is_demo).await;
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = running.wait() => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+            () = running.wait() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!(
+            "stopping: finishing the requests and transfers in progress (at most {} s)",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        if !running.shutdown(SHUTDOWN_GRACE).await {
+            eprintln!("stopped with transfers still in progress after {} s", SHUTDOWN_GRACE.as_secs());
         }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_banner(running: &serve::Running, config: &Config, is_demo: bool) {
+async fn print_banner(running: &serve::Running, is_demo: bool) {
+    let config = running.provisioner.config();
     use provisor_server::inventory::Store;
     let p = |label: &str, a: Option<std::net::SocketAddr>, scheme: &str| match a {
         Some(a) => eprintln!("  {label:<7} {scheme}{a}"),
@@ -106,7 +119,11 @@ async fn print_banner(running: &serve::Running, config: &Config, is_demo: bool) 
     p("HTTPS", running.https, "https://");
     p("TFTP", running.tftp, "udp ");
     p("syslog", running.syslog, "udp ");
-    eprintln!("  data    {}", config.data_dir.display());
+    if running.in_memory() {
+        eprintln!("  data    in memory (generated keys in {})", running.data_dir.display());
+    } else {
+        eprintln!("  data    {}", running.data_dir.display());
+    }
     // The demo's commands show a device's key and random path: never for a real site's devices.
     if !is_demo {
         return;

@@ -2,8 +2,8 @@
 //! and syslog front ends around one sans-IO-style core ([`provision::Provisioner`]).
 
 pub mod config;
-pub mod guard;
-pub mod http;
+pub mod content;
+pub mod front;
 pub mod identity;
 pub mod inventory;
 pub mod journal;
@@ -11,5 +11,3 @@ pub mod provision;
 pub mod render;
 pub mod routing;
 pub mod serve;
-pub mod syslog;
-pub mod tls;

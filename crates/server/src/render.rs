@@ -207,20 +207,28 @@ impl Templates {
 
     /// The built-in templates plus every `*.xml` file in `dir` (a file named `mpp.xml` replaces the built-in one).
     pub fn from_dir(dir: &Path) -> Result<Templates, RenderError> {
-        let mut t = Templates::builtin();
         let io = |path: &Path, e: std::io::Error| RenderError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
         };
         let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| io(dir, e))?.filter_map(Result::ok).collect();
         entries.sort_by_key(|e| e.file_name());
+        let mut sources = Vec::new();
         for entry in entries {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "xml") {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let source = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            sources.push((name, std::fs::read_to_string(&path).map_err(|e| io(&path, e))?));
+        }
+        Templates::from_sources(sources)
+    }
+
+    /// The built-in templates plus `(name, source)` pairs (a source named `mpp.xml` replaces the built-in one).
+    pub fn from_sources(sources: impl IntoIterator<Item = (String, String)>) -> Result<Templates, RenderError> {
+        let mut t = Templates::builtin();
+        for (name, source) in sources {
             t.env.add_template_owned(name.clone(), source).map_err(|e| RenderError::Template {
                 template: name,
                 line: e.line(),

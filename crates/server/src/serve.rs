@@ -3,19 +3,28 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use provisor_tftp::content::{Content, ContentSource, FileContent, Refusal, Request as TftpRequest};
-use provisor_tftp::service::{Service, ServiceConfig};
+use provisor_tftp::service::Service;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::inventory::{Device, Group, Secrets, SqliteStore, Store, StoreError};
-use crate::journal::Journal;
-use crate::provision::{Body, Ports, Protocol, Provisioner, Request};
-use crate::tls::{self, Generated};
+use crate::content::FsContent;
+use crate::front::tftp::{TftpFront, service_config};
+use crate::front::tls::{self, Generated};
+use crate::inventory::{AnyStore, Device, Group, MemoryStore, Secrets, SqliteStore, Store, StoreError};
+use crate::journal::{AuditFile, MemoryJournal, Queue, SqliteJournal};
+use crate::provision::{Ports, Provisioner};
+
+/// The data directory that keeps the inventory in memory (`--data-dir :memory:`).
+pub const MEMORY: &str = ":memory:";
+
+/// The provisioning core as `provisor serve` runs it.
+pub type Core = Provisioner<AnyStore, Queue>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,80 +63,57 @@ pub struct Running {
     /// The generated CA and server certificate, when none was configured.
     pub generated: Option<Generated>,
     /// The provisioning core.
-    pub provisioner: Arc<Provisioner<SqliteStore>>,
-    tasks: JoinSet<()>,
+    pub provisioner: Arc<Core>,
+    /// Where the server keeps its files (a private temporary directory with `--data-dir :memory:`).
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    fronts: JoinSet<()>,
+    writer: tokio::task::JoinHandle<()>,
+    scratch: Option<PathBuf>,
 }
 
 impl Running {
-    /// Runs until a task fails (it does not: they log and go on) or the process is stopped.
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Runs until a front end stops (they do not: they log and go on) or [`Running::shutdown_token`] is cancelled.
+    pub async fn wait(&mut self) {
+        while self.fronts.join_next().await.is_some() {}
     }
-}
 
-/// TFTP requests go to the provisioner, which is built after every port is bound.
-struct TftpFront(Arc<OnceLock<Arc<Provisioner<SqliteStore>>>>);
-
-struct BytesContent(bytes::Bytes);
-
-impl Content for BytesContent {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
+    /// Whether the inventory is in memory (`--data-dir :memory:`).
+    pub fn in_memory(&self) -> bool {
+        self.scratch.is_some()
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let start = (offset as usize).min(self.0.len());
-        let n = buf.len().min(self.0.len() - start);
-        buf[..n].copy_from_slice(&self.0[start..start + n]);
-        Ok(n)
-    }
-}
 
-impl ContentSource for TftpFront {
-    fn open(&self, request: &TftpRequest) -> impl Future<Output = Result<Arc<dyn Content>, Refusal>> + Send {
-        let provisioner = self.0.get().cloned();
-        let (filename, client) = (request.filename.clone(), request.client);
-        async move {
-            let Some(p) = provisioner else { return Err(Refusal::access("starting")) };
-            let response = p.handle(Request::get(Protocol::Tftp, &filename, client)).await;
-            match (response.status, response.body) {
-                (200, Body::Bytes(b)) => Ok(Arc::new(BytesContent(b)) as Arc<dyn Content>),
-                (200, Body::File(path, _)) => {
-                    FileContent::open(&path).map(|f| Arc::new(f) as Arc<dyn Content>).map_err(|_| Refusal::not_found())
-                }
-                (404, _) => Err(Refusal::not_found()),
-                (_, _) => Err(Refusal::access(response.note)),
-            }
+    /// The token every front end watches: cancelling it starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops gracefully: no new connection or transfer is taken, requests and transfers in progress finish (for at
+    /// most `grace`, after which they are cut), and the journal writes what is queued. Returns whether everything
+    /// finished within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(grace, async { while self.fronts.join_next().await.is_some() {} }).await;
+        self.fronts.abort_all();
+        while self.fronts.join_next().await.is_some() {}
+        // The writer ends once the last handle on the core (and so on its journal queue) is gone.
+        drop(self.provisioner);
+        let written = tokio::time::timeout(grace, self.writer).await;
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
         }
-    }
-
-    /// `Report_Rule` uploads to a TFTP URL (`tftp://host/report/$MA.xml`) are write requests.
-    fn accepts_upload(&self, request: &TftpRequest) -> Option<u64> {
-        self.0.get()?.takes_upload(&request.filename)
-    }
-
-    fn store(&self, request: &TftpRequest, data: Vec<u8>) -> impl Future<Output = Result<(), Refusal>> + Send {
-        let provisioner = self.0.get().cloned();
-        let (filename, client) = (request.filename.clone(), request.client);
-        async move {
-            let Some(p) = provisioner else { return Err(Refusal::access("starting")) };
-            let mut req = Request::get(Protocol::Tftp, &filename, client);
-            req.method = "WRQ";
-            req.body = data.into();
-            let response = p.handle(req).await;
-            if response.status == 200 { Ok(()) } else { Err(Refusal::access(response.note)) }
-        }
+        drained.is_ok() && written.is_ok()
     }
 }
 
-/// The TFTP service's limits from `[tftp]`.
-fn tftp_config(config: &Config) -> ServiceConfig {
-    let mut c = ServiceConfig {
-        max_sessions: config.tftp.max_sessions,
-        max_sessions_per_address: config.tftp.max_sessions_per_address,
-        ..ServiceConfig::default()
-    };
-    c.transfer.max_stall = std::time::Duration::from_secs(config.tftp.max_stall_s);
-    c
+/// A private temporary directory for the files a server in memory still needs (generated TLS keys, upload spool).
+fn scratch_dir() -> std::io::Result<PathBuf> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("provisor-{}-{name}", std::process::id()));
+    crate::inventory::make_private_dir(&dir)?;
+    Ok(dir)
 }
 
 /// Raises the soft limit on open files to the hard limit (each HTTP connection and TFTP transfer holds a descriptor;
@@ -150,14 +136,24 @@ pub fn raise_file_limit() -> Option<u64> {
 }
 
 /// Binds every configured front end and starts serving.
-pub async fn start(config: Config) -> Result<Running, ServeError> {
-    crate::http::metrics_handle();
+/// With `data_dir = ":memory:"` the inventory and journal live in memory ([`MemoryStore`], [`MemoryJournal`]) and
+/// the few files a server needs go to a private temporary directory, removed by [`Running::shutdown`].
+pub async fn start(mut config: Config) -> Result<Running, ServeError> {
+    crate::front::http::metrics_handle();
     match raise_file_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
         None => tracing::warn!("could not read the open files limit"),
     }
-    let store = SqliteStore::open(&config.data_dir).await?;
-    let spool = crate::http::spool_dir(&config.data_dir);
+    let setup = |what: &Path, e: std::io::Error| ServeError::Setup(format!("{}: {e}", what.display()));
+    let (store, scratch) = if config.data_dir == Path::new(MEMORY) {
+        let dir = scratch_dir().map_err(|e| setup(&std::env::temp_dir(), e))?;
+        tracing::warn!("the inventory is in memory: nothing is kept when the server stops");
+        config.data_dir = dir.clone();
+        (AnyStore::Memory(Arc::new(MemoryStore::new())), Some(dir))
+    } else {
+        (AnyStore::Sqlite(SqliteStore::open(&config.data_dir).await?), None)
+    };
+    let spool = crate::front::http::spool_dir(&config.data_dir);
     crate::inventory::make_private_dir(&spool).map_err(|e| ServeError::Setup(format!("{}: {e}", spool.display())))?;
     let bind_tcp = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
@@ -170,10 +166,10 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         Some(a) => Some(bind_tcp("https", a).await?),
         None => None,
     };
-    let slot: Arc<OnceLock<Arc<Provisioner<SqliteStore>>>> = Arc::default();
+    let slot: Arc<OnceLock<Arc<Core>>> = Arc::default();
     let tftp = match config.tftp.listen {
         Some(addr) => Some(
-            Service::bind(addr, TftpFront(slot.clone()), tftp_config(&config))
+            Service::bind(addr, TftpFront(slot.clone()), service_config(&config))
                 .await
                 .map_err(|source| ServeError::Bind { what: "tftp", addr, source })?,
         ),
@@ -224,38 +220,68 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         None
     };
 
-    let mut tasks = JoinSet::new();
-    let (journal, writer) = Journal::start(store.clone(), config.data_dir.join("audit.log"), config.journal.clone());
-    tasks.spawn(async move {
-        let _ = writer.await;
-    });
+    let (journal, writer) = match &store {
+        AnyStore::Sqlite(s) => Queue::start((
+            AuditFile::new(config.data_dir.join("audit.log")),
+            SqliteJournal::new(s.clone(), config.journal.clone()),
+        )),
+        AnyStore::Memory(_) => Queue::start(MemoryJournal::new()),
+    };
     if config.provisioning.trusted_networks.is_empty() {
         tracing::warn!(
             "[provisioning] trusted_networks is empty: enterprise phones' SEP<MAC>.cnf.xml (line passwords in clear \
              text) goes to any address that names their MAC, within the enumeration limits"
         );
     }
-    let provisioner = Arc::new(Provisioner::new(store, config, ports, journal).map_err(ServeError::Setup)?);
+    let data_dir = config.data_dir.clone();
+    let content = FsContent::new(&config);
+    let provisioner = Arc::new(Provisioner::new(store, journal, content, config, ports).map_err(ServeError::Setup)?);
     provisioner.refresh().await;
     let _ = slot.set(provisioner.clone());
-    tasks.spawn(provisioner.clone().watch());
+    let shutdown = CancellationToken::new();
+    let mut fronts = JoinSet::new();
+    fronts.spawn(watch(provisioner.clone(), shutdown.clone()));
     if let Some(l) = http {
-        tasks.spawn(crate::http::serve_http(l, provisioner.clone()));
+        fronts.spawn(crate::front::http::serve_http(l, provisioner.clone(), shutdown.clone()));
     }
     if let (Some(l), Some(tls)) = (https, tls_config) {
-        tasks.spawn(crate::http::serve_https(l, tls, provisioner.clone()));
+        fronts.spawn(crate::front::http::serve_https(l, tls, provisioner.clone(), shutdown.clone()));
     }
     if let Some(service) = tftp {
-        tasks.spawn(async move {
-            if let Err(e) = service.run().await {
+        let stop = shutdown.clone();
+        fronts.spawn(async move {
+            if let Err(e) = service.run_until(stop.cancelled_owned()).await {
                 tracing::error!("tftp: {e}");
             }
         });
     }
     if let Some(socket) = syslog {
-        tasks.spawn(crate::syslog::serve(socket, provisioner.clone()));
+        fronts.spawn(crate::front::syslog::serve(socket, provisioner.clone(), shutdown.clone()));
     }
-    Ok(Running { http: addrs.0, https: addrs.1, tftp: addrs.2, syslog: addrs.3, generated, provisioner, tasks })
+    Ok(Running {
+        http: addrs.0,
+        https: addrs.1,
+        tftp: addrs.2,
+        syslog: addrs.3,
+        generated,
+        provisioner,
+        data_dir,
+        shutdown,
+        fronts,
+        writer,
+        scratch,
+    })
+}
+
+/// Drops cached renderings when the inventory or the templates change, checking every 250 ms until `shutdown`.
+async fn watch(provisioner: Arc<Core>, shutdown: CancellationToken) {
+    loop {
+        provisioner.refresh().await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// The demo devices: three MPP phones and one enterprise phone.
@@ -268,7 +294,7 @@ pub const DEMO_DEVICES: &[(&str, &str, &str, &str)] = &[
 
 /// Fills an empty inventory with the demo devices and groups, and issues a client certificate for the first demo
 /// phone (`tls/demo-phone.pem` / `.key`). Returns whether anything was added.
-pub async fn demo(store: &SqliteStore, config: &Config, generated: Option<&Generated>) -> Result<bool, ServeError> {
+pub async fn demo(store: &impl Store, config: &Config, generated: Option<&Generated>) -> Result<bool, ServeError> {
     if !store.devices().await?.is_empty() {
         return Ok(false);
     }

@@ -194,11 +194,22 @@ impl<S: ContentSource> Service<S> {
 
     /// Serves requests until the task is dropped or the socket fails.
     pub async fn run(self) -> io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves requests until `stop` completes, then takes no new request and returns once the transfers in progress
+    /// have ended (each is bounded by its retries and `max_stall`).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> io::Result<()> {
         let local = self.socket.local_addr()?;
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::with_capacity(128);
+        let mut stop = std::pin::pin!(stop);
         loop {
-            let (len, client) = match self.socket.recv_from(&mut buf).await {
+            let received = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => r,
+                () = &mut stop => break,
+            };
+            let (len, client) = match received {
                 Ok(r) => r,
                 // ICMP port unreachable from an earlier send shows up here on some systems: not fatal.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
@@ -275,6 +286,11 @@ impl<S: ContentSource> Service<S> {
             });
             self.sessions.set_abort(id, task.abort_handle());
         }
+        drop(self.socket);
+        while !self.sessions.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 
 use crate::inventory::{Mac, Store};
+use crate::journal::Journal;
 use crate::provision::Provisioner;
 
 /// The first MAC address in `text`: 12 hex digits, or six colon- or dash-separated pairs.
@@ -35,18 +36,26 @@ pub fn find_mac(text: &str) -> Option<Mac> {
     None
 }
 
-/// Receives syslog datagrams on `socket` until the task is dropped.
-pub async fn serve<S: Store + 'static>(socket: UdpSocket, provisioner: Arc<Provisioner<S>>) {
+/// Receives syslog datagrams on `socket` until `shutdown`.
+pub async fn serve<S: Store + 'static, J: Journal>(
+    socket: UdpSocket,
+    provisioner: Arc<Provisioner<S, J>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let mut buf = vec![0u8; 8192];
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else { continue };
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((n, from)) = received else { continue };
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
         receive(&provisioner, from, &line).await;
     }
 }
 
 /// Handles one syslog line.
-pub async fn receive<S: Store + 'static>(provisioner: &Provisioner<S>, from: SocketAddr, line: &str) {
+pub async fn receive<S: Store + 'static, J: Journal>(provisioner: &Provisioner<S, J>, from: SocketAddr, line: &str) {
     let msg = syslog_loose::parse_message(line.trim_end(), syslog_loose::Variant::Either);
     // The parser may take the first pair of a colon-separated MAC for a tag (`CP-8841-3PCC 00:0e:...`): the whole
     // line is searched too before falling back to the sender's address.
@@ -64,7 +73,7 @@ pub async fn receive<S: Store + 'static>(provisioner: &Provisioner<S>, from: Soc
     if device.is_none() {
         tracing::info!("syslog from {from} (no device): {text}");
     }
-    provisioner.record_event(from, device, "syslog", text).await;
+    provisioner.record_event(from, device, "syslog", text, std::time::SystemTime::now()).await;
 }
 
 #[cfg(test)]

@@ -30,9 +30,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Limits;
 use crate::identity::certificate_claims;
 use crate::inventory::Store;
+use crate::journal::Journal;
 use crate::provision::{Body, Protocol, Provisioner, Request};
 
 /// What the accept loop knows about a connection.
@@ -127,39 +131,56 @@ impl Admission {
     }
 }
 
-/// Serves plain HTTP on `listener` until the task is dropped.
-pub async fn serve_http<S: Store + 'static>(listener: TcpListener, provisioner: Arc<Provisioner<S>>) {
+/// Serves plain HTTP on `listener` until `shutdown`, then lets the requests in progress finish.
+pub async fn serve_http<S: Store + 'static, J: Journal>(
+    listener: TcpListener,
+    provisioner: Arc<Provisioner<S, J>>,
+    shutdown: CancellationToken,
+) {
     let limits = provisioner.config().limits.clone();
     let admission = Admission::new(&limits);
     let app = app(provisioner);
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, peer, admitted) = admission.accept(&listener).await;
+        let (stream, peer, admitted) = tokio::select! {
+            a = admission.accept(&listener) => a,
+            () = shutdown.cancelled() => break,
+        };
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
-        let (app, limits) = (app.clone(), limits.clone());
-        tokio::spawn(async move {
+        let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
+        connections.spawn(async move {
             let _admitted = admitted;
-            serve_connection(stream, app, conn, &limits).await;
+            serve_connection(stream, app, conn, &limits, &shutdown).await;
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
-/// Serves HTTPS on `listener` until the task is dropped.
-pub async fn serve_https<S: Store + 'static>(
+/// Serves HTTPS on `listener` until `shutdown`, then lets the requests in progress finish.
+pub async fn serve_https<S: Store + 'static, J: Journal>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    provisioner: Arc<Provisioner<S>>,
+    provisioner: Arc<Provisioner<S, J>>,
+    shutdown: CancellationToken,
 ) {
     let limits = provisioner.config().limits.clone();
     let admission = Admission::new(&limits);
     let app = app(provisioner);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, peer, admitted) = admission.accept(&listener).await;
+        let (stream, peer, admitted) = tokio::select! {
+            a = admission.accept(&listener) => a,
+            () = shutdown.cancelled() => break,
+        };
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let (app, limits) = (app.clone(), limits.clone());
-        tokio::spawn(async move {
+        let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
+        connections.spawn(async move {
             let _admitted = admitted;
             let handshake = Duration::from_secs(limits.http_header_timeout_s);
             let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
@@ -174,9 +195,11 @@ pub async fn serve_https<S: Store + 'static>(
             let certificate =
                 stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| certificate_claims(c));
             let conn = Connection { peer, protocol: Protocol::Https, certificate };
-            serve_connection(stream, app, conn, &limits).await;
+            serve_connection(stream, app, conn, &limits, &shutdown).await;
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// Milliseconds since `EPOCH` of the process, for idle tracking.
@@ -218,7 +241,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
-async fn serve_connection<I>(io: I, app: axum::Router, conn: Connection, limits: &Limits)
+/// Serves one connection until the client closes it, it idles too long, or (after the request in progress)
+/// `shutdown`.
+async fn serve_connection<I>(io: I, app: axum::Router, conn: Connection, limits: &Limits, shutdown: &CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -236,9 +261,9 @@ where
         .header_read_timeout(Duration::from_secs(limits.http_header_timeout_s))
         .max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(32);
-    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(builder.serve_connection(io, service));
     let idle_ms = limits.http_idle_timeout_s * 1000;
-    let watchdog = async {
+    let mut watchdog = std::pin::pin!(async {
         loop {
             let quiet = ticks().saturating_sub(last.load(Ordering::Relaxed));
             if quiet >= idle_ms {
@@ -246,19 +271,31 @@ where
             }
             tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
         }
-    };
-    tokio::select! {
-        r = connection => {
-            if let Err(e) = r {
-                tracing::debug!("{peer}: connection: {e}");
+    });
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("{peer}: connection: {e}");
+                }
+                return;
+            }
+            () = &mut watchdog => {
+                tracing::debug!("{peer}: closed after {} s without traffic", limits.http_idle_timeout_s);
+                return;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                // Finish the request in progress, then close (an idle keep-alive connection closes at once).
+                connection.as_mut().graceful_shutdown();
+                draining = true;
             }
         }
-        () = watchdog => tracing::debug!("{peer}: closed after {} s without traffic", limits.http_idle_timeout_s),
     }
 }
 
-fn app<S: Store + 'static>(provisioner: Arc<Provisioner<S>>) -> axum::Router {
-    axum::Router::new().fallback(handle::<S>).layer(Extension(provisioner))
+fn app<S: Store + 'static, J: Journal>(provisioner: Arc<Provisioner<S, J>>) -> axum::Router {
+    axum::Router::new().fallback(handle::<S, J>).layer(Extension(provisioner))
 }
 
 fn plain(status: StatusCode, text: String) -> AxumResponse {
@@ -268,8 +305,8 @@ fn plain(status: StatusCode, text: String) -> AxumResponse {
     r
 }
 
-async fn handle<S: Store + 'static>(
-    Extension(provisioner): Extension<Arc<Provisioner<S>>>,
+async fn handle<S: Store + 'static, J: Journal>(
+    Extension(provisioner): Extension<Arc<Provisioner<S, J>>>,
     req: AxumRequest,
 ) -> AxumResponse {
     let Some(conn) = req.extensions().get::<Connection>().cloned() else {
@@ -325,11 +362,11 @@ async fn handle<S: Store + 'static>(
         authorization: text(header::AUTHORIZATION),
         body,
     };
-    let response = provisioner.handle(request).await;
+    let response = provisioner.handle(request, std::time::SystemTime::now()).await;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = match response.body {
-        Body::Bytes(b) => AxumResponse::new(AxumBody::from(b)),
-        Body::File(path, len) => match file_body(&path, len, range.as_deref()).await {
+    let mut r = match &response.body {
+        Body::Bytes(b) => AxumResponse::new(AxumBody::from(b.clone())),
+        Body::File(path, len) => match file_body(path, *len, range.as_deref()).await {
             Ok(r) => r,
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
@@ -342,7 +379,7 @@ async fn handle<S: Store + 'static>(
     if let Some(enc) = response.content_encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
     }
-    for c in &response.challenges {
+    for c in response.challenges() {
         if let Ok(v) = HeaderValue::from_str(c) {
             h.append(header::WWW_AUTHENTICATE, v);
         }

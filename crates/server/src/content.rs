@@ -1,0 +1,124 @@
+//! What the provisioning core reads but never writes: templates, firmware files and trust files, behind the
+//! [`Content`] trait, so the core touches no file system. [`FsContent`] reads the configured directories;
+//! [`MemoryContent`] holds everything in memory (tests).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::provision::Body;
+use crate::render::{RenderError, Templates};
+
+/// Read-only files the provisioning core serves or renders from.
+pub trait Content: Send + Sync + 'static {
+    /// A value that changes whenever the templates change (the core reloads them when it does).
+    fn templates_stamp(&self) -> u64;
+
+    /// The templates as they are now.
+    fn templates(&self) -> Result<Templates, RenderError>;
+
+    /// The firmware file `name` (`Upgrade_Rule` downloads), if there is one.
+    fn firmware(&self, name: &str) -> Option<Body>;
+}
+
+/// The template and firmware directories of the configuration.
+pub struct FsContent {
+    templates: Option<PathBuf>,
+    firmware: Option<PathBuf>,
+}
+
+impl FsContent {
+    /// `[templates] dir` and `[firmware] dir` of `config`.
+    pub fn new(config: &Config) -> FsContent {
+        FsContent { templates: config.templates.dir.clone(), firmware: config.firmware.dir.clone() }
+    }
+}
+
+impl Content for FsContent {
+    /// The newest modification time in the template directory, in nanoseconds.
+    fn templates_stamp(&self) -> u64 {
+        let Some(dir) = &self.templates else { return 0 };
+        let nanos = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).map_or(0, nanos);
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(nanos(t));
+            }
+        }
+        newest
+    }
+
+    fn templates(&self) -> Result<Templates, RenderError> {
+        match &self.templates {
+            Some(dir) if dir.exists() => Templates::from_dir(dir),
+            _ => Ok(Templates::builtin()),
+        }
+    }
+
+    fn firmware(&self, name: &str) -> Option<Body> {
+        let source = provisor_tftp::content::FsSource::new(self.firmware.as_ref()?, true).ok()?;
+        let path = source.resolve(name).ok()?;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Some(Body::File(path, m.len())),
+            _ => None,
+        }
+    }
+}
+
+/// Templates and firmware in memory.
+#[derive(Default)]
+pub struct MemoryContent {
+    templates: Mutex<(u64, Vec<(String, String)>)>,
+    firmware: Mutex<HashMap<String, Bytes>>,
+}
+
+impl MemoryContent {
+    /// Only the built-in templates, no firmware.
+    pub fn new() -> MemoryContent {
+        MemoryContent::default()
+    }
+
+    /// Adds or replaces the template `name` (the core sees the change at its next refresh).
+    pub fn set_template(&self, name: &str, source: &str) {
+        let mut t = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        t.1.retain(|(n, _)| n != name);
+        t.1.push((name.to_string(), source.to_string()));
+        t.0 += 1;
+    }
+
+    /// Adds or replaces the firmware file `name`.
+    pub fn set_firmware(&self, name: &str, bytes: impl Into<Bytes>) {
+        self.firmware.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), bytes.into());
+    }
+}
+
+impl Content for MemoryContent {
+    fn templates_stamp(&self) -> u64 {
+        self.templates.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    fn templates(&self) -> Result<Templates, RenderError> {
+        let sources = self.templates.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
+        Templates::from_sources(sources)
+    }
+
+    fn firmware(&self, name: &str) -> Option<Body> {
+        self.firmware.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned().map(Body::Bytes)
+    }
+}
+
+impl<C: Content> Content for std::sync::Arc<C> {
+    fn templates_stamp(&self) -> u64 {
+        self.as_ref().templates_stamp()
+    }
+    fn templates(&self) -> Result<Templates, RenderError> {
+        self.as_ref().templates()
+    }
+    fn firmware(&self, name: &str) -> Option<Body> {
+        self.as_ref().firmware(name)
+    }
+}

@@ -1,0 +1,173 @@
+//! An inventory in memory: the same rules as [`super::SqliteStore`] (unique MACs, groups that exist, no inheritance
+//! cycles, all-or-nothing imports, a revision that moves on every change), nothing on disk. For tests that drive the
+//! provisioning core in process, and for `provisor serve --data-dir :memory:`.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{Device, Group, Mac, Store, StoreError};
+
+/// Devices and groups in memory; cheap to share behind an `Arc`.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    devices: BTreeMap<Mac, Device>,
+    groups: BTreeMap<String, Group>,
+    revision: i64,
+}
+
+impl State {
+    fn check_group(&self, group: &Option<String>) -> Result<(), StoreError> {
+        match group {
+            Some(g) if !self.groups.contains_key(g) => Err(StoreError::NoGroup(g.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn insert(&mut self, device: &Device) -> Result<(), StoreError> {
+        if self.devices.contains_key(&device.mac) {
+            return Err(StoreError::DeviceExists(device.mac.clone()));
+        }
+        self.check_group(&device.group)?;
+        self.devices.insert(device.mac.clone(), device.clone());
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// An empty inventory.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the maps half-written: every change below is one insert or remove.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(state: &mut State) {
+        state.revision += 1;
+    }
+}
+
+impl Store for MemoryStore {
+    async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut s = self.state();
+        s.insert(device)?;
+        Self::changed(&mut s);
+        Ok(())
+    }
+
+    async fn import_devices(&self, devices: &[Device], progress: &(dyn Fn(usize) + Sync)) -> Result<(), StoreError> {
+        let mut s = self.state();
+        // All or nothing: insert into a copy, keep it only if every device went in.
+        let before = s.devices.clone();
+        for d in devices {
+            if let Err(e) = s.insert(d) {
+                s.devices = before;
+                return Err(e);
+            }
+        }
+        Self::changed(&mut s);
+        progress(devices.len());
+        Ok(())
+    }
+
+    async fn update_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut s = self.state();
+        s.check_group(&device.group)?;
+        let Some(slot) = s.devices.get_mut(&device.mac) else { return Err(StoreError::NoDevice(device.mac.clone())) };
+        *slot = device.clone();
+        Self::changed(&mut s);
+        Ok(())
+    }
+
+    async fn device(&self, mac: &Mac) -> Result<Option<Device>, StoreError> {
+        Ok(self.state().devices.get(mac).cloned())
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        Ok(self.state().devices.values().cloned().collect())
+    }
+
+    async fn remove_device(&self, mac: &Mac) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let removed = s.devices.remove(mac).is_some();
+        if removed {
+            Self::changed(&mut s);
+        }
+        Ok(removed)
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let mut next = group.parent.clone();
+        while let Some(p) = next {
+            if p == group.name {
+                return Err(StoreError::GroupCycle(group.name.clone()));
+            }
+            next = s.groups.get(&p).ok_or_else(|| StoreError::NoGroup(p.clone()))?.parent.clone();
+        }
+        s.groups.insert(group.name.clone(), group.clone());
+        Self::changed(&mut s);
+        Ok(())
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<Group>, StoreError> {
+        Ok(self.state().groups.get(name).cloned())
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, StoreError> {
+        Ok(self.state().groups.values().cloned().collect())
+    }
+
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let used = s.devices.values().filter(|d| d.group.as_deref() == Some(name)).count();
+        if used > 0 {
+            return Err(StoreError::GroupInUse(name.into(), format!("{used} device(s)")));
+        }
+        let children = s.groups.values().filter(|g| g.parent.as_deref() == Some(name)).count();
+        if children > 0 {
+            return Err(StoreError::GroupInUse(name.into(), format!("{children} group(s)")));
+        }
+        let removed = s.groups.remove(name).is_some();
+        if removed {
+            Self::changed(&mut s);
+        }
+        Ok(removed)
+    }
+
+    async fn device_by_path_token(&self, token: &str) -> Result<Option<(Device, bool)>, StoreError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let s = self.state();
+        Ok(s.devices.values().find_map(|d| {
+            if d.secrets.path_token == token {
+                Some((d.clone(), false))
+            } else if d.secrets.previous.as_ref().is_some_and(|p| p.path_token == token) {
+                Some((d.clone(), true))
+            } else {
+                None
+            }
+        }))
+    }
+
+    async fn forget_previous_secrets(&self, mac: &Mac) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let forgot = s.devices.get_mut(mac).is_some_and(|d| d.secrets.previous.take().is_some());
+        if forgot {
+            Self::changed(&mut s);
+        }
+        Ok(())
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        Ok(self.state().revision)
+    }
+}

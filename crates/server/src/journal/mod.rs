@@ -1,0 +1,281 @@
+//! What the server saw: the audit log (every request with time, client, device, protocol, file, status, bytes and
+//! hash), each device's last state (last seen, firmware, what was served last, its last report) and per-device
+//! events (syslog lines, errors, reports).
+//!
+//! The provisioning core records through the [`Journal`] trait. Its implementations: [`AuditFile`] (the JSON-lines
+//! `audit.log`), [`SqliteJournal`] (device state, events and reports in the inventory, read by `device show`),
+//! [`MemoryJournal`] (tests, `--data-dir :memory:`), a pair of journals (both), and [`Queue`], which answers first and
+//! writes after: entries go through a bounded channel to one writer task that hands them, in batches, to the journal
+//! it wraps, and calls its [`Journal::maintain`] every minute.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::inventory::Mac;
+
+mod audit_file;
+mod sqlite;
+
+pub use audit_file::{AuditFile, audit_entries};
+pub use sqlite::{SqliteJournal, device_status, prune_old, prune_rows, trim_devices};
+
+/// Where the provisioning core records what it did.
+pub trait Journal: Send + Sync + 'static {
+    /// Records `batch`, in order. A journal that cannot write logs why and goes on: requests are never refused
+    /// because the journal failed.
+    fn record_batch(&self, batch: &[AuditEntry]) -> impl Future<Output = ()> + Send;
+
+    /// Records one entry.
+    fn record(&self, entry: AuditEntry) -> impl Future<Output = ()> + Send {
+        async move { self.record_batch(std::slice::from_ref(&entry)).await }
+    }
+
+    /// Retention work, at `now_ms` (Unix milliseconds); [`Queue`]'s writer calls it every minute.
+    fn maintain(&self, _now_ms: i64) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Both journals, in order.
+impl<A: Journal, B: Journal> Journal for (A, B) {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        self.0.record_batch(batch).await;
+        self.1.record_batch(batch).await;
+    }
+
+    async fn maintain(&self, now_ms: i64) {
+        self.0.maintain(now_ms).await;
+        self.1.maintain(now_ms).await;
+    }
+}
+
+impl<J: Journal> Journal for Arc<J> {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        self.as_ref().record_batch(batch).await;
+    }
+
+    async fn maintain(&self, now_ms: i64) {
+        self.as_ref().maintain(now_ms).await;
+    }
+}
+
+/// A journal in front of another: [`Journal::record`] only queues (it waits only when 65,536 entries are queued),
+/// and one writer task writes batches of up to 1,024. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<AuditEntry>,
+}
+
+impl Queue {
+    /// Starts the writer task for `journal`; it ends when every [`Queue`] is dropped, after writing what is queued.
+    pub fn start<J: Journal>(journal: J) -> (Queue, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<AuditEntry>(1 << 16);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(1024);
+            let mut maintain = tokio::time::interval(std::time::Duration::from_secs(60));
+            maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, 1024) => {
+                        if n == 0 {
+                            break;
+                        }
+                        journal.record_batch(&batch).await;
+                        batch.clear();
+                    }
+                    _ = maintain.tick() => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        journal.maintain(now).await;
+                    }
+                }
+            }
+        });
+        (Queue { tx }, task)
+    }
+}
+
+impl Journal for Queue {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        for entry in batch {
+            self.record(entry.clone()).await;
+        }
+    }
+
+    async fn record(&self, entry: AuditEntry) {
+        if self.tx.send(entry).await.is_err() {
+            tracing::error!("audit log writer has stopped");
+        }
+    }
+}
+
+/// Entries kept in memory, for tests and `--data-dir :memory:` (the newest 100,000).
+#[derive(Default)]
+pub struct MemoryJournal {
+    entries: Mutex<std::collections::VecDeque<AuditEntry>>,
+}
+
+/// How many entries a [`MemoryJournal`] keeps.
+const MEMORY_JOURNAL_ENTRIES: usize = 100_000;
+
+impl MemoryJournal {
+    /// An empty journal.
+    pub fn new() -> MemoryJournal {
+        MemoryJournal::default()
+    }
+
+    /// Every entry kept, oldest first.
+    pub fn entries(&self) -> Vec<AuditEntry> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// The events recorded for `mac`, oldest first: (kind, text).
+    pub fn events(&self, mac: &Mac) -> Vec<(&'static str, String)> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.iter().filter(|e| e.device.as_ref() == Some(mac)).filter_map(|e| e.event.clone()).collect()
+    }
+}
+
+impl Journal for MemoryJournal {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.extend(batch.iter().cloned());
+        while entries.len() > MEMORY_JOURNAL_ENTRIES {
+            entries.pop_front();
+        }
+    }
+}
+
+/// One request, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `address:port`.
+    pub client: String,
+    /// The device the request was for or from, when known.
+    pub device: Option<Mac>,
+    /// `tftp`, `http`, `https`, `syslog`.
+    pub protocol: &'static str,
+    /// `GET`, `HEAD`, `POST`, `PUT`, `RRQ`, `LOG`.
+    pub method: &'static str,
+    /// The file as requested.
+    pub file: String,
+    /// HTTP status (TFTP: 200, or 404/403 for its errors).
+    pub status: u16,
+    /// Bytes in the response (TFTP: the bytes offered).
+    pub bytes: u64,
+    /// SHA-256 of the response body, hex (empty when there was none).
+    pub hash: String,
+    /// Why, for refusals and errors.
+    pub note: String,
+    /// The User-Agent, when one was sent.
+    pub user_agent: Option<String>,
+    /// The firmware version the request claimed.
+    pub firmware: Option<String>,
+    /// The parameters of the full profile served (JSON object), for drift reports.
+    pub served_params: Option<Arc<str>>,
+    /// An event to add to the device's history: (kind, text).
+    pub event: Option<(&'static str, String)>,
+    /// A report's parameters (JSON object) and its body.
+    pub report: Option<(Arc<str>, Vec<u8>)>,
+}
+
+/// `text` with the random directory of every `profile/<random>/` path replaced by `********`: the random path is
+/// half of a device's secret (SEC-PRV-2), so it is shown only when asked for (`--secrets`).
+pub fn mask_path_tokens(text: &str) -> String {
+    const MARK: &str = "profile/";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i + MARK.len()]);
+        rest = &rest[i + MARK.len()..];
+        let end = rest.find(|c: char| c == '/' || c == '"' || c.is_whitespace()).unwrap_or(rest.len());
+        if end >= 8 && rest[..end].bytes().all(|b| b.is_ascii_alphanumeric()) {
+            out.push_str("********");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A device event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `syslog`, `error`, `report`, `refused`.
+    pub kind: String,
+    /// The line.
+    pub text: String,
+}
+
+/// A parameter whose reported value differs from the one served.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Drift {
+    /// The element name.
+    pub name: String,
+    /// What Provisor served.
+    pub served: String,
+    /// What the phone reported (`None`: absent from the report).
+    pub reported: Option<String>,
+}
+
+/// What `device show` prints about a device's life on the network.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceStatus {
+    /// Unix milliseconds of the last request or log line.
+    pub last_seen_ms: Option<i64>,
+    /// Its last address.
+    pub last_address: Option<String>,
+    /// Its last User-Agent.
+    pub user_agent: Option<String>,
+    /// The firmware it last reported (User-Agent or report).
+    pub firmware: Option<String>,
+    /// The last file served: (file, protocol, SHA-256, Unix milliseconds).
+    pub served: Option<(String, String, String, i64)>,
+    /// Unix milliseconds of the last report.
+    pub report_ms: Option<i64>,
+    /// Recent events, newest first.
+    pub events: Vec<Event>,
+    /// Parameters whose reported value differs from what was served.
+    pub drift: Vec<Drift>,
+}
+
+impl DeviceStatus {
+    /// The same status with random profile paths masked ([`mask_path_tokens`]).
+    pub fn masked(mut self) -> DeviceStatus {
+        if let Some(served) = &mut self.served {
+            served.0 = mask_path_tokens(&served.0);
+        }
+        for e in &mut self.events {
+            e.text = mask_path_tokens(&e.text);
+        }
+        self
+    }
+}
+
+/// Names whose values are never shown (secrets), in drift output.
+fn is_secret(name: &str) -> bool {
+    name.starts_with("GPP_S") || name.contains("Password") || name.starts_with("IKM_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_paths_are_masked() {
+        assert_eq!(mask_path_tokens("profile/0123456789abcdef0123/profile.cfg"), "profile/********/profile.cfg");
+        assert_eq!(
+            mask_path_tokens("{\"file\":\"/profile/abcdef0123456789/p.cfg\"} /profile/short/x"),
+            "{\"file\":\"/profile/********/p.cfg\"} /profile/short/x"
+        );
+        assert_eq!(mask_path_tokens("0011aabbcc01.xml"), "0011aabbcc01.xml");
+    }
+}

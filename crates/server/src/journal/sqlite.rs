@@ -1,0 +1,326 @@
+//! Device state, events and reports in the SQLite inventory: the read side of `provisor device show`.
+//!
+//! Device state and events go in one transaction per batch, and a device's state only when it changed (or every
+//! 10 s), so a boot storm costs a few statements, not one per request. Every minute the devices that got events or
+//! reports are trimmed to `max_rows_per_device`; every hour what is older than `keep_days` is deleted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::Row;
+use tokio::sync::Mutex;
+
+use super::{AuditEntry, DeviceStatus, Drift, Event, Journal, is_secret};
+use crate::config::JournalConfig;
+use crate::inventory::{Mac, SqliteStore, StoreError};
+
+/// The SQLite journal (a [`Journal`]).
+pub struct SqliteJournal {
+    store: SqliteStore,
+    retention: JournalConfig,
+    state: Mutex<WriterState>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    written: HashMap<Mac, Written>,
+    /// Devices that got rows since the last trim.
+    touched: BTreeSet<Mac>,
+    /// Maintenance rounds so far (the age sweep runs every 60th).
+    rounds: u64,
+}
+
+impl SqliteJournal {
+    /// Writes into `store`, keeping events and reports as `retention` says.
+    pub fn new(store: SqliteStore, retention: JournalConfig) -> SqliteJournal {
+        SqliteJournal { store, retention, state: Mutex::new(WriterState::default()) }
+    }
+}
+
+impl Journal for SqliteJournal {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        let mut state = self.state.lock().await;
+        if let Err(e) = write_batch(&self.store, batch, &mut state.written).await {
+            tracing::error!("device state: {e}");
+        }
+        state
+            .touched
+            .extend(batch.iter().filter(|e| e.event.is_some() || e.report.is_some()).filter_map(|e| e.device.clone()));
+    }
+
+    async fn maintain(&self, now_ms: i64) {
+        let (devices, by_age) = {
+            let mut state = self.state.lock().await;
+            let by_age = state.rounds.is_multiple_of(60);
+            state.rounds += 1;
+            (std::mem::take(&mut state.touched).into_iter().collect::<Vec<Mac>>(), by_age)
+        };
+        let pruned = async {
+            let old = if by_age { prune_old(&self.store, self.retention.keep_days, now_ms).await? } else { 0 };
+            Ok::<u64, sqlx::Error>(old + trim_devices(&self.store, &devices, self.retention.max_rows_per_device).await?)
+        };
+        match pruned.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("journal: {n} old events and reports deleted"),
+            Err(e) => tracing::error!("journal retention: {e}"),
+        }
+    }
+}
+
+/// What the writer last wrote of a device's state, so a phone fetching the same file again and again costs an
+/// audit row, not a state update each time.
+struct Written {
+    seen_ms: i64,
+    address: String,
+    served: (String, &'static str, String),
+    served_ms: i64,
+}
+
+/// How stale `last seen` and `served at` may get while nothing else about them changes.
+const STATE_REFRESH_MS: i64 = 10_000;
+
+async fn write_batch(
+    store: &SqliteStore,
+    batch: &[AuditEntry],
+    written: &mut HashMap<Mac, Written>,
+) -> Result<(), sqlx::Error> {
+    if written.len() > 1_000_000 {
+        written.clear();
+    }
+    let mut tx = store.pool.begin().await?;
+    // Each device's state once per batch: its last request, and the last file it was served.
+    struct Seen<'a> {
+        last: &'a AuditEntry,
+        user_agent: Option<&'a str>,
+        firmware: Option<&'a str>,
+        served: Option<&'a AuditEntry>,
+        served_params: Option<&'a str>,
+    }
+    let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
+    for e in batch {
+        let Some(mac) = &e.device else { continue };
+        let s = seen.entry(mac).or_insert(Seen {
+            last: e,
+            user_agent: None,
+            firmware: None,
+            served: None,
+            served_params: None,
+        });
+        s.last = e;
+        s.user_agent = e.user_agent.as_deref().or(s.user_agent);
+        s.firmware = e.firmware.as_deref().or(s.firmware);
+        if e.status == 200 && matches!(e.method, "GET" | "RRQ") {
+            s.served = Some(e);
+            s.served_params = e.served_params.as_deref().or(s.served_params);
+        }
+    }
+    for (mac, s) in &seen {
+        let address = s.last.client.rsplit_once(':').map_or(s.last.client.as_str(), |(a, _)| a);
+        let w = written.entry((*mac).clone()).or_insert_with(|| Written {
+            seen_ms: i64::MIN,
+            address: String::new(),
+            served: (String::new(), "", String::new()),
+            served_ms: i64::MIN,
+        });
+        let state_changed = w.address != address || s.user_agent.is_some() || s.firmware.is_some();
+        if state_changed || s.last.at_ms - w.seen_ms >= STATE_REFRESH_MS {
+            w.seen_ms = s.last.at_ms;
+            w.address = address.to_string();
+            sqlx::query(
+            "INSERT INTO device_state (mac, last_seen, last_address, user_agent, firmware) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(mac) DO UPDATE SET last_seen = ?2, last_address = ?3, \
+             user_agent = coalesce(?4, user_agent), firmware = coalesce(?5, firmware)",
+        )
+        .bind(mac.as_str())
+        .bind(s.last.at_ms)
+        .bind(address)
+        .bind(s.user_agent)
+        .bind(s.firmware)
+        .execute(&mut *tx)
+        .await?;
+        }
+        let served = s.served.filter(|e| {
+            w.served != (e.file.clone(), e.protocol, e.hash.clone()) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
+        });
+        if let Some(e) = served {
+            let params = if w.served.2 == e.hash { None } else { s.served_params };
+            w.served = (e.file.clone(), e.protocol, e.hash.clone());
+            w.served_ms = e.at_ms;
+            sqlx::query(
+                "UPDATE device_state SET served_file = ?, served_proto = ?, served_hash = ?, served_at = ?, \
+                 served_params = coalesce(?, served_params) WHERE mac = ?",
+            )
+            .bind(&e.file)
+            .bind(e.protocol)
+            .bind(&e.hash)
+            .bind(e.at_ms)
+            .bind(params)
+            .bind(mac.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    // Events and reports are rare: one statement each.
+    for e in batch {
+        let Some(mac) = &e.device else { continue };
+        if let Some((kind, text)) = &e.event {
+            sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, ?, ?)")
+                .bind(mac.as_str())
+                .bind(e.at_ms)
+                .bind(kind)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((params, body)) = &e.report {
+            sqlx::query("INSERT INTO reports (mac, at, name, body) VALUES (?, ?, ?, ?)")
+                .bind(mac.as_str())
+                .bind(e.at_ms)
+                .bind(&e.file)
+                .bind(body.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            // Merged into the earlier reports: a `--delta` report carries only what changed, a `--status` report
+            // other names (specs.md §4.5).
+            sqlx::query(
+                "UPDATE device_state SET report_at = ?, report_params = json_patch(COALESCE(report_params, '{}'), ?) \
+                 WHERE mac = ?",
+            )
+            .bind(e.at_ms)
+            .bind(params.as_ref())
+            .bind(mac.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Deletes events and reports older than `keep_days` and beyond the newest `max_rows_per_device` of each device;
+/// returns how many rows went. The writer does the same in two steps ([`prune_old`] hourly, [`trim_devices`] for
+/// the devices that got rows).
+pub async fn prune_rows(store: &SqliteStore, retention: &JournalConfig, now_ms: i64) -> Result<u64, sqlx::Error> {
+    let old = prune_old(store, retention.keep_days, now_ms).await?;
+    let devices: Vec<Mac> =
+        sqlx::query_scalar::<_, String>("SELECT mac FROM device_events UNION SELECT mac FROM reports")
+            .fetch_all(&store.pool)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.parse().ok())
+            .collect();
+    Ok(old + trim_devices(store, &devices, retention.max_rows_per_device).await?)
+}
+
+/// Deletes events and reports older than `keep_days` (0: none); returns how many rows went.
+pub async fn prune_old(store: &SqliteStore, keep_days: u32, now_ms: i64) -> Result<u64, sqlx::Error> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let before = now_ms - i64::from(keep_days) * 86_400_000;
+    let mut deleted = 0;
+    for sql in ["DELETE FROM device_events WHERE at < ?", "DELETE FROM reports WHERE at < ?"] {
+        deleted += sqlx::query(sql).bind(before).execute(&store.pool).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// Keeps the newest `max_rows` events and reports of each of `devices` (0: no limit); returns how many rows went.
+/// Each statement walks one device's rows through the `(mac, id)` index.
+pub async fn trim_devices(store: &SqliteStore, devices: &[Mac], max_rows: u32) -> Result<u64, sqlx::Error> {
+    // Literal statements per table (sqlx takes only static SQL).
+    const TRIM: [&str; 2] = [
+        "DELETE FROM device_events WHERE mac = ?1 AND id NOT IN \
+         (SELECT id FROM device_events WHERE mac = ?1 ORDER BY id DESC LIMIT ?2)",
+        "DELETE FROM reports WHERE mac = ?1 AND id NOT IN (SELECT id FROM reports WHERE mac = ?1 ORDER BY id DESC LIMIT ?2)",
+    ];
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    for mac in devices {
+        for sql in TRIM {
+            let r = sqlx::query(sql).bind(mac.as_str()).bind(i64::from(max_rows)).execute(&store.pool).await?;
+            deleted += r.rows_affected();
+        }
+    }
+    Ok(deleted)
+}
+
+/// The status of `mac`, with its `limit` most recent events.
+pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
+    let mut s = DeviceStatus::default();
+    if let Some(r) =
+        sqlx::query("SELECT * FROM device_state WHERE mac = ?").bind(mac.as_str()).fetch_optional(&store.pool).await?
+    {
+        s.last_seen_ms = r.get("last_seen");
+        s.last_address = r.get("last_address");
+        s.user_agent = r.get("user_agent");
+        s.firmware = r.get("firmware");
+        let file: Option<String> = r.get("served_file");
+        if let Some(file) = file {
+            s.served = Some((
+                file,
+                r.get::<Option<String>, _>("served_proto").unwrap_or_default(),
+                r.get::<Option<String>, _>("served_hash").unwrap_or_default(),
+                r.get::<Option<i64>, _>("served_at").unwrap_or_default(),
+            ));
+        }
+        s.report_ms = r.get("report_at");
+        let parse = |col: &str| -> BTreeMap<String, String> {
+            r.get::<Option<String>, _>(col).and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
+        };
+        let (served, reported) = (parse("served_params"), parse("report_params"));
+        if s.report_ms.is_some() {
+            for (name, value) in &served {
+                let got = reported.get(name);
+                if got != Some(value) && !name.starts_with("IKM_") {
+                    let hide = |v: &str| if is_secret(name) { "(secret)".to_string() } else { v.to_string() };
+                    s.drift.push(Drift { name: name.clone(), served: hide(value), reported: got.map(|g| hide(g)) });
+                }
+            }
+        }
+    }
+    let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = ? ORDER BY id DESC LIMIT ?")
+        .bind(mac.as_str())
+        .bind(limit)
+        .fetch_all(&store.pool)
+        .await?;
+    s.events = rows.iter().map(|r| Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }).collect();
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_rows_per_device_and_drops_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let day = 86_400_000i64;
+        let now = 100 * day;
+        for (mac, n, at) in [("000e08000001", 30, now), ("000e08000002", 5, now - 40 * day)] {
+            for i in 0..n {
+                sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, 'syslog', ?)")
+                    .bind(mac)
+                    .bind(at + i)
+                    .bind(format!("line {i}"))
+                    .execute(&store.pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        let retention = JournalConfig { keep_days: 30, max_rows_per_device: 10 };
+        assert_eq!(prune_rows(&store, &retention, now).await.unwrap(), 5 + 20);
+        let left: Vec<(String, String)> =
+            sqlx::query_as("SELECT mac, text FROM device_events ORDER BY id").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(left.len(), 10);
+        assert!(left.iter().all(|(m, _)| m == "000e08000001"));
+        assert_eq!(left[0].1, "line 20", "the newest ten are kept");
+        // Files are private: the inventory holds every secret.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("inventory.sqlite")), 0o600);
+        assert_eq!(mode(&dir.path().join("inventory.sqlite-wal")), 0o600);
+    }
+}

@@ -1,0 +1,122 @@
+//! Rendered responses, cached per device and variant and by random path, dropped as a whole when the inventory's
+//! revision or the templates change. A cached response is byte-identical to a fresh rendering (encryption is
+//! deterministic: see [`super::seal`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::inventory::Mac;
+
+/// Which rendering of a device a cache entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The full profile in clear text (HTTPS with a verified certificate).
+    Full,
+    /// The bootstrap profile.
+    Bootstrap,
+    /// gzip + AES-256-CBC with the device key.
+    Cbc,
+    /// The same with MD5 key derivation, for firmware older than `md5_before_firmware`.
+    CbcMd5,
+    /// gzip + RFC 8188 with the device IKM.
+    Gcm,
+    /// `SEP<MAC>.cnf.xml`.
+    Sep,
+    /// `XMLDefault.cnf.xml`.
+    XmlDefault,
+}
+
+impl Variant {
+    /// Whether the body is encrypted.
+    pub fn is_sealed(self) -> bool {
+        matches!(self, Variant::Cbc | Variant::CbcMd5 | Variant::Gcm)
+    }
+}
+
+/// A rendered (and possibly encrypted) response, shared by the cache and the requests it answers.
+#[derive(Debug)]
+pub struct Served {
+    /// The bytes sent.
+    pub body: Bytes,
+    /// SHA-256 of `body`, hex (for the audit log).
+    pub hash: Arc<str>,
+    /// The device it was rendered for.
+    pub device: Option<Mac>,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<&'static str>,
+    /// The full profile's parameters (JSON), for drift.
+    pub params: Option<Arc<str>>,
+}
+
+/// What a cache entry is found by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A device's rendering (`None`: device-independent files).
+    Device(Option<Mac>, Variant),
+    /// The encrypted profile at a random path, so a cached resync needs no inventory lookup.
+    Path(String, Variant),
+}
+
+/// The cache, with the inventory revision and template stamp its entries were rendered at.
+pub struct Cache {
+    entries: RwLock<HashMap<Key, Arc<Served>>>,
+    revision: AtomicI64,
+    templates: AtomicU64,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache { entries: RwLock::default(), revision: AtomicI64::new(i64::MIN), templates: AtomicU64::new(0) }
+    }
+}
+
+impl Cache {
+    /// The entry for `key`.
+    pub fn get(&self, key: &Key) -> Option<Arc<Served>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    /// Adds an entry.
+    pub fn insert(&self, key: Key, served: Arc<Served>) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(key, served);
+    }
+
+    /// Drops every entry if the inventory revision moved; returns whether it did.
+    pub fn at_revision(&self, revision: i64) -> bool {
+        let moved = self.revision.swap(revision, Ordering::AcqRel) != revision;
+        if moved {
+            self.clear();
+        }
+        moved
+    }
+
+    /// The inventory revision the entries were rendered at (it goes into `version_stamp`).
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Records the templates' stamp; returns whether it changed (the caller reloads and clears).
+    pub fn templates_changed(&self, stamp: u64) -> bool {
+        self.templates.swap(stamp, Ordering::AcqRel) != stamp
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,122 @@
+//! Rendering a device's profile in one [`Variant`]: from the cache, or rendered with its parameters, checked the way
+//! a phone parses it, and sealed ([`super::seal`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use provisor_envelope::openssl_enc::Digest as KdfDigest;
+use sha2::{Digest as _, Sha256};
+
+use super::cache::{Key, Served, Variant};
+use super::parameters::params_json;
+use super::request::{Outcome, ProvisionError, Response};
+use super::seal::{hex, seal};
+use super::{Provisioner, Request};
+use crate::inventory::{Device, Mac, Secrets, Store};
+use crate::journal::Journal;
+use crate::render::{self, Templates};
+
+impl<S: Store, J: Journal> Provisioner<S, J> {
+    fn loaded_templates(&self) -> Result<Arc<Templates>, ProvisionError> {
+        self.templates.read().unwrap_or_else(|p| p.into_inner()).clone().map_err(ProvisionError::Templates)
+    }
+
+    /// A device's rendering in `variant`, from the cache or made now. With `previous`, encrypted with the secrets
+    /// a rotation replaced (never cached).
+    pub(super) async fn rendered(
+        &self,
+        d: &Device,
+        variant: Variant,
+        previous: bool,
+        out: &mut Outcome,
+    ) -> Result<Response, ProvisionError> {
+        self.rendering(d, variant, previous, out).await.map(|s| Response::served(&s))
+    }
+
+    /// Like [`Provisioner::rendered`], keeping the shared rendering.
+    pub(super) async fn rendering(
+        &self,
+        d: &Device,
+        variant: Variant,
+        previous: bool,
+        out: &mut Outcome,
+    ) -> Result<Arc<Served>, ProvisionError> {
+        let key = Key::Device(Some(d.mac.clone()), variant);
+        if !previous && let Some(s) = self.cache.get(&key) {
+            out.served_params = s.params.clone();
+            return Ok(s);
+        }
+        let s = Arc::new(self.render(d, variant, previous).await?);
+        if !previous {
+            self.cache.insert(key, s.clone());
+        }
+        out.served_params = s.params.clone();
+        Ok(s)
+    }
+
+    async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
+        let templates = self.loaded_templates()?;
+        let params = self.full_params(d).await?;
+        let template = match variant {
+            Variant::Sep => render::SEP,
+            _ => self.config.templates.by_model.get(&d.model).map_or(render::MPP, String::as_str),
+        };
+        let (text, profile) = templates
+            .render_checked(template, d, &params, &self.server_facts(Some(d)))
+            .map_err(|e| ProvisionError::Render(e.to_string()))?;
+        let params = profile.as_ref().map(params_json);
+        // The device's own digest if it is not the default, else the model's, else SHA-256.
+        let by_model = self.config.provisioning.digest_by_model.get(&d.model);
+        let digest_name = if d.secrets.aes_digest == "md5" || variant == Variant::CbcMd5 {
+            "md5"
+        } else {
+            by_model.map_or("sha256", String::as_str)
+        };
+        let digest: KdfDigest = digest_name.parse().unwrap_or(KdfDigest::Sha256);
+        let (body, content_encoding) = seal(text.into_bytes(), variant, &d.secrets, previous, digest)
+            .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
+        let content_type = if variant.is_sealed() { "application/octet-stream" } else { "text/xml; charset=utf-8" };
+        Ok(Served {
+            hash: hex(&Sha256::digest(&body)).into(),
+            body: Bytes::from(body),
+            device: Some(d.mac.clone()),
+            content_type,
+            content_encoding,
+            params,
+        })
+    }
+
+    /// A device-independent file (bootstrap profile, `XMLDefault.cnf.xml`), cached.
+    pub(super) async fn generic(&self, variant: Variant) -> Result<Response, ProvisionError> {
+        let key = Key::Device(None, variant);
+        if let Some(s) = self.cache.get(&key) {
+            return Ok(Response::served(&s));
+        }
+        let device = Device::blank(Mac::placeholder(), Secrets::none());
+        let (template, params) = match variant {
+            Variant::XmlDefault => (render::XMLDEFAULT, BTreeMap::new()),
+            _ => (render::BOOTSTRAP, self.bootstrap_params()),
+        };
+        let (text, _) = self
+            .loaded_templates()?
+            .render_checked(template, &device, &params, &self.server_facts(None))
+            .map_err(|e| ProvisionError::Render(e.to_string()))?;
+        let s = Arc::new(Served {
+            hash: hex(&Sha256::digest(text.as_bytes())).into(),
+            body: Bytes::from(text),
+            device: None,
+            content_type: "text/xml; charset=utf-8",
+            content_encoding: None,
+            params: None,
+        });
+        self.cache.insert(key, s.clone());
+        Ok(Response::served(&s))
+    }
+
+    /// The bootstrap profile, unless it would carry HTTP credentials over TFTP.
+    pub(super) async fn bootstrap(&self, req: &Request) -> Result<Response, ProvisionError> {
+        self.credentials_over_tftp(req)?;
+        self.generic(Variant::Bootstrap).await
+    }
+}
