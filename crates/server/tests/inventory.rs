@@ -1,8 +1,12 @@
-//! The embedded SQLite store: devices, groups, inheritance, all-or-nothing imports, persistence across reopening.
+//! The stores: one conformance kit (devices, groups, inheritance, cycles, all-or-nothing imports, random paths,
+//! rotation, revisions) run against every [`Store`] — [`SqliteStore`] and [`MemoryStore`] — plus SQLite's
+//! persistence across reopening.
 
 use std::collections::BTreeMap;
 
-use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, StoreError, effective_parameters};
+use provisor_server::inventory::{
+    Device, Group, Mac, MemoryStore, Secrets, SqliteStore, Store, StoreError, effective_parameters,
+};
 
 fn device(mac: &str, model: &str, group: Option<&str>, params: &[(&str, &str)]) -> Device {
     Device {
@@ -36,9 +40,21 @@ fn mac_forms() {
 }
 
 #[tokio::test]
-async fn devices_groups_and_inheritance() {
+async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
+    devices_groups_and_inheritance(&store).await;
+    imports_paths_rotation_and_revisions(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    let store = MemoryStore::new();
+    devices_groups_and_inheritance(&store).await;
+    imports_paths_rotation_and_revisions(&store).await;
+}
+
+async fn devices_groups_and_inheritance(store: &impl Store) {
     store
         .put_group(&group("defaults", None, &[("Resync_Periodic", "3600"), ("Proxy_1_", "sip.example.com")]))
         .await
@@ -51,7 +67,7 @@ async fn devices_groups_and_inheritance() {
     assert!(matches!(store.add_device(&d).await, Err(StoreError::DeviceExists(_))));
     let got = store.device(&d.mac).await.unwrap().unwrap();
     assert_eq!(got, d);
-    let p = effective_parameters(&store, &got).await.unwrap();
+    let p = effective_parameters(store, &got).await.unwrap();
     let expected: BTreeMap<String, String> = [
         ("Resync_Periodic", "7200"),
         ("Proxy_1_", "sip.example.com"),
@@ -80,6 +96,46 @@ async fn devices_groups_and_inheritance() {
     assert!(store.remove_device(&d.mac).await.unwrap());
     assert!(!store.remove_device(&d.mac).await.unwrap());
     assert!(store.remove_group("office-lobby").await.unwrap());
+    assert!(!store.remove_group("office-lobby").await.unwrap());
+    assert_eq!(
+        store.groups().await.unwrap().iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["defaults", "model:CP-8841-3PCC", "office"]
+    );
+}
+
+async fn imports_paths_rotation_and_revisions(store: &impl Store) {
+    let good: Vec<Device> =
+        (0..50).map(|i| device(&format!("0011330{i:05x}"), "CP-7841-3PCC", None, &[("User_ID_1_", "x")])).collect();
+    let mut bad = good.clone();
+    bad.push(good[3].clone());
+    let before = store.devices().await.unwrap().len();
+    assert!(matches!(store.import_devices(&bad, &|_| {}).await, Err(StoreError::DeviceExists(_))));
+    assert_eq!(store.devices().await.unwrap().len(), before, "nothing from a failed import");
+    let r0 = store.revision().await.unwrap();
+    store.import_devices(&good, &|_| {}).await.unwrap();
+    let r1 = store.revision().await.unwrap();
+    assert_ne!(r0, r1, "an import moves the revision");
+    // Random paths find their device; a rotation keeps the old path until it is forgotten.
+    let d = &good[7];
+    let (found, previous) = store.device_by_path_token(&d.secrets.path_token).await.unwrap().unwrap();
+    assert_eq!((found.mac.clone(), previous), (d.mac.clone(), false));
+    assert!(store.device_by_path_token("").await.unwrap().is_none());
+    assert!(store.device_by_path_token("nosuchpath").await.unwrap().is_none());
+    let mut rotated = found.clone();
+    rotated.secrets = found.secrets.rotated().unwrap();
+    store.update_device(&rotated).await.unwrap();
+    let (old, previous) = store.device_by_path_token(&d.secrets.path_token).await.unwrap().unwrap();
+    assert_eq!((old.mac.clone(), previous), (d.mac.clone(), true));
+    let r2 = store.revision().await.unwrap();
+    store.forget_previous_secrets(&d.mac).await.unwrap();
+    assert!(store.device_by_path_token(&d.secrets.path_token).await.unwrap().is_none());
+    assert!(store.device(&d.mac).await.unwrap().unwrap().secrets.previous.is_none());
+    let r3 = store.revision().await.unwrap();
+    assert_ne!(r2, r3, "forgetting secrets changes what is rendered");
+    store.forget_previous_secrets(&d.mac).await.unwrap();
+    assert_eq!(store.revision().await.unwrap(), r3, "nothing to forget, nothing changes");
+    let missing = device("0011330fffff", "CP-7841-3PCC", None, &[]);
+    assert!(matches!(store.update_device(&missing).await, Err(StoreError::NoDevice(_))));
 }
 
 #[tokio::test]

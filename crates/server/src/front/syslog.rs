@@ -50,12 +50,17 @@ pub async fn serve<S: Store + 'static, J: Journal>(
         };
         let Ok((n, from)) = received else { continue };
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-        receive(&provisioner, from, &line).await;
+        receive(&provisioner, from, &line, std::time::SystemTime::now()).await;
     }
 }
 
-/// Handles one syslog line.
-pub async fn receive<S: Store + 'static, J: Journal>(provisioner: &Provisioner<S, J>, from: SocketAddr, line: &str) {
+/// Handles one syslog line that arrived at `now`.
+pub async fn receive<S: Store + 'static, J: Journal>(
+    provisioner: &Provisioner<S, J>,
+    from: SocketAddr,
+    line: &str,
+    now: std::time::SystemTime,
+) {
     let msg = syslog_loose::parse_message(line.trim_end(), syslog_loose::Variant::Either);
     // The parser may take the first pair of a colon-separated MAC for a tag (`CP-8841-3PCC 00:0e:...`): the whole
     // line is searched too before falling back to the sender's address.
@@ -73,7 +78,7 @@ pub async fn receive<S: Store + 'static, J: Journal>(provisioner: &Provisioner<S
     if device.is_none() {
         tracing::info!("syslog from {from} (no device): {text}");
     }
-    provisioner.record_event(from, device, "syslog", text, std::time::SystemTime::now()).await;
+    provisioner.record_event(from, device, "syslog", text, now).await;
 }
 
 #[cfg(test)]
