@@ -12,6 +12,8 @@
 //! Time comes in as `now_s` (Unix seconds); the only outside input is the operating system's random numbers for
 //! nonces and the nonce key.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

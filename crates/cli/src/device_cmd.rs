@@ -1,14 +1,13 @@
 //! `provisor device ...` and `provisor group ...`: the inventory.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use provisor_profile::data_type::Severity;
 use provisor_profile::dictionary;
-use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, effective_parameters};
+use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, csv, effective_parameters};
 use provisor_server::render::Templates;
 
 /// Where the inventory lives.
@@ -166,26 +165,7 @@ async fn open(dir: &Path) -> Result<SqliteStore> {
 
 /// Parses `NAME=VALUE`, accepting web-UI labels for names, and checks the value against the dictionary.
 fn parameter(pair: &str) -> Result<(String, String)> {
-    let (name, value) = pair.split_once('=').with_context(|| format!("{pair:?}: expected NAME=VALUE"))?;
-    let name = dictionary::element_name(name);
-    check_parameter(&name, value)?;
-    Ok((name, value.to_string()))
-}
-
-fn check_parameter(name: &str, value: &str) -> Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        bail!("{name:?} is not a parameter name");
-    }
-    if let Some(c) = value.chars().find(|c| !c.is_ascii()) {
-        bail!("{name}: non-ASCII character {c:?} (the phone firmware supports ASCII only)");
-    }
-    if let Some(d) = dictionary::lookup(name)
-        && let Some(m) = d.data_type.check(value)
-        && m.severity == Severity::Error
-    {
-        bail!("{name}: value {value:?} {} (type {})", m.message, d.data_type);
-    }
-    Ok(())
+    Ok(provisor_server::inventory::parameter::parameter(pair)?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -331,101 +311,20 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
     })
 }
 
-const FIELDS: [&str; 5] = ["mac", "model", "serial", "description", "group"];
-
 async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
     let name = crate::files::display(file);
     let data = crate::files::read_input(file, 512 << 20)?;
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(data.as_slice());
-    let headers: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("{name}: cannot read the header row"))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let columns: Vec<String> = headers
-        .iter()
-        .map(|h| {
-            if FIELDS.contains(&h.to_ascii_lowercase().as_str()) {
-                h.to_ascii_lowercase()
-            } else {
-                dictionary::element_name(h)
+    let devices = match csv::read_devices(store, &data).await {
+        Ok(d) => d,
+        Err(csv::ImportError::Rows(rows)) => {
+            for r in &rows {
+                eprintln!("{name}:{r}");
             }
-        })
-        .collect();
-    if !columns.iter().any(|c| c == "mac") {
-        bail!("{name}:1: the header row has no \"mac\" column");
-    }
-    let groups: BTreeSet<String> = store.groups().await?.into_iter().map(|g| g.name).collect();
-    let existing: BTreeSet<Mac> = store.devices().await?.into_iter().map(|d| d.mac).collect();
-    let mut errors: Vec<String> = Vec::new();
-    let mut seen: HashMap<Mac, u64> = HashMap::new();
-    let mut devices = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                errors.push(format!("{name}:{line}: {e}"));
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line());
-        let mut mac: Option<Mac> = None;
-        let mut d = Device::blank(Mac::placeholder(), Secrets::generate()?);
-        let mut ok = true;
-        for (column, value) in columns.iter().zip(record.iter()) {
-            match column.as_str() {
-                "mac" => match value.parse::<Mac>() {
-                    Ok(m) => mac = Some(m),
-                    Err(e) => {
-                        errors.push(format!("{name}:{line}: mac: {e}"));
-                        ok = false;
-                    }
-                },
-                "model" => d.model = value.to_string(),
-                "serial" => d.serial = value.to_string(),
-                "description" => d.description = value.to_string(),
-                "group" if !value.is_empty() => {
-                    if !groups.contains(value) {
-                        errors.push(format!(
-                            "{name}:{line}: group: no group {value:?} (create it with provisor group put)"
-                        ));
-                        ok = false;
-                    }
-                    d.group = Some(value.to_string());
-                }
-                "group" => {}
-                param if !value.is_empty() => {
-                    if let Err(e) = check_parameter(param, value) {
-                        errors.push(format!("{name}:{line}: {e}"));
-                        ok = false;
-                    }
-                    d.params.insert(param.to_string(), value.to_string());
-                }
-                _ => {}
-            }
+            eprintln!("{name}: {} bad row(s); nothing was imported", rows.len());
+            return Ok(ExitCode::FAILURE);
         }
-        let Some(mac) = mac.filter(|_| ok) else { continue };
-        d.mac = mac;
-        if let Some(first) = seen.insert(d.mac.clone(), line) {
-            errors.push(format!("{name}:{line}: mac {} is already on line {first}", d.mac));
-            continue;
-        }
-        if existing.contains(&d.mac) {
-            errors
-                .push(format!("{name}:{line}: device {} already exists (remove it or use provisor device set)", d.mac));
-            continue;
-        }
-        devices.push(d);
-    }
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        eprintln!("{name}: {} bad row(s); nothing was imported", errors.len());
-        return Ok(ExitCode::FAILURE);
-    }
+        Err(e) => return Err(e.into()),
+    };
     let bar = indicatif::ProgressBar::new(devices.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices ({eta})")
@@ -438,25 +337,7 @@ async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
 }
 
 async fn export(store: &SqliteStore) -> Result<()> {
-    let devices = store.devices().await?;
-    let params: BTreeSet<&String> = devices.iter().flat_map(|d| d.params.keys()).collect();
-    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-    let mut header: Vec<&str> = FIELDS.to_vec();
-    header.extend(params.iter().map(|s| s.as_str()));
-    w.write_record(&header)?;
-    for d in &devices {
-        let mut row = vec![
-            d.mac.to_string(),
-            d.model.clone(),
-            d.serial.clone(),
-            d.description.clone(),
-            d.group.clone().unwrap_or_default(),
-        ];
-        row.extend(params.iter().map(|p| d.params.get(*p).cloned().unwrap_or_default()));
-        w.write_record(&row)?;
-    }
-    w.flush()?;
-    Ok(())
+    Ok(csv::write_devices(store, std::io::stdout().lock()).await?)
 }
 
 pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {

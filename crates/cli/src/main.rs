@@ -99,13 +99,6 @@ fn main() -> ExitCode {
 
 fn broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>() {
-            Some(c) => match c.kind() {
-                csv::ErrorKind::Io(io) => Some(io),
-                _ => None,
-            },
-            None => None,
-        });
-        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -8,6 +8,8 @@
 //! [`unwrap`] detects and removes the layers in the order a phone does; [`wrap`] applies them in the order a
 //! server must; together they make [`repack`]. Nothing here does I/O.
 
+#![warn(missing_docs)]
+
 pub mod aes128gcm;
 pub mod gzip;
 mod layers;

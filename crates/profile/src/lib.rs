@@ -13,6 +13,8 @@
 //!
 //! Nothing here does I/O; decompression and decryption live in `provisor-envelope`.
 
+#![warn(missing_docs)]
+
 mod apply;
 pub mod data_type;
 pub mod dictionary;

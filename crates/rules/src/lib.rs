@@ -5,6 +5,8 @@
 //! *Upgrade Rule* ([`rule`], [`upgrade`]), *Triggers* and *Configurable Schedules* ([`schedule`]). Everything here is
 //! a pure function of its inputs (parameters, state, a random source, the time): no I/O, no clock.
 
+#![warn(missing_docs)]
+
 pub mod alias;
 pub mod condition;
 pub mod log;

@@ -1,6 +1,8 @@
 //! The provisioning server: inventory, rendering, phone identity, per-device encryption, and the HTTP, HTTPS, TFTP
 //! and syslog front ends around one sans-IO-style core ([`provision::Provisioner`]).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod content;
 pub mod front;

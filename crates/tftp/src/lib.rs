@@ -6,6 +6,8 @@
 //! 1 when the client sends `rollover=1`), `blksize` above the limit is clamped, bad option values end the request
 //! with ERROR 8, unknown options are ignored, duplicate ACKs never trigger a resend (no Sorcerer's Apprentice).
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod content;
 pub mod fetch;

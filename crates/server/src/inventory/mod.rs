@@ -14,7 +14,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod csv;
 mod memory;
+pub mod parameter;
 mod sqlite;
 
 pub use memory::MemoryStore;

@@ -57,8 +57,7 @@ pub fn device(mac: &str, model: &str, ext: u32) -> Device {
 
 /// A core with A, B (MPP) and E (enterprise) in the inventory, configured by `tweak`.
 pub async fn core(tweak: impl FnOnce(&mut Config)) -> (Core, Arc<MemoryContent>) {
-    let mut config = Config::default();
-    config.public_host = "prov.example.com".into();
+    let mut config = Config { public_host: "prov.example.com".into(), ..Config::default() };
     tweak(&mut config);
     let store = MemoryStore::new();
     store
