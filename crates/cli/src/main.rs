@@ -1,5 +1,6 @@
 //! `provisor`: the command-line front end. Argument parsing and output only; the work is in the library crates.
 
+mod chart;
 mod device_cmd;
 mod files;
 mod phone_cmd;

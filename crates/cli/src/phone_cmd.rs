@@ -241,7 +241,8 @@ pub fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         println!("{p} {n} {f} {:.2} {:.2} {:.2}", ms(p50), ms(p99), ms(max));
     }
     let title = format!("provisor loadtest: {} phones, boot window {} s", test.phones, args.boot_window);
-    std::fs::write(&args.chart, summary.svg(&title)).with_context(|| format!("writing {}", args.chart.display()))?;
+    std::fs::write(&args.chart, crate::chart::svg(&summary, &title))
+        .with_context(|| format!("writing {}", args.chart.display()))?;
     println!("chart {}", args.chart.display());
     Ok(if summary.provisioned == test.phones { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
