@@ -1,4 +1,5 @@
-//! The client side of a read transfer, as a state machine fed datagrams and `now`.
+//! The client side of a read transfer ([`ReadClient`], on the shared receiving half) and of an upload
+//! ([`WriteClient`], on the shared sending half, [`crate::send`]), as state machines fed datagrams and `now`.
 //!
 //! Asks for `blksize`, `tsize`, `timeout` and `windowsize` as configured; accepts an OACK only with values it can
 //! use (RFC 2347: never more than asked), answering ERROR 8 otherwise; ACKs every window's last block, or the last
@@ -6,10 +7,12 @@
 //! server's block-number rollover to 0 or to 1.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::packet::{self, ErrorCode, Mode, Packet};
 use crate::receive::{Received, Receiver};
+use crate::send::{Acked, Expiry, Sender, Timer};
 
 /// What to ask for.
 #[derive(Debug, Clone)]
@@ -336,21 +339,19 @@ impl ReadClient {
 }
 
 /// The client side of an upload (write request), lock-step (RFC 1350, with RFC 2347–2349 `blksize`, `tsize` and
-/// `timeout`): WRQ, then DATA 1.. each answered by its ACK; the request and the block in flight are sent again
-/// when the answer does not come, and a duplicate ACK is ignored (no Sorcerer's Apprentice).
+/// `timeout`): the WRQ until the server answers (ACK 0 or an OACK), then the shared [`crate::send`] machine with a
+/// window of one, sending each block again when its ACK does not come (no back-off, as tftp-hpa's client) and
+/// ignoring duplicate ACKs (no Sorcerer's Apprentice).
 pub struct WriteClient {
     config: ClientConfig,
     filename: String,
-    data: Vec<u8>,
+    size: u64,
+    sender: Sender,
+    timer: Timer,
     state: WriteState,
-    blksize: usize,
-    timeout: Duration,
-    /// The block in flight (1-based); 0 while the request is.
-    block: u64,
-    send: bool,
+    /// The request is to be sent (again).
+    send_request: bool,
     pending_error: Option<(ErrorCode, String)>,
-    deadline: Option<Instant>,
-    retries: u32,
     error: Option<ClientError>,
 }
 
@@ -367,61 +368,55 @@ impl WriteClient {
     pub fn new(filename: &str, data: &[u8], config: ClientConfig) -> WriteClient {
         let timeout = config.timeout.map_or(config.retransmit, |t| Duration::from_secs(u64::from(t)));
         let data = if config.mode == Mode::NetAscii { crate::netascii::encode(data) } else { data.to_vec() };
+        let size = data.len() as u64;
         WriteClient {
             filename: filename.to_string(),
-            data,
+            size,
+            // Block numbers wrap to 0 after 65535, as tftpd-hpa expects.
+            sender: Sender::new(Arc::new(data), 512, 1, 0),
+            timer: Timer::new(timeout, config.retries, false),
             state: WriteState::Requesting,
-            blksize: 512,
-            timeout,
-            block: 0,
-            send: true,
+            send_request: true,
             pending_error: None,
-            deadline: None,
-            retries: 0,
             error: None,
             config,
         }
     }
 
-    /// Blocks in the whole transfer: a last short (possibly empty) block ends it.
-    fn blocks(&self) -> u64 {
-        (self.data.len() / self.blksize) as u64 + 1
-    }
-
     fn fail(&mut self, e: ClientError) {
         self.error = Some(e);
         self.state = WriteState::Failed;
-        self.deadline = None;
+        self.timer.stop();
     }
 
     fn negotiate(&mut self, options: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), String> {
         // No windowsize: uploads are lock-step.
         let a = accept_oack(options, self.config.blksize, None)?;
-        if let Some(t) = a.tsize.filter(|&t| t != self.data.len() as u64) {
-            return Err(format!("tsize {t} is not the {} bytes offered", self.data.len()));
+        if let Some(t) = a.tsize.filter(|&t| t != self.size) {
+            return Err(format!("tsize {t} is not the {} bytes offered", self.size));
         }
         if let Some(b) = a.blksize {
-            self.blksize = b;
+            self.sender.set_blksize(b);
         }
         if let Some(t) = a.timeout {
-            self.timeout = t;
+            self.timer.timeout = t;
         }
         Ok(())
     }
 
-    fn start_sending(&mut self) {
+    fn start_sending(&mut self, now: Instant) {
         self.state = WriteState::Sending;
-        self.block = 1;
-        self.send = true;
-        self.retries = 0;
+        self.sender.start();
+        self.timer.progress(now);
+        self.timer.due(now);
     }
 
     /// Feeds a datagram from the server's TID.
-    pub fn handle(&mut self, datagram: &[u8], _now: Instant) {
+    pub fn handle(&mut self, datagram: &[u8], now: Instant) {
         let Ok(packet) = Packet::decode(datagram) else { return };
         match (packet, self.state) {
             (Packet::Oack { options }, WriteState::Requesting) => match self.negotiate(&options) {
-                Ok(()) => self.start_sending(),
+                Ok(()) => self.start_sending(now),
                 Err(message) => {
                     self.pending_error = Some((ErrorCode::OptionNegotiation, message.clone()));
                     self.fail(ClientError::Negotiation(message));
@@ -429,17 +424,13 @@ impl WriteClient {
             },
             // No OACK: the server ignored every option; RFC 1350 defaults apply.
             (Packet::Ack { block: 0 }, WriteState::Requesting) => {
-                self.blksize = 512;
-                self.start_sending();
+                self.sender.set_blksize(512);
+                self.start_sending(now);
             }
-            (Packet::Ack { block }, WriteState::Sending) if block == self.block as u16 => {
-                if self.block == self.blocks() {
+            (Packet::Ack { block }, WriteState::Sending) => {
+                let acked = self.sender.ack(block, now, &mut self.timer);
+                if acked == Acked::Completed {
                     self.state = WriteState::Done;
-                    self.deadline = None;
-                } else {
-                    self.block += 1;
-                    self.send = true;
-                    self.retries = 0;
                 }
             }
             (Packet::Error { code, message }, WriteState::Requesting | WriteState::Sending) => {
@@ -455,15 +446,12 @@ impl WriteClient {
             packet::encode_error(out, code, &message);
             return true;
         }
-        if !self.send {
-            return false;
-        }
-        self.send = false;
         match self.state {
-            WriteState::Requesting => {
+            WriteState::Requesting if self.send_request => {
+                self.send_request = false;
                 let mut options: Vec<(&str, String)> = Vec::new();
                 if self.config.tsize && self.config.mode != Mode::NetAscii {
-                    options.push(("tsize", self.data.len().to_string()));
+                    options.push(("tsize", self.size.to_string()));
                 }
                 if let Some(b) = self.config.blksize {
                     options.push(("blksize", b.to_string()));
@@ -472,35 +460,35 @@ impl WriteClient {
                     options.push(("timeout", t.to_string()));
                 }
                 packet::encode_request(out, true, &self.filename, self.config.mode.as_str(), &options);
+                self.timer.sent(now);
+                true
             }
-            WriteState::Sending => {
-                let start = ((self.block - 1) as usize * self.blksize).min(self.data.len());
-                let end = (start + self.blksize).min(self.data.len());
-                // Block numbers wrap to 0 after 65535, as tftpd-hpa expects.
-                packet::encode_data(out, self.block as u16, &self.data[start..end]);
-            }
-            _ => return false,
+            WriteState::Sending => match self.sender.poll_data(now, out, &mut self.timer) {
+                Ok(sent) => sent,
+                Err(message) => {
+                    self.fail(ClientError::Negotiation(message));
+                    false
+                }
+            },
+            _ => false,
         }
-        self.deadline = Some(now + self.timeout);
-        true
     }
 
     /// When [`WriteClient::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        match self.state {
+            WriteState::Requesting | WriteState::Sending => self.timer.poll(),
+            _ => None,
+        }
     }
 
     /// Sends the request or the block in flight again when the deadline passed; gives up after the retry limit.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.deadline {
-            Some(d) if now >= d => {}
-            _ => return,
-        }
-        self.retries += 1;
-        if self.retries > self.config.retries {
-            self.fail(ClientError::TimedOut);
-        } else {
-            self.send = true;
+        match self.timer.expire(now) {
+            Expiry::NotYet => {}
+            Expiry::GaveUp => self.fail(ClientError::TimedOut),
+            Expiry::Retry if self.state == WriteState::Requesting => self.send_request = true,
+            Expiry::Retry => self.sender.retransmit(),
         }
     }
 
@@ -512,7 +500,7 @@ impl WriteClient {
     /// The result, once finished: the bytes sent, or why it failed.
     pub fn result(&self) -> Option<Result<u64, &ClientError>> {
         match self.state {
-            WriteState::Done => Some(Ok(self.data.len() as u64)),
+            WriteState::Done => Some(Ok(self.size)),
             WriteState::Failed => self.error.as_ref().map(Err),
             _ => None,
         }
@@ -520,7 +508,7 @@ impl WriteClient {
 
     /// The block size in use.
     pub fn blksize(&self) -> usize {
-        self.blksize
+        self.sender.blksize()
     }
 }
 

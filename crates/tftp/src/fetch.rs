@@ -3,13 +3,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
 use crate::Machine;
 use crate::client::{ClientConfig, ClientError, ReadClient, WriteClient};
-use crate::packet::{self, ErrorCode};
+use crate::socket::{Peer, drive};
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,47 +37,13 @@ pub struct Download {
 crate::machine!(ReadClient);
 crate::machine!(WriteClient);
 
-/// Runs a transfer with `server` to its end; `after_send` sees the client after each round of sends.
-async fn run<T: Machine>(server: SocketAddr, c: &mut T, mut after_send: impl FnMut(&mut T)) -> io::Result<()> {
+/// Runs a transfer with `server` to its end, from a socket of its own; `after_send` sees the client after each
+/// round of sends.
+async fn run<T: Machine>(server: SocketAddr, c: &mut T, after_send: impl FnMut(&mut T)) -> io::Result<()> {
     let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("literal");
     let socket = UdpSocket::bind(bind).await?;
-    let mut peer: Option<SocketAddr> = None;
     let mut out = Vec::with_capacity(600);
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let now = Instant::now();
-        while c.poll_transmit(now, &mut out) {
-            // The request goes to the listening port; everything after it to the transfer's own port (its TID).
-            socket.send_to(&out, peer.unwrap_or(server)).await?;
-            out.clear();
-        }
-        after_send(c);
-        if c.is_finished() {
-            return Ok(());
-        }
-        let Some(deadline) = c.poll_timeout() else { return Ok(()) };
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (len, from) = match r {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-                    Err(e) => return Err(e),
-                };
-                match peer {
-                    None if from.ip() == server.ip() || server.ip().is_unspecified() => peer = Some(from),
-                    Some(p) if p == from => {}
-                    _ => {
-                        let mut err = Vec::new();
-                        packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
-                        let _ = socket.send_to(&err, from).await;
-                        continue;
-                    }
-                }
-                c.handle(&buf[..len], Instant::now());
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => c.handle_timeout(Instant::now()),
-        }
-    }
+    drive(&socket, Peer::Learn(server), c, &mut out, 65535, None, after_send).await
 }
 
 /// Downloads `filename` from the server at `server`.

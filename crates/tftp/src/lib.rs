@@ -1,6 +1,9 @@
 //! TFTP for boot storms: RFC 1350 with options (RFC 2347), `blksize` (RFC 2348), `timeout` and `tsize` (RFC 2349)
-//! and `windowsize` (RFC 7440), as sans-IO state machines fed datagrams and `now` ([`server::ReadTransfer`],
-//! [`client::ReadClient`]), with thin tokio shells around them ([`service`], [`fetch`]).
+//! and `windowsize` (RFC 7440), as sans-IO state machines fed datagrams and `now`: one sending half (`send`: the
+//! server of a read, [`server::ReadTransfer`], and the client of an upload, [`client::WriteClient`]) and one
+//! receiving half (`receive`: [`client::ReadClient`] and the server of an upload, [`upload::WriteTransfer`]). The
+//! tokio shells — the service (`service`), the client (`fetch`) and their one socket loop — are behind the default
+//! `tokio` feature; the protocol modules import no tokio.
 //!
 //! Behaviour follows tftpd-hpa where the RFCs leave room (`specs.md` §3): block numbers wrap to 0 after 65535 (or to
 //! 1 when the client sends `rollover=1`), `blksize` above the limit is clamped, bad option values end the request
@@ -10,17 +13,24 @@
 
 pub mod client;
 pub mod content;
+#[cfg(feature = "tokio")]
 pub mod fetch;
 pub mod netascii;
 pub mod packet;
 mod receive;
+mod send;
 pub mod server;
+#[cfg(feature = "tokio")]
 pub mod service;
+#[cfg(feature = "tokio")]
+mod socket;
 pub mod upload;
 
+#[cfg(feature = "tokio")]
 use std::time::Instant;
 
-/// What the socket loops of [`service`] and [`fetch`] need from a transfer state machine.
+/// What the socket loops (`service`, `fetch`) need from a transfer state machine.
+#[cfg(feature = "tokio")]
 pub(crate) trait Machine {
     fn handle(&mut self, datagram: &[u8], now: Instant);
     fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
@@ -30,6 +40,7 @@ pub(crate) trait Machine {
 }
 
 /// Implements [`Machine`] by the type's own methods of the same names.
+#[cfg(feature = "tokio")]
 macro_rules! machine {
     ($t:ty) => {
         impl $crate::Machine for $t {
@@ -51,4 +62,5 @@ macro_rules! machine {
         }
     };
 }
+#[cfg(feature = "tokio")]
 pub(crate) use machine;

@@ -4,11 +4,9 @@
 //! RFC 7440 (windowsize: send a window, continue from the acknowledged block + 1). Retransmission happens only on
 //! timeout, never on a duplicate ACK (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice).
 //!
-//! A timeout resends one block, not the window: the last block sent. A receiver that has it acknowledges it again
-//! (its ACK was lost); one that lacks an earlier block sees it out of order and acknowledges the last block it has in
-//! order (RFC 7440 §4; tftpd-hpa, atftp and Provisor's client do so); either way the next window starts where the
-//! client is. Resending whole windows on every timeout sent 6-9 data packets per block delivered at 20 % loss.
-//! Consecutive timeouts back off exponentially (×2 each, at most ×16).
+//! The DATA phase is the shared [`crate::send`] machine (the client of an upload uses it too). A timeout resends one
+//! block, not the window (resending whole windows sent 6-9 data packets per block delivered at 20 % loss), and
+//! consecutive timeouts back off exponentially (×2 each, at most ×16).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::content::Content;
 use crate::packet::{self, ErrorCode, Mode, Packet};
+pub use crate::send::Stats;
+use crate::send::{Acked, Expiry, Sender, Timer};
 
 /// Server limits and defaults.
 #[derive(Debug, Clone)]
@@ -167,122 +167,43 @@ pub enum Outcome {
     ReadFailed(String),
 }
 
-/// Counters, for logs and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// DATA packets sent, retransmissions included.
-    pub data_sent: u64,
-    /// DATA packets sent again after a timeout.
-    pub retransmitted: u64,
-    /// ACKs ignored because they were duplicates or stale.
-    pub ignored_acks: u64,
-}
-
-/// The server side of one read transfer.
+/// The server side of one read transfer: the OACK exchange, then the [`Sender`].
 pub struct ReadTransfer {
-    content: Arc<dyn Content>,
-    size: u64,
-    blksize: usize,
-    windowsize: u64,
-    timeout: Duration,
-    max_retries: u32,
-    rollover_to: u16,
-    total_blocks: u64,
+    sender: Sender,
+    timer: Timer,
     oack: Vec<(String, String)>,
     state: State,
-    /// The first block not yet acknowledged.
-    window_start: u64,
-    /// The next block to send.
-    next_send: u64,
-    /// The highest block sent so far.
-    highest_sent: u64,
-    /// A block to send alone after a timeout, to learn where the client is.
-    probe: Option<u64>,
-    /// A probe went out and its answer has not come: an ACK of the block before the window then means "resume
-    /// from the window's start" (once; further duplicates are ignored as always).
-    probing: bool,
-    deadline: Option<Instant>,
-    retries: u32,
-    /// When the transfer started or last made progress, and how long it may go without.
-    last_progress: Option<Instant>,
-    stall_limit: Option<Duration>,
     outcome: Option<Outcome>,
     pending_error: Option<(ErrorCode, String)>,
-    stats: Stats,
-    /// Read-ahead: content bytes starting at `cached_at`, so a file is read in chunks rather than a block at a time.
-    cache: Vec<u8>,
-    cached_at: u64,
 }
-
-/// Blocks read from the content at once (bounded, so thousands of transfers stay small in memory).
-const READ_AHEAD_BLOCKS: usize = 8;
 
 impl ReadTransfer {
     /// Starts a transfer of `content` with negotiated options. The first datagram comes from
     /// [`ReadTransfer::poll_transmit`]: an OACK if options were accepted, otherwise DATA 1.
     pub fn new(content: Arc<dyn Content>, negotiated: &Negotiated, retries: u32) -> ReadTransfer {
-        let size = content.len();
-        let blksize = negotiated.blksize.max(8);
-        let state = if negotiated.oack.is_empty() { State::Sending } else { State::AwaitOackAck { sent: false } };
+        let mut sender =
+            Sender::new(content, negotiated.blksize, u64::from(negotiated.windowsize), negotiated.rollover_to);
+        let state = if negotiated.oack.is_empty() {
+            sender.start();
+            State::Sending
+        } else {
+            State::AwaitOackAck { sent: false }
+        };
         ReadTransfer {
-            content,
-            size,
-            blksize,
-            windowsize: u64::from(negotiated.windowsize.max(1)),
-            timeout: negotiated.timeout,
-            max_retries: retries,
-            rollover_to: negotiated.rollover_to,
-            total_blocks: size / blksize as u64 + 1,
+            sender,
+            timer: Timer::new(negotiated.timeout, retries, true),
             oack: negotiated.oack.clone(),
             state,
-            window_start: 1,
-            next_send: 1,
-            highest_sent: 0,
-            probe: None,
-            probing: false,
-            deadline: None,
-            retries: 0,
-            last_progress: None,
-            stall_limit: None,
             outcome: None,
             pending_error: None,
-            stats: Stats::default(),
-            cache: Vec::new(),
-            cached_at: 0,
         }
     }
 
     /// Drops the transfer after `limit` without progress, however long the retransmission timeout
     /// ([`ServerConfig::max_stall`]).
     pub fn with_stall_limit(mut self, limit: Duration) -> ReadTransfer {
-        self.stall_limit = Some(limit);
+        self.timer.stall_after(limit);
         self
-    }
-
-    /// The wait before the next retransmission: the negotiated timeout, doubled for each retransmission without
-    /// progress since (as tftpd-hpa backs off), so a slow or lossy path gets time to answer; the stall limit still
-    /// bounds the whole wait.
-    fn retransmit_after(&self) -> Duration {
-        self.timeout * (1u32 << self.retries.min(4))
-    }
-
-    /// The block number on the wire for absolute block `n` (1-based).
-    fn wire(&self, n: u64) -> u16 {
-        if self.rollover_to == 1 && n > 0 { ((n - 1) % 65535 + 1) as u16 } else { (n % 65536) as u16 }
-    }
-
-    /// The absolute block an ACK refers to, if it lies between the last acknowledged block and the highest sent.
-    fn acked_block(&self, wire: u16) -> Option<u64> {
-        let base = self.window_start - 1;
-        let cycle: u64 = if self.rollover_to == 1 { 65535 } else { 65536 };
-        let base_wire = u64::from(self.wire(base));
-        let w = u64::from(wire);
-        if self.rollover_to == 1 && w == 0 {
-            return (base == 0).then_some(0);
-        }
-        let delta = (w + cycle - base_wire) % cycle;
-        let n = base + delta;
-        (n <= self.highest_sent).then_some(n)
     }
 
     /// Feeds a datagram from the client's TID.
@@ -291,51 +212,31 @@ impl ReadTransfer {
         match (packet, self.state) {
             (Packet::Ack { block: 0 }, State::AwaitOackAck { sent: true }) => {
                 self.state = State::Sending;
-                self.retries = 0;
-                self.last_progress = Some(now);
-                self.deadline = Some(now);
+                self.sender.start();
+                self.timer.progress(now);
+                self.timer.due(now);
             }
-            (Packet::Ack { block }, State::Sending) => match self.acked_block(block) {
-                Some(n) if n >= self.window_start => {
-                    self.window_start = n + 1;
-                    self.next_send = n + 1;
-                    self.probe = None;
-                    self.probing = false;
-                    self.retries = 0;
-                    self.last_progress = Some(now);
-                    if self.window_start > self.total_blocks {
-                        self.finish(Outcome::Completed);
-                    } else {
-                        self.deadline = Some(now + self.retransmit_after());
-                    }
+            (Packet::Ack { block }, State::Sending) => {
+                if self.sender.ack(block, now, &mut self.timer) == Acked::Completed {
+                    self.finish(Outcome::Completed);
                 }
-                Some(n) if self.probing && n + 1 == self.window_start => {
-                    // The client answered the probe: it has nothing past the window's start. It is alive, so the
-                    // retries start over (they detect a peer that is gone; the stall limit bounds time without
-                    // progress, however lossy or reordering the path).
-                    self.probing = false;
-                    self.retries = 0;
-                    self.next_send = self.window_start;
-                    self.deadline = Some(now + self.retransmit_after());
-                }
-                _ => self.stats.ignored_acks += 1,
-            },
+            }
             (Packet::Error { code, message }, State::Sending | State::AwaitOackAck { .. }) => {
                 self.finish(Outcome::ClientError(code, message.into_owned()));
             }
-            _ => self.stats.ignored_acks += 1,
+            _ => self.sender.ignored(),
         }
     }
 
     fn finish(&mut self, outcome: Outcome) {
         self.state = if outcome == Outcome::Completed { State::Done } else { State::Failed };
         self.outcome = Some(outcome);
-        self.deadline = None;
+        self.timer.stop();
     }
 
     /// The next datagram to send, written into `out`; `false` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.last_progress.get_or_insert(now);
+        self.timer.begin(now);
         if let Some((code, message)) = self.pending_error.take() {
             packet::encode_error(out, code, &message);
             return true;
@@ -344,108 +245,50 @@ impl ReadTransfer {
             State::AwaitOackAck { sent: false } => {
                 packet::encode_oack(out, &self.oack);
                 self.state = State::AwaitOackAck { sent: true };
-                self.deadline = Some(now + self.retransmit_after());
+                self.timer.sent(now);
                 true
             }
-            State::Sending => {
-                let window_end = (self.window_start + self.windowsize - 1).min(self.total_blocks);
-                let n = match self.probe.take() {
-                    Some(n) => {
-                        self.probing = true;
-                        n
-                    }
-                    None if self.next_send > window_end => return false,
-                    None => {
-                        self.next_send += 1;
-                        self.next_send - 1
-                    }
-                };
-                let offset = (n - 1) * self.blksize as u64;
-                let len = (self.size.saturating_sub(offset)).min(self.blksize as u64) as usize;
-                if let Err(message) = self.fill(offset, len) {
-                    return self.fail_read(out, message);
+            State::Sending => match self.sender.poll_data(now, out, &mut self.timer) {
+                Ok(sent) => sent,
+                Err(message) => {
+                    packet::encode_error(out, ErrorCode::NotDefined, "Read error");
+                    self.finish(Outcome::ReadFailed(message));
+                    true
                 }
-                let start = (offset - self.cached_at) as usize;
-                packet::encode_data(out, self.wire(n), &self.cache[start..start + len]);
-                if n <= self.highest_sent {
-                    self.stats.retransmitted += 1;
-                }
-                self.highest_sent = self.highest_sent.max(n);
-                self.stats.data_sent += 1;
-                self.deadline = Some(now + self.retransmit_after());
-                true
-            }
+            },
             _ => false,
         }
-    }
-
-    /// Makes `[offset, offset + len)` available in the read-ahead buffer.
-    fn fill(&mut self, offset: u64, len: usize) -> Result<(), String> {
-        let cached_end = self.cached_at + self.cache.len() as u64;
-        if offset >= self.cached_at && offset + len as u64 <= cached_end {
-            return Ok(());
-        }
-        let want = (self.blksize * READ_AHEAD_BLOCKS).min((self.size - offset.min(self.size)) as usize).max(len);
-        self.cache.resize(want, 0);
-        let got = self.content.read_at(offset, &mut self.cache).map_err(|e| e.to_string())?;
-        if got < len {
-            return Err("the file changed size during the transfer".into());
-        }
-        self.cache.truncate(got);
-        self.cached_at = offset;
-        Ok(())
-    }
-
-    fn fail_read(&mut self, out: &mut Vec<u8>, message: String) -> bool {
-        packet::encode_error(out, ErrorCode::NotDefined, "Read error");
-        self.finish(Outcome::ReadFailed(message));
-        true
     }
 
     /// When [`ReadTransfer::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Done | State::Failed => None,
-            _ => match (self.deadline, self.stall_deadline()) {
-                (Some(d), Some(s)) => Some(d.min(s)),
-                (d, s) => d.or(s),
-            },
+            _ => self.timer.poll(),
         }
     }
 
-    fn stall_deadline(&self) -> Option<Instant> {
-        Some(self.last_progress? + self.stall_limit?)
-    }
-
-    /// Retransmits the OACK or the current window if the deadline passed; gives up after the retry limit.
+    /// Retransmits the OACK or probes with one block if the deadline passed; gives up after the retry limit or the
+    /// stall limit.
     pub fn handle_timeout(&mut self, now: Instant) {
         if matches!(self.state, State::Done | State::Failed) {
             return;
         }
-        if self.stall_deadline().is_some_and(|s| now >= s) {
-            self.finish(Outcome::TimedOut);
-            return;
-        }
-        let Some(deadline) = self.deadline else { return };
-        if now < deadline {
-            return;
-        }
-        if self.state == State::Sending
-            && self.next_send <= (self.window_start + self.windowsize - 1).min(self.total_blocks)
-        {
+        if self.state == State::Sending && self.sender.window_open() {
             // Still sending the current window (e.g. after ACK 0): not a retransmission.
+            if self.timer.stalled(now) {
+                self.finish(Outcome::TimedOut);
+            }
             return;
         }
-        self.retries += 1;
-        if self.retries > self.max_retries {
-            self.finish(Outcome::TimedOut);
-            return;
-        }
-        match self.state {
-            State::AwaitOackAck { .. } => self.state = State::AwaitOackAck { sent: false },
-            // One block, the last one sent, asks the client where it is (see the module documentation).
-            State::Sending => self.probe = Some(self.highest_sent.max(self.window_start)),
-            _ => {}
+        match self.timer.expire(now) {
+            Expiry::NotYet => {}
+            Expiry::GaveUp => self.finish(Outcome::TimedOut),
+            Expiry::Retry => match self.state {
+                State::AwaitOackAck { .. } => self.state = State::AwaitOackAck { sent: false },
+                State::Sending => self.sender.retransmit(),
+                _ => {}
+            },
         }
     }
 
@@ -461,17 +304,17 @@ impl ReadTransfer {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.sender.stats()
     }
 
     /// Bytes of content.
     pub fn size(&self) -> u64 {
-        self.size
+        self.sender.size()
     }
 
     /// Number of DATA blocks of the transfer.
     pub fn total_blocks(&self) -> u64 {
-        self.total_blocks
+        self.sender.total_blocks()
     }
 }
 
@@ -648,9 +491,9 @@ mod tests {
     fn rollover_wire_numbers() {
         let n = Negotiated { rollover_to: 0, ..plain(512, 1) };
         let t = ReadTransfer::new(content(10), &n, 1);
-        assert_eq!((t.wire(65535), t.wire(65536), t.wire(65537)), (65535, 0, 1));
+        assert_eq!((t.sender.wire(65535), t.sender.wire(65536), t.sender.wire(65537)), (65535, 0, 1));
         let n = Negotiated { rollover_to: 1, ..plain(512, 1) };
         let t = ReadTransfer::new(content(10), &n, 1);
-        assert_eq!((t.wire(65535), t.wire(65536), t.wire(65537)), (65535, 1, 2));
+        assert_eq!((t.sender.wire(65535), t.sender.wire(65536), t.sender.wire(65537)), (65535, 1, 2));
     }
 }

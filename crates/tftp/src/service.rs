@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
-use crate::Machine;
 use crate::content::{ContentSource, Request};
 use crate::netascii;
 use crate::packet::{self, ErrorCode, Mode, Packet};
 use crate::server::{Outcome, ReadTransfer, ServerConfig, negotiate};
+use crate::socket::{Peer, drive, drive_blocking};
 use crate::upload::{UploadOutcome, WriteTransfer, negotiate_write};
 
 /// Server settings.
@@ -392,7 +392,7 @@ async fn transfer<S: ContentSource>(
         .await
         .map_err(io::Error::other)??
     } else {
-        drive(&socket, client, &mut t, config.transfer.timeout, &mut out, 516, &heard).await?;
+        drive(&socket, Peer::Known(client), &mut t, &mut out, 516, Some(&heard), |_| {}).await?;
         t
     };
     let stats = t.stats();
@@ -441,105 +441,8 @@ impl Drop for BlockingSlot {
     }
 }
 
-/// [`drive`] with blocking socket calls, for a transfer that has a thread to itself.
-fn drive_blocking(
-    socket: &std::net::UdpSocket,
-    client: SocketAddr,
-    t: &mut impl Machine,
-    timeout: std::time::Duration,
-    out: &mut Vec<u8>,
-    largest: usize,
-    heard: &AtomicBool,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; largest + 1];
-    loop {
-        let now = Instant::now();
-        while t.poll_transmit(now, out) {
-            socket.send_to(out, client)?;
-        }
-        if t.is_finished() {
-            return Ok(());
-        }
-        let Some(deadline) = t.poll_timeout() else { return Ok(()) };
-        let wait = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
-        socket.set_read_timeout(Some(wait.min(timeout * 2)))?;
-        match socket.recv_from(&mut buf) {
-            Ok((len, from)) if from == client => {
-                heard.store(true, Ordering::Release);
-                t.handle(&buf[..len], Instant::now());
-            }
-            Ok((_, from)) => {
-                let mut err = Vec::new();
-                packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
-                let _ = socket.send_to(&err, from);
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                t.handle_timeout(Instant::now());
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 crate::machine!(ReadTransfer);
 crate::machine!(WriteTransfer);
-
-/// Runs a transfer on its socket: send what the machine has, then wait for the client's datagram or the deadline.
-/// Datagrams from any other address get ERROR 5 and do not disturb the transfer (RFC 1350 §4).
-async fn drive(
-    socket: &UdpSocket,
-    client: SocketAddr,
-    t: &mut impl Machine,
-    timeout: std::time::Duration,
-    out: &mut Vec<u8>,
-    largest: usize,
-    heard: &AtomicBool,
-) -> io::Result<()> {
-    // Sized for what the peer legitimately sends (ACKs to a reader, blocks to an uploader), plus one byte so an
-    // oversized datagram is noticed rather than silently cut to size: memory per transfer stays small.
-    let mut buf = vec![0u8; largest + 1];
-    // One timer for the whole transfer, moved rather than re-created on every packet.
-    let sleep = tokio::time::sleep(timeout);
-    tokio::pin!(sleep);
-    let mut armed: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        while t.poll_transmit(now, out) {
-            socket.send_to(out, client).await?;
-        }
-        if t.is_finished() {
-            return Ok(());
-        }
-        let Some(deadline) = t.poll_timeout() else { return Ok(()) };
-        if armed != Some(deadline) {
-            sleep.as_mut().reset(deadline.into());
-            armed = Some(deadline);
-        }
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (len, from) = match r {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-                    Err(e) => return Err(e),
-                };
-                if from != client {
-                    let mut err = Vec::new();
-                    packet::encode_error(&mut err, ErrorCode::UnknownTransferId, "Unknown transfer ID");
-                    let _ = socket.send_to(&err, from).await;
-                    continue;
-                }
-                heard.store(true, Ordering::Release);
-                t.handle(&buf[..len], Instant::now());
-            }
-            _ = &mut sleep => {
-                // A completed timer stays ready: re-arm it on the next turn even if the deadline did not move.
-                armed = None;
-                t.handle_timeout(Instant::now());
-            }
-        }
-    }
-}
 
 /// Where an upload named `filename` goes: a plain name inside the upload directory that does not exist yet.
 fn upload_target(dir: &std::path::Path, filename: &str) -> Result<PathBuf, (ErrorCode, &'static str)> {
@@ -597,7 +500,7 @@ async fn receive<S: ContentSource>(
     };
     let mut t = WriteTransfer::new(&negotiated, request.mode, max_bytes, config.transfer.retries)
         .with_stall_limit(config.transfer.max_stall);
-    drive(&socket, client, &mut t, config.transfer.timeout, &mut out, negotiated.blksize + 4, heard).await?;
+    drive(&socket, Peer::Known(client), &mut t, &mut out, negotiated.blksize + 4, Some(heard), |_| {}).await?;
     let result = match (t.outcome(), &sink, target) {
         (Some(UploadOutcome::Completed), Sink::Dir(upload), Some(target)) => {
             // Written beside the target and linked into place: never a partial file, never an overwrite.
