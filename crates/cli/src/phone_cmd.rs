@@ -97,7 +97,7 @@ fn clock(t: u64) -> String {
 }
 
 fn print(n: &Note) {
-    println!("{}  {}", clock(n.at), n.text);
+    println!("{}  {}", clock(n.at), n.event);
 }
 
 /// Runs `provisor phone ...`.

@@ -3,7 +3,7 @@
 
 use provisor_envelope::openssl_enc::{Digest, Kdf};
 use provisor_envelope::{Encryption, WrapSpec, wrap};
-use provisor_phone::phone::{Action, Device, Phone, Purpose, Request, Response};
+use provisor_phone::phone::{Action, Device, Event, Phone, Purpose, Request, Response};
 
 fn phone() -> Phone {
     let mut p =
@@ -36,8 +36,19 @@ fn status(s: u16) -> Response {
     Response { status: s, ..Response::default() }
 }
 
+/// The timeline as printed (for failure messages).
 fn notes(p: &Phone) -> String {
-    p.notes().iter().map(|n| format!("{:>6} {}\n", n.at, n.text)).collect()
+    p.notes().iter().map(|n| format!("{:>6} {}\n", n.at, n.event)).collect()
+}
+
+/// Whether an event matching `f` happened.
+fn happened(p: &Phone, f: impl Fn(&Event) -> bool) -> bool {
+    p.notes().iter().any(|n| f(&n.event))
+}
+
+/// When the first event matching `f` happened.
+fn when(p: &Phone, f: impl Fn(&Event) -> bool) -> Option<u64> {
+    p.notes().iter().find(|n| f(&n.event)).map(|n| n.at)
 }
 
 #[test]
@@ -182,8 +193,9 @@ fn upgrade_rule_downloads_reboots_and_resyncs() {
     let (t2, r) = next_request(&mut p);
     assert!(t2 <= t + 5 + 2);
     p.handle_response(r.id, status(404), t2);
-    let text = notes(&p);
-    assert!(text.contains("boot:") && text.contains("rebooting"), "{text}");
+    let upgraded = when(&p, |e| matches!(e, Event::Upgraded { load, .. } if load == "sip88xx.12-0-1MPP"));
+    let rebooted = p.notes().iter().rev().find(|n| matches!(n.event, Event::Booted { .. })).map(|n| n.at);
+    assert!(upgraded.is_some() && rebooted >= upgraded, "{}", notes(&p));
 }
 
 #[test]
@@ -198,7 +210,7 @@ fn triggers_hold_back_a_due_resync() {
     let due = p.poll_timeout().unwrap();
     p.handle_timeout(due);
     assert!(p.poll_action().is_none(), "trigger false: no fetch");
-    assert!(notes(&p).contains("do not allow"));
+    assert!(happened(&p, |e| *e == Event::TriggersHoldBack), "{}", notes(&p));
 }
 
 #[test]
@@ -275,14 +287,22 @@ fn downgrade_rev_limit_and_upgrade_enable_stop_upgrades() {
         t,
     );
     assert!(p.poll_action().is_none() || !p.busy(), "no firmware fetch");
-    assert!(notes(&p).contains("older than Downgrade_Rev_Limit"), "{}", notes(&p));
+    assert!(
+        happened(&p, |e| matches!(e, Event::UpgradeSkipped(why) if why.contains("Downgrade_Rev_Limit"))),
+        "{}",
+        notes(&p)
+    );
     let (t, r) = next_request(&mut p);
     p.handle_response(
         r.id,
         ok("<flat-profile><Upgrade_Enable>No</Upgrade_Enable><Downgrade_Rev_Limit></Downgrade_Rev_Limit></flat-profile>"),
         t,
     );
-    assert!(notes(&p).contains("Upgrade_Enable is No"), "{}", notes(&p));
+    assert!(
+        happened(&p, |e| matches!(e, Event::UpgradeSkipped(why) if why.contains("Upgrade_Enable"))),
+        "{}",
+        notes(&p)
+    );
 }
 
 #[test]
@@ -340,7 +360,8 @@ fn a_failed_upgrade_is_retried_after_upgrade_error_retry_delay() {
     assert_eq!((t1, again.purpose), (t, Purpose::Profile(0)), "{}", notes(&p));
     p.handle_response(again.id, ok(profile), t1);
     assert!(p.poll_action().is_none(), "no second upgrade attempt before the retry delay: {}", notes(&p));
-    assert!(notes(&p).contains("resync (after_upgrade), $PRVST=1"), "{}", notes(&p));
+    let after_upgrade = |e: &Event| matches!(e, Event::ResyncStarted { reason: "after_upgrade", prvst: 1 });
+    assert!(happened(&p, after_upgrade), "{}", notes(&p));
     assert_eq!(p.poll_timeout(), Some(t + 300), "{}", notes(&p));
     let (t2, again) = next_request(&mut p);
     assert_eq!((t2, again.purpose), (t + 300, Purpose::Upgrade));
@@ -362,7 +383,7 @@ fn a_failed_upgrade_is_retried_after_upgrade_error_retry_delay() {
     let fw = take_request(&mut p);
     p.handle_response(fw.id, status(503), t);
     assert_eq!(p.poll_timeout(), Some(t + 300), "{}", notes(&p));
-    assert!(!notes(&p).contains("after_upgrade"), "{}", notes(&p));
+    assert!(!happened(&p, |e| matches!(e, Event::ResyncStarted { reason: "after_upgrade", .. })), "{}", notes(&p));
 }
 
 #[test]
@@ -433,7 +454,7 @@ fn a_resync_waits_for_idle_lines_at_most_forced_resync_delay() {
     assert!(requests(&mut p).is_empty());
     p.handle_timeout(t + 1500);
     assert_eq!(requests(&mut p).len(), 1, "{}", notes(&p));
-    assert!(notes(&p).contains("resyncing although a line is active"), "{}", notes(&p));
+    assert!(happened(&p, |e| *e == Event::ResyncForced), "{}", notes(&p));
 }
 
 #[test]
@@ -454,7 +475,8 @@ fn sip_notify_resync_follows_resync_from_sip_and_report_and_reboot_work() {
     assert_eq!((r.len(), r[0].purpose, r[0].method), (1, Purpose::Report, "POST"));
     assert!(!p.sip_notify(t + 12, "check-sync"));
     assert!(p.sip_notify(t + 20, "reboot_now"));
-    assert!(notes(&p).contains("    20 boot:") || notes(&p).contains(&format!("{:>6} boot:", t + 20)), "{}", notes(&p));
+    let boots: Vec<u64> = p.notes().iter().filter(|n| matches!(n.event, Event::Booted { .. })).map(|n| n.at).collect();
+    assert!(boots.contains(&20) || boots.contains(&(t + 20)), "{}", notes(&p));
     assert!((t + 20..=t + 22).contains(&p.poll_timeout().unwrap()), "Resync_On_Reset after the reboot");
 }
 
@@ -525,7 +547,8 @@ fn srv_names_the_lookup_and_fails_with_tftp() {
          <Profile_Rule_B>[--srv] tftp://prov.example.com/b.xml</Profile_Rule_B><Resync_Periodic>100</Resync_Periodic>",
     );
     // The first resync already failed on Profile_Rule_B: the retry follows Resync_Error_Retry_Delay.
-    assert!(notes(&p).contains("Error - TFTP Scheme not supported in SRV lookups"), "{}", notes(&p));
+    let srv_tftp = |e: &Event| matches!(e, Event::Unsupported { error, .. } if error == "Error - TFTP Scheme not supported in SRV lookups");
+    assert!(happened(&p, srv_tftp), "{}", notes(&p));
     assert_eq!(p.failures(), 1);
     let (t, r) = next_request(&mut p);
     assert_eq!(r.srv.as_deref(), Some("_ciscoprov-https._tls.prov.example.com"));
@@ -574,7 +597,7 @@ fn resync_after_upgrade_attempt_resyncs_after_the_reboot_without_resync_on_reset
     assert_eq!(p.poll_timeout(), Some(t + 5), "{}", notes(&p));
     let (_, r) = next_request(&mut p);
     assert_eq!(r.url.to_string(), "http://s/a.xml");
-    assert!(notes(&p).contains("resync (after_upgrade)"), "{}", notes(&p));
+    assert!(happened(&p, |e| matches!(e, Event::ResyncStarted { reason: "after_upgrade", .. })), "{}", notes(&p));
 }
 
 /// specs.md §4.3, the whole table: 301/302 retried at once, 401/407 answered at most twice; 404 is "B", every other
@@ -592,7 +615,8 @@ fn every_other_status_is_a_failed_resync_retried_after_the_error_delay() {
         assert!(requests(&mut p).is_empty(), "{code} is not retried at once: {}", notes(&p));
         assert_eq!(p.failures(), 1, "{code}: {}", notes(&p));
         assert_eq!(p.poll_timeout(), Some(t + 77), "{code}");
-        assert!(notes(&p).contains(&format!("http_get failed (status {code})")), "{code}: {}", notes(&p));
+        let failed = |e: &Event| matches!(e, Event::FetchFailed { error, .. } if *error == format!("http_get failed (status {code})"));
+        assert!(happened(&p, failed), "{code}: {}", notes(&p));
     }
     // 301 and 302 need a Location; a redirect loop ends after 5 hops.
     let (mut p, _) = provisioned("<Profile_Rule>http://s/a.xml</Profile_Rule>");

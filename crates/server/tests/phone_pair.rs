@@ -111,7 +111,7 @@ impl Pair {
     }
 
     fn notes(&self) -> String {
-        self.phone.notes().iter().map(|n| format!("{:>6} {}\n", n.at, n.text)).collect()
+        self.phone.notes().iter().map(|n| format!("{:>6} {}\n", n.at, n.event)).collect()
     }
 
     fn position(&self, needle: &str) -> usize {
