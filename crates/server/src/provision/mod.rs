@@ -20,7 +20,7 @@
 //! ([`Provisioner::refresh`], which the server calls every 250 ms).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,13 +30,14 @@ use crate::config::Config;
 use crate::content::Content;
 use crate::identity::{Claims, parse_user_agent};
 use crate::inventory::{Mac, Store};
-use crate::journal::{AuditEntry, Journal};
+use crate::journal::Journal;
 use crate::render::Templates;
 use crate::routing::{Route, Router, normalise};
 
 pub mod cache;
 pub mod guard;
 pub mod parameters;
+mod record;
 mod rendering;
 pub mod request;
 pub mod route;
@@ -211,104 +212,5 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             return Ok(());
         }
         Err(ProvisionError::Unauthenticated { challenges: c.challenges(now_s).to_vec() })
-    }
-
-    /// What a refusal adds to the outcome: the failed-lookup count, and the device's history.
-    fn note_failure(&self, e: &ProvisionError, ip: IpAddr, now: i64, out: &mut Outcome) {
-        if e.failed_lookup() {
-            self.guard.failed(ip, now);
-        }
-        match e {
-            ProvisionError::OtherDevice { certificate, .. } => {
-                tracing::warn!("refused: {e}");
-                out.device.clone_from(certificate);
-                out.event = Some(("refused", e.to_string()));
-            }
-            ProvisionError::UnknownDevice(_) | ProvisionError::NoEnterprisePhone(_) => out.device = None,
-            ProvisionError::PlainReport(_) => out.event = Some(("refused", e.to_string())),
-            ProvisionError::BadReport { .. } => out.event = Some(("error", e.to_string())),
-            ProvisionError::Render(_) | ProvisionError::Templates(_) | ProvisionError::Enrol(..) => {
-                tracing::error!("{e}");
-                out.event = Some(("error", e.to_string()));
-            }
-            _ => {}
-        }
-    }
-
-    /// Counts the request and queues its audit entry.
-    async fn record(&self, req: &Request, ua: Option<Claims>, now: i64, response: &Response, out: Outcome) {
-        let hash = match (&response.hash, &response.body) {
-            (Some(h), _) => h.to_string(),
-            (None, Body::Bytes(b)) if response.status == 200 && !b.is_empty() => {
-                use sha2::Digest as _;
-                seal::hex(&sha2::Sha256::digest(b))
-            }
-            _ => String::new(),
-        };
-        let status: &'static str = match response.status {
-            200 => "200",
-            401 => "401",
-            403 => "403",
-            404 => "404",
-            429 => "429",
-            500 => "500",
-            _ => "other",
-        };
-        metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => status)
-            .increment(1);
-        self.journal
-            .record(AuditEntry {
-                at_ms: now,
-                client: req.client.to_string(),
-                device: out.device,
-                protocol: req.protocol.name(),
-                method: req.method,
-                file: req.path.clone(),
-                status: response.status,
-                bytes: response.body.len(),
-                hash,
-                note: response.note(),
-                user_agent: req.user_agent.clone(),
-                firmware: ua.and_then(|c| c.firmware),
-                served_params: out.served_params,
-                event: out.event,
-                report: out.report,
-            })
-            .await;
-    }
-
-    /// Records a syslog line (or another event) for a device at `now`. Lines for devices not in the inventory, and
-    /// lines over `[limits] device_events_per_minute`, are dropped (and counted): anyone can send syslog datagrams.
-    pub async fn record_event(
-        &self,
-        client: SocketAddr,
-        device: Option<Mac>,
-        kind: &'static str,
-        text: String,
-        now: SystemTime,
-    ) {
-        let now = unix_ms(now);
-        let Some(mac) = device else {
-            metrics::counter!("provisor_events_dropped_total", "why" => "no device").increment(1);
-            return;
-        };
-        if !matches!(self.store.device(&mac).await, Ok(Some(_))) {
-            metrics::counter!("provisor_events_dropped_total", "why" => "unknown device").increment(1);
-            return;
-        }
-        if self.guard.device_event(&mac, now).is_err() {
-            metrics::counter!("provisor_events_dropped_total", "why" => "rate").increment(1);
-            return;
-        }
-        let entry = AuditEntry {
-            at_ms: now,
-            client: client.to_string(),
-            device: Some(mac),
-            protocol: "syslog",
-            method: "LOG",
-            event: Some((kind, text)),
-            ..AuditEntry::default()
-        };
-        self.journal.record(entry).await;
     }
 }

@@ -1,0 +1,112 @@
+//! What the core records behind every answer: the audit entry (with the outcome's device, served parameters, event
+//! and report), the request counters, the failed-lookup count of a refusal, and syslog lines for known devices.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use super::request::{Body, Outcome, ProvisionError, Request, Response};
+use super::{Provisioner, seal, unix_ms};
+use crate::identity::Claims;
+use crate::inventory::{Mac, Store};
+use crate::journal::{AuditEntry, Journal};
+
+impl<S: Store, J: Journal> Provisioner<S, J> {
+    /// What a refusal adds to the outcome: the failed-lookup count, and the device's history.
+    pub(super) fn note_failure(&self, e: &ProvisionError, ip: IpAddr, now: i64, out: &mut Outcome) {
+        if e.failed_lookup() {
+            self.guard.failed(ip, now);
+        }
+        match e {
+            ProvisionError::OtherDevice { certificate, .. } => {
+                tracing::warn!("refused: {e}");
+                out.device.clone_from(certificate);
+                out.event = Some(("refused", e.to_string()));
+            }
+            ProvisionError::UnknownDevice(_) | ProvisionError::NoEnterprisePhone(_) => out.device = None,
+            ProvisionError::PlainReport(_) => out.event = Some(("refused", e.to_string())),
+            ProvisionError::BadReport { .. } => out.event = Some(("error", e.to_string())),
+            ProvisionError::Render(_) | ProvisionError::Templates(_) | ProvisionError::Enrol(..) => {
+                tracing::error!("{e}");
+                out.event = Some(("error", e.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts the request and queues its audit entry.
+    pub(super) async fn record(&self, req: &Request, ua: Option<Claims>, now: i64, response: &Response, out: Outcome) {
+        let hash = match (&response.hash, &response.body) {
+            (Some(h), _) => h.to_string(),
+            (None, Body::Bytes(b)) if response.status == 200 && !b.is_empty() => {
+                use sha2::Digest as _;
+                seal::hex(&sha2::Sha256::digest(b))
+            }
+            _ => String::new(),
+        };
+        let status: &'static str = match response.status {
+            200 => "200",
+            401 => "401",
+            403 => "403",
+            404 => "404",
+            429 => "429",
+            500 => "500",
+            _ => "other",
+        };
+        metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => status)
+            .increment(1);
+        self.journal
+            .record(AuditEntry {
+                at_ms: now,
+                client: req.client.to_string(),
+                device: out.device,
+                protocol: req.protocol.name(),
+                method: req.method,
+                file: req.path.clone(),
+                status: response.status,
+                bytes: response.body.len(),
+                hash,
+                note: response.note(),
+                user_agent: req.user_agent.clone(),
+                firmware: ua.and_then(|c| c.firmware),
+                served_params: out.served_params,
+                event: out.event,
+                report: out.report,
+            })
+            .await;
+    }
+
+    /// Records a syslog line (or another event) for a device at `now`. Lines for devices not in the inventory, and
+    /// lines over `[limits] device_events_per_minute`, are dropped (and counted): anyone can send syslog datagrams.
+    pub async fn record_event(
+        &self,
+        client: SocketAddr,
+        device: Option<Mac>,
+        kind: &'static str,
+        text: String,
+        now: SystemTime,
+    ) {
+        let now = unix_ms(now);
+        let Some(mac) = device else {
+            metrics::counter!("provisor_events_dropped_total", "why" => "no device").increment(1);
+            return;
+        };
+        if !matches!(self.store.device(&mac).await, Ok(Some(_))) {
+            metrics::counter!("provisor_events_dropped_total", "why" => "unknown device").increment(1);
+            return;
+        }
+        if self.guard.device_event(&mac, now).is_err() {
+            metrics::counter!("provisor_events_dropped_total", "why" => "rate").increment(1);
+            return;
+        }
+        let entry = AuditEntry {
+            at_ms: now,
+            client: client.to_string(),
+            device: Some(mac),
+            protocol: "syslog",
+            method: "LOG",
+            event: Some((kind, text)),
+            ..AuditEntry::default()
+        };
+        self.journal.record(entry).await;
+    }
+}
