@@ -985,3 +985,33 @@ fn sigterm_lets_downloads_in_progress_finish_then_exits_cleanly() {
     let audit = std::fs::read_to_string(dir.path().join("data/audit.log")).unwrap();
     assert_eq!(audit.lines().filter(|l| l.contains("big.loads") && l.contains("\"status\":200")).count(), 2, "{audit}");
 }
+
+#[test]
+fn a_server_in_memory_writes_nothing_to_its_directory_and_cleans_up_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
+    Pki::new(dir.path(), "test-ca");
+    let config = BASE_CONFIG.replace("data_dir = \"data\"", "data_dir = \":memory:\"");
+    let mut server = Server::start_with(dir.path(), &config);
+    // No device is known: the bootstrap profile, over HTTP and TFTP, from memory.
+    let (status, _, body) = server.get(&format!("/{MAC_A}.xml"));
+    assert_eq!(status, 200);
+    assert!(text(&body).contains("Profile_Rule"), "{}", text(&body));
+    assert_eq!(server.tftp_hpa(&format!("/{MAC_A}.xml")), body);
+    let log = server.log.lock().unwrap().clone();
+    let keys = log
+        .lines()
+        .find_map(|l| l.split_once("generated keys in ").map(|(_, d)| d.trim_end_matches(')').to_string()))
+        .unwrap_or_else(|| panic!("the banner names where the generated keys are: {log}"));
+    assert!(std::path::Path::new(&keys).join("tls/ca.pem").exists(), "{keys}");
+    // SAFETY: kill(2) with the pid of a child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(server.child.wait().unwrap().success());
+    assert!(!std::path::Path::new(&keys).exists(), "the temporary directory is removed at exit");
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    // Only what the test itself wrote (curl headers, tftp output) is there: no data directory, inventory or log.
+    let server_files = ["data", ":memory:", "inventory.sqlite", "audit.log", "tls", "uploads"];
+    assert!(left.iter().all(|n| !server_files.contains(&n.as_str())), "{left:?}");
+}

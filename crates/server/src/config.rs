@@ -465,7 +465,10 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.data_dir);
+        // `:memory:` names no directory (the inventory and journal live in memory).
+        if self.data_dir != Path::new(crate::serve::MEMORY) {
+            fix(&mut self.data_dir);
+        }
         for p in [&mut self.https.cert, &mut self.https.key, &mut self.templates.dir, &mut self.firmware.dir]
             .into_iter()
             .flatten()
