@@ -13,7 +13,9 @@ head -c $((64 * 1024 * 1024)) /dev/urandom >"$dir/big.bin"
 head -c $((100 * 1024)) /dev/urandom >"$dir/small.bin"
 
 /usr/sbin/in.tftpd -L -a 127.0.0.1:16901 -s "$dir" -u root &
-"$bin" tftp serve --root "$dir" --listen 127.0.0.1:16902 --blksize-max 65464 --max-sessions 5000 2>/dev/null &
+# Every client is on 127.0.0.1: the per-address cap (500 by default, against one host hogging the table) is lifted.
+"$bin" tftp serve --root "$dir" --listen 127.0.0.1:16902 --blksize-max 65464 --max-sessions 5000 \
+  --max-sessions-per-address 5000 2>/dev/null &
 prov_pid=$!
 sleep 1
 

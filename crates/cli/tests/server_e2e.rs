@@ -125,8 +125,7 @@ fn client_certificates_decide_who_gets_secrets() {
     );
     assert!(!o.status.success() && !text(&o.stdout).contains(&key_a), "rogue certificate accepted");
     // The refusals are logged on phone A.
-    std::thread::sleep(Duration::from_millis(500));
-    let shown = server.show(MAC_A);
+    let shown = server.show_when(MAC_A, |s| s.contains("refused") && s.contains(MAC_B));
     assert!(shown.contains("refused") && shown.contains(MAC_B), "{shown}");
     drop(dir);
 }
@@ -165,8 +164,7 @@ fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
     );
     assert!(text(&o.stdout).contains("File not found") || text(&o.stderr).contains("File not found"), "{o:?}");
     // The audit log recorded the fetches with their hash.
-    std::thread::sleep(Duration::from_millis(500));
-    let shown = server.show(MAC_A);
+    let shown = server.show_when(MAC_A, |s| s.contains("over tftp"));
     let sha = text(&peer("sha256sum", &[], Some(&http)).stdout).split(' ').next().unwrap().to_string();
     assert!(shown.contains("last served  profile/********/profile.cfg over tftp"), "paths are masked: {shown}");
     assert!(!shown.contains(token), "{shown}");
@@ -277,11 +275,18 @@ fn key_rotation_takes_effect_at_the_next_resync_without_losing_the_phone() {
     let (new_key, new_token) =
         (new["aes_key"].as_str().unwrap().to_string(), new["path_token"].as_str().unwrap().to_string());
     assert_ne!(old_key, new_key);
-    std::thread::sleep(Duration::from_millis(600));
-    // The phone still resyncs at its old path with its old key, and gets the new key and path inside.
-    let (status, _, body) = server.get(&format!("/profile/{old_token}/profile.cfg"));
-    assert_eq!(status, 200);
-    let inner = text(&openssl_decrypt(dir.path(), &body, &old_key));
+    // The phone still resyncs at its old path with its old key, and gets the new key and path inside (once the
+    // server noticed the change: it checks every 250 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let inner = loop {
+        let (status, _, body) = server.get(&format!("/profile/{old_token}/profile.cfg"));
+        assert_eq!(status, 200);
+        let inner = text(&openssl_decrypt(dir.path(), &body, &old_key));
+        if inner.contains(&new_key) || Instant::now() > deadline {
+            break inner;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         inner.contains(&format!(">{new_key}</GPP_SA>")) && inner.contains(&format!(">{new_token}</GPP_B>")),
         "{inner}"
@@ -515,14 +520,17 @@ fn the_demo_works_as_its_banner_says() {
     let decrypted = run("curl -s http");
     assert_eq!(decrypted, full, "the encrypted resync URL decrypts to the same profile");
     run("echo '<14>");
-    std::thread::sleep(Duration::from_millis(600));
-    let shown = run("provisor device");
-    let _ = shown;
-    drop(child);
-    let data = dir.path().join("provisor-data");
-    let out = ok(provisor(&["device", "--data-dir", s(&data), "show", "0011aabbcc01"]));
-    let shown = text(&out.stdout);
+    // The banner's `device show` runs beside the server; the syslog line shows once the journal has written it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = run("provisor device");
+        if shown.contains("Resync failed: demo") || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(shown.contains("Resync failed: demo") && shown.contains("last served"), "{shown}");
+    drop(child);
 }
 
 /// The phone simulator provisions against `provisor serve` end to end: TFTP bootstrap → HTTPS with its client
@@ -597,8 +605,7 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(upgrade > https && report > https && delta > report, "{timeline}");
     assert_eq!(timeline.matches("took the report (200)").count(), timeline.matches("Report_Rule: ").count() / 2);
     assert!(!timeline.contains("failed") && !timeline.contains("not retried"), "{timeline}");
-    std::thread::sleep(Duration::from_millis(600));
-    let shown = server.show(MAC_A);
+    let shown = server.show_when(MAC_A, |s| s.contains("firmware     12.0.1"));
     assert!(shown.contains("firmware     12.0.1"), "the upgraded phone's User-Agent: {shown}");
     assert!(shown.contains("profile.cfg over tftp"), "{shown}");
     assert!(shown.contains("drift        none"), "{shown}");
@@ -913,8 +920,7 @@ fn loadtest_boots_phones_through_every_stage_and_draws_the_chart() {
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("40 phones"), "{svg}");
     // The server saw every phone fetch its encrypted profile.
-    std::thread::sleep(Duration::from_millis(600));
-    let shown = server.show("0c0000000027");
+    let shown = server.show_when("0c0000000027", |s| s.contains("profile.cfg over http"));
     assert!(shown.contains("profile.cfg over http"), "{shown}");
 }
 
@@ -965,9 +971,13 @@ fn sigterm_lets_downloads_in_progress_finish_then_exits_cleanly() {
     }
     // SAFETY: kill(2) with the pid of a child this test started and still owns.
     assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
-    // New connections are refused at once, while the download goes on.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(std::net::TcpStream::connect(server.http.trim_start_matches("http://")).is_err(), "no new connection");
+    // New connections are refused, while the download goes on.
+    let address = server.http.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(&address).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::net::TcpStream::connect(&address).is_err(), "no new connection once stopping");
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
     first.extend_from_slice(&rest);

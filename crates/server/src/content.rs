@@ -1,5 +1,6 @@
-//! What the provisioning core reads but never writes: templates, firmware files and trust files, behind the
-//! [`Content`] trait, so the core touches no file system. [`FsContent`] reads the configured directories;
+//! What the provisioning core reads but never writes: templates, firmware files and trust lists, behind the
+//! [`Content`] trait, so the core touches no file system. [`FsContent`] reads the configured directories (trust
+//! lists: `trust/` in the data directory, e.g. an `ITLFile.tlv` made with CUCM's or certutils' tools);
 //! [`MemoryContent`] holds everything in memory (tests).
 
 use std::collections::HashMap;
@@ -23,18 +24,38 @@ pub trait Content: Send + Sync + 'static {
 
     /// The firmware file `name` (`Upgrade_Rule` downloads), if there is one.
     fn firmware(&self, name: &str) -> Option<Body>;
+
+    /// The trust list `name` (`ITLFile.tlv`, `ITLSEP<MAC>.tlv`, `CTLSEP<MAC>.tlv`; specs.md §5.1), if there is one.
+    /// Without one, enterprise phones that hold no trust list accept unsigned files.
+    fn trust_list(&self, name: &str) -> Option<Body>;
 }
 
-/// The template and firmware directories of the configuration.
+/// A plain file under `dir` (no escaping it; case-insensitive, as phones ask for `ITLFile.tlv` and TFTP servers on
+/// Windows answer any case).
+fn file_under(dir: Option<&PathBuf>, name: &str) -> Option<Body> {
+    let source = provisor_tftp::content::FsSource::new(dir?, true).ok()?;
+    let path = source.resolve(name).ok()?;
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Some(Body::File(path, m.len())),
+        _ => None,
+    }
+}
+
+/// The template and firmware directories of the configuration, and `trust/` in the data directory.
 pub struct FsContent {
     templates: Option<PathBuf>,
     firmware: Option<PathBuf>,
+    trust: Option<PathBuf>,
 }
 
 impl FsContent {
-    /// `[templates] dir` and `[firmware] dir` of `config`.
+    /// `[templates] dir`, `[firmware] dir` and `data_dir/trust` of `config`.
     pub fn new(config: &Config) -> FsContent {
-        FsContent { templates: config.templates.dir.clone(), firmware: config.firmware.dir.clone() }
+        FsContent {
+            templates: config.templates.dir.clone(),
+            firmware: config.firmware.dir.clone(),
+            trust: Some(config.data_dir.join("trust")),
+        }
     }
 }
 
@@ -60,20 +81,20 @@ impl Content for FsContent {
     }
 
     fn firmware(&self, name: &str) -> Option<Body> {
-        let source = provisor_tftp::content::FsSource::new(self.firmware.as_ref()?, true).ok()?;
-        let path = source.resolve(name).ok()?;
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Some(Body::File(path, m.len())),
-            _ => None,
-        }
+        file_under(self.firmware.as_ref(), name)
+    }
+
+    fn trust_list(&self, name: &str) -> Option<Body> {
+        file_under(self.trust.as_ref(), name)
     }
 }
 
-/// Templates and firmware in memory.
+/// Templates, firmware and trust lists in memory.
 #[derive(Default)]
 pub struct MemoryContent {
     templates: Mutex<(u64, Vec<(String, String)>)>,
     firmware: Mutex<HashMap<String, Bytes>>,
+    trust: Mutex<HashMap<String, Bytes>>,
 }
 
 impl MemoryContent {
@@ -94,6 +115,11 @@ impl MemoryContent {
     pub fn set_firmware(&self, name: &str, bytes: impl Into<Bytes>) {
         self.firmware.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), bytes.into());
     }
+
+    /// Adds or replaces the trust list `name` (matched in any case).
+    pub fn set_trust_list(&self, name: &str, bytes: impl Into<Bytes>) {
+        self.trust.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_ascii_lowercase(), bytes.into());
+    }
 }
 
 impl Content for MemoryContent {
@@ -109,6 +135,11 @@ impl Content for MemoryContent {
     fn firmware(&self, name: &str) -> Option<Body> {
         self.firmware.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned().map(Body::Bytes)
     }
+
+    fn trust_list(&self, name: &str) -> Option<Body> {
+        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        trust.get(&name.to_ascii_lowercase()).cloned().map(Body::Bytes)
+    }
 }
 
 impl<C: Content> Content for std::sync::Arc<C> {
@@ -120,5 +151,8 @@ impl<C: Content> Content for std::sync::Arc<C> {
     }
     fn firmware(&self, name: &str) -> Option<Body> {
         self.as_ref().firmware(name)
+    }
+    fn trust_list(&self, name: &str) -> Option<Body> {
+        self.as_ref().trust_list(name)
     }
 }

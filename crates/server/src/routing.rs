@@ -122,7 +122,8 @@ fn match_pieces(pieces: &[Piece], path: &str, captures: &mut Captures) -> bool {
 /// What a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `CTL*.tlv` / `ITL*.tlv`: answered "not found", so phones without a trust list accept unsigned files.
+    /// `CTL*.tlv` / `ITL*.tlv`: the site's trust list if it placed one, else "not found" (phones without a trust list
+    /// then accept unsigned files).
     TrustList,
     /// `SEP<MAC>.cnf.xml` (enterprise firmware).
     Enterprise(Mac),

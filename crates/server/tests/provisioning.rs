@@ -380,3 +380,18 @@ fn every_refusal_knows_its_http_status_and_tftp_code() {
         assert_eq!((e.http_status(), e.tftp_code()), (status, code), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn trust_lists_are_served_when_the_site_placed_one_and_not_found_otherwise() {
+    let (core, content) = core(|_| {}).await;
+    let r = core.handle(get(Protocol::Tftp, "/ITLFile.tlv", 1), at(0)).await;
+    assert!(matches!(r.error, Some(ProvisionError::NoTrustList)));
+    assert_eq!(r.tftp_error().map(|e| e.0), Some(ErrorCode::FileNotFound));
+    content.set_trust_list("ITLFile.tlv", b"\x01\x02trust".to_vec());
+    for (protocol, name) in [(Protocol::Tftp, "ITLFile.tlv"), (Protocol::Http, "/itlfile.TLV")] {
+        let r = core.handle(get(protocol, name, 1), at(1)).await;
+        assert_eq!((r.status, bytes(&r)), (200, b"\x01\x02trust".to_vec()), "{name}");
+    }
+    let other = core.handle(get(Protocol::Tftp, &format!("CTLSEP{}.tlv", A.to_uppercase()), 1), at(2)).await;
+    assert_eq!(other.status, 404);
+}

@@ -199,4 +199,16 @@ impl Server {
     pub fn show(&self, mac: &str) -> String {
         String::from_utf8(ok(provisor(&["device", "--data-dir", &self.data(), "show", mac])).stdout).unwrap()
     }
+
+    /// `device show` once `ready` holds for it (the journal writes behind the responses), or as it is after 10 s.
+    pub fn show_when(&self, mac: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = self.show(mac);
+            if ready(&shown) || Instant::now() > deadline {
+                return shown;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

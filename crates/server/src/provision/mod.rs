@@ -186,7 +186,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         // Identity: a verified certificate names the device; a file name or User-Agent only claims one.
         let certificate = req.certificate.as_ref().and_then(|c| c.mac.clone());
         match route {
-            Route::TrustList => Err(ProvisionError::NoTrustList),
+            Route::TrustList => self.trust_list(&path),
             Route::Metrics => Err(ProvisionError::MetricsOverHttpOnly),
             Route::Firmware(name) => self.firmware(&name),
             Route::Report(name) => self.report(req, &name, ua, certificate, now, out).await,
