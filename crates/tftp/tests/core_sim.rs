@@ -6,10 +6,11 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use provisor_tftp::client::{ClientConfig, ReadClient};
+use provisor_tftp::client::{ClientConfig, ReadClient, WriteClient};
 use provisor_tftp::content::Content;
 use provisor_tftp::packet::{Mode, Packet, opcode};
 use provisor_tftp::server::{Outcome, ReadTransfer, ServerConfig, negotiate};
+use provisor_tftp::upload::{UploadOutcome, WriteTransfer, negotiate_write};
 
 #[derive(Clone, Copy, Default)]
 struct Fault {
@@ -52,15 +53,53 @@ struct Report {
     final_ack_lost: bool,
 }
 
-fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Faults, seed: u64) -> Report {
+/// One end of a transfer, as the simulated network drives it (the methods every state machine has).
+trait Side {
+    fn handle(&mut self, datagram: &[u8], now: Instant);
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn is_finished(&self) -> bool;
+}
+
+macro_rules! side {
+    ($($t:ty),*) => {$(
+        impl Side for $t {
+            fn handle(&mut self, datagram: &[u8], now: Instant) {
+                <$t>::handle(self, datagram, now)
+            }
+            fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+                <$t>::poll_transmit(self, now, out)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn is_finished(&self) -> bool {
+                <$t>::is_finished(self)
+            }
+        }
+    )*};
+}
+side!(ReadClient, ReadTransfer, WriteClient, WriteTransfer);
+
+/// Runs `client` against the server that `accept` makes of its request (RRQ or WRQ), over a network with `faults`
+/// and a virtual clock, until both ends are done or an hour of virtual time has passed. Returns the server and
+/// whether the last ACK of the transfer was lost after its sender had finished (RFC 1350 cannot recover that one).
+fn simulate<C: Side, S: Side>(
+    c: &mut C,
+    accept: impl Fn(&Packet) -> Option<S>,
+    faults: Faults,
+    seed: u64,
+) -> (Option<S>, bool) {
     let t0 = Instant::now();
     let mut now = t0;
     let mut rng = Rng(seed | 1);
     let mut queue: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
     let mut seq = 0u64;
-    let content: Arc<dyn Content> = Arc::new(content);
-    let mut c = ReadClient::new("file.bin", client);
-    let mut s: Option<ReadTransfer> = None;
+    let mut s: Option<S> = None;
     let mut out = Vec::new();
     let mut final_ack_lost = false;
     for _ in 0..5_000_000 {
@@ -77,19 +116,25 @@ fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Fau
         for (to_server, bytes) in sends {
             let op = u16::from_be_bytes([bytes[0], bytes[1]]);
             if std::env::var("SIM_TRACE").is_ok() && op == opcode::ACK {
-                eprintln!("{:>8?} client sends {:?}", now - t0, Packet::decode(&bytes));
+                eprintln!(
+                    "{:>8?} {} sends {:?}",
+                    now - t0,
+                    if to_server { "client" } else { "server" },
+                    Packet::decode(&bytes)
+                );
             }
             let f = match op {
-                opcode::RRQ => faults.rrq,
+                opcode::RRQ | opcode::WRQ => faults.rrq,
                 opcode::OACK => faults.oack,
                 opcode::DATA => faults.data,
                 opcode::ACK => faults.ack,
                 _ => Fault::default(),
             };
+            let sender_done = if to_server { c.is_finished() } else { s.as_ref().is_some_and(|t| t.is_finished()) };
             let copies = if rng.chance(f.duplicate) { 2 } else { 1 };
             for _ in 0..copies {
                 if rng.chance(f.loss) {
-                    if op == opcode::ACK && c.is_finished() {
+                    if op == opcode::ACK && sender_done {
                         final_ack_lost = true;
                     }
                     continue;
@@ -129,19 +174,17 @@ fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Fau
                     })
                 );
             }
-            if to_server {
-                match (&mut s, Packet::decode(&bytes)) {
-                    (None, Ok(Packet::Rrq { mode, options, .. })) => {
-                        let mode = Mode::parse(&mode).unwrap();
-                        let n = negotiate(&options, mode, content.len(), &server).unwrap();
-                        s = Some(ReadTransfer::new(content.clone(), &n, server.retries));
-                    }
-                    (Some(_), Ok(Packet::Rrq { .. })) => {} // a retransmitted request after the transfer began
-                    (Some(t), _) => t.handle(&bytes, now),
-                    (None, _) => {}
-                }
-            } else {
+            if !to_server {
                 c.handle(&bytes, now);
+                continue;
+            }
+            let packet = Packet::decode(&bytes);
+            match (&mut s, packet) {
+                (None, Ok(p @ (Packet::Rrq { .. } | Packet::Wrq { .. }))) => s = accept(&p),
+                // A retransmitted request after the transfer began.
+                (Some(_), Ok(Packet::Rrq { .. } | Packet::Wrq { .. })) => {}
+                (Some(t), _) => t.handle(&bytes, now),
+                (None, _) => {}
             }
         }
         c.handle_timeout(now);
@@ -149,6 +192,21 @@ fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Fau
             t.handle_timeout(now);
         }
     }
+    (s, final_ack_lost)
+}
+
+fn run(content: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Faults, seed: u64) -> Report {
+    let content: Arc<dyn Content> = Arc::new(content);
+    let mut c = ReadClient::new("file.bin", client);
+    let accept = |p: &Packet| match p {
+        Packet::Rrq { mode, options, .. } => {
+            let mode = Mode::parse(mode).unwrap();
+            let n = negotiate(options, mode, content.len(), &server).unwrap();
+            Some(ReadTransfer::new(content.clone(), &n, server.retries))
+        }
+        _ => None,
+    };
+    let (s, final_ack_lost) = simulate(&mut c, accept, faults, seed);
     let data = match c.result() {
         Some(Ok(d)) => Ok(d.to_vec()),
         Some(Err(e)) => Err(e.to_string()),
@@ -333,98 +391,31 @@ fn reordering_inside_windows_does_not_stall_a_live_transfer() {
 struct UploadReport {
     client: Result<u64, String>,
     stored: Option<Vec<u8>>,
-    server: Option<provisor_tftp::upload::UploadOutcome>,
+    server: Option<UploadOutcome>,
     /// Whether the server's last ACK was lost (the client then times out after the server finished).
     final_ack_lost: bool,
 }
 
 /// [`run`] for a write request: [`WriteClient`] against [`WriteTransfer`] (the shared sender and receiver halves in
-/// the other roles), with the same faults (`rrq` stands for the WRQ).
+/// the other roles), with the same faults (`rrq` stands for the WRQ too).
 fn run_upload(data: Vec<u8>, client: ClientConfig, server: ServerConfig, faults: Faults, seed: u64) -> UploadReport {
-    use provisor_tftp::client::WriteClient;
-    use provisor_tftp::upload::{WriteTransfer, negotiate_write};
-    let t0 = Instant::now();
-    let mut now = t0;
-    let mut rng = Rng(seed | 1);
-    let mut queue: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
-    let mut seq = 0u64;
     let mut c = WriteClient::new("upload.bin", &data, client);
-    let mut s: Option<WriteTransfer> = None;
-    let mut out = Vec::new();
-    let mut final_ack_lost = false;
-    for _ in 0..5_000_000 {
-        let mut sends: Vec<(bool, Vec<u8>)> = Vec::new();
-        while c.poll_transmit(now, &mut out) {
-            sends.push((true, out.clone()));
+    let accept = |p: &Packet| match p {
+        Packet::Wrq { mode, options, .. } => {
+            let mode = Mode::parse(mode).unwrap();
+            let n = negotiate_write(options, mode, 1 << 20, &server).unwrap();
+            Some(WriteTransfer::new(&n, mode, 1 << 20, server.retries))
         }
-        if let Some(t) = s.as_mut() {
-            while t.poll_transmit(now, &mut out) {
-                sends.push((false, out.clone()));
-            }
-        }
-        for (to_server, bytes) in sends {
-            let op = u16::from_be_bytes([bytes[0], bytes[1]]);
-            let f = match op {
-                opcode::WRQ => faults.rrq,
-                opcode::OACK => faults.oack,
-                opcode::DATA => faults.data,
-                opcode::ACK => faults.ack,
-                _ => Fault::default(),
-            };
-            let copies = if rng.chance(f.duplicate) { 2 } else { 1 };
-            for _ in 0..copies {
-                if rng.chance(f.loss) {
-                    if op == opcode::ACK && s.as_ref().is_some_and(|t| t.is_finished()) {
-                        final_ack_lost = true;
-                    }
-                    continue;
-                }
-                let delay = Duration::from_millis(1 + if f.jitter_ms > 0 { rng.next() % f.jitter_ms } else { 0 });
-                seq += 1;
-                queue.push(Reverse((now + delay, seq, to_server, bytes.clone())));
-            }
-        }
-        if c.is_finished() && s.as_ref().is_none_or(|t| t.is_finished()) && queue.is_empty() {
-            break;
-        }
-        let mut next = queue.peek().map(|Reverse((t, ..))| *t);
-        for d in [c.poll_timeout(), s.as_ref().and_then(|t| t.poll_timeout())].into_iter().flatten() {
-            next = Some(next.map_or(d, |n| n.min(d)));
-        }
-        let Some(next) = next else { break };
-        now = now.max(next);
-        if now - t0 > Duration::from_secs(3600) {
-            break;
-        }
-        while queue.peek().is_some_and(|Reverse((t, ..))| *t <= now) {
-            let Reverse((_, _, to_server, bytes)) = queue.pop().unwrap();
-            if to_server {
-                match (&mut s, Packet::decode(&bytes)) {
-                    (None, Ok(Packet::Wrq { mode, options, .. })) => {
-                        let mode = Mode::parse(&mode).unwrap();
-                        let n = negotiate_write(&options, mode, 1 << 20, &server).unwrap();
-                        s = Some(WriteTransfer::new(&n, mode, 1 << 20, server.retries));
-                    }
-                    (Some(_), Ok(Packet::Wrq { .. })) => {}
-                    (Some(t), _) => t.handle(&bytes, now),
-                    (None, _) => {}
-                }
-            } else {
-                c.handle(&bytes, now);
-            }
-        }
-        c.handle_timeout(now);
-        if let Some(t) = s.as_mut() {
-            t.handle_timeout(now);
-        }
-    }
+        _ => None,
+    };
+    let (s, final_ack_lost) = simulate(&mut c, accept, faults, seed);
     let client = match c.result() {
         Some(Ok(n)) => Ok(n),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("unfinished".into()),
     };
     let server_outcome = s.as_ref().and_then(|t| t.outcome().cloned());
-    let stored = s.as_ref().filter(|t| t.outcome() == Some(&provisor_tftp::upload::UploadOutcome::Completed));
+    let stored = s.as_ref().filter(|t| t.outcome() == Some(&UploadOutcome::Completed));
     UploadReport { client, stored: stored.map(|t| t.data().to_vec()), server: server_outcome, final_ack_lost }
 }
 

@@ -137,26 +137,7 @@ pub async fn serve_http<S: Store + 'static, J: Journal>(
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
-    let limits = provisioner.config().limits.clone();
-    let admission = Admission::new(&limits);
-    let app = app(provisioner);
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, peer, admitted) = tokio::select! {
-            a = admission.accept(&listener) => a,
-            () = shutdown.cancelled() => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let _ = stream.set_nodelay(true);
-        let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
-        let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
-        connections.spawn(async move {
-            let _admitted = admitted;
-            serve_connection(stream, app, conn, &limits, &shutdown).await;
-        });
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    accept_loop(listener, None, provisioner, shutdown).await;
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then lets the requests in progress finish.
@@ -166,10 +147,20 @@ pub async fn serve_https<S: Store + 'static, J: Journal>(
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
+    accept_loop(listener, Some(tokio_rustls::TlsAcceptor::from(tls)), provisioner, shutdown).await;
+}
+
+/// Takes connections (within the caps of [`Admission`]) until `shutdown`; each is served on a task of its own, after
+/// a TLS handshake when `tls` is given; then waits for the connections to finish.
+async fn accept_loop<S: Store + 'static, J: Journal>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    provisioner: Arc<Provisioner<S, J>>,
+    shutdown: CancellationToken,
+) {
     let limits = provisioner.config().limits.clone();
     let admission = Admission::new(&limits);
     let app = app(provisioner);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer, admitted) = tokio::select! {
@@ -178,10 +169,13 @@ pub async fn serve_https<S: Store + 'static, J: Journal>(
         };
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
+        let (app, limits, shutdown, tls) = (app.clone(), limits.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
             let _admitted = admitted;
+            let Some(acceptor) = tls else {
+                let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
+                return serve_connection(stream, app, conn, &limits, &shutdown).await;
+            };
             let handshake = Duration::from_secs(limits.http_header_timeout_s);
             let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
