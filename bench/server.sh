@@ -36,7 +36,7 @@ with open(f"{d}/devices.csv", "w") as f:
     for i in range(n):
         f.write(f"0c:11:22:{i >> 16:02x}:{(i >> 8) & 255:02x}:{i & 255:02x},CP-8841-3PCC,{2000 + i},pw-{i:06d},Desk {i}\n")
 EOF
-xargs -a "$dir/group-params.txt" -d '\n' "$bin" group --data-dir "$dir/data" put defaults >/dev/null 2>&1
+xargs -a "$dir/group-params.txt" -d '\n' "$bin" group --data-dir "$dir/data" put defaults --allow-unknown >/dev/null 2>&1
 "$bin" device --data-dir "$dir/data" import "$dir/devices.csv" 2>/dev/null
 python3 - "$dir" <<'EOF'
 import sqlite3, sys

@@ -61,16 +61,29 @@ pub enum DeviceCommand {
         #[arg(long, value_parser = ["sha256", "md5"])]
         digest: Option<String>,
     },
-    /// Remove a device.
+    /// Remove devices: every one named, or none if one of them does not exist.
     Rm {
-        /// MAC address.
-        mac: String,
+        /// MAC addresses.
+        macs: Vec<String>,
+        /// Also the MACs in this file, one per line (# starts a comment).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
     },
     /// Import devices from CSV: all rows or none. Columns: mac (required), model, serial, description, group; any
     /// other column is a parameter (e.g. User_ID_1_ or "Display Name[1]"); empty cells are not set.
     Import {
         /// The CSV file, or - for standard input.
         file: PathBuf,
+        /// Rows for existing devices update them (their non-empty cells replace what they name; keys stay) instead of
+        /// failing.
+        #[arg(long)]
+        update: bool,
+        /// Print what would change, one line per device and parameter, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take parameter names the phones' dictionary does not know (phones ignore unknown names).
+        #[arg(long)]
+        allow_unknown: bool,
     },
     /// Export every device as CSV (the import format) on standard output.
     Export,
@@ -116,11 +129,15 @@ pub struct Fields {
     /// A parameter, e.g. --param User_ID_1_=2001 (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+    /// Take parameter names the phones' dictionary does not know (refused by default, with the closest names).
+    #[arg(long)]
+    allow_unknown: bool,
 }
 
 #[derive(Subcommand)]
 pub enum GroupCommand {
-    /// Add or replace a group. `defaults` applies to every device, `model:<model>` to every device of a model.
+    /// Create a group with exactly these parameters (an existing one only with --replace). `defaults` applies to
+    /// every device, `model:<model>` to every device of a model.
     Put {
         /// Group name.
         name: String,
@@ -133,6 +150,32 @@ pub enum GroupCommand {
         /// A parameter (repeatable).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Replace an existing group, dropping every parameter not given here.
+        #[arg(long)]
+        replace: bool,
+        /// Take parameter names the phones' dictionary does not know.
+        #[arg(long)]
+        allow_unknown: bool,
+    },
+    /// Change a group: set and unset parameters, keeping the others (the group is created if it does not exist).
+    Set {
+        /// Group name.
+        name: String,
+        /// Parent group (inherited from).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+        /// A parameter to set (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// A parameter to remove (repeatable).
+        #[arg(long, value_name = "NAME")]
+        unset: Vec<String>,
+        /// Take parameter names the phones' dictionary does not know.
+        #[arg(long)]
+        allow_unknown: bool,
     },
     /// List groups.
     List {
@@ -163,9 +206,9 @@ async fn open(dir: &Path) -> Result<SqliteStore> {
     SqliteStore::open(dir).await.with_context(|| format!("{}: cannot open the inventory", dir.display()))
 }
 
-/// Parses `NAME=VALUE`, accepting web-UI labels for names, and checks the value against the dictionary.
-fn parameter(pair: &str) -> Result<(String, String)> {
-    Ok(provisor_server::inventory::parameter::parameter(pair)?)
+/// Parses `NAME=VALUE`, accepting web-UI labels for names, and checks the name and value against the dictionary.
+fn parameter(pair: &str, allow_unknown: bool) -> Result<(String, String)> {
+    Ok(provisor_server::inventory::parameter::parameter(pair, allow_unknown)?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -187,7 +230,7 @@ fn apply_fields(d: &mut Device, f: Fields) -> Result<()> {
         d.group = if v.is_empty() { None } else { Some(v) };
     }
     for p in &f.params {
-        let (n, v) = parameter(p)?;
+        let (n, v) = parameter(p, f.allow_unknown)?;
         d.params.insert(n, v);
     }
     Ok(())
@@ -274,14 +317,10 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                 store.update_device(&d).await?;
                 eprintln!("updated {}", d.mac);
             }
-            DeviceCommand::Rm { mac } => {
-                let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
-                if !store.remove_device(&mac).await? {
-                    bail!("no device {mac}");
-                }
-                eprintln!("removed {mac}");
+            DeviceCommand::Rm { macs, from } => return remove(&store, macs, from.as_deref()).await,
+            DeviceCommand::Import { file, update, dry_run, allow_unknown } => {
+                return import(&store, &file, csv::ImportOptions { update, allow_unknown }, dry_run).await;
             }
-            DeviceCommand::Import { file } => return import(&store, &file).await,
             DeviceCommand::Export => export(&store).await?,
             DeviceCommand::Audit { mac, limit, secrets } => {
                 let mac: Option<Mac> = mac.map(|m| m.parse()).transpose().map_err(anyhow::Error::msg)?;
@@ -311,10 +350,42 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
     })
 }
 
-async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
+/// `device rm`: every MAC named (arguments and `--from`) exists, or nothing is removed.
+async fn remove(store: &SqliteStore, mut macs: Vec<String>, from: Option<&Path>) -> Result<ExitCode> {
+    if let Some(file) = from {
+        let text = String::from_utf8(crate::files::read_input(file, 64 << 20)?)
+            .with_context(|| format!("{}: not text", crate::files::display(file)))?;
+        macs.extend(
+            text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()),
+        );
+    }
+    if macs.is_empty() {
+        bail!("no MAC given (arguments or --from FILE)");
+    }
+    let mut parsed: Vec<Mac> = Vec::with_capacity(macs.len());
+    for m in &macs {
+        parsed.push(m.parse().map_err(anyhow::Error::msg)?);
+    }
+    let mut missing = Vec::new();
+    for mac in &parsed {
+        if store.device(mac).await?.is_none() {
+            missing.push(mac.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        bail!("no device {}: nothing was removed", missing.join(", "));
+    }
+    for mac in &parsed {
+        store.remove_device(mac).await?;
+    }
+    eprintln!("removed {} device(s)", parsed.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(store: &SqliteStore, file: &Path, options: csv::ImportOptions, dry_run: bool) -> Result<ExitCode> {
     let name = crate::files::display(file);
     let data = crate::files::read_input(file, 512 << 20)?;
-    let devices = match csv::read_devices(store, &data).await {
+    let import = match csv::read_devices(store, &data, options).await {
         Ok(d) => d,
         Err(csv::ImportError::Rows(rows)) => {
             for r in &rows {
@@ -325,14 +396,24 @@ async fn import(store: &SqliteStore, file: &Path) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let bar = indicatif::ProgressBar::new(devices.len() as u64);
+    let summary =
+        format!("{} new, {} changed, {} unchanged device(s)", import.add.len(), import.update.len(), import.unchanged);
+    if dry_run {
+        for line in import.diff() {
+            println!("{line}");
+        }
+        eprintln!("{name}: would make {summary}; nothing was changed (--dry-run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total = import.add.len() + import.update.len();
+    let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices ({eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    store.import_devices(&devices, &|n| bar.set_position(n as u64)).await?;
+    import.apply(store, &|n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
-    eprintln!("{name}: imported {} device(s)", devices.len());
+    eprintln!("{name}: {summary}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -344,10 +425,39 @@ pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let store = open(&dir.data_dir).await?;
         match cmd {
-            GroupCommand::Put { name, parent, description, params } => {
-                let params = params.iter().map(|p| parameter(p)).collect::<Result<BTreeMap<_, _>>>()?;
+            GroupCommand::Put { name, parent, description, params, replace, allow_unknown } => {
+                let params = params.iter().map(|p| parameter(p, allow_unknown)).collect::<Result<BTreeMap<_, _>>>()?;
+                if !replace && store.group(&name).await?.is_some() {
+                    bail!(
+                        "group {name:?} exists: `provisor group set {name} --param ...` changes some parameters and \
+                         keeps the others; `group put --replace` replaces the whole group"
+                    );
+                }
                 store.put_group(&Group { name: name.clone(), parent, description, params }).await?;
                 eprintln!("saved group {name}");
+            }
+            GroupCommand::Set { name, parent, description, params, unset, allow_unknown } => {
+                let mut g = store.group(&name).await?.unwrap_or_else(|| Group {
+                    name: name.clone(),
+                    parent: None,
+                    description: String::new(),
+                    params: BTreeMap::new(),
+                });
+                for p in &params {
+                    let (n, v) = parameter(p, allow_unknown)?;
+                    g.params.insert(n, v);
+                }
+                for n in &unset {
+                    g.params.remove(&dictionary::element_name(n));
+                }
+                if parent.is_some() {
+                    g.parent = parent;
+                }
+                if let Some(d) = description {
+                    g.description = d;
+                }
+                store.put_group(&g).await?;
+                eprintln!("saved group {name} ({} parameter(s))", g.params.len());
             }
             GroupCommand::List { json } => {
                 let groups = store.groups().await?;

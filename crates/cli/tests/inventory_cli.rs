@@ -153,3 +153,88 @@ fn render_a_device_profile() {
     assert!(err.contains("raw.xml") && err.contains("000e08aabbcc"), "{err}");
     assert!(o.stdout.is_empty(), "never half a profile");
 }
+
+fn fails(o: Output) -> String {
+    assert!(!o.status.success(), "succeeded: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn fleet_edits_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(provisor(
+        d,
+        &["group", "put", "defaults", "--param", "Proxy_1_=sip.example.com", "--param", "Time_Zone=GMT+01:00"],
+    ));
+    // `group set` keeps what it does not name; `group put` on an existing group needs --replace.
+    ok(provisor(d, &["group", "set", "defaults", "--param", "Primary_NTP_Server=ntp.example.com"]));
+    let g: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["group", "show", "defaults", "--json"]))).unwrap();
+    assert_eq!(g["params"]["Proxy_1_"], "sip.example.com");
+    assert_eq!(g["params"]["Time_Zone"], "GMT+01:00");
+    assert_eq!(g["params"]["Primary_NTP_Server"], "ntp.example.com");
+    let err = fails(provisor(d, &["group", "put", "defaults", "--param", "Proxy_1_=other"]));
+    assert!(err.contains("group set") && err.contains("--replace"), "{err}");
+    ok(provisor(d, &["group", "set", "defaults", "--unset", "Time_Zone"]));
+    let g: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["group", "show", "defaults", "--json"]))).unwrap();
+    assert!(g["params"].get("Time_Zone").is_none() && g["params"]["Proxy_1_"] == "sip.example.com", "{g}");
+    ok(provisor(d, &["group", "put", "defaults", "--replace", "--param", "Proxy_1_=new"]));
+    let g: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["group", "show", "defaults", "--json"]))).unwrap();
+    assert_eq!(g["params"].as_object().unwrap().len(), 1);
+
+    // Unknown names are refused with the closest known ones, unless --allow-unknown.
+    let err = fails(provisor(d, &["group", "set", "defaults", "--param", "NTP_Server=ntp.example.com"]));
+    assert!(err.contains("NTP_Server") && err.contains("did you mean"), "{err}");
+    let err = fails(provisor(d, &["device", "add", "000e08000001", "--param", "Resync_Periodik=60"]));
+    assert!(err.contains("did you mean Resync_Periodic"), "{err}");
+    ok(provisor(d, &["device", "add", "000e08000001", "--param", "My_Own=1", "--allow-unknown"]));
+
+    // Re-importing an edited CSV: --dry-run shows the diff and changes nothing; --update applies it.
+    ok(provisor(d, &["group", "put", "office"]));
+    let csv = d.join("devices.csv");
+    std::fs::write(
+        &csv,
+        "mac,model,group,User_ID_1_\n000e08000002,CP-8841-3PCC,office,2002\n000e08000003,CP-7832-3PCC,office,2003\n",
+    )
+    .unwrap();
+    ok(provisor(d, &["device", "import", csv.to_str().unwrap()]));
+    let key_before = serde_json::from_str::<serde_json::Value>(&ok(provisor(
+        d,
+        &["device", "show", "000e08000002", "--secrets", "--json"],
+    )))
+    .unwrap()["secrets"]["aes_key"]
+        .clone();
+    std::fs::write(&csv, "mac,model,group,User_ID_1_\n000e08000002,CP-8851-3PCC,office,2002\n000e08000003,CP-7832-3PCC,office,2003\n000e08000004,CP-6841-3PCC,office,2004\n").unwrap();
+    let err = fails(provisor(d, &["device", "import", csv.to_str().unwrap()]));
+    assert!(err.contains("already exists") && err.contains("--update"), "{err}");
+    let dry = provisor(d, &["device", "import", "--update", "--dry-run", csv.to_str().unwrap()]);
+    let diff = ok(dry);
+    assert_eq!(diff, "+ 000e08000004 (CP-6841-3PCC)\n~ 000e08000002 model: \"CP-8841-3PCC\" -> \"CP-8851-3PCC\"\n");
+    let list: serde_json::Value = serde_json::from_str(&ok(provisor(d, &["device", "list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3, "a dry run changes nothing");
+    ok(provisor(d, &["device", "import", "--update", csv.to_str().unwrap()]));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "show", "000e08000002", "--secrets", "--json"]))).unwrap();
+    assert_eq!(shown["model"], "CP-8851-3PCC");
+    assert_eq!(shown["secrets"]["aes_key"], key_before, "an update keeps the device's keys");
+    // An upsert that fails on one row changes nothing.
+    std::fs::write(&csv, "mac,model,group\n000e08000002,CP-7841-3PCC,office\n000e08000005,CP-7841-3PCC,nowhere\n")
+        .unwrap();
+    let err = fails(provisor(d, &["device", "import", "--update", csv.to_str().unwrap()]));
+    assert!(err.contains(":3: group") && err.contains("nothing was imported"), "{err}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "show", "000e08000002", "--json"]))).unwrap();
+    assert_eq!(shown["model"], "CP-8851-3PCC");
+
+    // `device rm` takes many MACs or a file; one that does not exist stops them all.
+    let err = fails(provisor(d, &["device", "rm", "000e08000002", "000e0800ffff"]));
+    assert!(err.contains("000e0800ffff") && err.contains("nothing was removed"), "{err}");
+    let list_file = d.join("gone.txt");
+    std::fs::write(&list_file, "# retired\n000e08000003\n00:0e:08:00:00:04\n").unwrap();
+    ok(provisor(d, &["device", "rm", "000e08000002", "--from", list_file.to_str().unwrap()]));
+    let list: serde_json::Value = serde_json::from_str(&ok(provisor(d, &["device", "list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}

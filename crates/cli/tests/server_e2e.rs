@@ -918,3 +918,53 @@ fn a_server_in_memory_writes_nothing_to_its_directory_and_cleans_up_at_exit() {
     let server_files = ["data", ":memory:", "inventory.sqlite", "audit.log", "tls", "uploads"];
     assert!(left.iter().all(|n| !server_files.contains(&n.as_str())), "{left:?}");
 }
+
+#[test]
+fn x_forwarded_for_names_the_phone_only_behind_trusted_proxies() {
+    let audit_clients = |dir: &Path| -> Vec<String> {
+        let audit = std::fs::read_to_string(dir.join("data/audit.log")).unwrap_or_default();
+        audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["client"].to_string())
+            .collect()
+    };
+    let fetch = |server: &Server| {
+        let out = peer(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "X-Forwarded-For: 203.0.113.7",
+                &format!("{}/{MAC_A}.xml", server.http),
+            ],
+            None,
+        );
+        text(&out.stdout)
+    };
+    // Without trusted proxies the header is anyone's claim: ignored.
+    let (dir, _pki, server) = setup("");
+    assert_eq!(fetch(&server), "200");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_clients(dir.path()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(audit_clients(dir.path()).iter().all(|c| c.starts_with("\"127.0.0.1:")), "{:?}", audit_clients(dir.path()));
+    drop(server);
+    // Behind a trusted proxy (loopback here), the phone's address is what the audit log and the limits see.
+    let (dir, _pki, server) = setup("[limits]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    assert_eq!(fetch(&server), "200");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_clients(dir.path()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        audit_clients(dir.path()).iter().all(|c| c.starts_with("\"203.0.113.7:")),
+        "{:?}",
+        audit_clients(dir.path())
+    );
+}

@@ -171,11 +171,19 @@ pub fn suggestions(name: &str) -> Vec<String> {
     let d = &*DICTIONARY;
     let folded = name.to_ascii_lowercase();
     let mut scored: Vec<(usize, String)> = Vec::new();
+    let limit = (name.len() / 4).clamp(1, 4);
     let mut consider = |candidate: String| {
-        let distance = strsim::levenshtein(&folded, &candidate.to_ascii_lowercase());
-        let limit = (name.len() / 4).clamp(1, 4);
+        let c = candidate.to_ascii_lowercase();
+        let distance = strsim::levenshtein(&folded, &c);
         if distance <= limit {
             scored.push((distance, candidate));
+        } else if folded.len() >= 4
+            && (c.ends_with(&format!("_{folded}"))
+                || c.starts_with(&format!("{folded}_"))
+                || c.contains(&format!("_{folded}_")))
+        {
+            // A shortened name (`NTP_Server` for `Primary_NTP_Server`): after every close spelling, shortest first.
+            scored.push((limit + c.len() - folded.len(), candidate));
         }
     };
     for (k, _) in d.exact.iter() {
@@ -294,5 +302,7 @@ mod tests {
         assert_eq!(suggestions("resync_on_reset")[0], "Resync_On_Reset");
         assert_eq!(suggestions("Dial_Plan_3")[0], "Dial_Plan_3_");
         assert!(suggestions("Completely_Different_Thing_Here").is_empty());
+        let shortened = suggestions("NTP_Server");
+        assert!(shortened.iter().any(|n| n == "Primary_NTP_Server"), "{shortened:?}");
     }
 }

@@ -245,6 +245,25 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most connections at once from one address; more are closed at once.
     pub max_connections_per_address: usize,
+    /// Reverse proxies or load balancers (networks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the client:
+    /// for requests from them, the client is the last address in that header that is not itself a trusted proxy
+    /// (rate limits, `trusted_networks` and the audit log then see the phone, not the proxy).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Limits {
+    /// The client of an HTTP request from `peer` with these `X-Forwarded-For` values: `peer` itself unless it is a
+    /// trusted proxy; else the rightmost address the proxies did not add themselves.
+    pub fn client_behind_proxies(&self, peer: std::net::IpAddr, forwarded_for: &[&str]) -> std::net::IpAddr {
+        let proxies: Vec<ipnet::IpNet> = self.trusted_proxies.iter().filter_map(|n| n.parse().ok()).collect();
+        let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let hops = forwarded_for.iter().flat_map(|v| v.split(',')).filter_map(|a| a.trim().parse().ok());
+        let hops: Vec<std::net::IpAddr> = hops.collect();
+        hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer)
+    }
 }
 
 impl Default for Config {
@@ -313,6 +332,7 @@ impl Default for Limits {
             http_idle_timeout_s: 60,
             max_connections: 4096,
             max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -424,6 +444,11 @@ impl Config {
                     format!("[provisioning] trusted_networks[{i}]"),
                     format!("{net:?} is not a network such as 10.0.0.0/8"),
                 )
+            })?;
+        }
+        for (i, net) in self.limits.trusted_proxies.iter().enumerate() {
+            net.parse::<ipnet::IpNet>().map_err(|_| {
+                (format!("[limits] trusted_proxies[{i}]"), format!("{net:?} is not a network such as 10.0.0.0/8"))
             })?;
         }
         let l = &self.limits;
@@ -620,6 +645,8 @@ http_idle_timeout_s = 60
 # HTTP(S) connections at once, per listener and per address.
 max_connections = 4096
 max_connections_per_address = 256
+# Reverse proxies whose X-Forwarded-For names the phone (e.g. ["10.0.0.0/8"]); none by default.
+trusted_proxies = []
 
 [journal]
 # Events (syslog lines, errors) and reports: kept this many days, and at most this many per device.
@@ -629,6 +656,24 @@ max_rows_per_device = 1000
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_last_address_they_did_not_add() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut l = Limits::default();
+        // No trusted proxies: the header is ignored (anyone can send it).
+        assert_eq!(l.client_behind_proxies(ip("10.0.0.9"), &["203.0.113.7"]), ip("10.0.0.9"));
+        l.trusted_proxies = vec!["10.0.0.0/8".into()];
+        assert_eq!(l.client_behind_proxies(ip("10.0.0.9"), &["203.0.113.7"]), ip("203.0.113.7"));
+        // A client-supplied first hop does not count: the rightmost untrusted address does.
+        assert_eq!(l.client_behind_proxies(ip("10.0.0.9"), &["1.2.3.4, 203.0.113.7", "10.0.0.8"]), ip("203.0.113.7"));
+        assert_eq!(l.client_behind_proxies(ip("10.0.0.9"), &["garbage"]), ip("10.0.0.9"));
+        // A request straight from the internet is its own client whatever it claims.
+        assert_eq!(l.client_behind_proxies(ip("198.51.100.1"), &["10.0.0.1"]), ip("198.51.100.1"));
+        let bad = Config::parse("[limits]\ntrusted_proxies = [\"nope\"]\n", "p.toml").unwrap_err();
+        assert!(bad.message.contains("trusted_proxies[0]"), "{}", bad.message);
+    }
+
     use super::*;
 
     #[test]

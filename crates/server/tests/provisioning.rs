@@ -395,3 +395,24 @@ async fn trust_lists_are_served_when_the_site_placed_one_and_not_found_otherwise
     let other = core.handle(get(Protocol::Tftp, &format!("CTLSEP{}.tlv", A.to_uppercase()), 1), at(2)).await;
     assert_eq!(other.status, 404);
 }
+
+#[tokio::test]
+async fn a_verified_certificate_is_never_rate_limited_for_what_its_neighbours_did() {
+    let (core, _) = core(|c| c.limits.failed_lookups_per_minute = 3).await;
+    // A neighbour behind the same NAT (10.0.0.1) mistypes three times: the address is limited.
+    for i in 0..3 {
+        core.handle(get(Protocol::Http, &format!("/typo-{i}"), 1), at(0)).await;
+    }
+    assert_eq!(core.handle(get(Protocol::Http, &format!("/{A}.xml"), 1), at(1)).await.status, 429);
+    // A phone at that address with its verified certificate is served.
+    let r = core.handle(with_certificate(&format!("/{A}.xml"), 1, A, "CP-8841-3PCC"), at(2)).await;
+    assert_eq!(r.status, 200);
+    // Its own refusals are logged on its device, not counted against the address.
+    let (core, _) = common::core(|c| c.limits.failed_lookups_per_minute = 3).await;
+    for t in 0..5 {
+        let r = core.handle(with_certificate(&format!("/{B}.xml"), 2, A, "CP-8841-3PCC"), at(t)).await;
+        assert_eq!(r.status, 403);
+    }
+    assert_eq!(core.handle(get(Protocol::Http, &format!("/{B}.xml"), 2), at(6)).await.status, 200);
+    assert_eq!(core.journal().events(&mac(A)).iter().filter(|(k, _)| *k == "refused").count(), 5);
+}

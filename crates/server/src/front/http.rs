@@ -345,12 +345,17 @@ async fn handle<S: Store + 'static, J: Journal>(
     } else {
         bytes::Bytes::new()
     };
+    let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let client = std::net::SocketAddr::new(
+        provisioner.config().limits.client_behind_proxies(conn.peer.ip(), &forwarded),
+        conn.peer.port(),
+    );
     let request = Request {
         protocol: conn.protocol,
         method,
         path,
         target,
-        client: conn.peer,
+        client,
         user_agent: text(header::USER_AGENT),
         certificate: conn.certificate,
         authorization: text(header::AUTHORIZATION),

@@ -6,8 +6,75 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::parameter::check_parameter;
+use super::parameter::{check_known, check_parameter};
 use super::{Device, Mac, Secrets, Store, StoreError};
+
+/// How an import treats what the inventory already has and names the dictionary does not know.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// A row for an existing device updates it (the row's non-empty cells replace fields and parameters; its
+    /// secrets stay) instead of being an error.
+    pub update: bool,
+    /// Parameter names the dictionary does not know are taken instead of refused.
+    pub allow_unknown: bool,
+}
+
+/// What an import would do.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    /// New devices, with fresh secrets.
+    pub add: Vec<Device>,
+    /// Existing devices as they are and as the import leaves them (only those that change).
+    pub update: Vec<(Device, Device)>,
+    /// Existing devices the import leaves as they are.
+    pub unchanged: usize,
+}
+
+impl Import {
+    /// Applies it: every change or none.
+    pub async fn apply(&self, store: &impl Store, progress: &(dyn Fn(usize) + Sync)) -> Result<(), StoreError> {
+        let update: Vec<Device> = self.update.iter().map(|(_, new)| new.clone()).collect();
+        store.apply_import(&self.add, &update, progress).await
+    }
+
+    /// One line per change: `+ MAC (model)` for a new device, `~ MAC field: old -> new` per changed field or
+    /// parameter (password values masked).
+    pub fn diff(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.add.iter().map(|d| format!("+ {} ({})", d.mac, d.model)).collect();
+        for (old, new) in &self.update {
+            out.extend(device_diff(old, new).into_iter().map(|c| format!("~ {} {c}", new.mac)));
+        }
+        out
+    }
+}
+
+/// What differs between two versions of a device: fields and parameters (password values masked).
+pub fn device_diff(old: &Device, new: &Device) -> Vec<String> {
+    let mut out = Vec::new();
+    let field = |out: &mut Vec<String>, name: &str, a: &str, b: &str| {
+        if a != b {
+            out.push(format!("{name}: {a:?} -> {b:?}"));
+        }
+    };
+    field(&mut out, "model", &old.model, &new.model);
+    field(&mut out, "serial", &old.serial, &new.serial);
+    field(&mut out, "description", &old.description, &new.description);
+    field(&mut out, "group", old.group.as_deref().unwrap_or(""), new.group.as_deref().unwrap_or(""));
+    let names: BTreeSet<&String> = old.params.keys().chain(new.params.keys()).collect();
+    for name in names {
+        let (a, b) = (old.params.get(name), new.params.get(name));
+        if a == b {
+            continue;
+        }
+        let show = |v: Option<&String>| match v {
+            None => "(unset)".to_string(),
+            Some(_) if name.contains("Password") => "(secret)".to_string(),
+            Some(v) => format!("{v:?}"),
+        };
+        out.push(format!("{name}: {} -> {}", show(a), show(b)));
+    }
+    out
+}
 
 /// The device fields, in export order; every other column is a parameter.
 pub const FIELDS: [&str; 5] = ["mac", "model", "serial", "description", "group"];
@@ -45,9 +112,9 @@ impl From<::csv::Error> for ImportError {
     }
 }
 
-/// Reads and checks `data` against `store` (groups that exist, MACs that do not); returns the devices to add, each
-/// with fresh secrets.
-pub async fn read_devices(store: &impl Store, data: &[u8]) -> Result<Vec<Device>, ImportError> {
+/// Reads and checks `data` against `store` (groups that exist, MACs that do not unless `options.update`, names the
+/// dictionary knows unless `options.allow_unknown`); returns what the import would do.
+pub async fn read_devices(store: &impl Store, data: &[u8], options: ImportOptions) -> Result<Import, ImportError> {
     let row = |line: u64, message: String| RowError { line, message };
     let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).flexible(false).from_reader(data);
     let headers: Vec<String> = match reader.headers() {
@@ -64,11 +131,21 @@ pub async fn read_devices(store: &impl Store, data: &[u8]) -> Result<Vec<Device>
     if !columns.iter().any(|c| c == "mac") {
         return Err(ImportError::Rows(vec![row(1, "the header row has no \"mac\" column".into())]));
     }
+    if !options.allow_unknown {
+        let unknown: Vec<String> = columns
+            .iter()
+            .filter(|c| !FIELDS.contains(&c.as_str()))
+            .filter_map(|c| check_known(c).err().map(|e| e.to_string()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ImportError::Rows(unknown.into_iter().map(|m| row(1, m)).collect()));
+        }
+    }
     let groups: BTreeSet<String> = store.groups().await?.into_iter().map(|g| g.name).collect();
-    let existing: BTreeSet<Mac> = store.devices().await?.into_iter().map(|d| d.mac).collect();
+    let existing: HashMap<Mac, Device> = store.devices().await?.into_iter().map(|d| (d.mac.clone(), d)).collect();
     let mut errors = Vec::new();
     let mut seen: HashMap<Mac, u64> = HashMap::new();
-    let mut devices = Vec::new();
+    let mut import = Import::default();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
@@ -78,18 +155,24 @@ pub async fn read_devices(store: &impl Store, data: &[u8]) -> Result<Vec<Device>
             }
         };
         let line = record.position().map_or(0, |p| p.line());
-        let mut mac: Option<Mac> = None;
-        let mut d = Device::blank(Mac::placeholder(), Secrets::generate()?);
+        // The MAC first: an update starts from the device as it is.
+        let mac_cell = columns.iter().zip(record.iter()).find(|(c, _)| *c == "mac").map(|(_, v)| v).unwrap_or("");
+        let mac = match mac_cell.parse::<Mac>() {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(row(line, format!("mac: {e}")));
+                continue;
+            }
+        };
+        let current = existing.get(&mac).filter(|_| options.update);
+        let mut d = match current {
+            Some(d) => d.clone(),
+            None => Device::blank(mac.clone(), Secrets::generate()?),
+        };
         let mut ok = true;
         for (column, value) in columns.iter().zip(record.iter()) {
             match column.as_str() {
-                "mac" => match value.parse::<Mac>() {
-                    Ok(m) => mac = Some(m),
-                    Err(e) => {
-                        errors.push(row(line, format!("mac: {e}")));
-                        ok = false;
-                    }
-                },
+                "mac" => {}
                 "model" => d.model = value.to_string(),
                 "serial" => d.serial = value.to_string(),
                 "description" => d.description = value.to_string(),
@@ -112,19 +195,24 @@ pub async fn read_devices(store: &impl Store, data: &[u8]) -> Result<Vec<Device>
                 _ => {}
             }
         }
-        let Some(mac) = mac.filter(|_| ok) else { continue };
-        d.mac = mac;
+        if !ok {
+            continue;
+        }
         if let Some(first) = seen.insert(d.mac.clone(), line) {
             errors.push(row(line, format!("mac {} is already on line {first}", d.mac)));
             continue;
         }
-        if existing.contains(&d.mac) {
-            errors.push(row(line, format!("device {} already exists (remove it or use provisor device set)", d.mac)));
-            continue;
+        match (current, existing.contains_key(&d.mac)) {
+            (Some(old), _) if *old == d => import.unchanged += 1,
+            (Some(old), _) => import.update.push((old.clone(), d)),
+            (None, true) => errors.push(row(
+                line,
+                format!("device {} already exists (import --update changes it, or provisor device set)", d.mac),
+            )),
+            (None, false) => import.add.push(d),
         }
-        devices.push(d);
     }
-    if errors.is_empty() { Ok(devices) } else { Err(ImportError::Rows(errors)) }
+    if errors.is_empty() { Ok(import) } else { Err(ImportError::Rows(errors)) }
 }
 
 /// Writes every device of `store` as CSV: the fields, then one column per parameter any device has.
@@ -166,16 +254,19 @@ mod tests {
                    0011aabbcc02,CP-8841-3PCC,nowhere,,\n\
                    0011aabbcc01,CP-8841-3PCC,office,,\n\
                    0011aabbcc03,CP-8841-3PCC,office,,soon\n";
-        let Err(ImportError::Rows(rows)) = read_devices(&store, bad.as_bytes()).await else { panic!("accepted") };
+        let Err(ImportError::Rows(rows)) = read_devices(&store, bad.as_bytes(), ImportOptions::default()).await else {
+            panic!("accepted")
+        };
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 4, 5, 6], "{rows:?}");
         assert!(rows[0].message.starts_with("mac:") && rows[1].message.starts_with("group:"), "{rows:?}");
         assert!(rows[3].message.starts_with("Resync_Periodic"), "{rows:?}");
 
         let good = "mac,model,group,Proxy_1_,Resync Periodic\n0011aabbcc01,CP-8841-3PCC,office,sip.example.com,600\n";
-        let devices = read_devices(&store, good.as_bytes()).await.unwrap();
+        let import = read_devices(&store, good.as_bytes(), ImportOptions::default()).await.unwrap();
+        let devices = &import.add;
         assert_eq!(devices[0].params.get("Resync_Periodic").map(String::as_str), Some("600"), "labels become names");
-        store.import_devices(&devices, &|_| {}).await.unwrap();
+        import.apply(&store, &|_| {}).await.unwrap();
         let mut out = Vec::new();
         write_devices(&store, &mut out).await.unwrap();
         assert_eq!(
@@ -183,7 +274,37 @@ mod tests {
             "mac,model,serial,description,group,Proxy_1_,Resync_Periodic\n\
              0011aabbcc01,CP-8841-3PCC,,,office,sip.example.com,600\n"
         );
-        let Err(ImportError::Rows(rows)) = read_devices(&store, good.as_bytes()).await else { panic!("accepted") };
+        let Err(ImportError::Rows(rows)) = read_devices(&store, good.as_bytes(), ImportOptions::default()).await else {
+            panic!("accepted")
+        };
         assert!(rows[0].message.contains("already exists"), "{rows:?}");
+
+        // With --update: the row's cells replace what they name, the rest and the secrets stay.
+        let before = store.device(&"0011aabbcc01".parse().unwrap()).await.unwrap().unwrap();
+        let edited = "mac,Proxy_1_,Password_1_\n0011aabbcc01,sip2.example.com,new\n0011aabbcc09,,\n";
+        let update = ImportOptions { update: true, ..ImportOptions::default() };
+        let import = read_devices(&store, edited.as_bytes(), update).await.unwrap();
+        assert_eq!((import.add.len(), import.update.len()), (1, 1));
+        assert_eq!(
+            import.diff(),
+            [
+                "+ 0011aabbcc09 ()",
+                "~ 0011aabbcc01 Password_1_: (unset) -> (secret)",
+                "~ 0011aabbcc01 Proxy_1_: \"sip.example.com\" -> \"sip2.example.com\""
+            ]
+        );
+        import.apply(&store, &|_| {}).await.unwrap();
+        let after = store.device(&"0011aabbcc01".parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            (after.secrets.aes_key.as_str(), after.model.as_str()),
+            (before.secrets.aes_key.as_str(), "CP-8841-3PCC")
+        );
+        assert_eq!(after.params.get("Resync_Periodic").map(String::as_str), Some("600"));
+        // Unknown names are refused before anything else, with a suggestion.
+        let typo = "mac,Proxy_1,Resync_Periodik\n0011aabbcc01,a,1\n";
+        let Err(ImportError::Rows(rows)) = read_devices(&store, typo.as_bytes(), update).await else { panic!() };
+        assert!(rows.iter().any(|r| r.message.contains("did you mean Resync_Periodic")), "{rows:?}");
+        let allow = ImportOptions { update: true, allow_unknown: true };
+        assert!(read_devices(&store, typo.as_bytes(), allow).await.is_ok());
     }
 }

@@ -77,6 +77,38 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn apply_import(
+        &self,
+        add: &[Device],
+        update: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let before = s.devices.clone();
+        let result = (|| {
+            for d in add {
+                s.insert(d)?;
+            }
+            for d in update {
+                s.check_group(&d.group)?;
+                let slot = s.devices.get_mut(&d.mac).ok_or_else(|| StoreError::NoDevice(d.mac.clone()))?;
+                *slot = d.clone();
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                Self::changed(&mut s);
+                progress(add.len() + update.len());
+                Ok(())
+            }
+            Err(e) => {
+                s.devices = before;
+                Err(e)
+            }
+        }
+    }
+
     async fn update_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut s = self.state();
         s.check_group(&device.group)?;

@@ -244,6 +244,13 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces a device's fields and parameters.
     fn update_device(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Adds `add` and replaces `update` (fields, parameters and secrets) in one transaction: all or none.
+    fn apply_import(
+        &self,
+        add: &[Device],
+        update: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A device by MAC.
     fn device(&self, mac: &Mac) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
     /// Every device, by MAC.
@@ -342,6 +349,14 @@ impl Store for AnyStore {
     }
     async fn update_device(&self, device: &Device) -> Result<(), StoreError> {
         forward!(self, s => s.update_device(device))
+    }
+    async fn apply_import(
+        &self,
+        add: &[Device],
+        update: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.apply_import(add, update, progress))
     }
     async fn device(&self, mac: &Mac) -> Result<Option<Device>, StoreError> {
         forward!(self, s => s.device(mac))

@@ -88,6 +88,27 @@ impl SqliteStore {
         Self::insert_params(tx, d).await
     }
 
+    /// Replaces a device's fields, secrets and parameters inside `tx`.
+    async fn replace_device(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
+        let q = sqlx::query(
+            "UPDATE devices SET model = ?, serial = ?, description = ?, group_name = ?, aes_key = ?, aes_digest = ?, \
+             ikm = ?, path_token = ?, prev_aes_key = ?, prev_ikm = ?, prev_path_token = ?, updated_at = ? \
+             WHERE mac = ?",
+        );
+        let r = bind_fields(q, d).bind(now()).bind(d.mac.as_str()).execute(&mut **tx).await;
+        let r = match r {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Err(StoreError::NoGroup(d.group.clone().unwrap_or_default()));
+            }
+            r => r?,
+        };
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(d.mac.clone()));
+        }
+        sqlx::query("DELETE FROM device_params WHERE mac = ?").bind(d.mac.as_str()).execute(&mut **tx).await?;
+        Self::insert_params(tx, d).await
+    }
+
     async fn insert_params(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
         for (name, value) in &d.params {
             sqlx::query("INSERT INTO device_params (mac, name, value) VALUES (?, ?, ?)")
@@ -157,24 +178,32 @@ impl Store for SqliteStore {
 
     async fn update_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let q = sqlx::query(
-            "UPDATE devices SET model = ?, serial = ?, description = ?, group_name = ?, aes_key = ?, aes_digest = ?, \
-             ikm = ?, path_token = ?, prev_aes_key = ?, prev_ikm = ?, prev_path_token = ?, updated_at = ? \
-             WHERE mac = ?",
-        );
-        let r = bind_fields(q, d).bind(now()).bind(d.mac.as_str()).execute(&mut *tx).await;
-        let r = match r {
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                return Err(StoreError::NoGroup(d.group.clone().unwrap_or_default()));
-            }
-            r => r?,
-        };
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NoDevice(d.mac.clone()));
-        }
-        sqlx::query("DELETE FROM device_params WHERE mac = ?").bind(d.mac.as_str()).execute(&mut *tx).await?;
-        Self::insert_params(&mut tx, d).await?;
+        Self::replace_device(&mut tx, d).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_import(
+        &self,
+        add: &[Device],
+        update: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (i, d) in add.iter().enumerate() {
+            Self::insert_device(&mut tx, d).await?;
+            if i % 100 == 99 {
+                progress(i + 1);
+            }
+        }
+        for (i, d) in update.iter().enumerate() {
+            Self::replace_device(&mut tx, d).await?;
+            if i % 100 == 99 {
+                progress(add.len() + i + 1);
+            }
+        }
+        tx.commit().await?;
+        progress(add.len() + update.len());
         Ok(())
     }
 

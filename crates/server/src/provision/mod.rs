@@ -65,6 +65,11 @@ pub struct Provisioner<S: Store, J: Journal> {
     addresses: Mutex<HashMap<IpAddr, Mac>>,
 }
 
+/// Whether the request carries a verified client certificate that names a device (HTTPS only).
+fn verified(req: &Request) -> bool {
+    req.protocol == Protocol::Https && req.certificate.as_ref().is_some_and(|c| c.mac.is_some())
+}
+
 /// Unix milliseconds.
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -154,7 +159,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let response = match self.serve(&req, ua.as_ref(), now, &mut out).await {
             Ok(r) => r,
             Err(e) => {
-                self.note_failure(&e, req.client.ip(), now, &mut out);
+                self.note_failure(&e, req.client.ip(), now, verified(&req), &mut out);
                 Response::from(e)
             }
         };
@@ -179,7 +184,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         now: i64,
         out: &mut Outcome,
     ) -> Result<Response, ProvisionError> {
-        self.guard.admit(req.client.ip(), now).map_err(ProvisionError::Limited)?;
+        // A phone that proved who it is is never refused for what others at its address did (phones behind one NAT).
+        if !verified(req) {
+            self.guard.admit(req.client.ip(), now).map_err(ProvisionError::Limited)?;
+        }
         let path = normalise(&req.path).ok_or(ProvisionError::IllegalName)?;
         let route = self.router.route(&path);
         self.authenticate(req, &route, now)?;

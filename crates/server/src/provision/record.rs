@@ -12,8 +12,9 @@ use crate::journal::{AuditEntry, Journal};
 
 impl<S: Store, J: Journal> Provisioner<S, J> {
     /// What a refusal adds to the outcome: the failed-lookup count, and the device's history.
-    pub(super) fn note_failure(&self, e: &ProvisionError, ip: IpAddr, now: i64, out: &mut Outcome) {
-        if e.failed_lookup() {
+    /// A `verified` client's failures are its own (logged on its device), never counted against its address.
+    pub(super) fn note_failure(&self, e: &ProvisionError, ip: IpAddr, now: i64, verified: bool, out: &mut Outcome) {
+        if e.failed_lookup() && !verified {
             self.guard.failed(ip, now);
         }
         match e {
