@@ -217,6 +217,13 @@ fn no_secret_leaves_without_identity_on_any_route() {
 #[test]
 fn mac_enumeration_from_many_addresses_is_capped_per_address_and_in_total() {
     let (_dir, _pki, server) = site("[limits]\nmacs_per_address_per_minute = 16\nmacs_per_minute = 300\n");
+    // The limits count per wall-clock minute: start early in one, and check each count within the minute it fell in.
+    let minute = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
+    if into > 30 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - into));
+    }
+    let first_minute = minute();
     let mut answered = 0;
     let mut leaked_e = false;
     for host in 0..100u32 {
@@ -229,16 +236,22 @@ fn mac_enumeration_from_many_addresses_is_capped_per_address_and_in_total() {
             args.push(format!("{}/SEP{mac}.cnf.xml", server.http));
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = minute();
         let o = peer("curl", &refs, None);
+        let one_minute = minute() == before;
         let codes: Vec<u16> = text(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
         assert_eq!(codes.len(), 20, "{from}: {codes:?}");
         let not_limited = codes.iter().filter(|&&c| c != 429).count();
-        assert!(not_limited <= 16, "{from}: {codes:?}");
-        assert!(codes[16..].iter().all(|&c| c == 429), "{from}: {codes:?}");
+        if one_minute {
+            assert!(not_limited <= 16, "{from}: {codes:?}");
+            assert!(codes[16..].iter().all(|&c| c == 429), "{from}: {codes:?}");
+        }
         answered += not_limited;
-        leaked_e |= host == 99 && codes[19] == 200;
+        leaked_e |= host == 99 && codes[19] == 200 && one_minute;
     }
-    assert!(answered <= 300, "{answered} distinct MACs answered in one minute");
+    // Normally all in one minute; on a slow host the walk may reach into the next, which has its own allowance.
+    let minutes = (minute() - first_minute + 1) as usize;
+    assert!(answered <= 300 * minutes, "{answered} distinct MACs answered in {minutes} minute(s)");
     assert!(answered >= 250, "the first addresses were answered: {answered}");
     assert!(!leaked_e, "the real MAC was answered");
 }
