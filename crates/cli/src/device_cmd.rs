@@ -27,8 +27,18 @@ pub enum DeviceCommand {
         #[command(flatten)]
         fields: Fields,
     },
-    /// List devices.
+    /// List devices: model, group, firmware, last seen and state (`new`: never seen; `stale`: not seen for
+    /// `--stale`, 2 days by default; `ok`).
     List {
+        /// Only devices of this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only devices whose last reported firmware contains this (e.g. 11.3 or sip88xx.12).
+        #[arg(long)]
+        firmware: Option<String>,
+        /// Only devices not seen for at least this long (e.g. 2d, 12h); never-seen devices included.
+        #[arg(long, value_name = "DURATION", value_parser = provisor_phone::drive::parse_duration)]
+        stale: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -247,21 +257,59 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
                 store.add_device(&d).await?;
                 eprintln!("added {}", d.mac);
             }
-            DeviceCommand::List { json } => {
+            DeviceCommand::List { group, firmware, stale, json } => {
                 let devices = store.devices().await?;
+                let states = provisor_server::journal::device_states(&store).await?;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let stale_ms = stale.unwrap_or(2 * 86_400) as i64 * 1000;
+                let mut rows = Vec::new();
+                for d in &devices {
+                    let seen = states.get(&d.mac).cloned().unwrap_or_default();
+                    let state = match seen.last_seen_ms {
+                        None => "new",
+                        Some(t) if now_ms - t >= stale_ms => "stale",
+                        Some(_) => "ok",
+                    };
+                    let keep = group.as_ref().is_none_or(|g| d.group.as_ref() == Some(g))
+                        && firmware
+                            .as_ref()
+                            .is_none_or(|f| seen.firmware.as_ref().is_some_and(|v| v.contains(f.as_str())))
+                        && (stale.is_none() || state != "ok");
+                    if keep {
+                        rows.push((d, seen, state));
+                    }
+                }
                 if json {
-                    print_json(&devices)?;
+                    let v: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|(d, seen, state)| {
+                            let mut v = serde_json::to_value(d).unwrap_or_default();
+                            v["firmware"] = serde_json::json!(seen.firmware);
+                            v["last_seen"] = serde_json::json!(seen.last_seen_ms.map(time));
+                            v["last_address"] = serde_json::json!(seen.last_address);
+                            v["state"] = serde_json::json!(state);
+                            v
+                        })
+                        .collect();
+                    print_json(&v)?;
                 } else {
-                    for d in &devices {
+                    println!(
+                        "{:<12}  {:<16} {:<12} {:<22} {:<24} state",
+                        "mac", "model", "group", "firmware", "last seen"
+                    );
+                    for (d, seen, state) in &rows {
                         println!(
-                            "{}  {:<16} {:<16} {}",
+                            "{}  {:<16} {:<12} {:<22} {:<24} {state}",
                             d.mac,
                             d.model,
                             d.group.as_deref().unwrap_or("-"),
-                            d.description
+                            seen.firmware.as_deref().unwrap_or("-"),
+                            seen.last_seen_ms.map_or("never".to_string(), time),
                         );
                     }
-                    eprintln!("{} device(s)", devices.len());
+                    eprintln!("{} of {} device(s)", rows.len(), devices.len());
                 }
             }
             DeviceCommand::Show { mac, secrets, json } => {
@@ -499,19 +547,7 @@ pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {
 }
 
 fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+    provisor_server::journal::rfc3339(ms)
 }
 
 fn print_status(s: &provisor_server::journal::DeviceStatus) {

@@ -238,3 +238,32 @@ fn fleet_edits_lose_nothing() {
     let list: serde_json::Value = serde_json::from_str(&ok(provisor(d, &["device", "list", "--json"]))).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_fleet_list_shows_state_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(provisor(d, &["group", "put", "office"]));
+    ok(provisor(d, &["group", "put", "lab"]));
+    ok(provisor(d, &["device", "add", "000e08000001", "--model", "CP-8841-3PCC", "--group", "office"]));
+    ok(provisor(d, &["device", "add", "000e08000002", "--model", "CP-7832-3PCC", "--group", "lab"]));
+    let list: serde_json::Value = serde_json::from_str(&ok(provisor(d, &["device", "list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["state"], "new", "never seen: {list}");
+    assert!(list[0]["last_seen"].is_null());
+    let office: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "list", "--group", "office", "--json"]))).unwrap();
+    assert_eq!(office.as_array().unwrap().len(), 1);
+    assert_eq!(office[0]["mac"], "000e08000001");
+    // Never-seen devices are stale however short the threshold; no device reported firmware 12.
+    let stale: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "list", "--stale", "2d", "--json"]))).unwrap();
+    assert_eq!(stale.as_array().unwrap().len(), 2);
+    let fw: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "list", "--firmware", "12.0", "--json"]))).unwrap();
+    assert!(fw.as_array().unwrap().is_empty());
+    let table = ok(provisor(d, &["device", "list"]));
+    assert!(table.starts_with("mac ") && table.contains("CP-7832-3PCC") && table.contains("never"), "{table}");
+    let bad = provisor(d, &["device", "list", "--stale", "soon"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("duration"));
+}

@@ -309,6 +309,7 @@ fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
     let (dir, _pki, server) = setup(
         "[provisioning]\nhttp_user = \"phone\"\nhttp_password = \"pw\"\nunknown_devices = \"deny\"\n[limits]\nfailed_lookups_per_minute = 5\n",
     );
+    ok(provisor(&["group", "--data-dir", &server.data(), "set", "defaults", "--param", "Proxy_1_=cucm.example.com"]));
     // An enterprise phone (CUCM firmware: no -3PCC in its model) gets SEP<MAC>.cnf.xml with its line password.
     ok(provisor(&[
         "device",
@@ -346,10 +347,12 @@ fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
     let tftp_sep = server.tftp_hpa(&sep);
     assert!(text(&tftp_sep).contains("<device>"));
     let default = text(&server.atftp("xmlDefault.CNF.XML"));
+    // The call-control server of the site (the `defaults` group), not the provisioning host.
     assert!(
-        default.contains("<Default>") && default.contains("<processNodeName>127.0.0.1</processNodeName>"),
+        default.contains("<Default>") && default.contains("<processNodeName>cucm.example.com</processNodeName>"),
         "{default}"
     );
+    assert!(!default.contains("127.0.0.1"), "{default}");
     // Firmware over HTTP with ranges and over TFTP.
     let fw = format!("{}/firmware/sip88xx.12-0-1MPP-BN.loads", server.http);
     let (status, headers, body) = server.curl(&["-r", "1000-1999", &fw]);
@@ -577,6 +580,12 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(!timeline.contains("failed") && !timeline.contains("not retried"), "{timeline}");
     let shown = server.show_when(MAC_A, |s| s.contains("firmware     12.0.1"));
     assert!(shown.contains("firmware     12.0.1"), "the upgraded phone's User-Agent: {shown}");
+    // The fleet list sees it too: seen just now, on the new load.
+    let listed = ok(provisor(&["device", "--data-dir", &server.data(), "list", "--firmware", "12.0.1", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!((listed[0]["mac"].as_str(), listed[0]["state"].as_str()), (Some(MAC_A), Some("ok")), "{listed}");
+    assert!(listed[0]["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')), "{listed}");
     assert!(shown.contains("profile.cfg over tftp"), "{shown}");
     assert!(shown.contains("drift        none"), "{shown}");
     assert!(shown.contains("Successful resync"), "its syslog lines arrived: {shown}");

@@ -53,7 +53,7 @@ pub const SEP_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
         <member priority="0">
           <callManager>
             <ports><sipPort>{{ params.SIP_Port_1_|default("5060")|xml }}</sipPort></ports>
-            <processNodeName>{{ params.Proxy_1_|default(server.host)|xml }}</processNodeName>
+            <processNodeName>{{ params.Proxy_1_|default("")|xml }}</processNodeName>
           </callManager>
         </member>
       </members>
@@ -89,17 +89,21 @@ pub const SEP_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// Name of the built-in enterprise device template.
 pub const SEP: &str = "SEP.cnf.xml";
 
-/// The built-in `XMLDefault.cnf.xml`: the call manager, nothing device-specific (specs.md §5.2).
+/// The built-in `XMLDefault.cnf.xml`: the call-control servers, nothing device-specific (specs.md §5.2). They come from
+/// the `defaults` group (`Proxy_1_`, and `Proxy_2_` as the backup), never from the provisioning host: a phone that
+/// registers with the TFTP server registers nowhere.
 pub const XMLDEFAULT_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Default>
   <callManagerGroup>
     <members>
-      <member priority="0">
+{%- for n in [1, 2] %}{% set proxy = params["Proxy_" ~ n ~ "_"] %}{% if proxy %}
+      <member priority="{{ n - 1 }}">
         <callManager>
-          <ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>5060</sipPort></ports>
-          <processNodeName>{{ server.host|xml }}</processNodeName>
+          <ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>{{ params["SIP_Port_" ~ n ~ "_"]|default("5060")|xml }}</sipPort></ports>
+          <processNodeName>{{ proxy|xml }}</processNodeName>
         </callManager>
       </member>
+{%- endif %}{% endfor %}
     </members>
   </callManagerGroup>
   <authenticationURL/><directoryURL/><idleURL/><informationURL/><messagesURL/><servicesURL/>

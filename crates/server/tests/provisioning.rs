@@ -416,3 +416,19 @@ async fn a_verified_certificate_is_never_rate_limited_for_what_its_neighbours_di
     assert_eq!(core.handle(get(Protocol::Http, &format!("/{B}.xml"), 2), at(6)).await.status, 200);
     assert_eq!(core.journal().events(&mac(A)).iter().filter(|(k, _)| *k == "refused").count(), 5);
 }
+
+#[tokio::test]
+async fn xmldefault_names_the_call_control_servers_of_the_site_not_the_provisioning_host() {
+    let (core, _) = core(|_| {}).await;
+    let r = core.handle(get(Protocol::Tftp, "/XMLDefault.cnf.xml", 1), at(0)).await;
+    let xml = text(&r);
+    assert!(xml.contains("<processNodeName>sip.example.com</processNodeName>"), "{xml}");
+    assert!(!xml.contains("prov.example.com"), "{xml}");
+    // A backup proxy becomes the second member; a change to the defaults reaches the next fetch.
+    let mut g = core.store().group("defaults").await.unwrap().unwrap();
+    g.params.insert("Proxy_2_".into(), "sip-backup.example.com".into());
+    core.store().put_group(&g).await.unwrap();
+    core.refresh().await;
+    let xml = text(&core.handle(get(Protocol::Tftp, "/XMLDefault.cnf.xml", 1), at(1)).await);
+    assert!(xml.contains("<member priority=\"1\">") && xml.contains("sip-backup.example.com"), "{xml}");
+}

@@ -27,6 +27,8 @@ struct AuditLog {
 /// One audit line.
 #[derive(Serialize)]
 struct AuditLine<'a> {
+    /// RFC 3339, UTC.
+    time: String,
     at_ms: i64,
     client: &'a str,
     device: Option<&'a str>,
@@ -50,6 +52,7 @@ impl AuditLog {
         self.line.clear();
         for e in batch.iter().filter(|e| e.method != "LOG") {
             let line = AuditLine {
+                time: super::rfc3339(e.at_ms),
                 at_ms: e.at_ms,
                 client: &e.client,
                 device: e.device.as_ref().map(Mac::as_str),

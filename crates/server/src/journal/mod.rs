@@ -20,7 +20,7 @@ mod audit_file;
 mod sqlite;
 
 pub use audit_file::{AuditFile, audit_entries};
-pub use sqlite::{SqliteJournal, device_status, prune_old, prune_rows, trim_devices};
+pub use sqlite::{Seen, SqliteJournal, device_states, device_status, prune_old, prune_rows, trim_devices};
 
 /// Where the provisioning core records what it did.
 pub trait Journal: Send + Sync + 'static {
@@ -185,6 +185,29 @@ pub struct AuditEntry {
     pub report: Option<(Arc<str>, Vec<u8>)>,
 }
 
+/// Unix milliseconds as an RFC 3339 UTC time with milliseconds: `2026-11-28T12:00:00.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 /// `text` with the random directory of every `profile/<random>/` path replaced by `********`: the random path is
 /// half of a device's secret (SEC-PRV-2), so it is shown only when asked for (`--secrets`).
 pub fn mask_path_tokens(text: &str) -> String {
@@ -268,6 +291,13 @@ fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_040_000_123), "2026-11-30T12:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
 
     #[test]
     fn random_paths_are_masked() {

@@ -245,6 +245,38 @@ pub async fn trim_devices(store: &SqliteStore, devices: &[Mac], max_rows: u32) -
     Ok(deleted)
 }
 
+/// What the fleet list shows of each device that was ever seen: last seen (Unix milliseconds), last address,
+/// firmware.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Seen {
+    /// Unix milliseconds of the last request or log line.
+    pub last_seen_ms: Option<i64>,
+    /// Its last address.
+    pub last_address: Option<String>,
+    /// The firmware it last reported.
+    pub firmware: Option<String>,
+}
+
+/// [`Seen`] for every device with state, by MAC (one query).
+pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, StoreError> {
+    let rows =
+        sqlx::query("SELECT mac, last_seen, last_address, firmware FROM device_state").fetch_all(&store.pool).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
+            Some((
+                mac,
+                Seen {
+                    last_seen_ms: r.get("last_seen"),
+                    last_address: r.get("last_address"),
+                    firmware: r.get("firmware"),
+                },
+            ))
+        })
+        .collect())
+}
+
 /// The status of `mac`, with its `limit` most recent events.
 pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
     let mut s = DeviceStatus::default();

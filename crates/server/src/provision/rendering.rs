@@ -1,7 +1,6 @@
 //! Rendering a device's profile in one [`Variant`]: from the cache, or rendered with its parameters, checked the way
 //! a phone parses it, and sealed ([`super::seal`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -95,7 +94,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         }
         let device = Device::blank(Mac::placeholder(), Secrets::none());
         let (template, params) = match variant {
-            Variant::XmlDefault => (render::XMLDEFAULT, BTreeMap::new()),
+            // The call-control servers of the site: the `defaults` group.
+            Variant::XmlDefault => {
+                (render::XMLDEFAULT, self.store.group("defaults").await?.map(|g| g.params).unwrap_or_default())
+            }
             _ => (render::BOOTSTRAP, self.bootstrap_params()),
         };
         let (text, _) = self
