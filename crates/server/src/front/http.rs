@@ -150,6 +150,22 @@ pub async fn serve_https<S: Store + 'static, J: Journal>(
     accept_loop(listener, Some(tokio_rustls::TlsAcceptor::from(tls)), provisioner, shutdown).await;
 }
 
+/// Logs a failed TLS handshake (an untrusted or malformed client certificate, a client that does not trust the server)
+/// with its reason, at most once a second (with how many were not logged), and counts it.
+fn handshake_failed(peer: SocketAddr, e: &std::io::Error) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    metrics::counter!("provisor_tls_handshake_failures_total").increment(1);
+    let second = ticks() / 1000;
+    if LAST.swap(second, Ordering::Relaxed) == second {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let more = SUPPRESSED.swap(0, Ordering::Relaxed);
+    let more = if more > 0 { format!(" ({more} more since the last one logged)") } else { String::new() };
+    tracing::warn!("{peer}: TLS handshake failed: {e}{more}");
+}
+
 /// Takes connections (within the caps of [`Admission`]) until `shutdown`; each is served on a task of its own, after
 /// a TLS handshake when `tls` is given; then waits for the connections to finish.
 async fn accept_loop<S: Store + 'static, J: Journal>(
@@ -180,7 +196,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
             let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!("{peer}: TLS handshake: {e}");
+                    handshake_failed(peer, &e);
                     return;
                 }
                 Err(_) => return,
@@ -306,6 +322,7 @@ async fn handle<S: Store + 'static, J: Journal>(
     let Some(conn) = req.extensions().get::<Connection>().cloned() else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "no connection information".into());
     };
+    let started = std::time::Instant::now();
     let method: &'static str = match *req.method() {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
@@ -361,7 +378,21 @@ async fn handle<S: Store + 'static, J: Journal>(
         authorization: text(header::AUTHORIZATION),
         body,
     };
+    let (client, method_name, file) = (request.client, request.method, request.path.clone());
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;
+    // The access log: one line per request (random profile paths masked: half of a device's secret).
+    tracing::info!(
+        target: "provisor::access",
+        %client,
+        device = %response.device.as_ref().map_or("-", |m| m.as_str()),
+        method = %method_name,
+        file = %crate::journal::mask_path_tokens(&file),
+        status = response.status,
+        bytes = response.body.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "{}",
+        conn.protocol.name()
+    );
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = match &response.body {
         Body::Bytes(b) => AxumResponse::new(AxumBody::from(b.clone())),

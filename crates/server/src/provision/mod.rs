@@ -156,13 +156,14 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let now = unix_ms(now);
         let ua = req.user_agent.as_deref().and_then(parse_user_agent);
         let mut out = Outcome::default();
-        let response = match self.serve(&req, ua.as_ref(), now, &mut out).await {
+        let mut response = match self.serve(&req, ua.as_ref(), now, &mut out).await {
             Ok(r) => r,
             Err(e) => {
                 self.note_failure(&e, req.client.ip(), now, verified(&req), &mut out);
                 Response::from(e)
             }
         };
+        response.device.clone_from(&out.device);
         if let Some(mac) = &out.device
             && let Ok(mut a) = self.addresses.lock()
         {

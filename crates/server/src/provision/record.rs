@@ -19,7 +19,8 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         }
         match e {
             ProvisionError::OtherDevice { certificate, .. } => {
-                tracing::warn!("refused: {e}");
+                // The random path is half of a device's secret: masked in the server's log (the audit log has it).
+                tracing::warn!("refused: {}", crate::journal::mask_path_tokens(&e.to_string()));
                 out.device.clone_from(certificate);
                 out.event = Some(("refused", e.to_string()));
             }

@@ -113,13 +113,15 @@ pub struct Response {
     pub content_encoding: Option<&'static str>,
     /// Why the request was not served (`None` for a 200).
     pub error: Option<ProvisionError>,
+    /// The device the request was for or from, when known (for the front ends' access logs).
+    pub device: Option<Mac>,
     /// SHA-256 of a rendered body, computed once per rendering.
     pub(crate) hash: Option<Arc<str>>,
 }
 
 impl Response {
     pub(crate) fn ok(body: Body, content_type: &'static str) -> Response {
-        Response { status: 200, body, content_type, content_encoding: None, error: None, hash: None }
+        Response { status: 200, body, content_type, content_encoding: None, error: None, device: None, hash: None }
     }
 
     pub(crate) fn served(s: &Served) -> Response {
@@ -129,6 +131,7 @@ impl Response {
             content_type: s.content_type,
             content_encoding: s.content_encoding,
             error: None,
+            device: None,
             hash: Some(s.hash.clone()),
         }
     }
@@ -162,6 +165,7 @@ impl From<ProvisionError> for Response {
             content_type: "text/plain; charset=utf-8",
             content_encoding: None,
             error: Some(e),
+            device: None,
             hash: None,
         }
     }
