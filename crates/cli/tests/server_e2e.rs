@@ -127,7 +127,8 @@ fn client_certificates_decide_who_gets_secrets() {
     // The refusals are logged on phone A.
     let shown = server.show_when(MAC_A, |s| s.contains("refused") && s.contains(MAC_B));
     assert!(shown.contains("refused") && shown.contains(MAC_B), "{shown}");
-    // The server's log has an access line per request (device, status, bytes, time), random paths masked.
+    // The server's log has an access line per request (device, status, bytes, time), random paths masked, and the
+    // rejected certificate with its reason.
     let log = server.log.lock().unwrap().clone();
     let access: Vec<&str> = log.lines().filter(|l| l.contains("provisor::access")).collect();
     assert!(
@@ -136,6 +137,7 @@ fn client_certificates_decide_who_gets_secrets() {
     );
     assert!(access.iter().any(|l| l.contains("status=403")), "{log}");
     assert!(!log.contains(&token_b), "random paths never reach the log: {log}");
+    assert!(log.contains("TLS handshake failed: invalid peer certificate"), "{log}");
     drop(dir);
 }
 

@@ -153,7 +153,7 @@ pub async fn serve_https<S: Store + 'static, J: Journal>(
 /// Logs a failed TLS handshake (an untrusted or malformed client certificate, a client that does not trust the server)
 /// with its reason, at most once a second (with how many were not logged), and counts it.
 fn handshake_failed(peer: SocketAddr, e: &std::io::Error) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
+    static LAST: AtomicU64 = AtomicU64::new(u64::MAX);
     static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
     metrics::counter!("provisor_tls_handshake_failures_total").increment(1);
     let second = ticks() / 1000;
