@@ -196,6 +196,7 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                     }),
                     None => None,
                 },
+                ..ServiceConfig::default()
             };
             let rt = runtime()?;
             rt.block_on(async {

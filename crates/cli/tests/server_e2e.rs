@@ -189,6 +189,9 @@ fn encrypted_profiles_over_http_and_tftp_decrypt_with_openssl() {
     assert!(last["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     let all = text(&ok(provisor(&["device", "--data-dir", &server.data(), "audit", "--limit", "1000"])).stdout);
     assert!(all.contains("\"status\":404") && all.contains("ITLFile.tlv"), "every request is recorded: {all}");
+    // The server's own log (HTTP access lines, TFTP transfer lines) never shows the random path.
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("profile/********/profile.cfg") && !log.contains(token), "{log}");
 }
 
 #[test]

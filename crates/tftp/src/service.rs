@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub max_sessions_per_address: usize,
     /// Where write requests may store files (phone logs); `None`: write requests are refused with ERROR 2.
     pub upload: Option<UploadConfig>,
+    /// How a file name appears in the log (a provisioning server masks the secret parts of its names).
+    pub log_name: fn(&str) -> String,
 }
 
 /// Accepting uploads.
@@ -51,6 +53,7 @@ impl Default for ServiceConfig {
             max_sessions: 10_000,
             max_sessions_per_address: 500,
             upload: None,
+            log_name: str::to_string,
         }
     }
 }
@@ -247,7 +250,7 @@ impl<S: ContentSource> Service<S> {
                         (Some(dir), _) => Sink::Dir(dir.clone()),
                         (None, Some(limit)) => Sink::Source(self.source.clone(), limit),
                         (None, None) => {
-                            tracing::info!(%client, file = %request.filename, "write request refused");
+                            tracing::info!(%client, file = %(self.config.log_name)(&request.filename), "write request refused");
                             packet::encode_error(
                                 &mut out,
                                 ErrorCode::AccessViolation,
@@ -300,7 +303,7 @@ impl<S: ContentSource> Service<S> {
         match self.sessions.take(client.ip(), &self.config) {
             Ok(guard) => Some(guard),
             Err(why) => {
-                tracing::warn!(%client, file = %filename, "refused: {why}");
+                tracing::warn!(%client, file = %(self.config.log_name)(filename), "refused: {why}");
                 packet::encode_error(out, ErrorCode::NotDefined, "Server busy, try again later");
                 let _ = self.socket.send_to(out, client).await;
                 None
@@ -340,7 +343,7 @@ async fn transfer<S: ContentSource>(
     let content = match source.open(&request).await {
         Ok(c) => c,
         Err(r) => {
-            tracing::info!(%client, file = %request.filename, code = r.code as u16, "refused: {}", r.message);
+            tracing::info!(%client, file = %(config.log_name)(&request.filename), code = r.code as u16, "refused: {}", r.message);
             refuse(r.code, &r.message, &mut out);
             socket.send_to(&out, client).await?;
             return Ok(());
@@ -357,7 +360,7 @@ async fn transfer<S: ContentSource>(
             Err(e) => {
                 refuse(ErrorCode::NotDefined, "Read error", &mut out);
                 socket.send_to(&out, client).await?;
-                tracing::info!(%client, file = %request.filename, "read failed: {e}");
+                tracing::info!(%client, file = %(config.log_name)(&request.filename), "read failed: {e}");
                 return Ok(());
             }
         }
@@ -368,7 +371,7 @@ async fn transfer<S: ContentSource>(
     let negotiated = match negotiate(&options, request.mode, content.len(), &config.transfer) {
         Ok(n) => n,
         Err(r) => {
-            tracing::info!(%client, file = %request.filename, "refused: {}", r.message);
+            tracing::info!(%client, file = %(config.log_name)(&request.filename), "refused: {}", r.message);
             refuse(r.code, &r.message, &mut out);
             socket.send_to(&out, client).await?;
             return Ok(());
@@ -405,7 +408,7 @@ async fn transfer<S: ContentSource>(
     };
     tracing::info!(
         %client,
-        file = %request.filename,
+        file = %(config.log_name)(&request.filename),
         bytes = t.size(),
         blksize = negotiated.blksize,
         windowsize = negotiated.windowsize,
@@ -480,7 +483,7 @@ async fn receive<S: ContentSource>(
         Sink::Dir(upload) => match upload_target(&upload.dir, &request.filename) {
             Ok(t) => (Some(t), upload.max_bytes),
             Err((code, message)) => {
-                tracing::info!(%client, file = %request.filename, "upload refused: {message}");
+                tracing::info!(%client, file = %(config.log_name)(&request.filename), "upload refused: {message}");
                 packet::encode_error(&mut out, code, message);
                 socket.send_to(&out, client).await?;
                 return Ok(());
@@ -492,7 +495,7 @@ async fn receive<S: ContentSource>(
     let negotiated = match negotiate_write(&options, request.mode, max_bytes, &config.transfer) {
         Ok(n) => n,
         Err(r) => {
-            tracing::info!(%client, file = %request.filename, "upload refused: {}", r.message);
+            tracing::info!(%client, file = %(config.log_name)(&request.filename), "upload refused: {}", r.message);
             packet::encode_error(&mut out, r.code, &r.message);
             socket.send_to(&out, client).await?;
             return Ok(());
@@ -525,7 +528,7 @@ async fn receive<S: ContentSource>(
     };
     tracing::info!(
         %client,
-        file = %request.filename,
+        file = %(config.log_name)(&request.filename),
         bytes = t.data().len(),
         ms = started.elapsed().as_millis() as u64,
         result = %result,

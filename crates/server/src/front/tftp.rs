@@ -75,6 +75,8 @@ pub fn service_config(config: &Config) -> ServiceConfig {
     let mut c = ServiceConfig {
         max_sessions: config.tftp.max_sessions,
         max_sessions_per_address: config.tftp.max_sessions_per_address,
+        // The random path of `/profile/<random>/...` is half of a device's secret: never in the log.
+        log_name: crate::journal::mask_path_tokens,
         ..ServiceConfig::default()
     };
     c.transfer.max_stall = std::time::Duration::from_secs(config.tftp.max_stall_s);
