@@ -174,6 +174,7 @@ pub fn run(cmd: TftpCommand) -> Result<ExitCode> {
                 )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .log_internal_errors(false)
                 .init();
             let source = FsSource::new(&root, case_insensitive)
                 .with_context(|| format!("{}: cannot serve this directory", root.display()))?;

@@ -463,6 +463,7 @@ fn killing_the_server_during_an_import_loses_nothing_and_serves_the_same_bytes()
 }
 
 /// `provisor serve` with no configuration: the demo on its fixed loopback ports, tried with the commands it prints.
+/// The test stops reading the server's log after the banner: a closed log pipe must not fail a request.
 #[test]
 fn the_demo_works_as_its_banner_says() {
     let dir = tempfile::tempdir().unwrap();
