@@ -188,10 +188,13 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir;
     std::fs::create_dir_all(dir.join("templates")).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::create_dir_all(dir.join("firmware")).with_context(|| format!("creating {}/firmware", dir.display()))?;
-    let files: [(PathBuf, &str); 4] = [
+    // Every template the configuration says can be overridden, as the built-in one, to start editing from.
+    let files: [(PathBuf, &str); 6] = [
         (dir.join("provisor.toml"), SAMPLE),
         (dir.join("templates").join(render::MPP), render::MPP_TEMPLATE),
+        (dir.join("templates").join(render::BOOTSTRAP), render::BOOTSTRAP_TEMPLATE),
         (dir.join("templates").join(render::SEP), render::SEP_TEMPLATE),
+        (dir.join("templates").join(render::XMLDEFAULT), render::XMLDEFAULT_TEMPLATE),
         (
             dir.join("devices.csv"),
             "mac,model,serial,description,group,User_ID_1_,Password_1_,Display_Name_1_\n\

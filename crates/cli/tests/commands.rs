@@ -16,8 +16,21 @@ fn init_writes_a_working_setup_and_config_errors_name_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     ok(provisor(&["init", s(&site)]));
-    for f in ["provisor.toml", "templates/mpp.xml", "templates/SEP.cnf.xml", "devices.csv"] {
+    // Every template the configuration lists as overridable, as the built-in one.
+    for f in [
+        "provisor.toml",
+        "templates/mpp.xml",
+        "templates/bootstrap.xml",
+        "templates/SEP.cnf.xml",
+        "templates/XMLDefault.cnf.xml",
+        "devices.csv",
+    ] {
         assert!(site.join(f).exists(), "{f}");
+    }
+    let listed = std::fs::read_to_string(site.join("provisor.toml")).unwrap();
+    let line = listed.lines().find(|l| l.contains("Templates that override")).unwrap();
+    for name in ["mpp.xml", "bootstrap.xml", "SEP.cnf.xml", "XMLDefault.cnf.xml"] {
+        assert!(line.contains(name) && site.join("templates").join(name).exists(), "{name}: {line}");
     }
     ok(provisor(&["device", "--data-dir", s(&site.join("data")), "import", s(&site.join("devices.csv"))]));
     // The written configuration loads (dhcp-snippet reads it) ...
