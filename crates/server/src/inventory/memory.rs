@@ -62,21 +62,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn import_devices(&self, devices: &[Device], progress: &(dyn Fn(usize) + Sync)) -> Result<(), StoreError> {
-        let mut s = self.state();
-        // All or nothing: insert into a copy, keep it only if every device went in.
-        let before = s.devices.clone();
-        for d in devices {
-            if let Err(e) = s.insert(d) {
-                s.devices = before;
-                return Err(e);
-            }
-        }
-        Self::changed(&mut s);
-        progress(devices.len());
-        Ok(())
-    }
-
     async fn apply_import(
         &self,
         add: &[Device],

@@ -236,12 +236,6 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Adds a device; fails if its MAC exists.
     fn add_device(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Adds many devices in one transaction: all or none.
-    fn import_devices(
-        &self,
-        devices: &[Device],
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces a device's fields and parameters.
     fn update_device(&self, device: &Device) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Adds `add` and replaces `update` (fields, parameters and secrets) in one transaction: all or none.
@@ -251,6 +245,14 @@ pub trait Store: Send + Sync {
         update: &[Device],
         progress: &(dyn Fn(usize) + Sync),
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Adds many devices in one transaction: all or none.
+    fn import_devices(
+        &self,
+        devices: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.apply_import(devices, &[], progress)
+    }
     /// A device by MAC.
     fn device(&self, mac: &Mac) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
     /// Every device, by MAC.
@@ -343,9 +345,6 @@ macro_rules! forward {
 impl Store for AnyStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
         forward!(self, s => s.add_device(device))
-    }
-    async fn import_devices(&self, devices: &[Device], progress: &(dyn Fn(usize) + Sync)) -> Result<(), StoreError> {
-        forward!(self, s => s.import_devices(devices, progress))
     }
     async fn update_device(&self, device: &Device) -> Result<(), StoreError> {
         forward!(self, s => s.update_device(device))

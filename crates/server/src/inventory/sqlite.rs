@@ -163,19 +163,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn import_devices(&self, devices: &[Device], progress: &(dyn Fn(usize) + Sync)) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (i, d) in devices.iter().enumerate() {
-            Self::insert_device(&mut tx, d).await?;
-            if i % 100 == 99 {
-                progress(i + 1);
-            }
-        }
-        tx.commit().await?;
-        progress(devices.len());
-        Ok(())
-    }
-
     async fn update_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         Self::replace_device(&mut tx, d).await?;

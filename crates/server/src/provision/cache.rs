@@ -109,14 +109,4 @@ impl Cache {
     pub fn clear(&self) {
         self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
-
-    /// How many entries there are.
-    pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
