@@ -7,16 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use provisor_profile::dictionary;
-use provisor_server::inventory::{Device, Group, Mac, Secrets, SqliteStore, Store, csv, effective_parameters};
-use provisor_server::render::Templates;
+use provisor_server::inventory::{
+    Device, Group, Mac, MemoryStore, Secrets, SqliteStore, Store, csv, effective_parameters,
+};
 
-/// Where the inventory lives.
-#[derive(Args, Clone)]
-pub struct DataDir {
-    /// The data directory (holds inventory.sqlite).
-    #[arg(long, env = "PROVISOR_DATA_DIR", default_value = "provisor-data", global = true)]
-    data_dir: PathBuf,
-}
+use crate::site::{Access, SiteArgs};
+use provisor_server::render::Templates;
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
@@ -212,10 +208,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-async fn open(dir: &Path) -> Result<SqliteStore> {
-    SqliteStore::open(dir).await.with_context(|| format!("{}: cannot open the inventory", dir.display()))
-}
-
 /// Parses `NAME=VALUE`, accepting web-UI labels for names, and checks the name and value against the dictionary.
 fn parameter(pair: &str, allow_unknown: bool) -> Result<(String, String)> {
     Ok(provisor_server::inventory::parameter::parameter(pair, allow_unknown)?)
@@ -246,9 +238,19 @@ fn apply_fields(d: &mut Device, f: Fields) -> Result<()> {
     Ok(())
 }
 
-pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
+pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = open(&dir.data_dir).await?;
+        let access = match &cmd {
+            DeviceCommand::Add { .. } | DeviceCommand::Set { .. } | DeviceCommand::Rm { .. } => Access::Write,
+            DeviceCommand::Import { dry_run: false, .. } => Access::Write,
+            // A dry run against a site with no inventory yet: every row is new, and nothing is created.
+            DeviceCommand::Import { file, update, allow_unknown, dry_run: true } if !site.inventory_exists()? => {
+                let options = csv::ImportOptions { update: *update, allow_unknown: *allow_unknown };
+                return import(&MemoryStore::new(), file, options, true).await;
+            }
+            _ => Access::Read,
+        };
+        let store = site.open(access).await?;
         match cmd {
             DeviceCommand::Add { mac, fields } => {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
@@ -372,7 +374,7 @@ pub fn run_device(dir: DataDir, cmd: DeviceCommand) -> Result<ExitCode> {
             DeviceCommand::Export => export(&store).await?,
             DeviceCommand::Audit { mac, limit, secrets } => {
                 let mac: Option<Mac> = mac.map(|m| m.parse()).transpose().map_err(anyhow::Error::msg)?;
-                let path = dir.data_dir.join("audit.log");
+                let path = site.data_dir()?.join("audit.log");
                 for line in provisor_server::journal::audit_entries(&path, mac.as_ref(), limit)
                     .with_context(|| format!("reading {}", path.display()))?
                 {
@@ -430,7 +432,7 @@ async fn remove(store: &SqliteStore, mut macs: Vec<String>, from: Option<&Path>)
     Ok(ExitCode::SUCCESS)
 }
 
-async fn import(store: &SqliteStore, file: &Path, options: csv::ImportOptions, dry_run: bool) -> Result<ExitCode> {
+async fn import(store: &impl Store, file: &Path, options: csv::ImportOptions, dry_run: bool) -> Result<ExitCode> {
     let name = crate::files::display(file);
     let data = crate::files::read_input(file, 512 << 20)?;
     let import = match csv::read_devices(store, &data, options).await {
@@ -469,9 +471,13 @@ async fn export(store: &SqliteStore) -> Result<()> {
     Ok(csv::write_devices(store, std::io::stdout().lock()).await?)
 }
 
-pub fn run_group(dir: DataDir, cmd: GroupCommand) -> Result<ExitCode> {
+pub fn run_group(site: SiteArgs, cmd: GroupCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = open(&dir.data_dir).await?;
+        let access = match &cmd {
+            GroupCommand::Put { .. } | GroupCommand::Set { .. } | GroupCommand::Rm { .. } => Access::Write,
+            _ => Access::Read,
+        };
+        let store = site.open(access).await?;
         match cmd {
             GroupCommand::Put { name, parent, description, params, replace, allow_unknown } => {
                 let params = params.iter().map(|p| parameter(p, allow_unknown)).collect::<Result<BTreeMap<_, _>>>()?;

@@ -7,6 +7,7 @@ mod phone_cmd;
 mod profile_cmd;
 mod rule_cmd;
 mod serve_cmd;
+mod site;
 mod tftp_cmd;
 
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ enum Command {
     /// The device inventory: add, list, show, set, rm, import CSV, export.
     Device {
         #[command(flatten)]
-        dir: device_cmd::DataDir,
+        site: site::SiteArgs,
         #[command(subcommand)]
         command: device_cmd::DeviceCommand,
     },
@@ -58,7 +59,7 @@ enum Command {
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
-        dir: device_cmd::DataDir,
+        site: site::SiteArgs,
         #[command(subcommand)]
         command: device_cmd::GroupCommand,
     },
@@ -79,8 +80,8 @@ fn main() -> ExitCode {
         Command::Profile(cmd) => profile_cmd::run(cmd),
         Command::Rule(cmd) => rule_cmd::run(cmd),
         Command::Tftp(cmd) => tftp_cmd::run(cmd),
-        Command::Device { dir, command } => device_cmd::run_device(dir, command),
-        Command::Group { dir, command } => device_cmd::run_group(dir, command),
+        Command::Device { site, command } => device_cmd::run_device(site, command),
+        Command::Group { site, command } => device_cmd::run_group(site, command),
         Command::Serve(args) => serve_cmd::run_serve(args),
         Command::Phone(cmd) => phone_cmd::run(cmd),
         Command::Loadtest(args) => phone_cmd::run_load(args),

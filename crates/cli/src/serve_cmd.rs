@@ -12,9 +12,10 @@ use provisor_server::serve::{self, DEMO_DEVICES};
 /// `provisor serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The configuration file (see `provisor init`). Without one, a demo runs on loopback ports with its data in
-    /// --data-dir: HTTP 8080, HTTPS 8443 (generated CA), TFTP 6969, syslog 5514, and four demo devices.
-    #[arg(long, short)]
+    /// The configuration file (see `provisor init`); without it $PROVISOR_CONFIG, then /etc/provisor/provisor.toml.
+    /// Without any, a demo runs on loopback ports with its data in --data-dir: HTTP 8080, HTTPS 8443 (generated
+    /// CA), TFTP 6969, syslog 5514, and four demo devices.
+    #[arg(long, short, env = "PROVISOR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// The demo's data directory (ignored with --config, whose `data_dir` counts).
     #[arg(long, env = "PROVISOR_DATA_DIR", default_value = "provisor-data")]
@@ -48,17 +49,19 @@ pub struct DhcpArgs {
     /// The DHCP server to write for.
     #[arg(value_enum)]
     server: DhcpServer,
-    /// The configuration whose TFTP and HTTP addresses to announce (default: the demo's).
-    #[arg(long, short)]
+    /// The configuration whose TFTP and HTTP addresses to announce; without it $PROVISOR_CONFIG, then
+    /// /etc/provisor/provisor.toml, then the demo's.
+    #[arg(long, short, env = "PROVISOR_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// The address phones reach the server at, if `public_host` is a name (option 150 needs an IPv4 address).
     #[arg(long)]
     server_ip: Option<std::net::Ipv4Addr>,
 }
 
+/// The site's configuration (`--config`, `PROVISOR_CONFIG`, `/etc/provisor/provisor.toml`), or the demo's.
 fn load(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Config, bool)> {
-    Ok(match config {
-        Some(path) => (Config::load(path)?, false),
+    Ok(match crate::site::load_config(config)? {
+        Some((_, config)) => (config, false),
         None => (Config::demo(data_dir), true),
     })
 }
@@ -84,14 +87,16 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder.init();
     }
     let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;
-    if is_demo && config.data_dir != Path::new(serve::MEMORY) {
-        config.firmware.dir = Some(config.data_dir.join("firmware"));
-        std::fs::create_dir_all(config.data_dir.join("firmware"))
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let demo_firmware = (is_demo && config.data_dir != Path::new(serve::MEMORY)).then(|| config.data_dir.join("firmware"));
+    if let Some(dir) = &demo_firmware {
+        config.firmware.dir = Some(dir.clone());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mut running = serve::start(config.clone()).await?;
+        if let Some(dir) = &demo_firmware {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         if is_demo {
             let store = running.provisioner.store().clone();
             serve::demo(&store, running.provisioner.config(), running.generated.as_ref()).await?;
@@ -212,9 +217,10 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     let config = dir.join("provisor.toml");
     Config::load(&config)?;
-    eprintln!("\nNext:");
-    eprintln!("  provisor device --data-dir {}/data import {}/devices.csv", dir.display(), dir.display());
-    eprintln!("  provisor serve --config {}", config.display());
+    eprintln!("\nNext (every command finds the site from --config, $PROVISOR_CONFIG or {}):", crate::site::SYSTEM_CONFIG);
+    eprintln!("  export PROVISOR_CONFIG={}", config.display());
+    eprintln!("  provisor device import {}/devices.csv", dir.display());
+    eprintln!("  provisor serve");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -130,3 +130,83 @@ fn a_closed_pipe_ends_the_output_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?}", out.status);
 }
+
+/// Runs provisor in `cwd` with only the given PROVISOR_* variables.
+fn provisor_in(cwd: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provisor"));
+    c.args(args).current_dir(cwd).env_remove("PROVISOR_CONFIG").env_remove("PROVISOR_DATA_DIR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().expect("run provisor")
+}
+
+#[test]
+fn every_command_finds_the_site_and_never_makes_an_empty_inventory() {
+    assert!(
+        !std::path::Path::new("/etc/provisor/provisor.toml").exists(),
+        "this test needs a machine without /etc/provisor/provisor.toml (the package test purges its own)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    ok(provisor(&["init", s(&site)]));
+    let config = site.join("provisor.toml");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+
+    // Nothing names a site: every inventory command fails, names the ways to name one, and creates nothing.
+    for args in [&["device", "list"][..], &["group", "list"], &["device", "add", "000e08aabb01"]] {
+        let out = provisor_in(&elsewhere, &[], args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("--config") && err.contains("PROVISOR_CONFIG") && err.contains("/etc/provisor"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing created in the working directory");
+
+    // PROVISOR_CONFIG names it: a write creates the inventory where the configuration says, from any folder.
+    let env = [("PROVISOR_CONFIG", s(&config))];
+    ok(provisor_in(&elsewhere, &env, &["device", "import", s(&site.join("devices.csv"))]));
+    assert!(site.join("data/inventory.sqlite").exists());
+    let listed = text(&ok(provisor_in(&elsewhere, &env, &["device", "list", "--json"])).stdout);
+    assert!(listed.contains("000e08aabb01"), "{listed}");
+    // --config does the same, and wins over the variable.
+    let listed = text(&ok(provisor_in(&elsewhere, &[("PROVISOR_CONFIG", "/nonexistent.toml")], &[
+        "device", "--config", s(&config), "list", "--json",
+    ]))
+    .stdout);
+    assert!(listed.contains("000e08aabb02"), "{listed}");
+    // A configuration that does not exist is an error naming it, not an empty site.
+    let err = text(&provisor_in(&elsewhere, &[("PROVISOR_CONFIG", "/nonexistent.toml")], &["device", "list"]).stderr);
+    assert!(err.contains("/nonexistent.toml"), "{err}");
+
+    // A read of a directory with no inventory is an error naming it; the directory is not created.
+    let missing = dir.path().join("typo");
+    let out = provisor_in(&elsewhere, &[], &["device", "--data-dir", s(&missing), "show", "000e08aabb01"]);
+    assert!(text(&out.stderr).contains("no inventory at"), "{}", text(&out.stderr));
+    assert!(!missing.exists());
+    // A dry-run import against a site with no inventory yet shows every row as new and creates nothing.
+    let out = ok(provisor_in(&elsewhere, &[], &[
+        "device", "--data-dir", s(&missing), "import", "--dry-run", s(&site.join("devices.csv")),
+    ]));
+    assert!(text(&out.stderr).contains("2 new"), "{}", text(&out.stderr));
+    assert!(!missing.exists());
+
+    // The inventory and its directory are private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&site.join("data")), 0o700);
+    assert_eq!(mode(&site.join("data/inventory.sqlite")), 0o600);
+
+    // A start that fails (its port is taken) creates nothing: no data directory, no keys.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fresh = dir.path().join("fresh.toml");
+    std::fs::write(
+        &fresh,
+        format!("data_dir = \"fresh-data/deeper\"\n\n[http]\nlisten = \"{}\"\n", taken.local_addr().unwrap()),
+    )
+    .unwrap();
+    let out = provisor_in(&elsewhere, &[], &["serve", "--config", s(&fresh)]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("http"), "{}", text(&out.stderr));
+    assert!(!dir.path().join("fresh-data").exists(), "a failed start left its data directory");
+}

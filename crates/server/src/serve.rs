@@ -138,23 +138,36 @@ pub fn raise_file_limit() -> Option<u64> {
 /// Binds every configured front end and starts serving.
 /// With `data_dir = ":memory:"` the inventory and journal live in memory ([`MemoryStore`], [`MemoryJournal`]) and
 /// the few files a server needs go to a private temporary directory, removed by [`Running::shutdown`].
-pub async fn start(mut config: Config) -> Result<Running, ServeError> {
+///
+/// A start that fails creates nothing: the sockets are bound first, and a data directory (or the temporary one of
+/// a server in memory) that this start created is removed again when a later step fails.
+pub async fn start(config: Config) -> Result<Running, ServeError> {
+    let created = if config.data_dir == Path::new(MEMORY) {
+        None
+    } else {
+        let mut top = None;
+        let mut dir = Some(config.data_dir.as_path());
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            top = Some(d.to_path_buf());
+            dir = d.parent();
+        }
+        top
+    };
+    let result = start_binding(config).await;
+    if result.is_err()
+        && let Some(dir) = created
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     crate::front::http::metrics_handle();
     match raise_file_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
         None => tracing::warn!("could not read the open files limit"),
     }
-    let setup = |what: &Path, e: std::io::Error| ServeError::Setup(format!("{}: {e}", what.display()));
-    let (store, scratch) = if config.data_dir == Path::new(MEMORY) {
-        let dir = scratch_dir().map_err(|e| setup(&std::env::temp_dir(), e))?;
-        tracing::warn!("the inventory is in memory: nothing is kept when the server stops");
-        config.data_dir = dir.clone();
-        (AnyStore::Memory(Arc::new(MemoryStore::new())), Some(dir))
-    } else {
-        (AnyStore::Sqlite(SqliteStore::open(&config.data_dir).await?), None)
-    };
-    let spool = crate::front::http::spool_dir(&config.data_dir);
-    crate::inventory::make_private_dir(&spool).map_err(|e| ServeError::Setup(format!("{}: {e}", spool.display())))?;
     let bind_tcp = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
     };
@@ -181,6 +194,18 @@ pub async fn start(mut config: Config) -> Result<Running, ServeError> {
         }
         None => None,
     };
+    // The sockets are bound before anything is written: a start that fails to bind leaves no file behind.
+    let setup = |what: &Path, e: std::io::Error| ServeError::Setup(format!("{}: {e}", what.display()));
+    let (store, scratch) = if config.data_dir == Path::new(MEMORY) {
+        let dir = scratch_dir().map_err(|e| setup(&std::env::temp_dir(), e))?;
+        tracing::warn!("the inventory is in memory: nothing is kept when the server stops");
+        config.data_dir = dir.clone();
+        (AnyStore::Memory(Arc::new(MemoryStore::new())), Some(dir))
+    } else {
+        (AnyStore::Sqlite(SqliteStore::open(&config.data_dir).await?), None)
+    };
+    let spool = crate::front::http::spool_dir(&config.data_dir);
+    crate::inventory::make_private_dir(&spool).map_err(|e| ServeError::Setup(format!("{}: {e}", spool.display())))?;
     let local = |r: std::io::Result<SocketAddr>| r.ok();
     let addrs = (
         http.as_ref().and_then(|l| local(l.local_addr())),
