@@ -12,7 +12,9 @@ use provisor_server::inventory::{
 };
 
 use crate::site::{Access, SiteArgs};
-use provisor_server::render::Templates;
+use provisor_server::content::FsContent;
+use provisor_server::journal::MemoryJournal;
+use provisor_server::provision::{Ports, Provisioner};
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
@@ -104,17 +106,34 @@ pub enum DeviceCommand {
         #[arg(long)]
         secrets: bool,
     },
-    /// Render a device's profile from a template, checked as a phone would read it, on standard output.
+    /// Show what the server sends a device: rendered by the server's own path (the secure flow's Profile_Rule, key
+    /// and random path, the Report_Rule and Upgrade_Rule it adds), checked as a phone reads it, before gzip and
+    /// encryption. Keys, the random path and passwords are masked unless --secrets.
     Render {
         /// MAC address.
         mac: String,
-        /// The template (default: the built-in MPP flat-profile, mpp.xml).
-        #[arg(long, default_value = provisor_server::render::MPP)]
-        template: String,
-        /// A directory of templates (*.xml) that extend or replace the built-in ones.
+        /// Which file: the device's own (an MPP phone's profile, an enterprise phone's SEP<MAC>.cnf.xml), the
+        /// bootstrap profile, or XMLDefault.cnf.xml.
+        #[arg(long, value_enum, default_value = "own")]
+        file: RenderFile,
+        /// A directory of templates (*.xml) instead of the configuration's `[templates] dir`.
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
+        /// Show keys, the random path and passwords.
+        #[arg(long)]
+        secrets: bool,
     },
+}
+
+/// The files `device render` shows.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RenderFile {
+    /// The device's own file.
+    Own,
+    /// The bootstrap profile.
+    Bootstrap,
+    /// XMLDefault.cnf.xml.
+    Xmldefault,
 }
 
 /// Fields of a device.
@@ -385,19 +404,56 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                     }
                 }
             }
-            DeviceCommand::Render { mac, template, templates } => {
+            DeviceCommand::Render { mac, file, templates, secrets } => {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
-                let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
-                let params = effective_parameters(&store, &d).await?;
-                let set = match templates {
-                    Some(dir) => Templates::from_dir(&dir)?,
-                    None => Templates::builtin(),
-                };
-                print!("{}", set.render(&template, &d, &params)?);
+                render(&site, store, &mac, file, templates, secrets).await?;
             }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `device render`: the server's own rendering, through a [`Provisioner`] on the site's configuration that records
+/// nothing.
+async fn render(
+    site: &SiteArgs,
+    store: SqliteStore,
+    mac: &Mac,
+    file: RenderFile,
+    templates: Option<PathBuf>,
+    secrets: bool,
+) -> Result<()> {
+    use provisor_server::provision::preview::{Rendition, mask_secrets};
+    let mut config = match crate::site::load_config(site.config.as_deref())? {
+        Some((_, config)) => config,
+        None => {
+            eprintln!("note: no site configuration: rendered with the default settings (the demo's host and ports)");
+            provisor_server::config::Config::default()
+        }
+    };
+    if templates.is_some() {
+        config.templates.dir = templates;
+    }
+    let port = |a: Option<std::net::SocketAddr>| a.map(|a| a.port());
+    let ports = Ports {
+        http: port(config.http.listen),
+        https: port(config.https.listen),
+        tftp: port(config.tftp.listen),
+        syslog: port(config.syslog.listen),
+    };
+    let content = FsContent::new(&config);
+    let provisioner = Provisioner::new(store, MemoryJournal::new(), content, config, ports)
+        .map_err(|e| anyhow::anyhow!("cannot render for {mac}: {e}"))?;
+    let rendition = match file {
+        RenderFile::Own => Rendition::Own,
+        RenderFile::Bootstrap => Rendition::Bootstrap,
+        RenderFile::Xmldefault => Rendition::XmlDefault,
+    };
+    let preview = provisioner.preview(mac, rendition).await.map_err(|e| anyhow::anyhow!("{mac}: {e}"))?;
+    eprintln!("# {mac}: {}", preview.served_as);
+    let text = if secrets { preview.text } else { mask_secrets(&preview.text, &preview.secret_names) };
+    print!("{text}");
+    Ok(())
 }
 
 /// `device rm`: every MAC named (arguments and `--from`) exists, or nothing is removed.

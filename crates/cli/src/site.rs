@@ -57,11 +57,6 @@ pub fn load_config(explicit: Option<&Path>) -> Result<Option<(PathBuf, Config)>>
 }
 
 impl SiteArgs {
-    /// The site's configuration, which must exist: every way to name it is listed when none is found.
-    pub fn require_config(&self) -> Result<(PathBuf, Config)> {
-        load_config(self.config.as_deref())?.ok_or_else(|| anyhow::anyhow!("{}", no_site()))
-    }
-
     /// The inventory directory: `--data-dir` (or `PROVISOR_DATA_DIR`), else the configuration's `data_dir`.
     pub fn data_dir(&self) -> Result<PathBuf> {
         if let Some(dir) = self.data_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {

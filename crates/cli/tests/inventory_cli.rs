@@ -130,9 +130,28 @@ fn render_a_device_profile() {
     let xml = ok(provisor(d, &["device", "render", "000e08aabbcc"]));
     assert!(xml.contains("<Display_Name_1_ ua=\"na\">Front &amp; Back</Display_Name_1_>"), "{xml}");
     assert!(xml.contains("<Resync_Periodic ua=\"na\">3600</Resync_Periodic>"), "{xml}");
+    // The server's own path: the secure flow's Profile_Rule and the Report_Rule it adds, the key and random path
+    // masked unless --secrets.
+    assert!(xml.contains("/profile/$B/profile.cfg") && xml.contains("<Report_Rule"), "{xml}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(provisor(d, &["device", "show", "000e08aabbcc", "--json", "--secrets"]))).unwrap();
+    let key = shown["secrets"]["aes_key"].as_str().unwrap().to_string();
+    let token = shown["secrets"]["path_token"].as_str().unwrap().to_string();
+    assert!(!xml.contains(&key) && !xml.contains(&token) && xml.contains("********"), "{xml}");
+    let full = ok(provisor(d, &["device", "render", "000e08aabbcc", "--secrets"]));
+    assert!(full.contains(&key) && full.contains(&token), "{full}");
+    // A line password is masked too, in the MPP profile and in an enterprise phone's SEP<MAC>.cnf.xml.
+    ok(provisor(d, &["device", "set", "000e08aabbcc", "--param", "Password_1_=hunter2", "--param", "User_ID_1_=201"]));
+    assert!(!ok(provisor(d, &["device", "render", "000e08aabbcc"])).contains("hunter2"));
+    ok(provisor(d, &["device", "add", "000e08aabb99", "--model", "CP-8845", "--param", "Password_1_=sesame", "--param", "User_ID_1_=301"]));
+    let sep = ok(provisor(d, &["device", "render", "000e08aabb99"]));
+    assert!(sep.contains("<authPassword>********</authPassword>") && sep.contains("<name>301</name>"), "{sep}");
+    assert!(ok(provisor(d, &["device", "render", "000e08aabb99", "--secrets"])).contains("sesame"));
+    let boot = ok(provisor(d, &["device", "render", "000e08aabbcc", "--file", "bootstrap"]));
+    assert!(boot.contains("<Profile_Rule") && !boot.contains(&key), "{boot}");
     // The rendered profile reads back with the toolkit, as a phone would.
     let file = d.join("out.xml");
-    std::fs::write(&file, &xml).unwrap();
+    std::fs::write(&file, &full).unwrap();
     let parsed: serde_json::Value =
         serde_json::from_str(&ok(provisor(d, &["profile", "parse", file.to_str().unwrap(), "--json"]))).unwrap();
     assert_eq!(parsed["Display_Name_1_"]["value"], "Front & Back");
@@ -140,17 +159,14 @@ fn render_a_device_profile() {
     let templates = d.join("templates");
     std::fs::create_dir(&templates).unwrap();
     std::fs::write(
-        templates.join("raw.xml"),
+        templates.join("mpp.xml"),
         "<flat-profile><Display_Name_1_>{{ params.Display_Name_1_ }}</Display_Name_1_></flat-profile>",
     )
     .unwrap();
-    let o = provisor(
-        d,
-        &["device", "render", "000e08aabbcc", "--templates", templates.to_str().unwrap(), "--template", "raw.xml"],
-    );
+    let o = provisor(d, &["device", "render", "000e08aabbcc", "--templates", templates.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("raw.xml") && err.contains("000e08aabbcc"), "{err}");
+    assert!(err.contains("mpp.xml") && err.contains("000e08aabbcc"), "{err}");
     assert!(o.stdout.is_empty(), "never half a profile");
 }
 

@@ -37,6 +37,7 @@ use crate::routing::{Route, Router, normalise};
 pub mod cache;
 pub mod guard;
 pub mod parameters;
+pub mod preview;
 mod record;
 mod rendering;
 pub mod request;

@@ -54,7 +54,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         Ok(s)
     }
 
-    async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
+    pub(super) async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
         let templates = self.loaded_templates()?;
         let params = self.full_params(d).await?;
         let template = match variant {
