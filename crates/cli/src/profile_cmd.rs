@@ -94,7 +94,7 @@ pub enum ProfileCommand {
         #[arg(long, default_value_t = Limits::default().max_input)]
         max_size: usize,
     },
-    /// Decrypt (AES-256-CBC or RFC 8188) and gunzip a profile; the output is the XML.
+    /// Decrypt (AES-256-CBC or RFC 8188) and gunzip a file; the output is its plaintext, XML or not.
     Decrypt {
         /// The input, or - for standard input.
         input: PathBuf,
@@ -388,7 +388,10 @@ pub fn run(cmd: ProfileCommand) -> Result<ExitCode> {
             if k.key.is_none() && k.ikm.is_none() {
                 bail!("give --key, --key-file or --ikm");
             }
-            let unwrapped = unwrap_file(&input, &keys, &read)?;
+            // Any plaintext: only `parse` needs XML.
+            let data = read_input(&input, read.max_size)?;
+            let unwrapped = provisor_envelope::unwrap_plaintext(&data, &keys.keys()?, &read.limits())
+                .with_context(|| display(&input))?;
             if !unwrapped.layers.iter().any(|l| !matches!(l, provisor_envelope::Layer::Gzip)) {
                 eprintln!("{}: note: the file was not encrypted", display(&input));
             }

@@ -350,3 +350,38 @@ fn aes_256_cbc_encryption_guide_commands_and_key_examples() {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), PROFILE, "{key}");
     }
 }
+
+#[test]
+fn decrypt_returns_any_plaintext_that_openssl_or_http_ece_encrypted() {
+    let dir = tmp();
+    // Not XML: a JSON report, and binary bytes (a firmware list, anything).
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    binary[0] = 0x7f;
+    for (name, plain) in [("report.json", b"{\"status\": \"ok\"}\n".to_vec()), ("blob.bin", binary)] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, &plain).unwrap();
+        for md in ["sha256", "md5"] {
+            let enc = dir.path().join("o.enc");
+            ok(peer(
+                "openssl",
+                &["enc", "-e", "-aes-256-cbc", "-md", md, "-k", "SecretPhrase1234", "-in", s(&input), "-out", s(&enc)],
+                None,
+            ));
+            let out = dir.path().join("o.plain");
+            ok(provisor(&["profile", "decrypt", s(&enc), "-o", s(&out), "--key", "SecretPhrase1234", "--md", md]));
+            assert_eq!(std::fs::read(&out).unwrap(), plain, "{name} md {md}");
+            // Only `parse` needs XML, and says so for text (binary could as well be a wrong key: it says that).
+            let o = provisor(&["profile", "parse", s(&enc), "--key", "SecretPhrase1234", "--md", md]);
+            assert!(!o.status.success(), "{name}");
+            if name.ends_with(".json") {
+                assert!(String::from_utf8_lossy(&o.stderr).contains("not XML"), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+        }
+        let ikm = "000102030405060708090a0b0c0d0e0f";
+        let theirs = dir.path().join("t.ece");
+        ok(peer("python3", &["-c", ECE_ENCRYPT, s(&input), ikm, "4096", "", s(&theirs)], None));
+        let back = dir.path().join("t.plain");
+        ok(provisor(&["profile", "decrypt", s(&theirs), "-o", s(&back), "--ikm", ikm]));
+        assert_eq!(std::fs::read(&back).unwrap(), plain, "{name} aes128gcm");
+    }
+}

@@ -148,6 +148,46 @@ fn plausible(data: &[u8]) -> bool {
 /// starts with `<` is the profile. Anything else is tried as RFC 8188 when an IKM is given, then as `-nosalt`
 /// AES-256-CBC when a key is given, each accepted only if the result is gzip or XML.
 pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, UnwrapError> {
+    unwrap_as(input, keys, limits, false)
+}
+
+/// Removes every layer like [`unwrap`], but returns whatever the innermost layer holds, XML or not (a firmware
+/// list, a report in another format, any file encrypted the same way): `openssl enc -d` and `http_ece` do not care
+/// what they decrypt either. A file with no layer at all must still be a profile (there is nothing to remove).
+///
+/// The AES-256-CBC digest is chosen as [`unwrap`] chooses it (the one whose result is gzip or XML); when neither
+/// gives that, the first whose padding checks is taken. RFC 8188 authenticates, so its plaintext is always right.
+pub fn unwrap_plaintext(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, UnwrapError> {
+    unwrap_as(input, keys, limits, true)
+}
+
+/// `openssl_enc::decrypt_with`, taking any plaintext whose padding checks when `any` and nothing plausible decrypts.
+fn decrypt_cbc(
+    data: &[u8],
+    key: &[u8],
+    choice: DigestChoice,
+    salted: bool,
+    any: bool,
+) -> Result<(Vec<u8>, Digest), DecryptError> {
+    match openssl_enc::decrypt_with(data, key, choice, salted, plausible) {
+        Err(DecryptError::BadDecrypt { .. }) if any => openssl_enc::decrypt_with(data, key, choice, salted, |_| true),
+        other => other,
+    }
+}
+
+/// The error of a salted AES-256-CBC layer that gave nothing plausible: a plaintext that is not a profile is named as
+/// such (the key was right), rather than as a wrong key.
+fn salted_not_a_profile(data: &[u8], key: &[u8], choice: DigestChoice, e: DecryptError) -> UnwrapError {
+    match (&e, openssl_enc::decrypt_with(data, key, choice, true, |p| std::str::from_utf8(p).is_ok())) {
+        (DecryptError::BadDecrypt { .. }, Ok((_, digest))) => UnwrapError::NotAProfile(format!(
+            "decrypted (md {}), but the content is not XML or gzip: not a profile (`profile decrypt` returns it)",
+            digest.name()
+        )),
+        _ => e.into(),
+    }
+}
+
+fn unwrap_as(input: &[u8], keys: &Keys, limits: &Limits, any: bool) -> Result<Unwrapped, UnwrapError> {
     if input.len() > limits.max_input {
         return Err(UnwrapError::TooLarge { len: input.len(), limit: limits.max_input });
     }
@@ -170,10 +210,15 @@ pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, U
         }
         let encrypted_yet = layers.iter().any(|l| !matches!(l, Layer::Gzip));
         let gzipped_yet = layers.contains(&Layer::Gzip);
+        // Inside a layer, anything that is no further layer is the plaintext.
+        if any && !layers.is_empty() && !openssl_enc::is_salted(&data) && (gzipped_yet || !gzip::is_gzip(&data)) {
+            return Ok(Unwrapped { plaintext: data, layers });
+        }
         if openssl_enc::is_salted(&data) {
             refuse_nesting(&layers, encrypted_yet || gzipped_yet, "aes-256-cbc")?;
             let key = keys.key.as_deref().ok_or(UnwrapError::KeyRequired)?;
-            let (plain, digest) = openssl_enc::decrypt_with(&data, key, keys.digest, true, plausible)?;
+            let (plain, digest) = decrypt_cbc(&data, key, keys.digest, true, any)
+                .map_err(|e| salted_not_a_profile(&data, key, keys.digest, e))?;
             layers.push(Layer::AesCbc { digest, salted: true });
             data = plain;
             continue;
@@ -187,7 +232,7 @@ pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, U
         if !encrypted_yet && !gzipped_yet {
             if let Some(ikm) = &keys.ikm {
                 let d = aes128gcm::decrypt(&data, ikm)?;
-                if !plausible(&d.plaintext) {
+                if !any && !plausible(&d.plaintext) {
                     return Err(UnwrapError::Aes128GcmNotAProfile);
                 }
                 layers.push(Layer::Aes128Gcm { rs: d.header.rs, keyid: d.header.keyid });
@@ -196,7 +241,7 @@ pub fn unwrap(input: &[u8], keys: &Keys, limits: &Limits) -> Result<Unwrapped, U
             }
             if let Some(key) = &keys.key {
                 let (plain, digest) =
-                    openssl_enc::decrypt_with(&data, key, keys.digest, false, plausible).map_err(|e| match e {
+                    decrypt_cbc(&data, key, keys.digest, false, any).map_err(|e| match e {
                         DecryptError::BadDecrypt { tried } => UnwrapError::NotAProfile(format!(
                             "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file for this key \
                              (tried md {tried})"
