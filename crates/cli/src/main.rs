@@ -49,7 +49,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Write a commented provisor.toml, templates and a sample inventory into a directory.
     Init(serve_cmd::InitArgs),
-    /// Print the DHCP option 66/150 configuration for Kea, dnsmasq or ISC dhcpd.
+    /// Print the DHCP configuration for Kea, dnsmasq or ISC dhcpd: options 150 and 66 for enterprise phones, 66 and
+    /// 160 (the bootstrap URL) for MPP phones, matched by vendor class (option 60).
     DhcpSnippet(serve_cmd::DhcpArgs),
     /// Simulate a Cisco MPP phone: against real servers (simulate) or as a dry run (explain).
     #[command(subcommand)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use provisor_server::config::{Config, SAMPLE};
-use provisor_server::render;
+use provisor_server::{dhcp, render};
 use provisor_server::serve::{self, DEMO_DEVICES};
 
 /// `provisor serve`.
@@ -56,6 +56,10 @@ pub struct DhcpArgs {
     /// The address phones reach the server at, if `public_host` is a name (option 150 needs an IPv4 address).
     #[arg(long)]
     server_ip: Option<std::net::Ipv4Addr>,
+    /// One class per model (matched on the whole vendor class, `Cisco Systems, Inc. IP Phone MODEL`), instead of
+    /// one for enterprise and one for MPP phones (split by the `3PCC` suffix). Repeatable.
+    #[arg(long = "model", value_name = "MODEL")]
+    model: Vec<String>,
 }
 
 /// The site's configuration (`--config`, `PROVISOR_CONFIG`, `/etc/provisor/provisor.toml`), or the demo's.
@@ -235,35 +239,21 @@ pub fn run_dhcp(args: DhcpArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let tftp_port = config.tftp.listen.map(|a| a.port());
-    // Option 66 names the TFTP server (unprovisioned MPP phones then fetch their default Profile_Rule `/$PSN.xml`
-    // from it); option 150 is Cisco's list of TFTP server IPv4 addresses. Phones use port 69 for TFTP.
-    let opt66 = ip.to_string();
     if tftp_port.is_some_and(|p| p != 69) {
         eprintln!(
-            "note: TFTP listens on port {}, but phones use port 69: listen on 69 (or redirect it) for option 150",
+            "note: TFTP listens on port {}, but phones use port 69: listen on 69 (or redirect it) for options 150/66",
             tftp_port.unwrap_or_default()
         );
     }
-    match args.server {
-        DhcpServer::Kea => println!(
-            r#"// Kea DHCPv4: add to "Dhcp4" (option 150 needs its definition first).
-"option-def": [ {{ "name": "cisco-tftp-servers", "code": 150, "type": "ipv4-address", "array": true, "space": "dhcp4" }} ],
-"option-data": [
-  {{ "name": "tftp-server-name", "code": 66, "data": "{opt66}" }},
-  {{ "name": "cisco-tftp-servers", "code": 150, "data": "{ip}" }}
-]"#
-        ),
-        DhcpServer::Dnsmasq => println!(
-            "# dnsmasq: option 66 (tftp-server-name) and Cisco option 150\n\
-             dhcp-option=66,\"{opt66}\"\n\
-             dhcp-option=150,{ip}"
-        ),
-        DhcpServer::Isc => println!(
-            "# ISC dhcpd: declare option 150, then set both\n\
-             option cisco-tftp-servers code 150 = array of ip-address;\n\
-             option tftp-server-name \"{opt66}\";\n\
-             option cisco-tftp-servers {ip};"
-        ),
+    let announce = dhcp::Announce::for_site(&config, ip, args.model);
+    if announce.mpp_url.is_none() {
+        eprintln!("note: no [http] listener: MPP phones get only the TFTP address in option 66");
     }
+    let server = match args.server {
+        DhcpServer::Kea => dhcp::DhcpServer::Kea,
+        DhcpServer::Dnsmasq => dhcp::DhcpServer::Dnsmasq,
+        DhcpServer::Isc => dhcp::DhcpServer::Isc,
+    };
+    print!("{}", dhcp::snippet(server, &announce));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod content;
+pub mod dhcp;
 pub mod front;
 pub mod identity;
 pub mod inventory;

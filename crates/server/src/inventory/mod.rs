@@ -161,16 +161,18 @@ pub struct Device {
     pub secrets: Secrets,
 }
 
+/// Whether a model runs enterprise (CUCM) firmware: anything but a Multiplatform model (`-3PCC`, `MPP`, the SPA and
+/// ATA lines) or no model.
+pub fn is_enterprise_model(model: &str) -> bool {
+    let m = model.to_ascii_uppercase();
+    !(m.trim().is_empty() || m.contains("3PCC") || m.contains("MPP") || m.starts_with("SPA") || m.starts_with("ATA"))
+}
+
 impl Device {
     /// Whether the device runs enterprise (CUCM) firmware, by its model: anything but a Multiplatform model (`-3PCC`,
     /// `MPP`, the SPA and ATA lines) or no model. Only enterprise devices are served `SEP<MAC>.cnf.xml`.
     pub fn is_enterprise(&self) -> bool {
-        let m = self.model.to_ascii_uppercase();
-        !(m.trim().is_empty()
-            || m.contains("3PCC")
-            || m.contains("MPP")
-            || m.starts_with("SPA")
-            || m.starts_with("ATA"))
+        is_enterprise_model(&self.model)
     }
 
     /// A device with only a MAC and these secrets, to be filled in.
