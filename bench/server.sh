@@ -55,6 +55,8 @@ listen = ""
 listen = ""
 [syslog]
 listen = ""
+[admin]
+listen = ""
 EOF
 "$bin" serve --config "$dir/provisor.toml" 2>"$dir/provisor.log" &
 prov_pid=$!

@@ -34,6 +34,8 @@ listen = "127.0.0.1:18069"
 max_sessions_per_address = 10000
 [syslog]
 listen = "127.0.0.1:18514"
+[admin]
+listen = "127.0.0.1:0"
 [limits]
 max_connections_per_address = 4096
 EOF

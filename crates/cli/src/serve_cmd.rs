@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use provisor_server::config::{Config, SAMPLE};
-use provisor_server::{dhcp, render};
 use provisor_server::serve::{self, DEMO_DEVICES};
+use provisor_server::{dhcp, render};
 
 /// `provisor serve`.
 #[derive(Args)]
@@ -20,8 +20,8 @@ pub struct ServeArgs {
     /// The demo's data directory (ignored with --config, whose `data_dir` counts).
     #[arg(long, env = "PROVISOR_DATA_DIR", default_value = "provisor-data")]
     data_dir: PathBuf,
-    /// Log format: text or json.
-    #[arg(long, default_value = "text")]
+    /// Log format: text, or json (every line a JSON object: the banner, the access log, TFTP transfers, warnings).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log: String,
 }
 
@@ -70,6 +70,23 @@ fn load(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Config, bool)
     })
 }
 
+/// Whether `--log json` is on: then the banner and the stop messages are log events too (every line is JSON).
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for the operator: plain text on standard error, or a JSON log event with `--log json`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let text = format!($($arg)*);
+        if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(target: "provisor::banner", "{}", line.trim_end());
+            }
+        } else {
+            eprintln!("{text}");
+        }
+    }};
+}
+
 /// How long a stopping server lets requests and transfers in progress finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -86,12 +103,14 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_ansi(ansi)
         .log_internal_errors(false);
     if args.log == "json" {
+        JSON_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
         builder.json().init();
     } else {
         builder.init();
     }
     let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;
-    let demo_firmware = (is_demo && config.data_dir != Path::new(serve::MEMORY)).then(|| config.data_dir.join("firmware"));
+    let demo_firmware =
+        (is_demo && config.data_dir != Path::new(serve::MEMORY)).then(|| config.data_dir.join("firmware"));
     if let Some(dir) = &demo_firmware {
         config.firmware.dir = Some(dir.clone());
     }
@@ -112,12 +131,9 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
-        eprintln!(
-            "stopping: finishing the requests and transfers in progress (at most {} s)",
-            SHUTDOWN_GRACE.as_secs()
-        );
+        say!("stopping: finishing the requests and transfers in progress (at most {} s)", SHUTDOWN_GRACE.as_secs());
         if !running.shutdown(SHUTDOWN_GRACE).await {
-            eprintln!("stopped with transfers still in progress after {} s", SHUTDOWN_GRACE.as_secs());
+            say!("stopped with transfers still in progress after {} s", SHUTDOWN_GRACE.as_secs());
         }
         anyhow::Ok(())
     })?;
@@ -128,18 +144,19 @@ async fn print_banner(running: &serve::Running, is_demo: bool) {
     let config = running.provisioner.config();
     use provisor_server::inventory::Store;
     let p = |label: &str, a: Option<std::net::SocketAddr>, scheme: &str| match a {
-        Some(a) => eprintln!("  {label:<7} {scheme}{a}"),
-        None => eprintln!("  {label:<7} off"),
+        Some(a) => say!("  {label:<7} {scheme}{a}"),
+        None => say!("  {label:<7} off"),
     };
-    eprintln!("Provisor {} is serving{}:", env!("CARGO_PKG_VERSION"), if is_demo { " a demo" } else { "" });
+    say!("Provisor {} is serving{}:", env!("CARGO_PKG_VERSION"), if is_demo { " a demo" } else { "" });
     p("HTTP", running.http, "http://");
     p("HTTPS", running.https, "https://");
     p("TFTP", running.tftp, "udp ");
     p("syslog", running.syslog, "udp ");
+    p("admin", running.admin, "http://");
     if running.in_memory() {
-        eprintln!("  data    in memory (generated keys in {})", running.data_dir.display());
+        say!("  data    in memory (generated keys in {})", running.data_dir.display());
     } else {
-        eprintln!("  data    {}", running.data_dir.display());
+        say!("  data    {}", running.data_dir.display());
     }
     // The demo's commands show a device's key and random path: never for a real site's devices.
     if !is_demo {
@@ -149,32 +166,29 @@ async fn print_banner(running: &serve::Running, is_demo: bool) {
     let store = running.provisioner.store();
     let Ok(Some(first)) = store.device(&DEMO_DEVICES[0].0.parse().expect("demo MAC")).await else { return };
     let data = config.data_dir.display();
-    eprintln!("\nTry it (demo phone {} = {}):", first.mac, first.model);
-    eprintln!("  curl -A 'Cisco-{}/12.0.1 ({})' http://{http}/{}.xml", first.model, first.mac, first.mac);
-    eprintln!("      # the bootstrap profile: no secrets, it sends the phone to HTTPS");
+    say!("\nTry it (demo phone {} = {}):", first.mac, first.model);
+    say!("  curl -A 'Cisco-{}/12.0.1 ({})' http://{http}/{}.xml", first.model, first.mac, first.mac);
+    say!("      # the bootstrap profile: no secrets, it sends the phone to HTTPS");
     if let (Some(https), Some(_)) = (running.https, &running.generated) {
-        eprintln!(
+        say!(
             "  curl --cacert {data}/tls/ca.pem --cert {data}/tls/demo-phone.pem --key {data}/tls/demo-phone.key \
              https://{https}/{}.xml",
             first.mac
         );
-        eprintln!("      # with the phone's client certificate: its full profile, key and random path");
+        say!("      # with the phone's client certificate: its full profile, key and random path");
     }
-    eprintln!(
+    say!(
         "  curl -s http://{http}/profile/{}/profile.cfg | openssl enc -d -aes-256-cbc -md {} -k {} | gunzip",
-        first.secrets.path_token, first.secrets.aes_digest, first.secrets.aes_key
+        first.secrets.path_token,
+        first.secrets.aes_digest,
+        first.secrets.aes_key
     );
-    eprintln!("      # what later resyncs fetch: gzip + AES-256-CBC with the device's key");
+    say!("      # what later resyncs fetch: gzip + AES-256-CBC with the device's key");
     if let Some(tftp) = running.tftp {
-        eprintln!(
-            "  tftp {} {} -c get /profile/{}/profile.cfg p.cfg",
-            tftp.ip(),
-            tftp.port(),
-            first.secrets.path_token
-        );
+        say!("  tftp {} {} -c get /profile/{}/profile.cfg p.cfg", tftp.ip(), tftp.port(), first.secrets.path_token);
     }
     if let Some(s) = running.syslog {
-        eprintln!(
+        say!(
             "  echo '<14>{} {} -- Resync failed: demo' > /dev/udp/{}/{}",
             first.model,
             colon_mac(first.mac.as_str()),
@@ -182,9 +196,11 @@ async fn print_banner(running: &serve::Running, is_demo: bool) {
             s.port()
         );
     }
-    eprintln!("  provisor device --data-dir {data} show {}", first.mac);
-    eprintln!("  curl http://{http}/metrics");
-    eprintln!("Stop with Ctrl-C.");
+    say!("  provisor device --data-dir {data} show {}", first.mac);
+    if let Some(admin) = running.admin {
+        say!("  curl http://{admin}/metrics        # the admin listener, not the phones' ports");
+    }
+    say!("Stop with Ctrl-C.");
 }
 
 /// `00:11:aa:bb:cc:01` (the phones' `$MAC`).
@@ -221,7 +237,10 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     let config = dir.join("provisor.toml");
     Config::load(&config)?;
-    eprintln!("\nNext (every command finds the site from --config, $PROVISOR_CONFIG or {}):", crate::site::SYSTEM_CONFIG);
+    eprintln!(
+        "\nNext (every command finds the site from --config, $PROVISOR_CONFIG or {}):",
+        crate::site::SYSTEM_CONFIG
+    );
     eprintln!("  export PROVISOR_CONFIG={}", config.display());
     eprintln!("  provisor device import {}/devices.csv", dir.display());
     eprintln!("  provisor serve");

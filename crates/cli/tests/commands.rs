@@ -170,10 +170,14 @@ fn every_command_finds_the_site_and_never_makes_an_empty_inventory() {
     let listed = text(&ok(provisor_in(&elsewhere, &env, &["device", "list", "--json"])).stdout);
     assert!(listed.contains("000e08aabb01"), "{listed}");
     // --config does the same, and wins over the variable.
-    let listed = text(&ok(provisor_in(&elsewhere, &[("PROVISOR_CONFIG", "/nonexistent.toml")], &[
-        "device", "--config", s(&config), "list", "--json",
-    ]))
-    .stdout);
+    let listed = text(
+        &ok(provisor_in(
+            &elsewhere,
+            &[("PROVISOR_CONFIG", "/nonexistent.toml")],
+            &["device", "--config", s(&config), "list", "--json"],
+        ))
+        .stdout,
+    );
     assert!(listed.contains("000e08aabb02"), "{listed}");
     // A configuration that does not exist is an error naming it, not an empty site.
     let err = text(&provisor_in(&elsewhere, &[("PROVISOR_CONFIG", "/nonexistent.toml")], &["device", "list"]).stderr);
@@ -185,9 +189,11 @@ fn every_command_finds_the_site_and_never_makes_an_empty_inventory() {
     assert!(text(&out.stderr).contains("no inventory at"), "{}", text(&out.stderr));
     assert!(!missing.exists());
     // A dry-run import against a site with no inventory yet shows every row as new and creates nothing.
-    let out = ok(provisor_in(&elsewhere, &[], &[
-        "device", "--data-dir", s(&missing), "import", "--dry-run", s(&site.join("devices.csv")),
-    ]));
+    let out = ok(provisor_in(
+        &elsewhere,
+        &[],
+        &["device", "--data-dir", s(&missing), "import", "--dry-run", s(&site.join("devices.csv"))],
+    ));
     assert!(text(&out.stderr).contains("2 new"), "{}", text(&out.stderr));
     assert!(!missing.exists());
 

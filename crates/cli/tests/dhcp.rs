@@ -59,7 +59,8 @@ fn every_snippet_passes_its_servers_own_check() {
                 assert!(snippet.contains("IP Phone CP-8841-3PCC") && snippet.contains("IP Phone CP-8845"), "{snippet}");
             }
             // The check really checks: the same snippet with one option name misspelt is refused.
-            let broken = snippet.replacen("tftp-server-name", "tftp-server-nam", 1).replacen("dhcp-option=", "dhcp-optio=", 1);
+            let broken =
+                snippet.replacen("tftp-server-name", "tftp-server-nam", 1).replacen("dhcp-option=", "dhcp-optio=", 1);
             assert!(!check(server, &broken, dir.path()).status.success(), "{server} accepted a broken snippet");
         }
     }
@@ -72,5 +73,8 @@ fn every_snippet_passes_its_servers_own_check() {
         ok(provisor(&["dhcp-snippet", "isc", "--config", s(&named), "--server-ip", "192.0.2.5"])).stdout,
     )
     .unwrap();
-    assert!(out.contains("cisco-tftp-servers 192.0.2.5") && out.contains("\"http://prov.example.com/$MA.xml\""), "{out}");
+    assert!(
+        out.contains("cisco-tftp-servers 192.0.2.5") && out.contains("\"http://prov.example.com/$MA.xml\""),
+        "{out}"
+    );
 }

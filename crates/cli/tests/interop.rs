@@ -374,7 +374,11 @@ fn decrypt_returns_any_plaintext_that_openssl_or_http_ece_encrypted() {
             let o = provisor(&["profile", "parse", s(&enc), "--key", "SecretPhrase1234", "--md", md]);
             assert!(!o.status.success(), "{name}");
             if name.ends_with(".json") {
-                assert!(String::from_utf8_lossy(&o.stderr).contains("not XML"), "{}", String::from_utf8_lossy(&o.stderr));
+                assert!(
+                    String::from_utf8_lossy(&o.stderr).contains("not XML"),
+                    "{}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
             }
         }
         let ikm = "000102030405060708090a0b0c0d0e0f";

@@ -143,7 +143,20 @@ fn render_a_device_profile() {
     // A line password is masked too, in the MPP profile and in an enterprise phone's SEP<MAC>.cnf.xml.
     ok(provisor(d, &["device", "set", "000e08aabbcc", "--param", "Password_1_=hunter2", "--param", "User_ID_1_=201"]));
     assert!(!ok(provisor(d, &["device", "render", "000e08aabbcc"])).contains("hunter2"));
-    ok(provisor(d, &["device", "add", "000e08aabb99", "--model", "CP-8845", "--param", "Password_1_=sesame", "--param", "User_ID_1_=301"]));
+    ok(provisor(
+        d,
+        &[
+            "device",
+            "add",
+            "000e08aabb99",
+            "--model",
+            "CP-8845",
+            "--param",
+            "Password_1_=sesame",
+            "--param",
+            "User_ID_1_=301",
+        ],
+    ));
     let sep = ok(provisor(d, &["device", "render", "000e08aabb99"]));
     assert!(sep.contains("<authPassword>********</authPassword>") && sep.contains("<name>301</name>"), "{sep}");
     assert!(ok(provisor(d, &["device", "render", "000e08aabb99", "--secrets"])).contains("sesame"));

@@ -547,7 +547,7 @@ fn syslog_floods_are_capped_per_device() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to: SocketAddr = format!("127.0.0.1:{}", server.syslog).parse().unwrap();
     let metric = |name: &str, label: &str| -> u64 {
-        let metrics = text(&server.get("/metrics").2);
+        let metrics = server.metrics();
         metrics
             .lines()
             .find(|l| l.starts_with(name) && l.contains(label))

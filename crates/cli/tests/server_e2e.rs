@@ -381,8 +381,25 @@ fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
         statuses.push(server.curl(&["-u", "phone:pw", &format!("{}/0000000000{i:02}.xml", server.http)]).0);
     }
     assert_eq!(statuses, [404, 404, 404, 404, 404, 429, 429]);
-    let metrics = text(&server.get("/metrics").2);
-    assert!(metrics.contains("provisor_requests_total"), "{metrics}");
+    // Metrics are on the admin listener, described (HELP and TYPE), with latency histograms per protocol; the
+    // phones' ports do not serve them.
+    let metrics = server.metrics();
+    for line in [
+        "# HELP provisor_requests_total ",
+        "# TYPE provisor_requests_total counter",
+        "# TYPE provisor_request_duration_seconds histogram",
+        "provisor_request_duration_seconds_bucket{protocol=\"http\",le=\"0.005\"}",
+        "provisor_request_duration_seconds_count{protocol=\"tftp\"}",
+        "# TYPE provisor_cache_hits_total counter",
+        "provisor_renders_total{kind=",
+        "provisor_rate_limited_total{protocol=\"http\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}:\n{metrics}");
+    }
+    // (This address is rate-limited by now: 429; any other would get 404.)
+    let (status, _, body) = server.get("/metrics");
+    assert!(status != 200 && !text(&body).contains("provisor_requests_total"), "metrics on the phones' port");
+    assert_eq!(server.curl(&[&format!("{}/healthz", server.admin)]).2, b"ok\n");
 }
 
 #[test]
@@ -991,4 +1008,55 @@ fn x_forwarded_for_names_the_phone_only_behind_trusted_proxies() {
         "{:?}",
         audit_clients(dir.path())
     );
+}
+
+#[test]
+fn log_json_makes_every_line_json_banner_and_access_log_included() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
+    Pki::new(dir.path(), "test-ca");
+    std::fs::write(dir.path().join("provisor.toml"), BASE_CONFIG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["serve", "--config", s(&dir.path().join("provisor.toml")), "--log", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let mut http = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The banner, then one request and its access-log line.
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else { break };
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nbefore: {lines:#?}"));
+        let message = v["fields"]["message"].as_str().unwrap_or_default().trim().to_string();
+        if let Some(a) = message.strip_prefix("HTTP ").filter(|_| !message.starts_with("HTTPS")) {
+            http = a.trim().to_string();
+        }
+        if message.starts_with("data") {
+            let out = peer("curl", &["-s", "-o", "/dev/null", &format!("{http}/{MAC_A}.xml")], None);
+            assert!(out.status.success());
+        }
+        let access = v["target"] == "provisor::access";
+        lines.push(v);
+        if access {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!http.is_empty(), "the banner's HTTP line, as JSON: {lines:#?}");
+    assert!(lines.iter().any(|v| v["target"] == "provisor::banner"), "{lines:#?}");
+    let access = lines.last().unwrap();
+    assert_eq!(access["target"], "provisor::access", "{lines:#?}");
+    assert_eq!(access["fields"]["status"], 200, "{access}");
 }

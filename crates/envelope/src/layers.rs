@@ -240,16 +240,15 @@ fn unwrap_as(input: &[u8], keys: &Keys, limits: &Limits, any: bool) -> Result<Un
                 continue;
             }
             if let Some(key) = &keys.key {
-                let (plain, digest) =
-                    decrypt_cbc(&data, key, keys.digest, false, any).map_err(|e| match e {
-                        DecryptError::BadDecrypt { tried } => UnwrapError::NotAProfile(format!(
-                            "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file for this key \
+                let (plain, digest) = decrypt_cbc(&data, key, keys.digest, false, any).map_err(|e| match e {
+                    DecryptError::BadDecrypt { tried } => UnwrapError::NotAProfile(format!(
+                        "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file for this key \
                              (tried md {tried})"
-                        )),
-                        other => UnwrapError::NotAProfile(format!(
-                            "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file: {other}"
-                        )),
-                    })?;
+                    )),
+                    other => UnwrapError::NotAProfile(format!(
+                        "not XML, gzip or a \"Salted__\" file, and not a -nosalt AES-256-CBC file: {other}"
+                    )),
+                })?;
                 layers.push(Layer::AesCbc { digest, salted: false });
                 data = plain;
                 continue;

@@ -16,7 +16,8 @@ mod layers;
 pub mod openssl_enc;
 
 pub use layers::{
-    Encryption, Keys, Layer, Limits, UnwrapError, Unwrapped, WrapSpec, looks_like_profile_text, repack, unwrap, unwrap_plaintext, wrap,
+    Encryption, Keys, Layer, Limits, UnwrapError, Unwrapped, WrapSpec, looks_like_profile_text, repack, unwrap,
+    unwrap_plaintext, wrap,
 };
 
 /// Fills `buf` with random bytes from the operating system.

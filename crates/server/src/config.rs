@@ -27,6 +27,8 @@ pub struct Config {
     pub tftp: Tftp,
     /// The syslog receiver.
     pub syslog: Listener,
+    /// The admin listener (`/metrics`, `/healthz`): loopback by default, never the ports phones use.
+    pub admin: Listener,
     /// Templates.
     pub templates: TemplatesConfig,
     /// Firmware.
@@ -275,6 +277,7 @@ impl Default for Config {
             https: Https::default(),
             tftp: Tftp::default(),
             syslog: Listener { listen: Some(([127, 0, 0, 1], 5514).into()) },
+            admin: Listener { listen: Some(([127, 0, 0, 1], 9180).into()) },
             templates: TemplatesConfig::default(),
             firmware: Firmware::default(),
             provisioning: Provisioning::default(),
@@ -584,6 +587,11 @@ max_stall_s = 30
 [syslog]
 # Set the phones' Syslog_Server to this address (RFC 3164 and 5424 are understood).
 listen = "127.0.0.1:5514"
+
+[admin]
+# Prometheus metrics (/metrics) and a health check (/healthz), for operators: keep it on loopback or a management
+# network, never where phones reach it. "" turns it off.
+listen = "127.0.0.1:9180"
 
 [templates]
 # Templates that override or add to the built-in ones (mpp.xml, bootstrap.xml, SEP.cnf.xml, XMLDefault.cnf.xml).

@@ -150,7 +150,8 @@ fn dnsmasq(a: &Announce) -> String {
     };
     if a.models.is_empty() {
         // Quoted: the vendor class has a comma, which dnsmasq would take as a separator.
-        let _ = writeln!(out, "dhcp-vendorclass=set:cisco-phone,\"{VENDOR_CLASS}\"\ndhcp-vendorclass=set:cisco-mpp,3PCC");
+        let _ =
+            writeln!(out, "dhcp-vendorclass=set:cisco-phone,\"{VENDOR_CLASS}\"\ndhcp-vendorclass=set:cisco-mpp,3PCC");
         send(&mut out, "tag:cisco-phone,tag:!cisco-mpp", true);
         send(&mut out, "tag:cisco-phone,tag:cisco-mpp", false);
     } else {

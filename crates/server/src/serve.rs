@@ -60,6 +60,8 @@ pub struct Running {
     pub tftp: Option<SocketAddr>,
     /// Syslog.
     pub syslog: Option<SocketAddr>,
+    /// The admin listener (`/metrics`, `/healthz`).
+    pub admin: Option<SocketAddr>,
     /// The generated CA and server certificate, when none was configured.
     pub generated: Option<Generated>,
     /// The provisioning core.
@@ -163,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
 }
 
 async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
-    crate::front::http::metrics_handle();
+    crate::metrics::handle();
     match raise_file_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
         None => tracing::warn!("could not read the open files limit"),
@@ -188,6 +190,15 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         ),
         None => None,
     };
+    let admin = match config.admin.listen {
+        Some(a) => Some(bind_tcp("admin", a).await?),
+        None => None,
+    };
+    if let Some(a) = config.admin.listen
+        && !a.ip().is_loopback()
+    {
+        tracing::warn!("[admin] listen {a} is not loopback: /metrics is open to that network");
+    }
     let syslog = match config.syslog.listen {
         Some(addr) => {
             Some(UdpSocket::bind(addr).await.map_err(|source| ServeError::Bind { what: "syslog", addr, source })?)
@@ -283,11 +294,16 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     if let Some(socket) = syslog {
         fronts.spawn(crate::front::syslog::serve(socket, provisioner.clone(), shutdown.clone()));
     }
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = admin {
+        fronts.spawn(crate::front::admin::serve(l, shutdown.clone()));
+    }
     Ok(Running {
         http: addrs.0,
         https: addrs.1,
         tftp: addrs.2,
         syslog: addrs.3,
+        admin: admin_addr,
         generated,
         provisioner,
         data_dir,

@@ -53,6 +53,8 @@ pub struct Server {
     pub https: String,
     pub tftp: u16,
     pub syslog: u16,
+    /// The admin listener's base URL (`http://127.0.0.1:PORT`).
+    pub admin: String,
     pub log: Arc<Mutex<String>>,
 }
 
@@ -74,6 +76,8 @@ client_ca = ["test-ca.pem"]
 [tftp]
 listen = "127.0.0.1:0"
 [syslog]
+listen = "127.0.0.1:0"
+[admin]
 listen = "127.0.0.1:0"
 [firmware]
 dir = "firmware"
@@ -118,7 +122,8 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut http, mut https, mut tftp, mut syslog) = (String::new(), String::new(), 0, 0);
+        let (mut http, mut https, mut tftp, mut syslog, mut admin) =
+            (String::new(), String::new(), 0, 0, String::new());
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else { break };
@@ -132,12 +137,14 @@ impl Server {
                 tftp = port(t);
             } else if t.starts_with("syslog") {
                 syslog = port(t);
+            } else if let Some(a) = t.strip_prefix("admin") {
+                admin = a.trim().to_string();
             } else if t.starts_with("data") {
                 break;
             }
         }
         assert!(!http.is_empty() && tftp != 0, "server did not start: {}", log.lock().unwrap());
-        Server { child, dir: dir.to_path_buf(), http, https, tftp, syslog, log }
+        Server { child, dir: dir.to_path_buf(), http, https, tftp, syslog, admin, log }
     }
 
     pub fn data(&self) -> String {
@@ -157,6 +164,13 @@ impl Server {
             .and_then(|l| l.split(' ').nth(1))
             .map_or(0, |c| c.parse().unwrap());
         (status, h.to_ascii_lowercase(), out.stdout)
+    }
+
+    /// The admin listener's Prometheus text.
+    pub fn metrics(&self) -> String {
+        let (status, _, body) = self.curl(&[&format!("{}/metrics", self.admin)]);
+        assert_eq!(status, 200, "admin /metrics");
+        String::from_utf8(body).unwrap()
     }
 
     pub fn get(&self, path: &str) -> (u16, String, Vec<u8>) {

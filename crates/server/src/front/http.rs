@@ -3,7 +3,7 @@
 //! one axum handler that turns every request into a [`Request`] for the [`Provisioner`].
 //!
 //! Every response carries `Content-Length` (phones speak HTTP/1.0 and 1.1, specs.md §4.3); profiles are `text/xml`;
-//! firmware supports single `Range` requests; `/metrics` is Prometheus text.
+//! firmware supports single `Range` requests. Metrics are on the admin listener ([`super::admin`]), not here.
 //!
 //! Hostile clients are bounded (`[limits]`): headers must arrive within `http_header_timeout_s`, a body within
 //! `http_body_timeout_s`, and a connection silent for `http_idle_timeout_s` is closed; at most `max_connections`
@@ -24,7 +24,6 @@ use axum::extract::{Extension, Request as AxumRequest};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response as AxumResponse;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -45,18 +44,6 @@ struct Connection {
     peer: SocketAddr,
     protocol: Protocol,
     certificate: Option<crate::identity::Claims>,
-}
-
-/// The process-wide Prometheus recorder (installed on first use).
-pub fn metrics_handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first; metrics then go there.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
 }
 
 /// The connections of one listener: a cap in all and per address.
@@ -332,12 +319,6 @@ async fn handle<S: Store + 'static, J: Journal>(
     };
     let path = req.uri().path().to_string();
     let target = req.uri().to_string();
-    if path == "/metrics" && matches!(method, "GET" | "HEAD") {
-        let mut r = plain(StatusCode::OK, metrics_handle().render());
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-        return with_length(r);
-    }
     let headers = req.headers().clone();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let range = text(header::RANGE);
@@ -380,6 +361,7 @@ async fn handle<S: Store + 'static, J: Journal>(
     };
     let (client, method_name, file) = (request.client, request.method, request.path.clone());
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;
+    crate::metrics::request_latency(conn.protocol.name(), started.elapsed());
     // The access log: one line per request (random profile paths masked: half of a device's secret).
     tracing::info!(
         target: "provisor::access",

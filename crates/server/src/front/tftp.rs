@@ -35,7 +35,9 @@ impl<S: Store + 'static, J: Journal> ContentSource for TftpFront<S, J> {
         let (filename, client) = (request.filename.clone(), request.client);
         async move {
             let Some(p) = provisioner else { return Err(Refusal::access("starting")) };
+            let started = std::time::Instant::now();
             let response = p.handle(Request::get(Protocol::Tftp, &filename, client), SystemTime::now()).await;
+            crate::metrics::request_latency("tftp", started.elapsed());
             if let Some((code, message)) = response.tftp_error() {
                 return Err(Refusal { code, message });
             }

@@ -30,6 +30,19 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// A short name, for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Full => "full",
+            Variant::Bootstrap => "bootstrap",
+            Variant::Cbc => "aes-256-cbc",
+            Variant::CbcMd5 => "aes-256-cbc-md5",
+            Variant::Gcm => "aes128gcm",
+            Variant::Sep => "sep",
+            Variant::XmlDefault => "xmldefault",
+        }
+    }
+
     /// Whether the body is encrypted.
     pub fn is_sealed(self) -> bool {
         matches!(self, Variant::Cbc | Variant::CbcMd5 | Variant::Gcm)

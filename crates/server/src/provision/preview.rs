@@ -2,9 +2,9 @@
 //! parameters and checks as [`Provisioner::handle`] (the secure flow's `Profile_Rule`, key and random path, the
 //! `Report_Rule` and `Upgrade_Rule` the server adds), and nothing is recorded or cached.
 
+use super::Provisioner;
 use super::cache::Variant;
 use super::request::ProvisionError;
-use super::Provisioner;
 use crate::inventory::{Mac, Store};
 use crate::journal::Journal;
 
@@ -71,11 +71,8 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 }
             }
         };
-        let mut secret_names = vec![
-            format!("GPP_{}", pv.key_gpp),
-            format!("GPP_{}", pv.path_gpp),
-            "IKM_HTTP_Encrypt_Content".to_string(),
-        ];
+        let mut secret_names =
+            vec![format!("GPP_{}", pv.key_gpp), format!("GPP_{}", pv.path_gpp), "IKM_HTTP_Encrypt_Content".to_string()];
         secret_names.extend(self.full_params(&device).await?.into_keys().filter(|n| is_password(n)));
         Ok(Preview { text, served_as, secret_names })
     }

@@ -56,6 +56,9 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         };
         metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => status)
             .increment(1);
+        if matches!(response.error, Some(ProvisionError::Limited(_))) {
+            metrics::counter!("provisor_rate_limited_total", "protocol" => req.protocol.name()).increment(1);
+        }
         self.journal
             .record(AuditEntry {
                 at_ms: now,

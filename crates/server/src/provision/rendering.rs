@@ -43,6 +43,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     ) -> Result<Arc<Served>, ProvisionError> {
         let key = Key::Device(Some(d.mac.clone()), variant);
         if !previous && let Some(s) = self.cache.get(&key) {
+            metrics::counter!("provisor_cache_hits_total").increment(1);
             out.served_params = s.params.clone();
             return Ok(s);
         }
@@ -55,6 +56,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     }
 
     pub(super) async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
+        metrics::counter!("provisor_renders_total", "kind" => variant.name()).increment(1);
         let templates = self.loaded_templates()?;
         let params = self.full_params(d).await?;
         let template = match variant {
@@ -90,8 +92,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     pub(super) async fn generic(&self, variant: Variant) -> Result<Response, ProvisionError> {
         let key = Key::Device(None, variant);
         if let Some(s) = self.cache.get(&key) {
+            metrics::counter!("provisor_cache_hits_total").increment(1);
             return Ok(Response::served(&s));
         }
+        metrics::counter!("provisor_renders_total", "kind" => variant.name()).increment(1);
         let device = Device::blank(Mac::placeholder(), Secrets::none());
         let (template, params) = match variant {
             // The call-control servers of the site: the `defaults` group.

@@ -1,0 +1,26 @@
+//! The admin listener (`[admin] listen`, loopback by default): what operators and their monitoring read, kept off
+//! the ports phones use. Today `/metrics` (Prometheus text, [`crate::metrics`]) and `/healthz`.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves the admin endpoints on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: the admin listener serves /metrics and /healthz\n") });
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!("admin listener: {e}");
+    }
+}
+
+async fn metrics() -> Response {
+    let mut r = Response::new(Body::from(crate::metrics::handle().render()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
