@@ -57,6 +57,17 @@ enum Command {
     Phone(phone_cmd::PhoneCommand),
     /// Boot many simulated phones against a server, with a progress bar, a summary and a chart (SVG).
     Loadtest(phone_cmd::LoadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output, e.g.
+    /// `provisor completions bash > /etc/bash_completion.d/provisor`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (provisor.1 and one per subcommand, e.g. provisor-serve.1) into a directory.
+    Manpages {
+        /// The directory (created if missing).
+        dir: std::path::PathBuf,
+    },
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
@@ -88,6 +99,12 @@ fn main() -> ExitCode {
         Command::Loadtest(args) => phone_cmd::run_load(args),
         Command::Init(args) => serve_cmd::run_init(args),
         Command::DhcpSnippet(args) => serve_cmd::run_dhcp(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "provisor", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => manpages(&dir),
     };
     match result {
         Ok(code) => code,
@@ -98,6 +115,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `provisor manpages DIR`: every page clap_mangen makes from the command definitions.
+fn manpages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+    let count = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    eprintln!("wrote {count} man pages into {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn broken_pipe(e: &anyhow::Error) -> bool {

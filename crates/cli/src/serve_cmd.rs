@@ -108,6 +108,7 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         builder.init();
     }
+    let config_file = crate::site::config_file(args.config.as_deref());
     let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;
     let demo_firmware =
         (is_demo && config.data_dir != Path::new(serve::MEMORY)).then(|| config.data_dir.join("firmware"));
@@ -125,11 +126,16 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             serve::demo(&store, running.provisioner.config(), running.generated.as_ref()).await?;
         }
         print_banner(&running, is_demo).await;
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            () = running.wait() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                () = running.wait() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+                _ = hangup.recv() => reload(&running, config_file.as_deref()),
+            }
         }
         say!("stopping: finishing the requests and transfers in progress (at most {} s)", SHUTDOWN_GRACE.as_secs());
         if !running.shutdown(SHUTDOWN_GRACE).await {
@@ -138,6 +144,23 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reads the configuration file again and reloads what can change while serving ([`serve::Running::reload`]).
+fn reload(running: &serve::Running, config_file: Option<&Path>) {
+    let new = match config_file {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload (SIGHUP): {e}; nothing was changed");
+                return;
+            }
+        },
+        None => running.provisioner.config().clone(),
+    };
+    for note in running.reload(&new) {
+        tracing::info!("reload (SIGHUP): {note}");
+    }
 }
 
 async fn print_banner(running: &serve::Running, is_demo: bool) {

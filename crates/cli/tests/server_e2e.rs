@@ -1060,3 +1060,65 @@ fn log_json_makes_every_line_json_banner_and_access_log_included() {
     assert_eq!(access["target"], "provisor::access", "{lines:#?}");
     assert_eq!(access["fields"]["status"], 200, "{access}");
 }
+
+/// Polls the server's log until it holds `needle` (or 10 s pass), and returns it.
+fn log_when(server: &Server, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = server.log.lock().unwrap().clone();
+        if log.contains(needle) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_certificates_and_the_audit_log_and_names_what_needs_a_restart() {
+    let (dir, pki, mut server) = setup("");
+    let old_phone = pki.phone("phone-a", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let new_phone = Pki::new(dir.path(), "new-ca").phone("phone-a2", MAC_A, "CP-8841-3PCC", "FCH0001");
+    let key_a = server.secrets(MAC_A)["aes_key"].as_str().unwrap().to_string();
+    let full = |cert: &(std::path::PathBuf, std::path::PathBuf)| {
+        let (status, _, body) = server.get_tls(&format!("/{MAC_A}.xml"), Some(cert));
+        status == 200 && text(&body).contains(&key_a)
+    };
+    assert!(full(&old_phone) && !full(&new_phone));
+    // The site moves to a new phone CA and logrotate moves the audit log away; one section changes that needs a
+    // restart.
+    let config = dir.path().join("provisor.toml");
+    let edited = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("client_ca = [\"test-ca.pem\"]", "client_ca = [\"new-ca.pem\"]")
+        .replace("[firmware]", "[limits]\nfailed_lookups_per_minute = 7\n[firmware]");
+    std::fs::write(&config, edited).unwrap();
+    let audit = dir.path().join("data/audit.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !audit.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::rename(&audit, dir.path().join("data/audit.log.rotated")).unwrap();
+    // SAFETY: kill(2) with the pid of a child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) }, 0);
+    let log = log_when(&server, "[limits] changed");
+    assert!(log.contains("reload (SIGHUP): HTTPS certificate, key and client CAs reloaded"), "{log}");
+    assert!(log.contains("[limits] changed: it takes effect at the next restart"), "{log}");
+    assert!(!log.contains("[provisioning] changed"), "{log}");
+    // New connections use the new CA, and the server went on serving.
+    assert!(full(&new_phone) && !full(&old_phone));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut written = String::new();
+    while !written.contains(MAC_A) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        written = std::fs::read_to_string(&audit).unwrap_or_default();
+    }
+    assert!(written.contains(MAC_A), "a new audit.log after the reload: {written:?}");
+    // A configuration that does not load changes nothing.
+    std::fs::write(&config, "this is = not toml [").unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) }, 0);
+    let log = log_when(&server, "nothing was changed");
+    assert!(log.contains("nothing was changed"), "{log}");
+    assert!(full(&new_phone));
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+}

@@ -72,12 +72,72 @@ pub struct Running {
     fronts: JoinSet<()>,
     writer: tokio::task::JoinHandle<()>,
     scratch: Option<PathBuf>,
+    tls: Option<LiveTls>,
+    audit_reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Running {
     /// Runs until a front end stops (they do not: they log and go on) or [`Running::shutdown_token`] is cancelled.
     pub async fn wait(&mut self) {
         while self.fronts.join_next().await.is_some() {}
+    }
+
+    /// Reloads what can change while serving (SIGHUP), from `new` (the configuration file read again):
+    /// - the HTTPS certificate, key and client CAs (a renewed certificate, a new phone CA), for new connections;
+    /// - the templates, whatever their modification times, with every cached rendering dropped;
+    /// - the audit log is reopened (after logrotate moved it).
+    ///
+    /// Everything else (listeners, `data_dir`, `[provisioning]`, `[limits]`, ...) is read at start only: each changed
+    /// section is named in the returned notes as waiting for a restart. A new configuration that fails to load or a
+    /// certificate that fails to read changes nothing of its part, and says why.
+    pub fn reload(&self, new: &Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        let current = self.provisioner.config();
+        if let Some(live) = &self.tls {
+            // The running data directory (a server in memory keeps its generated keys in its scratch directory).
+            let mut tls_config = new.clone();
+            tls_config.data_dir.clone_from(&self.data_dir);
+            match tls_materials(&tls_config) {
+                Ok((tls, _)) => {
+                    *live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
+                    notes.push("HTTPS certificate, key and client CAs reloaded".to_string());
+                }
+                Err(e) => notes.push(format!("HTTPS kept as it was: {e}")),
+            }
+        }
+        match self.provisioner.reload_templates() {
+            Ok(()) => notes.push("templates reloaded, cache cleared".to_string()),
+            Err(e) => notes.push(format!("templates: {e}; profile requests fail until this is fixed")),
+        }
+        if let Some(flag) = &self.audit_reopen {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            notes.push("audit log reopened at its next write".to_string());
+        }
+        let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let mut old_https = current.https.clone();
+        let mut new_https = new.https.clone();
+        (old_https.cert, old_https.key, old_https.client_ca) = (None, None, Vec::new());
+        (new_https.cert, new_https.key, new_https.client_ca) = (None, None, Vec::new());
+        let sections: [(&str, bool); 12] = [
+            ("data_dir", if self.in_memory() { new.data_dir != Path::new(MEMORY) } else { new.data_dir != current.data_dir }),
+            ("public_host", new.public_host != current.public_host),
+            ("[http]", differs(&new.http.listen, &current.http.listen)),
+            ("[https] listen or require_client_cert", differs(&new_https, &old_https)),
+            ("[tftp]", differs(&new.tftp, &current.tftp)),
+            ("[syslog]", differs(&new.syslog.listen, &current.syslog.listen)),
+            ("[admin]", differs(&new.admin.listen, &current.admin.listen)),
+            ("[templates]", differs(&new.templates, &current.templates)),
+            ("[firmware]", differs(&new.firmware, &current.firmware)),
+            ("[provisioning]", differs(&new.provisioning, &current.provisioning)),
+            ("[limits]", differs(&new.limits, &current.limits)),
+            ("[journal]", differs(&new.journal, &current.journal)),
+        ];
+        for (name, changed) in sections {
+            if changed {
+                notes.push(format!("{name} changed: it takes effect at the next restart"));
+            }
+        }
+        notes
     }
 
     /// Whether the inventory is in memory (`--data-dir :memory:`).
@@ -136,6 +196,34 @@ pub fn raise_file_limit() -> Option<u64> {
     }
     Some(r.rlim_cur)
 }
+
+/// The HTTPS server configuration of `config`: its certificate and key (or the generated ones) and the CAs that
+/// client certificates must chain to. Read at start and again at every reload (SIGHUP).
+fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Generated>), ServeError> {
+    let mut generated = None;
+    let (cert, key) = match (&config.https.cert, &config.https.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let g = tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?;
+            let pair = (g.server_cert.clone(), g.server_key.clone());
+            generated = Some(g);
+            pair
+        }
+    };
+    let mut cas: Vec<PathBuf> = config.https.client_ca.clone();
+    if cas.is_empty() {
+        let g = match &generated {
+            Some(g) => g.clone(),
+            None => tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?,
+        };
+        cas.push(g.ca_cert.clone());
+        generated = Some(g);
+    }
+    Ok((tls::server_config(&cert, &key, &cas, config.https.require_client_cert)?, generated))
+}
+
+/// The HTTPS configuration in force; a reload swaps it, and each new connection takes the current one.
+pub type LiveTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
 
 /// Binds every configured front end and starts serving.
 /// With `data_dir = ":memory:"` the inventory and journal live in memory ([`MemoryStore`], [`MemoryJournal`]) and
@@ -231,36 +319,20 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         syslog: addrs.3.map(|a| a.port()),
     };
 
-    let mut generated = None;
-    let tls_config = if https.is_some() {
-        let (cert, key) = match (&config.https.cert, &config.https.key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            _ => {
-                let g = tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?;
-                let pair = (g.server_cert.clone(), g.server_key.clone());
-                generated = Some(g);
-                pair
-            }
-        };
-        let mut cas: Vec<PathBuf> = config.https.client_ca.clone();
-        if cas.is_empty() {
-            let g = match &generated {
-                Some(g) => g.clone(),
-                None => tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?,
-            };
-            cas.push(g.ca_cert.clone());
-            generated = Some(g);
-        }
-        Some(Arc::new(tls::server_config(&cert, &key, &cas, config.https.require_client_cert)?))
+    let (tls_config, generated) = if https.is_some() {
+        let (tls, generated) = tls_materials(&config)?;
+        (Some(Arc::new(std::sync::RwLock::new(Arc::new(tls)))), generated)
     } else {
-        None
+        (None, None)
     };
 
+    let mut audit_reopen = None;
     let (journal, writer) = match &store {
-        AnyStore::Sqlite(s) => Queue::start((
-            AuditFile::new(config.data_dir.join("audit.log")),
-            SqliteJournal::new(s.clone(), config.journal.clone()),
-        )),
+        AnyStore::Sqlite(s) => {
+            let audit = AuditFile::new(config.data_dir.join("audit.log"));
+            audit_reopen = Some(audit.reopen_handle());
+            Queue::start((audit, SqliteJournal::new(s.clone(), config.journal.clone())))
+        }
         AnyStore::Memory(_) => Queue::start(MemoryJournal::new()),
     };
     if config.provisioning.trusted_networks.is_empty() {
@@ -280,7 +352,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     if let Some(l) = http {
         fronts.spawn(crate::front::http::serve_http(l, provisioner.clone(), shutdown.clone()));
     }
-    if let (Some(l), Some(tls)) = (https, tls_config) {
+    if let (Some(l), Some(tls)) = (https, tls_config.clone()) {
         fronts.spawn(crate::front::http::serve_https(l, tls, provisioner.clone(), shutdown.clone()));
     }
     if let Some(service) = tftp {
@@ -311,6 +383,8 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         fronts,
         writer,
         scratch,
+        tls: tls_config,
+        audit_reopen,
     })
 }
 

@@ -128,13 +128,14 @@ pub async fn serve_http<S: Store + 'static, J: Journal>(
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then lets the requests in progress finish.
+/// Each connection takes the TLS configuration in force when it arrives (a reload swaps it).
 pub async fn serve_https<S: Store + 'static, J: Journal>(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: crate::serve::LiveTls,
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, Some(tokio_rustls::TlsAcceptor::from(tls)), provisioner, shutdown).await;
+    accept_loop(listener, Some(tls), provisioner, shutdown).await;
 }
 
 /// Logs a failed TLS handshake (an untrusted or malformed client certificate, a client that does not trust the server)
@@ -157,7 +158,7 @@ fn handshake_failed(peer: SocketAddr, e: &std::io::Error) {
 /// a TLS handshake when `tls` is given; then waits for the connections to finish.
 async fn accept_loop<S: Store + 'static, J: Journal>(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<crate::serve::LiveTls>,
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
@@ -175,10 +176,12 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         let (app, limits, shutdown, tls) = (app.clone(), limits.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
             let _admitted = admitted;
-            let Some(acceptor) = tls else {
+            let Some(live) = tls else {
                 let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
                 return serve_connection(stream, app, conn, &limits, &shutdown).await;
             };
+            let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let acceptor = tokio_rustls::TlsAcceptor::from(current);
             let handshake = Duration::from_secs(limits.http_header_timeout_s);
             let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,

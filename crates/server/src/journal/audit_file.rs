@@ -15,6 +15,7 @@ const AUDIT_ROTATE_BYTES: u64 = 256 << 20;
 /// The audit log file (a [`Journal`]).
 pub struct AuditFile {
     inner: Mutex<AuditLog>,
+    reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct AuditLog {
@@ -104,13 +105,22 @@ impl AuditLog {
 impl AuditFile {
     /// Appends to `path` (created 0600 at the first entry).
     pub fn new(path: PathBuf) -> AuditFile {
-        AuditFile { inner: Mutex::new(AuditLog::new(path)) }
+        AuditFile { inner: Mutex::new(AuditLog::new(path)), reopen: Default::default() }
+    }
+
+    /// A flag that makes the next write close and reopen the file (after logrotate moved it: SIGHUP).
+    pub fn reopen_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.reopen.clone()
     }
 }
 
 impl Journal for AuditFile {
     async fn record_batch(&self, batch: &[AuditEntry]) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).append(batch);
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if self.reopen.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            log.file = None;
+        }
+        log.append(batch);
     }
 }
 

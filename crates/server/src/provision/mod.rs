@@ -152,6 +152,15 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         }
     }
 
+    /// Reloads the templates whether or not their files look changed, and drops every cached rendering (SIGHUP).
+    pub fn reload_templates(&self) -> Result<(), String> {
+        let loaded = self.content.templates().map(Arc::new).map_err(|e| e.to_string());
+        let result = loaded.as_ref().map(|_| ()).map_err(Clone::clone);
+        *self.templates.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        self.cache.clear();
+        result
+    }
+
     /// Answers a request that arrived at `now`, and records it.
     pub async fn handle(&self, req: Request, now: SystemTime) -> Response {
         let now = unix_ms(now);
