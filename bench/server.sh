@@ -57,6 +57,9 @@ listen = ""
 listen = ""
 [admin]
 listen = ""
+[provisioning]
+# The benchmark fetches encrypted profiles at their random paths: no HTTPS, no certificates.
+identity = "mac"
 EOF
 "$bin" serve --config "$dir/provisor.toml" 2>"$dir/provisor.log" &
 prov_pid=$!

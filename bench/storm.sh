@@ -28,6 +28,8 @@ data_dir = "data"
 listen = "127.0.0.1:18180"
 [https]
 listen = "127.0.0.1:18443"
+# The simulated phones' certificates come from the site's generated CA.
+test_phone_ca = true
 [tftp]
 listen = "127.0.0.1:18069"
 # Every simulated phone comes from 127.0.0.1: lift the per-address caps meant for one NAT'd site.

@@ -122,7 +122,8 @@ fn manpages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use clap::CommandFactory;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
     let count = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     eprintln!("wrote {count} man pages into {}", dir.display());
     Ok(ExitCode::SUCCESS)

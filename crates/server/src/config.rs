@@ -106,11 +106,38 @@ pub struct Https {
     pub cert: Option<PathBuf>,
     /// The server's private key (PEM), with `cert`.
     pub key: Option<PathBuf>,
-    /// CA certificates (PEM files) that sign phones' client certificates: the Cisco "Multiplatform Phone CA Client
-    /// Root", or your own. Without any, the generated CA is used (for tests and demos).
+    /// CA certificates (PEM files) that sign phones' client certificates: the Cisco roots of the phones'
+    /// manufacturing certificates, or your own. `identity = "certificate"` needs one (or `test_phone_ca`).
     pub client_ca: Vec<PathBuf>,
+    /// The site's own generated CA signs (test) phone certificates (`provisor init --phone-ca test`): for labs, the
+    /// simulator and `provisor cert phone`. No real phone carries such a certificate; every start says so.
+    pub test_phone_ca: bool,
     /// Refuse TLS connections without a verified client certificate (default: ask for one, accept without).
     pub require_client_cert: bool,
+    /// The server certificate chains to a CA phones already trust (a public CA). Otherwise the bootstrap profile
+    /// installs the site's CA on the phone with `Custom_CA_Rule` (served at `/ca.pem`).
+    pub public_ca: bool,
+}
+
+/// How a device proves who it is before it gets its secrets (Cisco "Provisioning Guide", SEC-PRV-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    /// A client certificate that `[https] client_ca` (or the test CA) signed and whose `S` names the device.
+    Certificate,
+    /// Its MAC: a device's secrets go out once, on its first fetch over HTTPS after it was added or re-armed
+    /// (`provisor device arm`), from `trusted_networks` when set; afterwards only as ciphertext under its key.
+    Mac,
+}
+
+impl Identity {
+    /// `certificate` or `mac`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identity::Certificate => "certificate",
+            Identity::Mac => "mac",
+        }
+    }
 }
 
 /// Template settings.
@@ -168,6 +195,11 @@ pub struct Provisioning {
     /// `SEP`-less), `{model}`, `{any}` (one path segment). Names without `{mac}` identify the device by its client
     /// certificate or User-Agent.
     pub patterns: Vec<String>,
+    /// How devices prove who they are.
+    pub identity: Identity,
+    /// The bootstrap profile's `Resync_Periodic` and `Resync_Error_Retry_Delay` (seconds): how soon a phone on it
+    /// tries again for its own profile (a phone's own default is an hour).
+    pub bootstrap_retry_s: u32,
     /// Unknown devices.
     pub unknown_devices: UnknownDevices,
     /// Group given to auto-enrolled devices.
@@ -294,7 +326,9 @@ impl Default for Https {
             cert: None,
             key: None,
             client_ca: Vec::new(),
+            test_phone_ca: false,
             require_client_cert: false,
+            public_ca: false,
         }
     }
 }
@@ -303,6 +337,8 @@ impl Default for Provisioning {
     fn default() -> Provisioning {
         Provisioning {
             patterns: DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect(),
+            identity: Identity::Certificate,
+            bootstrap_retry_s: 60,
             unknown_devices: UnknownDevices::Bootstrap,
             enrol_group: None,
             encryption: ProfileEncryption::AesCbc,
@@ -369,9 +405,37 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// The demo configuration: every front end on loopback, data in `data_dir`.
+    /// The demo configuration: every front end on loopback, data in `data_dir`, the generated CA as the phone CA.
     pub fn demo(data_dir: &Path) -> Config {
-        Config { data_dir: data_dir.to_path_buf(), ..Config::default() }
+        let mut config = Config { data_dir: data_dir.to_path_buf(), ..Config::default() };
+        config.https.test_phone_ca = true;
+        config
+    }
+
+    /// Why this configuration cannot serve phones, if it cannot: `identity = "certificate"` with no CA for phone
+    /// certificates (no phone could ever prove who it is, and none would get its lines) or without HTTPS.
+    pub fn serving_problem(&self) -> Option<String> {
+        if self.provisioning.identity != Identity::Certificate {
+            return None;
+        }
+        if self.https.listen.is_none() {
+            return Some(
+                "[provisioning] identity = \"certificate\" needs HTTPS ([https] listen): phones prove who they are \
+                 with their certificate there"
+                    .into(),
+            );
+        }
+        if self.https.client_ca.is_empty() && !self.https.test_phone_ca {
+            return Some(
+                "[provisioning] identity = \"certificate\" needs [https] client_ca: the CA certificates (PEM) that \
+                 sign your phones' client certificates. Cisco phones carry a manufacturing certificate (MIC) signed by \
+                 Cisco's manufacturing CAs: download those roots from Cisco's PKI page (https://www.cisco.com/security/pki/) \
+                 and list them. For a lab with simulated phones set [https] test_phone_ca = true (provisor init \
+                 --phone-ca test); for phones without certificates use identity = \"mac\"."
+                    .into(),
+            );
+        }
+        None
     }
 
     /// Reads and checks `path`; relative paths in it are taken relative to its directory.
@@ -571,9 +635,15 @@ listen = "127.0.0.1:8443"
 # Server certificate and key (PEM). Without them a CA and a server certificate are generated in data/tls/.
 # cert = "tls/server.pem"
 # key = "tls/server.key"
-# CAs that sign phones' client certificates (MPP phones carry one: OU = model, L = serial, S = MAC).
-# client_ca = ["cisco-mpp-client-root.pem"]
+# CAs that sign phones' client certificates (MPP phones carry one: OU = model, L = serial, S = MAC). With
+# identity = "certificate" (below) serve needs one: Cisco's manufacturing CA roots, from https://www.cisco.com/security/pki/
+# client_ca = ["cisco-manufacturing-ca.pem"]
+# The site's generated CA signs test phone certificates (labs, the simulator, provisor cert phone): no real phone.
+test_phone_ca = false
 require_client_cert = false
+# true when the server certificate comes from a CA phones already trust; otherwise the bootstrap profile installs the
+# site's CA on phones (Custom_CA_Rule, from /ca.pem).
+public_ca = false
 
 [tftp]
 # Phones use UDP port 69; "" turns TFTP off.
@@ -606,6 +676,14 @@ dir = "firmware"
 # targets = { "CP-8841-3PCC" = "sip88xx.12-0-1MPP-BN.loads" }
 
 [provisioning]
+# How a phone proves who it is before it gets its secrets:
+#   "certificate": its client certificate over HTTPS, signed by [https] client_ca (Cisco phones carry one);
+#   "mac": only its MAC. Its secrets go out once, on its first fetch over HTTPS after it was added or re-armed
+#          (provisor device arm MAC), from trusted_networks when set; then only as ciphertext under its key.
+#          Anyone who names the MAC before the phone does gets them: the audit log says who took them.
+identity = "certificate"
+# How soon a phone on the bootstrap profile tries again for its own profile (seconds).
+bootstrap_retry_s = 60
 # File names that identify a device, tried in order: {mac}, {model}, {any} (one path segment).
 patterns = ["/{mac}.xml", "/{mac}.cfg", "/{model}/{mac}.xml", "/{model}/{mac}.cfg", "/{any}.xml"]
 # Phones not in the inventory: "bootstrap" (generic profile, no secrets), "enrol" (add them), or "deny" (404).

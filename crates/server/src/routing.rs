@@ -135,8 +135,8 @@ pub enum Route {
     Firmware(String),
     /// `/report/<anything>`: a `Report_Rule` upload.
     Report(String),
-    /// `/metrics`.
-    Metrics,
+    /// `/ca.pem`: the site's CA certificate, which the bootstrap profile's `Custom_CA_Rule` installs on phones.
+    SiteCa,
     /// A profile pattern matched.
     Profile {
         /// The pattern.
@@ -184,8 +184,8 @@ impl Router {
         if (base.starts_with("ctl") || base.starts_with("itl")) && base.ends_with(".tlv") {
             return Route::TrustList;
         }
-        if lower == "/metrics" {
-            return Route::Metrics;
+        if lower == "/ca.pem" || lower == "ca.pem" {
+            return Route::SiteCa;
         }
         if base == "xmldefault.cnf.xml" {
             return Route::EnterpriseDefault;

@@ -98,8 +98,9 @@ impl Running {
             let mut tls_config = new.clone();
             tls_config.data_dir.clone_from(&self.data_dir);
             match tls_materials(&tls_config) {
-                Ok((tls, _)) => {
+                Ok((tls, generated)) => {
                     *live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
+                    self.provisioner.set_site_ca(site_ca_pem(&tls_config, generated.as_ref()));
                     notes.push("HTTPS certificate, key and client CAs reloaded".to_string());
                 }
                 Err(e) => notes.push(format!("HTTPS kept as it was: {e}")),
@@ -119,7 +120,10 @@ impl Running {
         (old_https.cert, old_https.key, old_https.client_ca) = (None, None, Vec::new());
         (new_https.cert, new_https.key, new_https.client_ca) = (None, None, Vec::new());
         let sections: [(&str, bool); 12] = [
-            ("data_dir", if self.in_memory() { new.data_dir != Path::new(MEMORY) } else { new.data_dir != current.data_dir }),
+            (
+                "data_dir",
+                if self.in_memory() { new.data_dir != Path::new(MEMORY) } else { new.data_dir != current.data_dir },
+            ),
             ("public_host", new.public_host != current.public_host),
             ("[http]", differs(&new.http.listen, &current.http.listen)),
             ("[https] listen or require_client_cert", differs(&new_https, &old_https)),
@@ -211,7 +215,7 @@ fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Genera
         }
     };
     let mut cas: Vec<PathBuf> = config.https.client_ca.clone();
-    if cas.is_empty() {
+    if config.https.test_phone_ca {
         let g = match &generated {
             Some(g) => g.clone(),
             None => tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?,
@@ -220,6 +224,24 @@ fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Genera
         generated = Some(g);
     }
     Ok((tls::server_config(&cert, &key, &cas, config.https.require_client_cert)?, generated))
+}
+
+/// The CA certificate (PEM) phones must install to trust the server (`Custom_CA_Rule`, served at `/ca.pem`): the
+/// generated CA, or the last certificate of a configured chain (put the issuing CA last). `None` with
+/// `[https] public_ca` or without HTTPS.
+fn site_ca_pem(config: &Config, generated: Option<&Generated>) -> Option<bytes::Bytes> {
+    if config.https.listen.is_none() || config.https.public_ca {
+        return None;
+    }
+    let chain = match (&config.https.cert, generated) {
+        (Some(cert), _) => std::fs::read_to_string(cert).ok()?,
+        (None, Some(g)) => std::fs::read_to_string(&g.ca_cert).ok()?,
+        (None, None) => return None,
+    };
+    let begin = "-----BEGIN CERTIFICATE-----";
+    let last = chain.rfind(begin)?;
+    let end = chain[last..].find("-----END CERTIFICATE-----")? + last + "-----END CERTIFICATE-----".len();
+    Some(bytes::Bytes::from(format!("{}\n", &chain[last..end])))
 }
 
 /// The HTTPS configuration in force; a reload swaps it, and each new connection takes the current one.
@@ -253,6 +275,15 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
 }
 
 async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
+    if let Some(problem) = config.serving_problem() {
+        return Err(ServeError::Setup(problem));
+    }
+    if config.https.test_phone_ca && config.https.listen.is_some() {
+        tracing::warn!(
+            "[https] test_phone_ca: the site's generated CA signs phone certificates: for labs and simulated phones \
+             only, no real phone carries one (set client_ca to your phones' CA for real phones)"
+        );
+    }
     crate::metrics::handle();
     match raise_file_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
@@ -344,6 +375,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     let data_dir = config.data_dir.clone();
     let content = FsContent::new(&config);
     let provisioner = Arc::new(Provisioner::new(store, journal, content, config, ports).map_err(ServeError::Setup)?);
+    provisioner.set_site_ca(site_ca_pem(provisioner.config(), generated.as_ref()));
     provisioner.refresh().await;
     let _ = slot.set(provisioner.clone());
     let shutdown = CancellationToken::new();

@@ -45,6 +45,7 @@ async fn sqlite_store_conforms() {
     let store = SqliteStore::open(dir.path()).await.unwrap();
     devices_groups_and_inheritance(&store).await;
     imports_paths_rotation_and_revisions(&store).await;
+    arming(&store).await;
 }
 
 #[tokio::test]
@@ -52,6 +53,35 @@ async fn memory_store_conforms() {
     let store = MemoryStore::new();
     devices_groups_and_inheritance(&store).await;
     imports_paths_rotation_and_revisions(&store).await;
+    arming(&store).await;
+}
+
+/// `identity = "mac"`: new devices are armed; exactly one of many takers gets `true`; re-arming and removal.
+async fn arming(store: &impl Store) {
+    let mac: Mac = "000e08ccdd01".parse().unwrap();
+    store.add_device(&device("000e08ccdd01", "CP-8841-3PCC", None, &[])).await.unwrap();
+    assert!(store.is_armed(&mac).await.unwrap(), "a new device is armed");
+    let revision = store.revision().await.unwrap();
+    let takers = futures_take(store, &mac).await;
+    assert_eq!(takers, 1, "exactly one of eight takers at once");
+    assert!(!store.is_armed(&mac).await.unwrap());
+    assert_eq!(store.revision().await.unwrap(), revision, "arming is no inventory change");
+    store.arm(&mac).await.unwrap();
+    assert!(store.take_armed(&mac).await.unwrap());
+    let unknown: Mac = "000e08ccdd99".parse().unwrap();
+    assert!(store.arm(&unknown).await.is_err(), "only a device in the inventory can be armed");
+    store.arm(&mac).await.unwrap();
+    store.remove_device(&mac).await.unwrap();
+    assert!(!store.is_armed(&mac).await.unwrap(), "removal disarms");
+    store.add_device(&device("000e08ccdd01", "CP-8841-3PCC", None, &[])).await.unwrap();
+    assert!(store.is_armed(&mac).await.unwrap(), "added again: armed again");
+    store.remove_device(&mac).await.unwrap();
+}
+
+async fn futures_take(store: &impl Store, mac: &Mac) -> usize {
+    let t = || store.take_armed(mac);
+    let r = tokio::join!(t(), t(), t(), t(), t(), t(), t(), t());
+    [r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7].into_iter().filter(|r| *r.as_ref().unwrap()).count()
 }
 
 async fn devices_groups_and_inheritance(store: &impl Store) {

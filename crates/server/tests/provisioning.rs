@@ -24,7 +24,12 @@ async fn the_secure_flow_gives_secrets_only_to_a_verified_certificate_then_only_
     let r = core.handle(by_name, at(0)).await;
     assert_eq!(r.status, 200);
     let bootstrap = text(&r);
-    assert_eq!(param(&bootstrap, "Profile_Rule").as_deref(), Some("https://prov.example.com:8443/$MA.xml"));
+    // It keeps the way back (the plain bootstrap URL first) and sends the phone on to HTTPS with the second rule,
+    // retrying within a minute.
+    assert_eq!(param(&bootstrap, "Profile_Rule").as_deref(), Some("http://prov.example.com:8080/$MA.xml"));
+    assert_eq!(param(&bootstrap, "Profile_Rule_B").as_deref(), Some("https://prov.example.com:8443/$MA.xml"));
+    assert_eq!(param(&bootstrap, "Resync_Periodic").as_deref(), Some("60"));
+    assert_eq!(param(&bootstrap, "Resync_Error_Retry_Delay").as_deref(), Some("60"));
     for secret in [s.aes_key.as_str(), s.path_token.as_str(), "secret-201"] {
         assert!(!bootstrap.contains(secret), "the bootstrap profile holds no secret");
     }
@@ -42,6 +47,9 @@ async fn the_secure_flow_gives_secrets_only_to_a_verified_certificate_then_only_
         param(&full, "Profile_Rule").as_deref(),
         Some("[--key $SA] http://prov.example.com:8080/profile/$B/profile.cfg")
     );
+    // The full profile takes back what the bootstrap set for its quick retries.
+    assert_eq!(param(&full, "Profile_Rule_B").as_deref(), Some(""));
+    assert_eq!(param(&full, "Resync_Error_Retry_Delay").as_deref(), Some("3600"));
 
     // 3. The random path: ciphertext only, the same bytes over HTTP and TFTP, opening to the full profile.
     let path = format!("/profile/{}/profile.cfg", s.path_token);
@@ -168,7 +176,7 @@ async fn unknown_devices_follow_the_policy() {
     // bootstrap: unknown phones get the bootstrap profile.
     let (core, _) = common::core(|c| c.provisioning.unknown_devices = UnknownDevices::Bootstrap).await;
     let r = core.handle(get(Protocol::Tftp, &format!("/{NEW}.xml"), 1), at(0)).await;
-    assert!(param(&text(&r), "Profile_Rule").is_some_and(|p| p.starts_with("https://")));
+    assert!(param(&text(&r), "Profile_Rule_B").is_some_and(|p| p.starts_with("https://")));
 
     // enrol: only a verified certificate adds the phone, from its claims, to the enrolment group.
     let (core, _) = common::core(|c| {
@@ -241,7 +249,7 @@ async fn http_credentials_are_asked_for_checked_once_and_never_sent_over_tftp() 
     authed.authorization = Some(answer.clone());
     let r = core.handle(authed.clone(), at(1)).await;
     assert_eq!(r.status, 200);
-    assert!(param(&text(&r), "Profile_Rule").unwrap().starts_with("[--uid prov --pwd pw] https://"));
+    assert!(param(&text(&r), "Profile_Rule_B").unwrap().starts_with("[--uid prov --pwd pw] https://"));
     // The same answer again (same nonce count) is a replay; on another path it does not match its URI.
     assert_eq!(core.handle(authed.clone(), at(2)).await.status, 401);
     let mut moved = authed;
@@ -366,6 +374,7 @@ fn every_refusal_knows_its_http_status_and_tftp_code() {
         (UnknownDevice(m.clone()), 404, ErrorCode::FileNotFound),
         (NoEnterprisePhone(m.clone()), 404, ErrorCode::FileNotFound),
         (NoTrustList, 404, ErrorCode::FileNotFound),
+        (NoSiteCa, 404, ErrorCode::FileNotFound),
         (Unauthenticated { challenges: vec![] }, 401, ErrorCode::AccessViolation),
         (OtherDevice { certificate: None, asked: m.clone(), path: "/x".into() }, 403, ErrorCode::AccessViolation),
         (UntrustedNetwork, 403, ErrorCode::AccessViolation),
@@ -431,4 +440,60 @@ async fn xmldefault_names_the_call_control_servers_of_the_site_not_the_provision
     core.refresh().await;
     let xml = text(&core.handle(get(Protocol::Tftp, "/XMLDefault.cnf.xml", 1), at(1)).await);
     assert!(xml.contains("<member priority=\"1\">") && xml.contains("sip-backup.example.com"), "{xml}");
+}
+
+#[tokio::test]
+async fn identity_mac_gives_an_armed_device_its_secrets_once_over_https_and_the_audit_names_who() {
+    let (core, _) = core(|c| {
+        c.provisioning.identity = provisor_server::config::Identity::Mac;
+        c.provisioning.trusted_networks = vec!["10.0.0.0/29".into()];
+    })
+    .await;
+    let s = secrets(&core, A).await;
+    let named = |protocol, from| get(protocol, &format!("/{A}.xml"), from);
+    // Plain HTTP and TFTP never take them (HTTPS is there); nor does HTTPS from outside trusted_networks.
+    for (protocol, from) in [(Protocol::Http, 1), (Protocol::Tftp, 1), (Protocol::Https, 9)] {
+        let r = text(&core.handle(named(protocol, from), at(0)).await);
+        assert!(!r.contains(&s.aes_key) && param(&r, "GPP_SA").is_none(), "{protocol:?} from {from}");
+    }
+    assert!(core.store().is_armed(&mac(A)).await.unwrap());
+    // The first HTTPS fetch from a trusted address takes them, once; the audit line names the taker.
+    let first = text(&core.handle(named(Protocol::Https, 2), at(1)).await);
+    assert_eq!(param(&first, "GPP_SA"), Some(s.aes_key.clone()));
+    assert_eq!(param(&first, "Password_1_").as_deref(), Some("secret-201"));
+    let second = text(&core.handle(named(Protocol::Https, 3), at(2)).await);
+    assert!(!second.contains(&s.aes_key) && !second.contains("secret-201"), "only once");
+    let taken = core.journal().entries().into_iter().find(|e| e.note.contains("secrets taken")).expect("audited");
+    assert!(taken.note.contains("10.0.0.2") && taken.device == Some(mac(A)), "{}", taken.note);
+    // From then on: ciphertext at the random path only. Re-armed (provisor device arm), once more.
+    let path = format!("/profile/{}/profile.cfg", s.path_token);
+    assert_eq!(
+        open(&bytes(&core.handle(get(Protocol::Http, &path, 1), at(3)).await), Some(&s.aes_key), None).unwrap(),
+        first
+    );
+    core.store().arm(&mac(A)).await.unwrap();
+    assert!(text(&core.handle(named(Protocol::Https, 4), at(4)).await).contains(&s.aes_key));
+    // A device added later is armed; naming MACs counts towards the enumeration limits.
+    assert!(!core.store().is_armed(&mac(A)).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_bootstrap_installs_the_site_ca_unless_it_is_public_and_serves_it() {
+    let (core, _) = core(|_| {}).await;
+    let pem = bytes::Bytes::from_static(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    assert!(matches!(
+        core.handle(get(Protocol::Http, "/ca.pem", 1), at(0)).await.error,
+        Some(ProvisionError::NoSiteCa)
+    ));
+    core.set_site_ca(Some(pem.clone()));
+    let boot = text(&core.handle(get(Protocol::Http, &format!("/{A}.xml"), 1), at(1)).await);
+    assert_eq!(param(&boot, "Custom_CA_Rule").as_deref(), Some("http://prov.example.com:8080/ca.pem"));
+    let ca = core.handle(get(Protocol::Http, "/ca.pem", 1), at(2)).await;
+    assert_eq!((ca.status, bytes(&ca)), (200, pem.to_vec()));
+    assert_eq!(ca.content_type, "application/x-pem-file");
+    // No site CA (`[https] public_ca`: the server leaves it unset): nothing to install.
+    core.set_site_ca(None);
+    core.reload_templates().unwrap();
+    let boot = text(&core.handle(get(Protocol::Http, &format!("/{A}.xml"), 1), at(3)).await);
+    assert_eq!(param(&boot, "Custom_CA_Rule"), None);
 }

@@ -17,6 +17,7 @@ pub struct MemoryStore {
 struct State {
     devices: BTreeMap<Mac, Device>,
     groups: BTreeMap<String, Group>,
+    armed: std::collections::BTreeSet<Mac>,
     revision: i64,
 }
 
@@ -34,6 +35,7 @@ impl State {
         }
         self.check_group(&device.group)?;
         self.devices.insert(device.mac.clone(), device.clone());
+        self.armed.insert(device.mac.clone());
         Ok(())
     }
 }
@@ -70,6 +72,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut s = self.state();
         let before = s.devices.clone();
+        let armed_before = s.armed.clone();
         let result = (|| {
             for d in add {
                 s.insert(d)?;
@@ -89,6 +92,7 @@ impl Store for MemoryStore {
             }
             Err(e) => {
                 s.devices = before;
+                s.armed = armed_before;
                 Err(e)
             }
         }
@@ -114,6 +118,7 @@ impl Store for MemoryStore {
     async fn remove_device(&self, mac: &Mac) -> Result<bool, StoreError> {
         let mut s = self.state();
         let removed = s.devices.remove(mac).is_some();
+        s.armed.remove(mac);
         if removed {
             Self::changed(&mut s);
         }
@@ -182,6 +187,23 @@ impl Store for MemoryStore {
             Self::changed(&mut s);
         }
         Ok(())
+    }
+
+    async fn arm(&self, mac: &Mac) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if !s.devices.contains_key(mac) {
+            return Err(StoreError::NoDevice(mac.clone()));
+        }
+        s.armed.insert(mac.clone());
+        Ok(())
+    }
+
+    async fn take_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        Ok(self.state().armed.remove(mac))
+    }
+
+    async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        Ok(self.state().armed.contains(mac))
     }
 
     async fn revision(&self) -> Result<i64, StoreError> {

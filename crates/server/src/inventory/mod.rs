@@ -276,6 +276,12 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<(Device, bool)>, StoreError>> + Send;
     /// Drops a device's previous secrets once the phone has resynced with the current ones.
     fn forget_previous_secrets(&self, mac: &Mac) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Arms a device (`identity = "mac"`): its next fetch that names it gets its secrets, once. New devices are armed.
+    fn arm(&self, mac: &Mac) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Disarms a device if it was armed, atomically: `true` for exactly one caller (the one that may serve its secrets).
+    fn take_armed(&self, mac: &Mac) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Whether a device is armed.
+    fn is_armed(&self, mac: &Mac) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A number that changes whenever a device, a group or a parameter changes (for cache invalidation).
     fn revision(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
@@ -385,6 +391,15 @@ impl Store for AnyStore {
     }
     async fn forget_previous_secrets(&self, mac: &Mac) -> Result<(), StoreError> {
         forward!(self, s => s.forget_previous_secrets(mac))
+    }
+    async fn arm(&self, mac: &Mac) -> Result<(), StoreError> {
+        forward!(self, s => s.arm(mac))
+    }
+    async fn take_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        forward!(self, s => s.take_armed(mac))
+    }
+    async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        forward!(self, s => s.is_armed(mac))
     }
     async fn revision(&self) -> Result<i64, StoreError> {
         forward!(self, s => s.revision())

@@ -85,6 +85,11 @@ impl SqliteStore {
                 r?;
             }
         }
+        sqlx::query("INSERT INTO armed (mac, since) VALUES (?, ?)")
+            .bind(d.mac.as_str())
+            .bind(t)
+            .execute(&mut **tx)
+            .await?;
         Self::insert_params(tx, d).await
     }
 
@@ -318,6 +323,30 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn arm(&self, mac: &Mac) -> Result<(), StoreError> {
+        let r = sqlx::query("INSERT OR REPLACE INTO armed (mac, since) SELECT mac, ? FROM devices WHERE mac = ?")
+            .bind(now())
+            .bind(mac.as_str())
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(mac.clone()));
+        }
+        Ok(())
+    }
+
+    async fn take_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        // One statement: of two requests at once, exactly one deletes the row.
+        let r = sqlx::query("DELETE FROM armed WHERE mac = ?").bind(mac.as_str()).execute(&self.pool).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM armed WHERE mac = ?").bind(mac.as_str()).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
     }
 
     async fn revision(&self) -> Result<i64, StoreError> {

@@ -64,6 +64,8 @@ pub struct Provisioner<S: Store, J: Journal> {
     guard: Guard,
     /// The device last seen at each address (for syslog lines that do not name their sender).
     addresses: Mutex<HashMap<IpAddr, Mac>>,
+    /// The CA certificate (PEM) phones install with `Custom_CA_Rule`, served at `/ca.pem`.
+    site_ca: RwLock<Option<bytes::Bytes>>,
 }
 
 /// Whether the request carries a verified client certificate that names a device (HTTPS only).
@@ -103,6 +105,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             credentials,
             guard: Guard::new(config.limits.clone()),
             addresses: Mutex::new(HashMap::new()),
+            site_ca: RwLock::new(None),
             config,
         })
     }
@@ -150,6 +153,17 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             *self.templates.write().unwrap_or_else(|p| p.into_inner()) = loaded;
             self.cache.clear();
         }
+    }
+
+    /// Sets the CA certificate (PEM) served at `/ca.pem` for `Custom_CA_Rule`; `None` when phones already trust the
+    /// server certificate (`[https] public_ca`) or there is no HTTPS.
+    pub fn set_site_ca(&self, pem: Option<bytes::Bytes>) {
+        *self.site_ca.write().unwrap_or_else(|p| p.into_inner()) = pem;
+    }
+
+    /// Whether the bootstrap installs a site CA (`Custom_CA_Rule`).
+    pub fn has_site_ca(&self) -> bool {
+        self.site_ca.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Reloads the templates whether or not their files look changed, and drops every cached rendering (SIGHUP).
@@ -206,7 +220,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let certificate = req.certificate.as_ref().and_then(|c| c.mac.clone());
         match route {
             Route::TrustList => self.trust_list(&path),
-            Route::Metrics => Err(ProvisionError::MetricsOverHttpOnly),
+            Route::SiteCa => self.site_ca(),
             Route::Firmware(name) => self.firmware(&name),
             Route::Report(name) => self.report(req, &name, ua, certificate, now, out).await,
             Route::EncryptedProfile(token) => self.encrypted(req, &token, ua, certificate, out).await,

@@ -56,14 +56,32 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         Some(format!("{scheme}://{}:{port}", self.config.public_host))
     }
 
-    /// The bootstrap profile's parameters: where to fetch the full profile, when to retry, where to log.
+    /// The bootstrap profile's parameters: where to fetch the full profile, when to retry, where to log. It never
+    /// removes the way back (Cisco "Provisioning Guide", *Profile Rules*: `Profile_Rule` .. `_D` run in order, a later
+    /// file overriding an earlier one):
+    /// - `Profile_Rule` stays the plain bootstrap URL (HTTP, else TFTP), which always answers;
+    /// - `Profile_Rule_B` is the HTTPS URL of the device's own profile. A phone that cannot reach it (no certificate
+    ///   the site trusts, a server certificate it does not trust) keeps `Profile_Rule` and tries again, and recovers
+    ///   once the site is fixed; the full profile replaces both rules;
+    /// - `Custom_CA_Rule` installs the site's CA (`/ca.pem`) unless the server certificate is from a public CA;
+    /// - `Resync_Periodic` and `Resync_Error_Retry_Delay` are `bootstrap_retry_s`, so a new phone moves on within a
+    ///   minute, not an hour.
     pub(super) fn bootstrap_params(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        let scheme = if self.ports.https.is_some() { "https" } else { "http" };
-        if let Some(base) = self.url(scheme) {
-            p.insert("Profile_Rule".to_string(), format!("{}{base}/$MA.xml", self.auth_options(false)));
+        let pv = &self.config.provisioning;
+        let plain = self.url("http").or_else(|| self.url("tftp"));
+        let secure = self.url("https");
+        let rules = [plain, secure].into_iter().flatten();
+        for (name, base) in ["Profile_Rule", "Profile_Rule_B"].into_iter().zip(rules) {
+            p.insert(name.to_string(), format!("{}{base}/$MA.xml", self.auth_options(false)));
         }
-        p.insert("Resync_Periodic".to_string(), self.config.provisioning.resync_periodic.to_string());
+        if self.has_site_ca()
+            && let Some(base) = self.url("http")
+        {
+            p.insert("Custom_CA_Rule".to_string(), format!("{base}/ca.pem"));
+        }
+        p.insert("Resync_Periodic".to_string(), pv.bootstrap_retry_s.to_string());
+        p.insert("Resync_Error_Retry_Delay".to_string(), pv.bootstrap_retry_s.to_string());
         if let Some(port) = self.ports.syslog {
             p.insert("Syslog_Server".to_string(), format!("{}:{port}", self.config.public_host));
         }
@@ -118,6 +136,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             );
         }
         p.entry("Resync_Periodic".into()).or_insert_with(|| pv.resync_periodic.to_string());
+        // What the bootstrap set for its short retries goes back to the site's (or the phone's default): the
+        // second rule off, errors retried after an hour.
+        p.entry("Profile_Rule_B".into()).or_default();
+        p.entry("Resync_Error_Retry_Delay".into()).or_insert_with(|| "3600".to_string());
         if let Some(base) = self.url("http").or_else(|| self.url("https")) {
             p.entry("Report_Rule".into()).or_insert_with(|| format!("[--key ${}]{base}/report/$MA.xml", pv.key_gpp));
         }

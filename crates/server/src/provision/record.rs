@@ -70,7 +70,11 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 status: response.status,
                 bytes: response.body.len(),
                 hash,
-                note: response.note(),
+                // A taking of secrets is named in the audit line too.
+                note: match (&out.event, response.note()) {
+                    (Some(("secrets", text)), note) if note.is_empty() => text.clone(),
+                    (_, note) => note,
+                },
                 user_agent: req.user_agent.clone(),
                 firmware: ua.and_then(|c| c.firmware),
                 served_params: out.served_params,

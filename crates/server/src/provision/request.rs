@@ -203,9 +203,9 @@ pub enum ProvisionError {
     /// A trust list (`.tlv`): none is served yet.
     #[error("no trust list: phones without one accept unsigned files")]
     NoTrustList,
-    /// `/metrics` over TFTP.
-    #[error("metrics are served over HTTP only")]
-    MetricsOverHttpOnly,
+    /// `/ca.pem` when the server certificate is from a public CA (or HTTPS is off): nothing to install.
+    #[error("no site CA to install: the server certificate is from a public CA, or HTTPS is off")]
+    NoSiteCa,
     /// HTTP authentication is configured and the request did not pass it (401).
     #[error("authentication required")]
     Unauthenticated {
@@ -277,7 +277,7 @@ impl ProvisionError {
         match self {
             Limited(_) => 429,
             IllegalName | NotFound | Unidentified | UnknownDevice(_) | NoEnterprisePhone(_) | ReportUnnamed
-            | NoFirmware | NoTrustList | MetricsOverHttpOnly => 404,
+            | NoFirmware | NoTrustList | NoSiteCa => 404,
             Unauthenticated { .. } => 401,
             OtherDevice { .. } | UntrustedNetwork | CredentialsOverTftp | PlainReport(_) => 403,
             NotAnUpload => 405,

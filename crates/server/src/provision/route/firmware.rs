@@ -19,4 +19,11 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let body = self.content.trust_list(path.trim_start_matches('/')).ok_or(ProvisionError::NoTrustList)?;
         Ok(Response::ok(body, "application/octet-stream"))
     }
+
+    /// `/ca.pem`: the CA of the server certificate, which the bootstrap profile's `Custom_CA_Rule` installs on phones
+    /// (none when `[https] public_ca`).
+    pub(crate) fn site_ca(&self) -> Result<Response, ProvisionError> {
+        let pem = self.site_ca.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(Response::ok(super::super::Body::Bytes(pem.ok_or(ProvisionError::NoSiteCa)?), "application/x-pem-file"))
+    }
 }

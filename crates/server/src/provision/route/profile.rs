@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::UnknownDevices;
+use crate::config::{Identity, UnknownDevices};
 use crate::identity::Claims;
 use crate::inventory::{Device, Mac, Secrets, Store, StoreError};
 use crate::journal::Journal;
@@ -48,7 +48,8 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let verified = req.protocol == Protocol::Https && certificate.as_ref() == Some(&mac);
         // Only where the answer depends on the device does naming a MAC count towards the enumeration limits: `deny`
         // tells known from unknown MACs (`enrol` does not: without a certificate both get the bootstrap profile).
-        let revealing = policy == UnknownDevices::Deny || pv.secrets_without_certificate;
+        let revealing =
+            policy == UnknownDevices::Deny || pv.secrets_without_certificate || pv.identity == Identity::Mac;
         if !verified && revealing {
             self.guard.name_mac(req.client.ip(), &mac, now).map_err(ProvisionError::Limited)?;
         }
@@ -73,9 +74,38 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         if verified || pv.secrets_without_certificate {
             self.credentials_over_tftp(req)?;
             self.rendered(&device, Variant::Full, false, out).await
+        } else if pv.identity == Identity::Mac && self.may_take_secrets(req) && self.store.is_armed(&mac).await? {
+            // Rendered before the device is disarmed: a failed render leaves it armed.
+            let full = self.rendered(&device, Variant::Full, false, out).await?;
+            if self.store.take_armed(&mac).await? {
+                out.event = Some((
+                    "secrets",
+                    format!(
+                        "secrets taken by {} over {} (identity = mac: the first fetch since the device was armed); \
+                         from now on only ciphertext at its random path",
+                        req.client,
+                        req.protocol.name()
+                    ),
+                ));
+                Ok(full)
+            } else {
+                // Another request took them first.
+                self.bootstrap(req).await
+            }
         } else {
             self.bootstrap(req).await
         }
+    }
+
+    /// `identity = "mac"`: whether this request may take an armed device's secrets: over HTTPS (plain HTTP only
+    /// when the site has no HTTPS; never TFTP), and from `trusted_networks` when set.
+    fn may_take_secrets(&self, req: &Request) -> bool {
+        let protocol = match req.protocol {
+            Protocol::Https => true,
+            Protocol::Http => self.ports.https.is_none(),
+            Protocol::Tftp => false,
+        };
+        protocol && self.config.provisioning.trusts(req.client.ip())
     }
 
     /// Refuses a TFTP request of a clear-text profile that carries `--uid`/`--pwd` (TFTP has no authentication),
