@@ -106,6 +106,12 @@ pub enum DeviceCommand {
         #[arg(long)]
         secrets: bool,
     },
+    /// Re-arm devices (identity = "mac"): the next fetch over HTTPS that names each one gets its secrets, once (a
+    /// replaced phone, a factory reset). Devices are armed when added. Every MAC must exist, or none is armed.
+    Arm {
+        /// MAC addresses.
+        macs: Vec<String>,
+    },
     /// Show what the server sends a device: rendered by the server's own path (the secure flow's Profile_Rule, key
     /// and random path, the Report_Rule and Upgrade_Rule it adds), checked as a phone reads it, before gzip and
     /// encryption. Keys, the random path and passwords are masked unless --secrets.
@@ -260,7 +266,10 @@ fn apply_fields(d: &mut Device, f: Fields) -> Result<()> {
 pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let access = match &cmd {
-            DeviceCommand::Add { .. } | DeviceCommand::Set { .. } | DeviceCommand::Rm { .. } => Access::Write,
+            DeviceCommand::Add { .. }
+            | DeviceCommand::Set { .. }
+            | DeviceCommand::Rm { .. }
+            | DeviceCommand::Arm { .. } => Access::Write,
             DeviceCommand::Import { dry_run: false, .. } => Access::Write,
             // A dry run against a site with no inventory yet: every row is new, and nothing is created.
             DeviceCommand::Import { file, update, allow_unknown, dry_run: true } if !site.inventory_exists()? => {
@@ -339,8 +348,10 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                 let effective = effective_parameters(&store, &d).await?;
                 let status = provisor_server::journal::device_status(&store, &mac, 10).await?;
                 let status = if secrets { status } else { status.masked() };
+                let armed = store.is_armed(&mac).await?;
                 if json {
                     let mut v = serde_json::to_value(&d)?;
+                    v["armed"] = armed.into();
                     v["effective"] = serde_json::to_value(&effective)?;
                     v["status"] = serde_json::to_value(&status)?;
                     if secrets {
@@ -353,6 +364,9 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                     println!("serial       {}", d.serial);
                     println!("description  {}", d.description);
                     println!("group        {}", d.group.as_deref().unwrap_or("-"));
+                    if armed {
+                        println!("armed        yes: with identity = \"mac\", its next HTTPS fetch gets its secrets");
+                    }
                     if secrets {
                         println!("aes key      {} (digest {})", d.secrets.aes_key, d.secrets.aes_digest);
                         println!("ikm          {}", d.secrets.ikm);
@@ -367,6 +381,20 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                         println!("  {n} = {v:?}{own}");
                     }
                     print_status(&status);
+                }
+            }
+            DeviceCommand::Arm { macs } => {
+                if macs.is_empty() {
+                    bail!("no MAC given");
+                }
+                let macs: Vec<Mac> =
+                    macs.iter().map(|m| m.parse::<Mac>().map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
+                for mac in &macs {
+                    store.device(mac).await?.with_context(|| format!("no device {mac}; nothing was armed"))?;
+                }
+                for mac in &macs {
+                    store.arm(mac).await?;
+                    eprintln!("armed {mac}: its next fetch over HTTPS gets its secrets, once (identity = \"mac\")");
                 }
             }
             DeviceCommand::Set { mac, fields, unset, rotate_keys, digest } => {

@@ -1,5 +1,6 @@
 //! `provisor`: the command-line front end. Argument parsing and output only; the work is in the library crates.
 
+mod cert_cmd;
 mod chart;
 mod device_cmd;
 mod files;
@@ -57,6 +58,9 @@ enum Command {
     Phone(phone_cmd::PhoneCommand),
     /// Boot many simulated phones against a server, with a progress bar, a summary and a chart (SVG).
     Loadtest(phone_cmd::LoadArgs),
+    /// Certificates: a test phone certificate from the site's generated CA (`cert phone`).
+    #[command(subcommand)]
+    Cert(cert_cmd::CertCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output, e.g.
     /// `provisor completions bash > /etc/bash_completion.d/provisor`.
     Completions {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Manpages { dir } => manpages(&dir),
+        Command::Cert(cmd) => cert_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,25 @@ pub struct ServeArgs {
 pub struct InitArgs {
     /// The directory to create (it may exist, but files in it are never overwritten).
     dir: PathBuf,
+    /// How phones prove who they are before they get their secrets: `certificate` (their client certificate over
+    /// HTTPS, signed by the phone CA) or `mac` (only their MAC: secrets go out once, on the first HTTPS fetch after
+    /// a device is added or re-armed). Asked when missing and a terminal is attached; required otherwise.
+    #[arg(long, value_enum)]
+    identity: Option<IdentityChoice>,
+    /// With `--identity certificate`: the CA certificate (PEM) that signs your phones' certificates (copied into
+    /// DIR as phone-ca.pem), or `test` to make the site's own generated CA the phone CA (labs, the simulator,
+    /// `provisor cert phone`; no real phone carries such a certificate).
+    #[arg(long, value_name = "FILE|test")]
+    phone_ca: Option<String>,
+}
+
+/// `provisor init --identity`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdentityChoice {
+    /// A client certificate signed by the phone CA.
+    Certificate,
+    /// The MAC alone, once per arming.
+    Mac,
 }
 
 /// Which DHCP server.
@@ -231,14 +250,78 @@ fn colon_mac(hex: &str) -> String {
     hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
 }
 
+/// Asks on the terminal which identity mode the site uses.
+fn ask_identity() -> anyhow::Result<IdentityChoice> {
+    use std::io::{BufRead, Write};
+    eprintln!("How do your phones prove who they are before they get their secrets?");
+    eprintln!(
+        "  certificate  their client certificate over HTTPS (Cisco phones carry one; you need the CA that signs it)"
+    );
+    eprintln!("  mac          only their MAC: secrets go out once, on the first HTTPS fetch after a device is added");
+    loop {
+        eprint!("identity [certificate/mac]: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            bail!("no answer: give --identity certificate|mac");
+        }
+        match line.trim() {
+            "certificate" | "c" => return Ok(IdentityChoice::Certificate),
+            "mac" | "m" => return Ok(IdentityChoice::Mac),
+            other => eprintln!("{other:?} is neither certificate nor mac"),
+        }
+    }
+}
+
+/// The sample configuration with the identity mode and phone CA filled in.
+fn site_config(identity: IdentityChoice, phone_ca: Option<&str>) -> String {
+    let mut text = SAMPLE.to_string();
+    if identity == IdentityChoice::Mac {
+        text = text.replacen("identity = \"certificate\"", "identity = \"mac\"", 1);
+    }
+    match phone_ca {
+        Some("test") => text = text.replacen("test_phone_ca = false", "test_phone_ca = true", 1),
+        Some(_) => {
+            text = text.replacen("# client_ca = [\"cisco-manufacturing-ca.pem\"]", "client_ca = [\"phone-ca.pem\"]", 1)
+        }
+        None => {}
+    }
+    text
+}
+
 /// Runs `provisor init DIR`.
 pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir;
+    let identity = match args.identity {
+        Some(i) => i,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => ask_identity()?,
+        None => bail!(
+            "--identity certificate|mac is required (no terminal to ask on): certificate if your phones present a \
+             client certificate signed by a CA you have (add --phone-ca FILE, or --phone-ca test for a lab), mac \
+             otherwise"
+        ),
+    };
+    if identity == IdentityChoice::Mac && args.phone_ca.is_some() {
+        bail!("--phone-ca goes with --identity certificate (with mac, phones present no certificate)");
+    }
+    let phone_ca = args.phone_ca.as_deref();
+    // A phone CA file must hold a certificate; it is copied beside the configuration.
+    let phone_ca_pem = match phone_ca {
+        Some("test") | None => None,
+        Some(file) => {
+            let pem = std::fs::read_to_string(file).with_context(|| format!("--phone-ca {file}"))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                bail!("--phone-ca {file}: no PEM certificate in it");
+            }
+            Some(pem)
+        }
+    };
     std::fs::create_dir_all(dir.join("templates")).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::create_dir_all(dir.join("firmware")).with_context(|| format!("creating {}/firmware", dir.display()))?;
+    let config_text = site_config(identity, phone_ca);
     // Every template the configuration says can be overridden, as the built-in one, to start editing from.
-    let files: [(PathBuf, &str); 6] = [
-        (dir.join("provisor.toml"), SAMPLE),
+    let mut files: Vec<(PathBuf, &str)> = vec![
+        (dir.join("provisor.toml"), config_text.as_str()),
         (dir.join("templates").join(render::MPP), render::MPP_TEMPLATE),
         (dir.join("templates").join(render::BOOTSTRAP), render::BOOTSTRAP_TEMPLATE),
         (dir.join("templates").join(render::SEP), render::SEP_TEMPLATE),
@@ -250,6 +333,9 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
              00:0e:08:aa:bb:02,CP-7832-3PCC,FCH0000A002,Meeting room,,202,change-me-202,Meeting room\n",
         ),
     ];
+    if let Some(pem) = &phone_ca_pem {
+        files.push((dir.join("phone-ca.pem"), pem.as_str()));
+    }
     for (path, text) in &files {
         if path.exists() {
             eprintln!("kept     {}", path.display());
@@ -259,13 +345,26 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote    {}", path.display());
     }
     let config = dir.join("provisor.toml");
-    Config::load(&config)?;
+    let loaded = Config::load(&config)?;
+    eprintln!("\nidentity: {}", loaded.provisioning.identity.as_str());
+    if let Some(problem) = loaded.serving_problem() {
+        eprintln!("note: provisor serve will not start yet: {problem}");
+    }
     eprintln!(
         "\nNext (every command finds the site from --config, $PROVISOR_CONFIG or {}):",
         crate::site::SYSTEM_CONFIG
     );
     eprintln!("  export PROVISOR_CONFIG={}", config.display());
     eprintln!("  provisor device import {}/devices.csv", dir.display());
+    if loaded.https.test_phone_ca {
+        eprintln!("  provisor cert phone --mac 000e08aabb01 --model CP-8841-3PCC   # a test phone certificate");
+    }
+    if loaded.provisioning.identity == provisor_server::config::Identity::Mac {
+        eprintln!(
+            "  # each device added is armed: its first HTTPS fetch gets its secrets (provisor device arm MAC re-arms)"
+        );
+    }
+    eprintln!("  provisor doctor                          # boots simulated phones through the site, says what to fix");
     eprintln!("  provisor serve");
     Ok(ExitCode::SUCCESS)
 }

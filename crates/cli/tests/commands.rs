@@ -15,7 +15,16 @@ fn text(b: &[u8]) -> String {
 fn init_writes_a_working_setup_and_config_errors_name_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
-    ok(provisor(&["init", s(&site)]));
+    // Without --identity and without a terminal to ask on, init fails, names the flag and writes nothing.
+    let out = provisor(&["init", s(&site)]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--identity certificate|mac"), "{}", text(&out.stderr));
+    assert!(!site.exists());
+    ok(provisor(&["init", s(&site), "--identity", "certificate", "--phone-ca", "test"]));
+    let written = std::fs::read_to_string(site.join("provisor.toml")).unwrap();
+    assert!(
+        written.contains("\nidentity = \"certificate\"") && written.contains("\ntest_phone_ca = true"),
+        "{written}"
+    );
     // Every template the configuration lists as overridable, as the built-in one.
     for f in [
         "provisor.toml",
@@ -50,7 +59,7 @@ fn init_writes_a_working_setup_and_config_errors_name_file_line_and_key() {
     assert!(err.contains(":2:") && err.contains("unknown_devices"), "{err}");
     // init never overwrites.
     std::fs::write(site.join("devices.csv"), "mine").unwrap();
-    ok(provisor(&["init", s(&site)]));
+    ok(provisor(&["init", s(&site), "--identity", "mac"]));
     assert_eq!(std::fs::read_to_string(site.join("devices.csv")).unwrap(), "mine");
 }
 
@@ -149,7 +158,7 @@ fn every_command_finds_the_site_and_never_makes_an_empty_inventory() {
     );
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
-    ok(provisor(&["init", s(&site)]));
+    ok(provisor(&["init", s(&site), "--identity", "mac"]));
     let config = site.join("provisor.toml");
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();

@@ -40,7 +40,7 @@ fn check(server: &str, snippet: &str, dir: &Path) -> Output {
 fn every_snippet_passes_its_servers_own_check() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
-    ok(provisor(&["init", s(&site)]));
+    ok(provisor(&["init", s(&site), "--identity", "mac"]));
     let config = site.join("provisor.toml");
     let url = "http://127.0.0.1:8080/$MA.xml";
     for server in ["kea", "dnsmasq", "isc"] {

@@ -81,7 +81,7 @@ fn client_certificates_decide_who_gets_secrets() {
         assert!(headers.contains("content-type: text/xml"), "{headers}");
         assert!(headers.contains(&format!("content-length: {}", body.len())), "{headers}");
         let t = text(&body);
-        assert!(t.contains("<Profile_Rule ua=\"na\">https://127.0.0.1:"), "{t}");
+        assert!(t.contains("<Profile_Rule_B ua=\"na\">https://127.0.0.1:"), "{t}");
         assert!(!t.contains(&key_a) && !t.contains("secret-201") && !t.contains("GPP_SA"), "{t}");
     }
     // With its verified certificate, phone A gets its full profile with key and random path.
@@ -621,7 +621,7 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(shown.contains("profile.cfg over tftp"), "{shown}");
     assert!(shown.contains("drift        none"), "{shown}");
     assert!(shown.contains("Successful resync"), "its syslog lines arrived: {shown}");
-    assert!(shown.contains(&format!("report   {MAC_A}.xml: 10 parameters (AesCbc")), "over TFTP: {shown}");
+    assert!(shown.contains(&format!("report   {MAC_A}.xml: 12 parameters (AesCbc")), "over TFTP: {shown}");
     assert!(shown.contains(&format!("report   {MAC_A}-delta.xml: 0 parameters")), "over HTTP: {shown}");
 }
 

@@ -16,9 +16,18 @@ use crate::phone::{Action, Note, Phone, Request, Response};
 use provisor_rules::url::Scheme;
 
 /// How requests reach the network (or, for dry runs, a directory).
+///
+/// HTTPS trusts what a phone trusts: public roots (Mozilla's set, from `webpki-roots`, standing in for the phone's
+/// built-in bundle) plus the CA the phone installed with `Custom_CA_Rule` (carried on each [`Request`]). `--ca` adds
+/// CAs beyond that: an explicit override, which a real phone does not have.
 #[derive(Clone, Default)]
 pub struct Transport {
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The phone's client certificate chain and key, presented when a server asks.
+    client: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
+    /// CAs trusted beyond a phone's own (`--ca`).
+    extra: Arc<Vec<CertificateDer<'static>>>,
+    /// TLS configurations by installed custom CA (empty: none), shared by clones.
+    configs: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<rustls::ClientConfig>>>>,
     dir: Option<std::path::PathBuf>,
     dns: Option<SocketAddr>,
     /// Built at the first lookup (reading the system's configuration at most once), shared by clones.
@@ -31,32 +40,68 @@ pub struct Transport {
 pub struct TransportError(String);
 
 impl Transport {
-    /// HTTPS trusting the CAs in `ca` (PEM), presenting `cert`/`key` (PEM) when given, as a phone presents its MIC.
+    /// HTTPS with a phone's trust, plus the CAs in `ca` (PEM; an override a real phone does not have), presenting
+    /// `cert`/`key` (PEM) when given, as a phone presents its manufacturing certificate.
     pub fn new(ca: Option<&Path>, cert: Option<(&Path, &Path)>) -> Result<Transport, TransportError> {
         let err = |p: &Path, e: &dyn std::fmt::Display| TransportError(format!("{}: {e}", p.display()));
-        let mut roots = rustls::RootCertStore::empty();
+        let mut extra = Vec::new();
         if let Some(ca) = ca {
             for c in CertificateDer::pem_file_iter(ca).map_err(|e| err(ca, &e))? {
-                roots.add(c.map_err(|e| err(ca, &e))?).map_err(|e| err(ca, &e))?;
+                extra.push(c.map_err(|e| err(ca, &e))?);
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TransportError(e.to_string()))?
-            .with_root_certificates(roots);
-        let config = match cert {
+        let client = match cert {
             Some((c, k)) => {
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
                     .map_err(|e| err(c, &e))?
                     .collect::<Result<_, _>>()
                     .map_err(|e| err(c, &e))?;
                 let key = PrivateKeyDer::from_pem_file(k).map_err(|e| err(k, &e))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| TransportError(e.to_string()))?
+                Some(Arc::new((chain, key)))
+            }
+            None => None,
+        };
+        let transport = Transport { client, extra: Arc::new(extra), ..Transport::default() };
+        // Fail now, not at the first HTTPS request, if the certificate and key do not go together.
+        transport.tls_for(None).map_err(TransportError)?;
+        Ok(transport)
+    }
+
+    /// Whether `--ca` added CAs a real phone would not trust.
+    pub fn trusts_more_than_a_phone(&self) -> bool {
+        !self.extra.is_empty()
+    }
+
+    /// The TLS configuration of a phone that installed `custom_ca` (PEM) with `Custom_CA_Rule`.
+    fn tls_for(&self, custom_ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+        let key = custom_ca.map(<[u8]>::to_vec).unwrap_or_default();
+        if let Some(c) = self.configs.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(c.clone());
+        }
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for c in self.extra.iter() {
+            roots.add(c.clone()).map_err(|e| format!("--ca: {e}"))?;
+        }
+        if let Some(pem) = custom_ca {
+            for c in CertificateDer::pem_slice_iter(pem) {
+                let c = c.map_err(|e| format!("Custom_CA_Rule certificate: {e}"))?;
+                roots.add(c).map_err(|e| format!("Custom_CA_Rule certificate: {e}"))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let config = match &self.client {
+            Some(pair) => {
+                builder.with_client_auth_cert(pair.0.clone(), pair.1.clone_key()).map_err(|e| e.to_string())?
             }
             None => builder.with_no_client_auth(),
         };
-        Ok(Transport { tls: Some(Arc::new(config)), ..Transport::default() })
+        let config = Arc::new(config);
+        self.configs.lock().unwrap_or_else(|p| p.into_inner()).insert(key, config.clone());
+        Ok(config)
     }
 
     /// Looks up `--srv` names and host addresses at this DNS server instead of the system's (`/etc/resolv.conf`).
@@ -151,7 +196,7 @@ impl Transport {
     async fn http(&self, r: &Request, addr: SocketAddr) -> Result<Response, String> {
         let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         if r.url.scheme == Scheme::Https {
-            let tls = self.tls.clone().ok_or("https needs a TLS configuration")?;
+            let tls = self.tls_for(r.custom_ca.as_deref().map(Vec::as_slice))?;
             let name = ServerName::try_from(r.url.host.clone()).map_err(|e| format!("{}: {e}", r.url.host))?;
             let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)

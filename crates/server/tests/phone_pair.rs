@@ -22,6 +22,9 @@ struct Pair {
     address: SocketAddr,
     /// Whether the phone presents its certificate over HTTPS.
     certificate: bool,
+    /// The CA that signed the server's certificate, when no public CA did: an HTTPS request gets through only if the
+    /// phone installed exactly this CA (`Custom_CA_Rule`); otherwise the handshake fails, as a phone's would.
+    server_ca: Option<Vec<u8>>,
     /// `scheme path status`, per exchange.
     wire: Vec<String>,
 }
@@ -54,6 +57,16 @@ impl Pair {
 
     /// One fetch or upload, as the front ends would hand it to the core.
     async fn exchange(&mut self, r: &PhoneRequest) -> PhoneResponse {
+        if r.url.scheme == Scheme::Https
+            && let Some(ca) = &self.server_ca
+            && r.custom_ca.as_deref() != Some(ca)
+        {
+            self.wire.push(format!("https {} handshake failed", r.url.path));
+            return PhoneResponse {
+                error: Some("TLS handshake: invalid peer certificate: UnknownIssuer".into()),
+                ..PhoneResponse::default()
+            };
+        }
         let protocol = match r.url.scheme {
             Scheme::Tftp => Protocol::Tftp,
             Scheme::Http => Protocol::Http,
@@ -139,7 +152,7 @@ async fn pair(certificate: bool) -> Pair {
     device.certificate = certificate;
     let mut phone = Phone::new(device, Some("prov.example.com".into()), 7);
     phone.boot(0);
-    Pair { phone, core, now: 0, address: client(50), certificate, wire: Vec::new() }
+    Pair { phone, core, now: 0, address: client(50), certificate, server_ca: None, wire: Vec::new() }
 }
 
 #[tokio::test]
@@ -200,4 +213,42 @@ async fn a_phone_without_a_certificate_stays_on_the_bootstrap_profile_and_never_
     assert_ne!(p.phone.state().value("GPP_SA"), s.aes_key);
     assert_eq!(p.phone.state().value("User_ID_1_"), "");
     assert_eq!(p.phone.device().firmware, "sip88xx.11-0-1MPP", "no Upgrade_Rule without the full profile");
+}
+
+/// The site's own CA: phones must install it (`Custom_CA_Rule`) before HTTPS works.
+const SITE_CA: &[u8] = b"-----BEGIN CERTIFICATE-----\nTUlJQiBzaXRlIENB\n-----END CERTIFICATE-----\n";
+
+#[tokio::test]
+async fn a_new_phone_installs_the_site_ca_and_reaches_its_lines_within_two_minutes() {
+    let mut p = pair(true).await;
+    p.core.set_site_ca(Some(bytes::Bytes::from_static(SITE_CA)));
+    p.server_ca = Some(SITE_CA.to_vec());
+    p.run_for(120).await;
+    assert_eq!(p.phone.state().value("User_ID_1_"), "201", "lines within 2 minutes of first boot:\n{}", p.notes());
+    assert_eq!(p.phone.custom_ca().map(|c| c.as_slice()), Some(SITE_CA));
+    // The first HTTPS attempt (before the CA was installed) failed; the bootstrap's short retry brought it back.
+    let failed = p.position("handshake failed");
+    let ca = p.position("http /ca.pem 200");
+    let full = p.position(&format!("https /{A}.xml 200"));
+    assert!(failed < ca && ca < full, "{:#?}", p.wire);
+}
+
+#[tokio::test]
+async fn a_phone_whose_https_fails_after_the_bootstrap_is_never_stranded_and_recovers_once_the_site_is_fixed() {
+    let mut p = pair(true).await;
+    // Misconfigured: the server's certificate comes from a CA the site does not hand out.
+    p.core.set_site_ca(Some(bytes::Bytes::from_static(SITE_CA)));
+    p.server_ca = Some(b"another CA".to_vec());
+    p.run_for(1800).await;
+    assert_eq!(p.phone.state().value("User_ID_1_"), "", "no lines while HTTPS fails");
+    // The way back is still there: the plain bootstrap URL, fetched again and again.
+    assert_eq!(p.phone.state().value("Profile_Rule"), "http://prov.example.com:8080/$MA.xml", "{}", p.notes());
+    let bootstraps = p.wire.iter().filter(|w| *w == &format!("http /{A}.xml 200")).count();
+    assert!(bootstraps >= 20, "it keeps trying about every minute: {bootstraps}\n{:#?}", p.wire);
+    // The site is fixed: the server now presents a certificate from the CA it hands out.
+    p.server_ca = Some(SITE_CA.to_vec());
+    p.run_for(120).await;
+    assert_eq!(p.phone.state().value("User_ID_1_"), "201", "recovered within 2 minutes:\n{}", p.notes());
+    assert!(p.phone.state().value("Profile_Rule").contains("/profile/$B/profile.cfg"));
+    assert_eq!(p.phone.state().value("Profile_Rule_B"), "", "the full profile removed the bootstrap's second rule");
 }

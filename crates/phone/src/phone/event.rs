@@ -168,6 +168,17 @@ pub enum Event {
     },
     /// The resync ended well.
     ResyncSucceeded,
+    /// `Custom_CA_Rule` named a CA not installed yet: the phone fetches it.
+    CustomCaFetching(Url),
+    /// The custom CA is installed: HTTPS servers it signed are trusted from the next connection on.
+    CustomCaInstalled(Url),
+    /// The custom CA could not be installed (the phone tries again after its next resync).
+    CustomCaFailed {
+        /// Where from.
+        url: Url,
+        /// Why.
+        error: String,
+    },
     /// `Upgrade_Rule` is not evaluated: a retry of a failed upgrade is pending.
     UpgradeRetryPending(u64),
     /// A retry of a failed upgrade starts.
@@ -317,6 +328,9 @@ impl fmt::Display for Event {
             FetchFailed { rule, error } => write!(f, "{rule}: failed: {error}"),
             ResyncFailed { in_a_row } => write!(f, "resync failed ({in_a_row} in a row)"),
             ResyncSucceeded => write!(f, "resync succeeded"),
+            CustomCaFetching(url) => write!(f, "Custom_CA_Rule: fetching the custom CA from {url}"),
+            CustomCaInstalled(url) => write!(f, "Custom_CA_Rule: custom CA from {url} installed: trusted for HTTPS"),
+            CustomCaFailed { url, error } => write!(f, "Custom_CA_Rule: {url}: not installed: {error}"),
             UpgradeRetryPending(at) => {
                 write!(f, "Upgrade_Rule: a retry is due at {at} s (Upgrade_Error_Retry_Delay)")
             }

@@ -24,6 +24,7 @@ use provisor_rules::schedule::{self, Reason, ResyncParameters, SplitMix64, TimeO
 use provisor_rules::upgrade::Decision;
 use provisor_rules::url::{self, Scheme, Url};
 
+mod custom_ca;
 mod event;
 mod notify;
 mod report;
@@ -93,6 +94,8 @@ pub enum Purpose {
     Upgrade,
     /// A report upload.
     Report,
+    /// The CA of `Custom_CA_Rule`.
+    CustomCa,
 }
 
 /// A request the driver must carry out and answer with [`Phone::handle_response`] (uploads need no answer, but
@@ -116,6 +119,8 @@ pub struct Request {
     /// `--srv`: the DNS SRV name whose target and port replace the URL's host and port
     /// (`_ciscoprov-http._tcp.<host>` or `_ciscoprov-https._tls.<host>`, specs.md §4.2).
     pub srv: Option<String>,
+    /// The CA the phone installed with `Custom_CA_Rule` (PEM): trusted for HTTPS beside its built-in public roots.
+    pub custom_ca: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What the phone asks its driver to do.
@@ -200,6 +205,8 @@ pub struct Phone {
     reported: Option<BTreeMap<String, String>>,
     rebooting_after_upgrade: bool,
     uploads: BTreeMap<u64, Url>,
+    custom_ca: Option<std::sync::Arc<Vec<u8>>>,
+    custom_ca_from: String,
 }
 
 const RULES: [&str; 4] = ["Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D"];
@@ -244,6 +251,8 @@ impl Phone {
             reported: None,
             rebooting_after_upgrade: false,
             uploads: BTreeMap::new(),
+            custom_ca: None,
+            custom_ca_from: String::new(),
         }
     }
 
@@ -380,6 +389,7 @@ impl Phone {
             Purpose::Profile(_) => self.profile_response(p, response),
             Purpose::Upgrade => self.upgrade_response(p, response),
             Purpose::Report => {}
+            Purpose::CustomCa => self.custom_ca_response(p, response),
         }
     }
 }

@@ -143,6 +143,7 @@ impl Phone {
                 user_agent: self.device.user_agent(),
                 authorization: None,
                 srv,
+                custom_ca: self.custom_ca.clone(),
             }));
         }
         self.reported = Some(configuration);

@@ -181,6 +181,7 @@ impl Phone {
             user_agent: self.device.user_agent(),
             authorization: None,
             srv,
+            custom_ca: self.custom_ca.clone(),
         }));
         self.pending = Some(Pending { id, purpose, url, selection, redirects, auth_tries: 0 });
     }
@@ -244,6 +245,7 @@ impl Phone {
                     user_agent: self.device.user_agent(),
                     authorization: Some(authorization),
                     srv: srv_name(&p.url, &p.selection, p.redirects),
+                    custom_ca: self.custom_ca.clone(),
                 }));
                 self.pending = Some(Pending { id, auth_tries: p.auth_tries + 1, ..p.clone() });
                 true
@@ -257,6 +259,7 @@ impl Phone {
             Purpose::Profile(i) => RULES[i.min(3)],
             Purpose::Upgrade => "Upgrade_Rule",
             Purpose::Report => "Report_Rule",
+            Purpose::CustomCa => "Custom_CA_Rule",
         }
     }
 
@@ -336,6 +339,14 @@ impl Phone {
             self.successes += 1;
             self.note(Event::ResyncSucceeded);
         }
+        if self.custom_ca_due() {
+            return;
+        }
+        self.after_resync();
+    }
+
+    /// What follows a resync (after the custom CA's download, if one was due): the upgrade, the next resync, reports.
+    pub(super) fn after_resync(&mut self) {
         let upgrading = if self.resync_failed {
             false
         } else if let Some(at) = self.timers.get(Timer::Upgrade) {
