@@ -3,6 +3,7 @@
 mod cert_cmd;
 mod chart;
 mod device_cmd;
+mod doctor_cmd;
 mod files;
 mod phone_cmd;
 mod profile_cmd;
@@ -58,6 +59,9 @@ enum Command {
     Phone(phone_cmd::PhoneCommand),
     /// Boot many simulated phones against a server, with a progress bar, a summary and a chart (SVG).
     Loadtest(phone_cmd::LoadArgs),
+    /// Boot simulated phones through the configured site as real phones would (their own trust and certificates),
+    /// on a private copy of it, and say what happens and what to fix.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Certificates: a test phone certificate from the site's generated CA (`cert phone`).
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         }
         Command::Manpages { dir } => manpages(&dir),
         Command::Cert(cmd) => cert_cmd::run(cmd),
+        Command::Doctor(args) => doctor_cmd::run(args),
     };
     match result {
         Ok(code) => code,

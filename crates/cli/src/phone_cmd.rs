@@ -26,7 +26,8 @@ pub struct PhoneArgs {
     /// The TFTP server DHCP hands out (option 66/150): HOST or HOST:PORT.
     #[arg(long, value_name = "HOST[:PORT]")]
     dhcp_tftp: Option<String>,
-    /// CA certificates (PEM) the phone trusts for HTTPS.
+    /// Also trust these CA certificates (PEM) for HTTPS: an override a real phone does not have. Without it the phone
+    /// trusts what a phone trusts: public roots and the CA its profile installed with Custom_CA_Rule.
     #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     /// The phone's client certificate (PEM), presented over HTTPS ($CCERT = Installed).
@@ -125,6 +126,13 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
         None => Transport::new(args.ca.as_deref(), args.cert.as_deref().zip(args.cert_key.as_deref()))
             .context("setting up HTTPS")?,
     };
+    if let Some(ca) = args.ca.as_deref().filter(|_| dir.is_none()) {
+        eprintln!(
+            "note: --ca {}: the simulated phone also trusts this CA, which a real phone does not (a real phone trusts \
+             its public roots and the CA Custom_CA_Rule installed); without --ca it behaves as a phone",
+            ca.display()
+        );
+    }
     let transport = match args.dns {
         Some(dns) => transport.with_dns(dns),
         None => transport,
@@ -178,7 +186,8 @@ pub struct LoadArgs {
     /// The stages every phone must complete, in order: tftp-bootstrap, https, http-encrypted.
     #[arg(long, default_value = "tftp-bootstrap,https,http-encrypted", value_delimiter = ',')]
     mix: Vec<provisor_phone::load::Stage>,
-    /// CA certificates (PEM) the phones trust for HTTPS (provisor serve's generated one: DATA/tls/ca.pem).
+    /// Also trust these CA certificates (PEM) for HTTPS (an override: without it the phones trust what a phone trusts,
+    /// public roots and the CA Custom_CA_Rule installs).
     #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     /// The CA that signs the phones' client certificates (provisor serve's generated one: DATA/tls/ca.pem).

@@ -277,10 +277,10 @@ fn ask_identity() -> anyhow::Result<IdentityChoice> {
 fn site_config(identity: IdentityChoice, phone_ca: Option<&str>) -> String {
     let mut text = SAMPLE.to_string();
     if identity == IdentityChoice::Mac {
-        text = text.replacen("identity = \"certificate\"", "identity = \"mac\"", 1);
+        text = text.replacen("\nidentity = \"certificate\"", "\nidentity = \"mac\"", 1);
     }
     match phone_ca {
-        Some("test") => text = text.replacen("test_phone_ca = false", "test_phone_ca = true", 1),
+        Some("test") => text = text.replacen("\ntest_phone_ca = false", "\ntest_phone_ca = true", 1),
         Some(_) => {
             text = text.replacen("# client_ca = [\"cisco-manufacturing-ca.pem\"]", "client_ca = [\"phone-ca.pem\"]", 1)
         }

@@ -30,6 +30,8 @@ pub struct Transport {
     configs: Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<rustls::ClientConfig>>>>,
     dir: Option<std::path::PathBuf>,
     dns: Option<SocketAddr>,
+    /// Host names answered without DNS (like `/etc/hosts`).
+    hosts: Arc<std::collections::HashMap<String, std::net::IpAddr>>,
     /// Built at the first lookup (reading the system's configuration at most once), shared by clones.
     resolver: Arc<std::sync::OnceLock<hickory_resolver::TokioResolver>>,
 }
@@ -111,6 +113,13 @@ impl Transport {
         self
     }
 
+    /// Answers these host names with these addresses, before any DNS (like `/etc/hosts`): `provisor doctor` points
+    /// a site's public name at its rig on loopback.
+    pub fn with_hosts(mut self, hosts: std::collections::HashMap<String, std::net::IpAddr>) -> Transport {
+        self.hosts = Arc::new(hosts);
+        self
+    }
+
     /// A dry-run transport: every URL's path is a file under `dir` (any scheme, any host); uploads are accepted and
     /// dropped.
     pub fn directory(dir: &Path) -> Transport {
@@ -184,6 +193,9 @@ impl Transport {
     async fn address(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
+        }
+        if let Some(ip) = self.hosts.get(host) {
+            return Ok(SocketAddr::new(*ip, port));
         }
         if self.dns.is_none() {
             return resolve(host, port).await;
