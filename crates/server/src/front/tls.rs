@@ -71,7 +71,8 @@ pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<Generated, TlsEr
     if g.ca_cert.exists() && g.ca_key.exists() && g.server_cert.exists() && g.server_key.exists() {
         return Ok(g);
     }
-    std::fs::create_dir_all(dir).map_err(|e| TlsError::Io(dir.display().to_string(), e))?;
+    // Private like the rest of the data directory (certificates are public, but nobody else needs to read them).
+    crate::inventory::make_private_dir(dir).map_err(|e| TlsError::Io(dir.display().to_string(), e))?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name.push(DnType::CommonName, "Provisor generated CA");
@@ -93,10 +94,9 @@ pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<Generated, TlsEr
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
-    std::fs::write(&g.ca_cert, ca_cert.pem()).map_err(|e| TlsError::Io(g.ca_cert.display().to_string(), e))?;
+    write_private(&g.ca_cert, &ca_cert.pem())?;
     write_private(&g.ca_key, &ca_key.serialize_pem())?;
-    std::fs::write(&g.server_cert, server_cert.pem())
-        .map_err(|e| TlsError::Io(g.server_cert.display().to_string(), e))?;
+    write_private(&g.server_cert, &server_cert.pem())?;
     write_private(&g.server_key, &server_key.serialize_pem())?;
     Ok(g)
 }
