@@ -225,3 +225,25 @@ fn every_command_finds_the_site_and_never_makes_an_empty_inventory() {
     assert!(text(&out.stderr).contains("http"), "{}", text(&out.stderr));
     assert!(!dir.path().join("fresh-data").exists(), "a failed start left its data directory");
 }
+
+#[test]
+fn init_asks_for_the_identity_mode_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    // `script` gives provisor a pseudo-terminal; the answers go to it as typed: one wrong, then "mac".
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &format!("{} init {}", env!("CARGO_BIN_EXE_provisor"), s(&site)), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is missing; .ci/test installs it");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"maybe\nmac\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("identity [certificate/mac]") && shown.contains("\"maybe\" is neither"), "{shown}");
+    let written = std::fs::read_to_string(site.join("provisor.toml")).unwrap();
+    assert!(written.contains("\nidentity = \"mac\""), "{written}");
+}

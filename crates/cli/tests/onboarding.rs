@@ -133,3 +133,52 @@ fn mac_site_an_armed_phone_gets_its_secrets_once_and_the_audit_names_who_took_th
     let doctor = provisor(&["doctor", "--config", s(&toml)]);
     assert!(doctor.status.success(), "{}", text(&doctor));
 }
+
+#[test]
+fn a_phone_whose_https_fails_after_the_bootstrap_recovers_once_the_site_is_fixed() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    // Misconfigured: `public_ca = true`, but the certificate is the site's own: phones never trust it.
+    let config = init(&site, &["--identity", "mac"]).replace("\npublic_ca = false", "\npublic_ca = true");
+    let server = Server::start_with(&site, &config);
+    let toml = site.join("provisor.toml");
+    ok(provisor(&["device", "--config", s(&toml), "import", s(&site.join("devices.csv"))]));
+    let tftp = format!("127.0.0.1:{}", server.tftp);
+    let mut phone = std::process::Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["phone", "simulate", "--mac", "000e08aabb01", "--model", "CP-8841-3PCC", "--dhcp-tftp", &tftp])
+        .args(["--firmware", "sip88xx.12-0-1MPP", "--for", "12m", "--speed", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = phone.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut timeline = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while timeline.iter().filter(|l: &&String| l.contains("UnknownIssuer")).count() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+            timeline.push(line);
+        }
+    }
+    let before = timeline.join("\n");
+    assert!(before.matches("UnknownIssuer").count() >= 2, "HTTPS fails, again and again: {before}");
+    assert!(!before.contains("GPP_SA") && !before.contains("Custom_CA_Rule"), "{before}");
+    // The site is fixed: the bootstrap installs the site's CA. SIGHUP, no restart.
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap().replace("\npublic_ca = true", "\npublic_ca = false"))
+        .unwrap();
+    // SAFETY: kill(2) with the pid of a child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) }, 0);
+    let status = phone.wait().unwrap();
+    timeline.extend(rx.try_iter());
+    let all = timeline.join("\n");
+    let after = &all[before.len()..];
+    assert!(after.contains("custom CA from") && after.contains("GPP_SA"), "recovered without a touch:\n{all}");
+    assert!(status.success(), "{all}");
+}

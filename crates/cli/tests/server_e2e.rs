@@ -869,8 +869,9 @@ fn loadtest_boots_phones_through_every_stage_and_draws_the_chart() {
     let summary = text(&out.stdout);
     assert!(out.status.success(), "{summary}\n{}", text(&out.stderr));
     assert!(summary.contains("provisioned 40\nfailed 0"), "{summary}");
-    // Three profile fetches per phone, plus the firmware its profile's Upgrade_Rule asks for.
-    for p in ["tftp 40 0", "https 40 0", "http 80 0"] {
+    // Three profile fetches per phone, plus the site CA its bootstrap's Custom_CA_Rule installs and the firmware its
+    // profile's Upgrade_Rule asks for.
+    for p in ["tftp 40 0", "https 40 0", "http 120 0"] {
         assert!(summary.contains(p), "{p}: {summary}");
     }
     let svg = std::fs::read_to_string(&chart).unwrap();
