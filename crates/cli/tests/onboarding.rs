@@ -78,6 +78,9 @@ fn certificate_site_a_phone_with_its_certificate_reaches_its_lines_one_without_s
     let config = init(&site, &["--identity", "certificate", "--phone-ca", "test"]);
     let toml = site.join("provisor.toml");
     let server = Server::start_with(&site, &config);
+    // Every start says the phone CA is a test CA.
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("test_phone_ca") && log.contains("no real phone carries one"), "{log}");
     let mac = "000e08aabb01";
     ok(provisor(&["device", "--config", s(&toml), "import", s(&site.join("devices.csv"))]));
     ok(provisor(&["cert", "phone", "--config", s(&toml), "--mac", mac, "--model", "CP-8841-3PCC", "--out", s(&site)]));
