@@ -11,6 +11,7 @@ mod rule_cmd;
 mod serve_cmd;
 mod site;
 mod tftp_cmd;
+mod trust_cmd;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,10 @@ enum Command {
     /// Boot simulated phones through the configured site as real phones would (their own trust and certificates),
     /// on a private copy of it, and say what happens and what to fix.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Enterprise phones' security files: trust lists (ITL/CTL), signed (.sgn) and per-phone encrypted (.enc.sgn)
+    /// configs: init, itl, ctl, sign, strip, verify, encrypt, decrypt, show.
+    #[command(subcommand)]
+    Trust(trust_cmd::TrustCommand),
     /// Certificates: a test phone certificate from the site's generated CA (`cert phone`).
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         }
         Command::Manpages { dir } => manpages(&dir),
         Command::Cert(cmd) => cert_cmd::run(cmd),
+        Command::Trust(cmd) => trust_cmd::run(cmd),
         Command::Doctor(args) => doctor_cmd::run(args),
     };
     match result {
