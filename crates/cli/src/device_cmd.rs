@@ -68,6 +68,17 @@ pub enum DeviceCommand {
         /// The EVP_BytesToKey digest this device's firmware expects.
         #[arg(long, value_parser = ["sha256", "md5"])]
         digest: Option<String>,
+        /// Enterprise phones: the phone's certificate (PEM, its MIC or LSC) to encrypt its config to
+        /// (SEP<MAC>.cnf.xml.enc.sgn); `none` removes it.
+        #[arg(long, value_name = "PEM|none")]
+        cert: Option<String>,
+        /// Enterprise phones: a trust list of its own, served as ITLSEP<MAC>.tlv (checked before it is kept); `none`
+        /// removes it.
+        #[arg(long, value_name = "TLV|none")]
+        itl: Option<String>,
+        /// Enterprise phones: a CTL of its own, served as CTLSEP<MAC>.tlv; `none` removes it.
+        #[arg(long, value_name = "TLV|none")]
+        ctl: Option<String>,
     },
     /// Remove devices: every one named, or none if one of them does not exist.
     Rm {
@@ -397,9 +408,35 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                     eprintln!("armed {mac}: its next fetch over HTTPS gets its secrets, once (identity = \"mac\")");
                 }
             }
-            DeviceCommand::Set { mac, fields, unset, rotate_keys, digest } => {
+            DeviceCommand::Set { mac, fields, unset, rotate_keys, digest, cert, itl, ctl } => {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
                 let mut d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
+                // Checked before anything changes.
+                let cert = match cert.as_deref() {
+                    None => None,
+                    Some("none") => Some(None),
+                    Some(path) => {
+                        let pem = crate::files::read_input(Path::new(path), 1 << 20)?;
+                        let c = provisor_trust::Certificate::from_pem(&pem).with_context(|| path.to_string())?;
+                        c.rsa_key().with_context(|| format!("{path}: configs are encrypted to RSA keys"))?;
+                        Some(Some(c))
+                    }
+                };
+                let lists = [("ITLSEP", itl), ("CTLSEP", ctl)]
+                    .into_iter()
+                    .filter_map(|(prefix, arg)| arg.map(|a| (prefix, a)))
+                    .map(|(prefix, arg)| {
+                        let bytes = if arg == "none" {
+                            None
+                        } else {
+                            let data = crate::files::read_input(Path::new(&arg), 1 << 20)?;
+                            let list = provisor_trust::TrustList::parse(&data).with_context(|| arg.clone())?;
+                            list.verify(&data).with_context(|| format!("{arg}: its signature"))?;
+                            Some(data)
+                        };
+                        Ok((format!("{prefix}{}.tlv", mac.as_str().to_uppercase()), bytes))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 apply_fields(&mut d, fields)?;
                 for n in &unset {
                     d.params.remove(&dictionary::element_name(n));
@@ -412,6 +449,31 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                     d.secrets.aes_digest = md;
                 }
                 store.update_device(&d).await?;
+                if let Some(c) = cert {
+                    store.set_phone_certificate(&mac, c.as_ref().map(|c| c.der.as_slice())).await?;
+                    match c {
+                        Some(c) => {
+                            eprintln!("{mac}: its config is encrypted to {} (SEP<MAC>.cnf.xml.enc.sgn)", c.subject)
+                        }
+                        None => eprintln!("{mac}: no phone certificate any more"),
+                    }
+                }
+                if !lists.is_empty() {
+                    let dir = site.data_dir()?.join("trust");
+                    provisor_server::inventory::make_private_dir(&dir).with_context(|| dir.display().to_string())?;
+                    for (name, bytes) in lists {
+                        match bytes {
+                            Some(b) => {
+                                crate::files::write_output(&dir.join(&name), &b)?;
+                                eprintln!("{mac}: served {name}");
+                            }
+                            None => {
+                                let _ = std::fs::remove_file(dir.join(&name));
+                                eprintln!("{mac}: {name} removed");
+                            }
+                        }
+                    }
+                }
                 eprintln!("updated {}", d.mac);
             }
             DeviceCommand::Rm { macs, from } => return remove(&store, macs, from.as_deref()).await,

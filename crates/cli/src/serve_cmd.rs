@@ -195,6 +195,10 @@ async fn print_banner(running: &serve::Running, is_demo: bool) {
     p("TFTP", running.tftp, "udp ");
     p("syslog", running.syslog, "udp ");
     p("admin", running.admin, "http://");
+    if running.provisioner.config().enterprise.is_some() {
+        p("ent-http", running.enterprise_http, "http://");
+        p("ent-https", running.enterprise_https, "https://");
+    }
     if running.in_memory() {
         say!("  data    in memory (generated keys in {})", running.data_dir.display());
     } else {

@@ -39,6 +39,66 @@ pub struct Config {
     pub limits: Limits,
     /// How long events and reports are kept.
     pub journal: JournalConfig,
+    /// Enterprise (CUCM-firmware) phones' trust chain: signed and encrypted files, ports 6970/6971. Off without it.
+    pub enterprise: Option<Enterprise>,
+}
+
+/// What an enterprise phone's plain `SEP<MAC>.cnf.xml` may carry (`[enterprise] plain_secrets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlainSecrets {
+    /// Line passwords in the plain file only while the device has no phone certificate to encrypt to; once it has
+    /// one, the plain file is the stub and the secrets go only in `.enc.sgn`.
+    UntilCertificate,
+    /// Never: a device without a certificate gets its config with the passwords left out.
+    Never,
+    /// Always in the plain file too (anyone who names the MAC from a trusted network can read them).
+    Always,
+}
+
+/// A load for the `loadInformationN` lines of `XMLDefault.cnf.xml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// The `model` attribute, e.g. `Cisco 7965`.
+    pub model: String,
+    /// The load name (without `.loads`), e.g. `SIP45.9-4-2SR4-3S`.
+    pub load: String,
+}
+
+/// `[enterprise]`: serving enterprise phones the way CUCM does (specs.md §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enterprise {
+    /// The trust directory written by `provisor trust init`: `ITLFile.tlv` (served), `tftp.pem` (signs files),
+    /// `tftp-ec.pem` (the HTTPS certificate on `https_listen`), and optionally `CTLFile.tlv`.
+    pub trust_dir: PathBuf,
+    /// Plain HTTP, which phones try before TFTP; empty: off.
+    #[serde(deserialize_with = "optional_addr", default = "default_enterprise_http")]
+    pub http_listen: Option<SocketAddr>,
+    /// HTTPS with the EC certificate of the trust directory (signer-version 1.1 phones fetch their config here);
+    /// empty: off.
+    #[serde(deserialize_with = "optional_addr", default = "default_enterprise_https")]
+    pub https_listen: Option<SocketAddr>,
+    /// What the plain `SEP<MAC>.cnf.xml` may carry.
+    #[serde(default = "default_plain_secrets")]
+    pub plain_secrets: PlainSecrets,
+    /// `loadInformationN` lines of `XMLDefault.cnf.xml`, keyed by the Cisco device-type code N (e.g. `"436" = { model
+    /// = "Cisco 7965", load = "SIP45.9-4-2SR4-3S" }`).
+    #[serde(default)]
+    pub loads: BTreeMap<String, Load>,
+}
+
+fn default_enterprise_http() -> Option<SocketAddr> {
+    Some(([0, 0, 0, 0], 6970).into())
+}
+
+fn default_enterprise_https() -> Option<SocketAddr> {
+    Some(([0, 0, 0, 0], 6971).into())
+}
+
+fn default_plain_secrets() -> PlainSecrets {
+    PlainSecrets::UntilCertificate
 }
 
 /// TFTP settings.
@@ -315,6 +375,7 @@ impl Default for Config {
             provisioning: Provisioning::default(),
             limits: Limits::default(),
             journal: JournalConfig::default(),
+            enterprise: None,
         }
     }
 }
@@ -568,6 +629,9 @@ impl Config {
             fix(p);
         }
         self.https.client_ca.iter_mut().for_each(fix);
+        if let Some(e) = &mut self.enterprise {
+            fix(&mut e.trust_dir);
+        }
     }
 }
 
@@ -733,6 +797,18 @@ max_connections = 4096
 max_connections_per_address = 256
 # Reverse proxies whose X-Forwarded-For names the phone (e.g. ["10.0.0.0/8"]); none by default.
 trusted_proxies = []
+
+# Enterprise (CUCM-firmware) phones with a trust list: `provisor trust init trust` makes the trust directory; this
+# section turns on signed (.sgn) and per-phone encrypted (.enc.sgn) files and the ports 6970 (HTTP) and 6971 (HTTPS).
+# [enterprise]
+# trust_dir = "trust"
+# http_listen = "0.0.0.0:6970"
+# https_listen = "0.0.0.0:6971"
+# Line passwords in the plain SEP<MAC>.cnf.xml: "until-certificate" (until the device has a phone certificate to
+# encrypt to), "never", or "always".
+# plain_secrets = "until-certificate"
+# loadInformationN lines of XMLDefault.cnf.xml, by Cisco device-type code (example):
+# loads = { "436" = { model = "Cisco 7965", load = "SIP45.9-4-2SR4-3S" } }
 
 [journal]
 # Events (syslog lines, errors) and reports: kept this many days, and at most this many per device.

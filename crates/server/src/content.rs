@@ -28,6 +28,14 @@ pub trait Content: Send + Sync + 'static {
     /// The trust list `name` (`ITLFile.tlv`, `ITLSEP<MAC>.tlv`, `CTLSEP<MAC>.tlv`; specs.md §5.1), if there is one.
     /// Without one, enterprise phones that hold no trust list accept unsigned files.
     fn trust_list(&self, name: &str) -> Option<Body>;
+
+    /// The bytes of a body (a file is read, up to 64 MiB: what a `.sgn` signs).
+    fn read(&self, body: &Body) -> Option<Bytes> {
+        match body {
+            Body::Bytes(b) => Some(b.clone()),
+            Body::File(..) => None,
+        }
+    }
 }
 
 /// A plain file under `dir` (no escaping it; case-insensitive, as phones ask for `ITLFile.tlv` and TFTP servers on
@@ -41,11 +49,12 @@ fn file_under(dir: Option<&PathBuf>, name: &str) -> Option<Body> {
     }
 }
 
-/// The template and firmware directories of the configuration, and `trust/` in the data directory.
+/// The template and firmware directories of the configuration, and the trust lists: `[enterprise] trust_dir` first,
+/// then `trust/` in the data directory (per-device lists, a site's `CTLFile.tlv`).
 pub struct FsContent {
     templates: Option<PathBuf>,
     firmware: Option<PathBuf>,
-    trust: Option<PathBuf>,
+    trust: Vec<PathBuf>,
 }
 
 impl FsContent {
@@ -54,7 +63,13 @@ impl FsContent {
         FsContent {
             templates: config.templates.dir.clone(),
             firmware: config.firmware.dir.clone(),
-            trust: Some(config.data_dir.join("trust")),
+            trust: config
+                .enterprise
+                .as_ref()
+                .map(|e| e.trust_dir.clone())
+                .into_iter()
+                .chain([config.data_dir.join("trust")])
+                .collect(),
         }
     }
 }
@@ -85,7 +100,19 @@ impl Content for FsContent {
     }
 
     fn trust_list(&self, name: &str) -> Option<Body> {
-        file_under(self.trust.as_ref(), name)
+        // Only trust lists: the trust directory also holds the signers' keys.
+        if !name.to_ascii_lowercase().ends_with(".tlv") {
+            return None;
+        }
+        self.trust.iter().find_map(|dir| file_under(Some(dir), name))
+    }
+
+    fn read(&self, body: &Body) -> Option<Bytes> {
+        match body {
+            Body::Bytes(b) => Some(b.clone()),
+            Body::File(path, len) if *len <= 64 << 20 => std::fs::read(path).ok().map(Bytes::from),
+            Body::File(..) => None,
+        }
     }
 }
 

@@ -106,6 +106,9 @@ pub const XMLDEFAULT_TEMPLATE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 {%- endif %}{% endfor %}
     </members>
   </callManagerGroup>
+{%- if server.load_information %}
+  {{ server.load_information }}
+{%- endif %}
   <authenticationURL/><directoryURL/><idleURL/><informationURL/><messagesURL/><servicesURL/>
 </Default>
 "#;

@@ -137,6 +137,13 @@ pub enum Route {
     Report(String),
     /// `/ca.pem`: the site's CA certificate, which the bootstrap profile's `Custom_CA_Rule` installs on phones.
     SiteCa,
+    /// `<file>.sgn`: the signed form of `<file>` (the path without `.sgn`).
+    Signed(String),
+    /// `SEP<MAC>.cnf.xml.enc.sgn`: the device's config encrypted to its phone certificate.
+    EncryptedConfig(Mac),
+    /// A file enterprise phones ask for beside their config (dial plan, softkeys, ring lists, locales, backgrounds):
+    /// served from the site's files, or "not found" at once, never a profile.
+    Static(String),
     /// A profile pattern matched.
     Profile {
         /// The pattern.
@@ -146,6 +153,27 @@ pub enum Route {
     },
     /// Nothing matched.
     Unknown,
+}
+
+/// Files enterprise phones ask for beside their config (specs.md §5.1): a catch-all profile pattern never answers
+/// them.
+fn is_enterprise_file(lower: &str, base: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "appdialrules.xml",
+        "dialplan.xml",
+        "ringlist.xml",
+        "distinctiveringlist.xml",
+        "softkeys.xml",
+        "featurepolicy.xml",
+        "g3-tones.xml",
+        "ringlist-wb.xml",
+        "os79xx.txt",
+    ];
+    NAMES.contains(&base)
+        || lower.starts_with("/desktops/")
+        || base.ends_with(".jar")
+        || base.starts_with("defaultheadsetconfig")
+        || (base.ends_with(".cnf") && (base.starts_with("sip") || base.starts_with("sep")))
 }
 
 /// Turns file names into [`Route`]s.
@@ -186,6 +214,17 @@ impl Router {
         }
         if lower == "/ca.pem" || lower == "ca.pem" {
             return Route::SiteCa;
+        }
+        if let Some(hex) = base.strip_prefix("sep").and_then(|b| b.strip_suffix(".cnf.xml.enc.sgn"))
+            && let Ok(mac) = hex.parse::<Mac>()
+        {
+            return Route::EncryptedConfig(mac);
+        }
+        if lower.ends_with(".sgn") && !lower.ends_with(".sgn.sgn") {
+            return Route::Signed(path[..path.len() - 4].to_string());
+        }
+        if is_enterprise_file(&lower, base) {
+            return Route::Static(path.trim_start_matches('/').to_string());
         }
         if base == "xmldefault.cnf.xml" {
             return Route::EnterpriseDefault;

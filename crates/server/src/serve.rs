@@ -62,6 +62,10 @@ pub struct Running {
     pub syslog: Option<SocketAddr>,
     /// The admin listener (`/metrics`, `/healthz`).
     pub admin: Option<SocketAddr>,
+    /// Enterprise phones' HTTP (6970).
+    pub enterprise_http: Option<SocketAddr>,
+    /// Enterprise phones' HTTPS (6971).
+    pub enterprise_https: Option<SocketAddr>,
     /// The generated CA and server certificate, when none was configured.
     pub generated: Option<Generated>,
     /// The provisioning core.
@@ -119,7 +123,8 @@ impl Running {
         let mut new_https = new.https.clone();
         (old_https.cert, old_https.key, old_https.client_ca) = (None, None, Vec::new());
         (new_https.cert, new_https.key, new_https.client_ca) = (None, None, Vec::new());
-        let sections: [(&str, bool); 12] = [
+        let sections: [(&str, bool); 13] = [
+            ("[enterprise]", differs(&new.enterprise, &current.enterprise)),
             (
                 "data_dir",
                 if self.in_memory() { new.data_dir != Path::new(MEMORY) } else { new.data_dir != current.data_dir },
@@ -244,6 +249,31 @@ fn site_ca_pem(config: &Config, generated: Option<&Generated>) -> Option<bytes::
     Some(bytes::Bytes::from(format!("{}\n", &chain[last..end])))
 }
 
+/// The file signer (`tftp.pem`) and the HTTPS configuration for port 6971 (`tftp-ec.pem`) of `[enterprise] trust_dir`.
+fn enterprise_materials(
+    config: &Config,
+    e: &crate::config::Enterprise,
+    generated: Option<&Generated>,
+) -> Result<(provisor_trust::Signer, Option<rustls::ServerConfig>), ServeError> {
+    let dir = &e.trust_dir;
+    let setup =
+        |what: &str, m: String| ServeError::Setup(format!("[enterprise] trust_dir {}: {what}: {m}", dir.display()));
+    let signer_pem = std::fs::read(dir.join("tftp.pem")).map_err(|err| setup("tftp.pem", err.to_string()))?;
+    let signer = provisor_trust::Signer::from_pem(&signer_pem).map_err(|err| setup("tftp.pem", err.to_string()))?;
+    let tls = match e.https_listen {
+        Some(_) => {
+            let ec = dir.join("tftp-ec.pem");
+            let mut cas = config.https.client_ca.clone();
+            if let (true, Some(g)) = (config.https.test_phone_ca, generated) {
+                cas.push(g.ca_cert.clone());
+            }
+            Some(tls::server_config(&ec, &ec, &cas, false).map_err(|err| setup("tftp-ec.pem", err.to_string()))?)
+        }
+        None => None,
+    };
+    Ok((signer, tls))
+}
+
 /// The HTTPS configuration in force; a reload swaps it, and each new connection takes the current one.
 pub type LiveTls = Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>;
 
@@ -299,6 +329,19 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     let https = match config.https.listen {
         Some(a) => Some(bind_tcp("https", a).await?),
         None => None,
+    };
+    let (enterprise_http, enterprise_https) = match &config.enterprise {
+        Some(e) => (
+            match e.http_listen {
+                Some(a) => Some(bind_tcp("enterprise http", a).await?),
+                None => None,
+            },
+            match e.https_listen {
+                Some(a) => Some(bind_tcp("enterprise https", a).await?),
+                None => None,
+            },
+        ),
+        None => (None, None),
     };
     let slot: Arc<OnceLock<Arc<Core>>> = Arc::default();
     let tftp = match config.tftp.listen {
@@ -376,6 +419,20 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     let content = FsContent::new(&config);
     let provisioner = Arc::new(Provisioner::new(store, journal, content, config, ports).map_err(ServeError::Setup)?);
     provisioner.set_site_ca(site_ca_pem(provisioner.config(), generated.as_ref()));
+    // Enterprise phones: the trust directory's file signer, and the EC certificate for port 6971.
+    let mut enterprise_tls = None;
+    if let Some(e) = &provisioner.config().enterprise {
+        let (signer, tls) = enterprise_materials(provisioner.config(), e, generated.as_ref())?;
+        provisioner.set_file_signer(Some(signer));
+        enterprise_tls = tls;
+        if provisioner.store().group("defaults").await.ok().flatten().is_none_or(|g| !g.params.contains_key("Proxy_1_"))
+        {
+            tracing::warn!(
+                "XMLDefault.cnf.xml names no call-control server: set Proxy_1_ in the `defaults` group (provisor group \
+                 set defaults --param Proxy_1_=HOST), or new enterprise phones show \"Programming Error XmlDefault.cnf.xml\""
+            );
+        }
+    }
     provisioner.refresh().await;
     let _ = slot.set(provisioner.clone());
     let shutdown = CancellationToken::new();
@@ -386,6 +443,17 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     }
     if let (Some(l), Some(tls)) = (https, tls_config.clone()) {
         fronts.spawn(crate::front::http::serve_https(l, tls, provisioner.clone(), shutdown.clone()));
+    }
+    let enterprise_addrs = (
+        enterprise_http.as_ref().and_then(|l| l.local_addr().ok()),
+        enterprise_https.as_ref().and_then(|l| l.local_addr().ok()),
+    );
+    if let Some(l) = enterprise_http {
+        fronts.spawn(crate::front::http::serve_http(l, provisioner.clone(), shutdown.clone()));
+    }
+    if let (Some(l), Some(tls)) = (enterprise_https, enterprise_tls) {
+        let live: LiveTls = Arc::new(std::sync::RwLock::new(Arc::new(tls)));
+        fronts.spawn(crate::front::http::serve_enterprise_https(l, live, provisioner.clone(), shutdown.clone()));
     }
     if let Some(service) = tftp {
         let stop = shutdown.clone();
@@ -408,6 +476,8 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         tftp: addrs.2,
         syslog: addrs.3,
         admin: admin_addr,
+        enterprise_http: enterprise_addrs.0,
+        enterprise_https: enterprise_addrs.1,
         generated,
         provisioner,
         data_dir,

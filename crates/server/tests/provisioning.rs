@@ -375,6 +375,7 @@ fn every_refusal_knows_its_http_status_and_tftp_code() {
         (NoEnterprisePhone(m.clone()), 404, ErrorCode::FileNotFound),
         (NoTrustList, 404, ErrorCode::FileNotFound),
         (NoSiteCa, 404, ErrorCode::FileNotFound),
+        (Unsignable("x".into()), 404, ErrorCode::FileNotFound),
         (Unauthenticated { challenges: vec![] }, 401, ErrorCode::AccessViolation),
         (OtherDevice { certificate: None, asked: m.clone(), path: "/x".into() }, 403, ErrorCode::AccessViolation),
         (UntrustedNetwork, 403, ErrorCode::AccessViolation),

@@ -44,6 +44,8 @@ struct Connection {
     peer: SocketAddr,
     protocol: Protocol,
     certificate: Option<crate::identity::Claims>,
+    /// On the enterprise HTTPS listener (6971).
+    enterprise_tls: bool,
 }
 
 /// The connections of one listener: a cap in all and per address.
@@ -124,7 +126,7 @@ pub async fn serve_http<S: Store + 'static, J: Journal>(
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, None, provisioner, shutdown).await;
+    accept_loop(listener, None, false, provisioner, shutdown).await;
 }
 
 /// Serves HTTPS on `listener` until `shutdown`, then lets the requests in progress finish.
@@ -135,7 +137,18 @@ pub async fn serve_https<S: Store + 'static, J: Journal>(
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, Some(tls), provisioner, shutdown).await;
+    accept_loop(listener, Some(tls), false, provisioner, shutdown).await;
+}
+
+/// Serves the enterprise phones' HTTPS listener (port 6971, with the EC certificate of the trust directory) until
+/// `shutdown`: the same handler, where a config's `.sgn` gets the unsigned file (specs.md §5.1).
+pub async fn serve_enterprise_https<S: Store + 'static, J: Journal>(
+    listener: TcpListener,
+    tls: crate::serve::LiveTls,
+    provisioner: Arc<Provisioner<S, J>>,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, Some(tls), true, provisioner, shutdown).await;
 }
 
 /// Logs a failed TLS handshake (an untrusted or malformed client certificate, a client that does not trust the server)
@@ -159,6 +172,7 @@ fn handshake_failed(peer: SocketAddr, e: &std::io::Error) {
 async fn accept_loop<S: Store + 'static, J: Journal>(
     listener: TcpListener,
     tls: Option<crate::serve::LiveTls>,
+    enterprise_tls: bool,
     provisioner: Arc<Provisioner<S, J>>,
     shutdown: CancellationToken,
 ) {
@@ -177,7 +191,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         connections.spawn(async move {
             let _admitted = admitted;
             let Some(live) = tls else {
-                let conn = Connection { peer, protocol: Protocol::Http, certificate: None };
+                let conn = Connection { peer, protocol: Protocol::Http, certificate: None, enterprise_tls: false };
                 return serve_connection(stream, app, conn, &limits, &shutdown).await;
             };
             let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -194,7 +208,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
             // Only certificates that chained to a configured CA get here (the verifier refused the rest).
             let certificate =
                 stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| certificate_claims(c));
-            let conn = Connection { peer, protocol: Protocol::Https, certificate };
+            let conn = Connection { peer, protocol: Protocol::Https, certificate, enterprise_tls };
             serve_connection(stream, app, conn, &limits, &shutdown).await;
         });
     }
@@ -361,6 +375,7 @@ async fn handle<S: Store + 'static, J: Journal>(
         certificate: conn.certificate,
         authorization: text(header::AUTHORIZATION),
         body,
+        enterprise_tls: conn.enterprise_tls,
     };
     let (client, method_name, file) = (request.client, request.method, request.path.clone());
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;

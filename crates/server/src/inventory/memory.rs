@@ -18,6 +18,7 @@ struct State {
     devices: BTreeMap<Mac, Device>,
     groups: BTreeMap<String, Group>,
     armed: std::collections::BTreeSet<Mac>,
+    phone_certificates: BTreeMap<Mac, Vec<u8>>,
     revision: i64,
 }
 
@@ -119,6 +120,7 @@ impl Store for MemoryStore {
         let mut s = self.state();
         let removed = s.devices.remove(mac).is_some();
         s.armed.remove(mac);
+        s.phone_certificates.remove(mac);
         if removed {
             Self::changed(&mut s);
         }
@@ -204,6 +206,23 @@ impl Store for MemoryStore {
 
     async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
         Ok(self.state().armed.contains(mac))
+    }
+
+    async fn set_phone_certificate(&self, mac: &Mac, der: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if !s.devices.contains_key(mac) {
+            return Err(StoreError::NoDevice(mac.clone()));
+        }
+        match der {
+            Some(d) => s.phone_certificates.insert(mac.clone(), d.to_vec()),
+            None => s.phone_certificates.remove(mac),
+        };
+        Self::changed(&mut s);
+        Ok(())
+    }
+
+    async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state().phone_certificates.get(mac).cloned())
     }
 
     async fn revision(&self) -> Result<i64, StoreError> {

@@ -282,6 +282,14 @@ pub trait Store: Send + Sync {
     fn take_armed(&self, mac: &Mac) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Whether a device is armed.
     fn is_armed(&self, mac: &Mac) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Sets (or, with `None`, removes) the certificate (DER) an enterprise device's config is encrypted to.
+    fn set_phone_certificate(
+        &self,
+        mac: &Mac,
+        der: Option<&[u8]>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The certificate (DER) an enterprise device's config is encrypted to, if it has one.
+    fn phone_certificate(&self, mac: &Mac) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// A number that changes whenever a device, a group or a parameter changes (for cache invalidation).
     fn revision(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
@@ -400,6 +408,12 @@ impl Store for AnyStore {
     }
     async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
         forward!(self, s => s.is_armed(mac))
+    }
+    async fn set_phone_certificate(&self, mac: &Mac, der: Option<&[u8]>) -> Result<(), StoreError> {
+        forward!(self, s => s.set_phone_certificate(mac, der))
+    }
+    async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        forward!(self, s => s.phone_certificate(mac))
     }
     async fn revision(&self) -> Result<i64, StoreError> {
         forward!(self, s => s.revision())

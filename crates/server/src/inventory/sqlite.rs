@@ -349,6 +349,36 @@ impl Store for SqliteStore {
         Ok(row.is_some())
     }
 
+    async fn set_phone_certificate(&self, mac: &Mac, der: Option<&[u8]>) -> Result<(), StoreError> {
+        if self.device(mac).await?.is_none() {
+            return Err(StoreError::NoDevice(mac.clone()));
+        }
+        match der {
+            Some(d) => {
+                sqlx::query("INSERT OR REPLACE INTO phone_certificates (mac, der) VALUES (?, ?)")
+                    .bind(mac.as_str())
+                    .bind(d)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM phone_certificates WHERE mac = ?")
+                    .bind(mac.as_str())
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT der FROM phone_certificates WHERE mac = ?")
+            .bind(mac.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>("der")))
+    }
+
     async fn revision(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?.get("value"))
     }

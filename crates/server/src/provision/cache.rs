@@ -66,6 +66,22 @@ pub struct Served {
     pub params: Option<Arc<str>>,
 }
 
+impl Served {
+    /// A response that is just these bytes (signed and encrypted enterprise files, stubs).
+    pub fn bytes(body: Vec<u8>, content_type: &'static str) -> Served {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Served {
+            body: Bytes::from(body),
+            hash: hash.into(),
+            device: None,
+            content_type,
+            content_encoding: None,
+            params: None,
+        }
+    }
+}
+
 /// What a cache entry is found by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -73,6 +89,10 @@ pub enum Key {
     Device(Option<Mac>, Variant),
     /// The encrypted profile at a random path, so a cached resync needs no inventory lookup.
     Path(String, Variant),
+    /// A signed file: the SHA-256 of its content and its name inside.
+    Signed([u8; 32], String),
+    /// A device's encrypted config (`SEP<MAC>.cnf.xml.enc.sgn`).
+    Encrypted(Mac),
 }
 
 /// The cache, with the inventory revision and template stamp its entries were rendered at.

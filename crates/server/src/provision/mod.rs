@@ -66,6 +66,8 @@ pub struct Provisioner<S: Store, J: Journal> {
     addresses: Mutex<HashMap<IpAddr, Mac>>,
     /// The CA certificate (PEM) phones install with `Custom_CA_Rule`, served at `/ca.pem`.
     site_ca: RwLock<Option<bytes::Bytes>>,
+    /// Signs enterprise files (`tftp.pem` of `[enterprise] trust_dir`).
+    file_signer: RwLock<Option<Arc<provisor_trust::Signer>>>,
 }
 
 /// Whether the request carries a verified client certificate that names a device (HTTPS only).
@@ -106,6 +108,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             guard: Guard::new(config.limits.clone()),
             addresses: Mutex::new(HashMap::new()),
             site_ca: RwLock::new(None),
+            file_signer: RwLock::new(None),
             config,
         })
     }
@@ -161,6 +164,16 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         *self.site_ca.write().unwrap_or_else(|p| p.into_inner()) = pem;
     }
 
+    /// Sets the signer of enterprise files (`.sgn`, `.enc.sgn`): a TFTP-role certificate of the site's trust list.
+    pub fn set_file_signer(&self, signer: Option<provisor_trust::Signer>) {
+        *self.file_signer.write().unwrap_or_else(|p| p.into_inner()) = signer.map(Arc::new);
+        self.cache.clear();
+    }
+
+    pub(crate) fn file_signer(&self) -> Option<Arc<provisor_trust::Signer>> {
+        self.file_signer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Whether the bootstrap installs a site CA (`Custom_CA_Rule`).
     pub fn has_site_ca(&self) -> bool {
         self.site_ca.read().unwrap_or_else(|p| p.into_inner()).is_some()
@@ -202,7 +215,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
 
     /// The flow: rate guard → normalise → route → authenticate → identify → look up and serve (in the route's
     /// module).
-    async fn serve(
+    pub(crate) async fn serve(
         &self,
         req: &Request,
         ua: Option<&Claims>,
@@ -221,6 +234,9 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         match route {
             Route::TrustList => self.trust_list(&path),
             Route::SiteCa => self.site_ca(),
+            Route::Signed(inner) => self.signed(req, &inner, now, out).await,
+            Route::EncryptedConfig(mac) => self.encrypted_config(req, &mac, certificate, now, out).await,
+            Route::Static(name) => self.static_file(&name),
             Route::Firmware(name) => self.firmware(&name),
             Route::Report(name) => self.report(req, &name, ua, certificate, now, out).await,
             Route::EncryptedProfile(token) => self.encrypted(req, &token, ua, certificate, out).await,

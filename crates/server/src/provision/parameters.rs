@@ -116,6 +116,26 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             f.insert("load".to_string(), load_name(file).to_string());
         }
         f.insert("version_stamp".to_string(), format!("provisor-{}", self.cache.revision()));
+        // XMLDefault.cnf.xml's `loadInformationN model="…"` lines (specs.md §5.2), from `[enterprise] loads`.
+        if let Some(e) = &self.config.enterprise {
+            let esc =
+                |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+            let lines: Vec<String> = e
+                .loads
+                .iter()
+                .filter(|(code, _)| code.chars().all(|c| c.is_ascii_digit()))
+                .map(|(code, l)| {
+                    format!(
+                        "<loadInformation{code} model=\"{}\">{}</loadInformation{code}>",
+                        esc(&l.model),
+                        esc(&l.load)
+                    )
+                })
+                .collect();
+            if !lines.is_empty() {
+                f.insert("load_information".to_string(), lines.join("\n  "));
+            }
+        }
         f
     }
 

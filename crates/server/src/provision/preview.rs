@@ -89,7 +89,11 @@ pub fn is_password(name: &str) -> bool {
 /// `text` with the contents of the elements named in `names` (and of every password element) replaced by
 /// `********`, and the `--pwd` and literal `--key` values of rules too.
 pub fn mask_secrets(text: &str, names: &[String]) -> String {
-    const MASK: &str = "********";
+    mask_secrets_with(text, names, "********")
+}
+
+/// [`mask_secrets`] with another mask (`""` leaves the secrets out).
+pub fn mask_secrets_with(text: &str, names: &[String], mask: &str) -> String {
     let secret = |n: &str| is_password(n) || names.iter().any(|s| s == n);
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -108,7 +112,7 @@ pub fn mask_secrets(text: &str, names: &[String]) -> String {
         let content = &rest[..content_end];
         let closing = format!("</{name}>");
         if rest[content_end..].starts_with(&closing) && !content.is_empty() {
-            out.push_str(&if secret(&name) { MASK.to_string() } else { mask_rule_options(content) });
+            out.push_str(&if secret(&name) { mask.to_string() } else { mask_rule_options(content, mask) });
             rest = &rest[content_end..];
         }
     }
@@ -117,7 +121,7 @@ pub fn mask_secrets(text: &str, names: &[String]) -> String {
 }
 
 /// A rule's `--pwd X` and literal `--key X` (not a `$` macro) with their values masked.
-fn mask_rule_options(content: &str) -> String {
+fn mask_rule_options(content: &str, mask: &str) -> String {
     if !content.contains("--pwd") && !content.contains("--key") {
         return content.to_string();
     }
@@ -127,7 +131,7 @@ fn mask_rule_options(content: &str) -> String {
         // A `$` macro names a variable, not a secret.
         if mask_next && !word.is_empty() && !word.starts_with('$') {
             let kept: String = word.chars().rev().take_while(|c| *c == ']').collect();
-            words.push(format!("********{kept}"));
+            words.push(format!("{mask}{kept}"));
             mask_next = false;
             continue;
         }

@@ -71,9 +71,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 bytes: response.body.len(),
                 hash,
                 // A taking of secrets is named in the audit line too.
-                note: match (&out.event, response.note()) {
-                    (Some(("secrets", text)), note) if note.is_empty() => text.clone(),
-                    (_, note) => note,
+                note: match (&out.event, response.note(), &out.form) {
+                    (Some(("secrets", text)), note, _) if note.is_empty() => text.clone(),
+                    (_, note, Some(form)) if note.is_empty() => form.clone(),
+                    (_, note, _) => note,
                 },
                 user_agent: req.user_agent.clone(),
                 firmware: ua.and_then(|c| c.firmware),

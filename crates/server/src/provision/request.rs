@@ -57,6 +57,9 @@ pub struct Request {
     pub authorization: Option<String>,
     /// The request body (reports).
     pub body: Bytes,
+    /// It came on the enterprise HTTPS listener (port 6971), where a phone's `….cnf.xml.sgn` gets the unsigned file
+    /// (specs.md §5.1).
+    pub enterprise_tls: bool,
 }
 
 impl Request {
@@ -72,6 +75,7 @@ impl Request {
             certificate: None,
             authorization: None,
             body: Bytes::new(),
+            enterprise_tls: false,
         }
     }
 }
@@ -203,6 +207,10 @@ pub enum ProvisionError {
     /// A trust list (`.tlv`): none is served yet.
     #[error("no trust list: phones without one accept unsigned files")]
     NoTrustList,
+    /// A signed (`.sgn`) or encrypted (`.enc.sgn`) enterprise file, and the site has no file signer
+    /// (`[enterprise] trust_dir`), or the device no phone certificate to encrypt to.
+    #[error("{0}")]
+    Unsignable(String),
     /// `/ca.pem` when the server certificate is from a public CA (or HTTPS is off): nothing to install.
     #[error("no site CA to install: the server certificate is from a public CA, or HTTPS is off")]
     NoSiteCa,
@@ -277,7 +285,7 @@ impl ProvisionError {
         match self {
             Limited(_) => 429,
             IllegalName | NotFound | Unidentified | UnknownDevice(_) | NoEnterprisePhone(_) | ReportUnnamed
-            | NoFirmware | NoTrustList | NoSiteCa => 404,
+            | NoFirmware | NoTrustList | NoSiteCa | Unsignable(_) => 404,
             Unauthenticated { .. } => 401,
             OtherDevice { .. } | UntrustedNetwork | CredentialsOverTftp | PlainReport(_) => 403,
             NotAnUpload => 405,
@@ -338,4 +346,6 @@ pub struct Outcome {
     pub event: Option<(&'static str, String)>,
     /// A report: its parameters (JSON) and its body.
     pub report: Option<(Arc<str>, Vec<u8>)>,
+    /// Which form was served, for the audit line (plain, signed by whom, encrypted to whom).
+    pub form: Option<String>,
 }

@@ -32,7 +32,8 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         match self.store.device(mac).await? {
             Some(d) if d.is_enterprise() => {
                 out.device = Some(d.mac.clone());
-                self.rendered(&d, Variant::Sep, false, out).await
+                let full = self.rendered(&d, Variant::Sep, false, out).await?;
+                self.plain_enterprise_form(full, mac, out).await
             }
             _ => Err(ProvisionError::NoEnterprisePhone(mac.clone())),
         }

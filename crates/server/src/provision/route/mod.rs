@@ -5,3 +5,4 @@ pub mod enterprise;
 pub mod firmware;
 pub mod profile;
 pub mod report;
+pub mod trust_files;
