@@ -261,3 +261,74 @@ fn the_golden_files_verify_and_decrypt_through_the_cli() {
     assert!(!o.status.success() && text(&o).contains("another phone"), "{}", text(&o));
     assert!(!out2.exists());
 }
+
+#[test]
+fn enterprise_phones_fetch_the_itl_signed_and_encrypted_configs_over_tftp_and_http() {
+    use common::serve::{BASE_CONFIG, Pki, Server};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("firmware")).unwrap();
+    Pki::new(d, "test-ca");
+    ok(provisor(&["trust", "init", s(&d.join("trust")), "--host", "127.0.0.1"]));
+    let data = s(&d.join("data")).to_string();
+    let mac = "001122334466";
+    ok(provisor(&["group", "--data-dir", &data, "put", "defaults", "--param", "Proxy_1_=cucm.example.com"]));
+    ok(provisor(&[
+        "device", "--data-dir", &data, "add", mac, "--model", "CP-8845", "--param", "User_ID_1_=2001", "--param",
+        "Password_1_=s3cret-line-1",
+    ]));
+    let phone = vectors().join("enc/phone.pem");
+    ok(provisor(&["device", "--data-dir", &data, "set", mac, "--cert", s(&phone)]));
+    let config = format!(
+        "{BASE_CONFIG}[enterprise]\ntrust_dir = \"trust\"\nhttp_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n"
+    );
+    let server = Server::start_with(d, &config);
+    let log = server.log.lock().unwrap().clone();
+    let url = |label: &str| {
+        log.lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(|rest| rest.trim().to_string()))
+            .unwrap_or_else(|| panic!("the banner's {label} line: {log}"))
+    };
+    let (ent_http, ent_https) = (url("ent-http "), url("ent-https "));
+    let itl = d.join("trust/ITLFile.tlv");
+    let upper = mac.to_uppercase();
+
+    // TFTP (tftp-hpa): the ITL as trust init wrote it, and the signed stub, which verifies against it.
+    assert_eq!(server.tftp_hpa("/ITLFile.tlv"), std::fs::read(&itl).unwrap());
+    let sgn = d.join("stub.sgn");
+    std::fs::write(&sgn, server.tftp_hpa(&format!("/SEP{upper}.cnf.xml.sgn"))).unwrap();
+    let v = provisor(&["trust", "verify", s(&sgn), "--itl", s(&itl)]);
+    assert!(v.status.success(), "{}", text(&v));
+    let stub = String::from_utf8(ok(provisor(&["trust", "strip", s(&sgn), "-o", "-"])).stdout).unwrap();
+    assert!(stub.contains("<encrConfig>true</encrConfig>") && !stub.contains("s3cret"), "{stub}");
+    // HTTP on the enterprise port (curl): the encrypted config opens with the phone's key only.
+    let (status, _, enc) = server.curl(&[&format!("{ent_http}/SEP{upper}.cnf.xml.enc.sgn")]);
+    assert_eq!(status, 200);
+    let enc_path = d.join("cfg.enc.sgn");
+    std::fs::write(&enc_path, &enc).unwrap();
+    assert!(provisor(&["trust", "verify", s(&enc_path), "--itl", s(&itl)]).status.success());
+    let opened = ok(provisor(&["trust", "decrypt", s(&enc_path), "--phone-key", s(&phone), "-o", "-"])).stdout;
+    let opened = String::from_utf8(opened).unwrap();
+    assert!(opened.contains("<authPassword>s3cret-line-1</authPassword>") && opened.contains("cucm.example.com"), "{opened}");
+    // HTTPS on 6971 with the trust directory's EC certificate: a config's .sgn is the unsigned file.
+    let (status, _, plain) = server.curl(&["-k", &format!("{ent_https}/SEP{upper}.cnf.xml.sgn")]);
+    assert_eq!((status, String::from_utf8_lossy(&plain).to_string()), (200, stub.clone()));
+    let cert = common::peer(
+        "sh",
+        &["-c", &format!("echo | openssl s_client -connect {} 2>/dev/null | openssl x509 -noout -text", ent_https.trim_start_matches("https://"))],
+        None,
+    );
+    assert!(text(&cert).contains("id-ecPublicKey") && text(&cert).contains("TFTP-EC"), "{}", text(&cert));
+    // A dial plan the site does not have: "not found" at once, never a profile.
+    let (status, _, _) = server.curl(&[&format!("{ent_http}/dialplan.xml")]);
+    assert_eq!(status, 404);
+    // The audit log says which form went out, signed by whom.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut audit_log = String::new();
+    while !audit_log.contains("dialplan.xml") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        audit_log = std::fs::read_to_string(d.join("data/audit.log")).unwrap_or_default();
+    }
+    assert!(audit_log.contains("signed by CN=TFTP,O=Provisor,OU=Provisor"), "{audit_log}");
+    assert!(audit_log.contains("encrypted to CN=CP-8845-SEP001122334466"), "{audit_log}");
+}
