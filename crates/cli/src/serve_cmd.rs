@@ -133,9 +133,23 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (is_demo && config.data_dir != Path::new(serve::MEMORY)).then(|| config.data_dir.join("firmware"));
     if let Some(dir) = &demo_firmware {
         config.firmware.dir = Some(dir.clone());
+        // The demo serves enterprise phones too: its own trust chain (made once), on loopback 6970 and 6971.
+        config.enterprise = Some(provisor_server::config::Enterprise {
+            trust_dir: config.data_dir.join("enterprise"),
+            http_listen: Some(([127, 0, 0, 1], 6970).into()),
+            https_listen: Some(([127, 0, 0, 1], 6971).into()),
+            plain_secrets: provisor_server::config::PlainSecrets::UntilCertificate,
+            loads: Default::default(),
+        });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        if let Some(e) = config.enterprise.as_ref().filter(|_| demo_firmware.is_some())
+            && !e.trust_dir.join("ITLFile.tlv").exists()
+        {
+            let _ = std::fs::remove_dir_all(&e.trust_dir);
+            crate::trust_cmd::write_trust_dir(&e.trust_dir, "Provisor demo", vec!["127.0.0.1".into()], false)?;
+        }
         let mut running = serve::start(config.clone()).await?;
         if let Some(dir) = &demo_firmware {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

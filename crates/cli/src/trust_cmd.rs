@@ -247,13 +247,23 @@ pub fn run(cmd: TrustCommand) -> Result<ExitCode> {
     }
 }
 
-fn init(dir: &Path, organization: &str, mut hosts: Vec<String>) -> Result<ExitCode> {
+fn init(dir: &Path, organization: &str, hosts: Vec<String>) -> Result<ExitCode> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!(
             "{}: not empty: trust init writes only into a new or empty directory (it never replaces keys)",
             dir.display()
         );
     }
+    write_trust_dir(dir, organization, hosts, true)?;
+    eprintln!(
+        "\nKeep sast1.pem and sast2.pem safe: a phone that holds this list takes a new one only if one of them signed it."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a new trust chain into `dir` (made private): sast1, sast2, tftp (RSA-2048), tftp-ec (EC P-256 naming
+/// `hosts`) and `ITLFile.tlv` (signer version 1.1, signed by sast1).
+pub fn write_trust_dir(dir: &Path, organization: &str, mut hosts: Vec<String>, verbose: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -272,7 +282,9 @@ fn init(dir: &Path, organization: &str, mut hosts: Vec<String>) -> Result<ExitCo
     for (name, issued) in [("sast1.pem", &sast1), ("sast2.pem", &sast2), ("tftp.pem", &tftp), ("tftp-ec.pem", &tftp_ec)]
     {
         write_private(&dir.join(name), &issued.combined())?;
-        eprintln!("wrote    {}", dir.join(name).display());
+        if verbose {
+            eprintln!("wrote    {}", dir.join(name).display());
+        }
     }
     let signer = Signer::from_pem(sast1.combined().as_bytes())?;
     let cert = |i: &pki::Issued| Certificate::from_pem(i.certificate_pem.as_bytes());
@@ -286,14 +298,13 @@ fn init(dir: &Path, organization: &str, mut hosts: Vec<String>) -> Result<ExitCo
     };
     let itl = trust_list::build(&spec)?;
     write_output(&dir.join("ITLFile.tlv"), &itl)?;
-    eprintln!(
-        "wrote    {} (signer version 1.1, signed by SAST1; SAST2, TFTP and TFTP-EC records)",
-        dir.join("ITLFile.tlv").display()
-    );
-    eprintln!(
-        "\nKeep sast1.pem and sast2.pem safe: a phone that holds this list takes a new one only if one of them signed it."
-    );
-    Ok(ExitCode::SUCCESS)
+    if verbose {
+        eprintln!(
+            "wrote    {} (signer version 1.1, signed by SAST1; SAST2, TFTP and TFTP-EC records)",
+            dir.join("ITLFile.tlv").display()
+        );
+    }
+    Ok(())
 }
 
 fn list(args: ListArgs, default_name: &str) -> Result<ExitCode> {

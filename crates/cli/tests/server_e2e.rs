@@ -506,7 +506,7 @@ fn the_demo_works_as_its_banner_says() {
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
         banner.push_str(&line);
         banner.push('\n');
-        if line.starts_with("Stop with") || line.contains("Error") || line.contains("provisor:") {
+        if line.starts_with("Stop with") || line.contains(" ERROR ") || line.contains("provisor:") {
             break;
         }
     }

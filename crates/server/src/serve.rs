@@ -425,8 +425,10 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         let (signer, tls) = enterprise_materials(provisioner.config(), e, generated.as_ref())?;
         provisioner.set_file_signer(Some(signer));
         enterprise_tls = tls;
-        if provisioner.store().group("defaults").await.ok().flatten().is_none_or(|g| !g.params.contains_key("Proxy_1_"))
-        {
+        // (An inventory with no device yet has nothing to serve: no warning.)
+        let devices = provisioner.store().devices().await.map(|d| d.len()).unwrap_or(0);
+        let defaults = provisioner.store().group("defaults").await.ok().flatten();
+        if devices > 0 && defaults.is_none_or(|g| !g.params.contains_key("Proxy_1_")) {
             tracing::warn!(
                 "XMLDefault.cnf.xml names no call-control server: set Proxy_1_ in the `defaults` group (provisor group \
                  set defaults --param Proxy_1_=HOST), or new enterprise phones show \"Programming Error XmlDefault.cnf.xml\""
