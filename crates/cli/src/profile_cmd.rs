@@ -126,12 +126,74 @@ pub enum ProfileCommand {
         /// The new RFC 8188 IKM, in hex (default: keep the old one).
         #[arg(long, value_parser = parse_hex)]
         new_ikm: Option<Hex>,
-        /// Set a parameter, e.g. --set GPP_A=value or --set "Dial Plan[1]=(xx.)". Repeatable.
+        /// Set a parameter, e.g. --set GPP_A=value or --set "Dial Plan[1]=(xx.)". Enterprise files (.sgn, .enc.sgn):
+        /// an element by its path, e.g. --set loadInformation=sip8845_65.14-1-1SR1-1 or
+        /// --set "sipProfile/sipLines/line[1]/authPassword=x". Repeatable.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
+        /// Enterprise files: the signer (certificate and key, PEM) that re-signs the result.
+        #[arg(long, value_name = "PEM")]
+        signer: Option<PathBuf>,
+        /// Enterprise .enc.sgn: the phone's private key (PEM) to decrypt with; the certificate beside it, or
+        /// --phone-cert, is what the result is encrypted to again.
+        #[arg(long, value_name = "PEM")]
+        phone_key: Option<PathBuf>,
+        /// Enterprise .enc.sgn: the phone certificate to encrypt to (default: the one in --phone-key's file).
+        #[arg(long, value_name = "PEM")]
+        phone_cert: Option<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
     },
+}
+
+/// `profile repack` of an enterprise `.sgn` or `.enc.sgn` (seed 001: "decrypt, edit the XML, encrypt with the same
+/// cipher, re-sign"): the same layers out, the same file name and digest inside.
+fn repack_enterprise(
+    data: &[u8],
+    header: provisor_trust::Header,
+    set: &[String],
+    signer: Option<&Path>,
+    phone_key: Option<&Path>,
+    phone_cert: Option<&Path>,
+) -> Result<Vec<u8>> {
+    use provisor_trust::{Certificate, KeyKind, Signer, certificate, edit, encrypted, signed};
+    let signer_path = signer.context("an enterprise file is re-signed: give --signer PEM (its certificate and key)")?;
+    let signer = Signer::from_pem(&read_input(signer_path, 1 << 20)?).with_context(|| display(signer_path))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    let edit_all = |mut xml: Vec<u8>| -> Result<Vec<u8>> {
+        for s in set {
+            let (path, value) = s.split_once('=').with_context(|| format!("--set {s:?}: expected PATH=VALUE"))?;
+            xml = edit::set_element(&xml, path, value).with_context(|| format!("--set {s:?}"))?;
+        }
+        Ok(xml)
+    };
+    match &header.encryption {
+        None => {
+            let content = signed::strip(data)?.to_vec();
+            Ok(signed::sign(&edit_all(content)?, &signer, &header.filename, header.digest, now)?)
+        }
+        Some(_) => {
+            let key_path = phone_key.context("an .enc.sgn is decrypted first: give --phone-key PEM")?;
+            let key_pem = read_input(key_path, 1 << 20)?;
+            let key = match certificate::private_key(&key_pem).with_context(|| display(key_path))? {
+                KeyKind::Rsa(k) => k,
+                KeyKind::Ec(_) => bail!("{}: an EC key; configs are encrypted to RSA keys", display(key_path)),
+            };
+            let phone = match phone_cert {
+                Some(p) => Certificate::from_pem(&read_input(p, 1 << 20)?).with_context(|| display(p))?,
+                None => Certificate::from_pem(&key_pem).with_context(|| {
+                    format!("{}: no certificate beside the key; give --phone-cert", display(key_path))
+                })?,
+            };
+            let plain = encrypted::decrypt(data, &key)?;
+            let mut random = [0u8; 32];
+            getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+            let mut r = encrypted::Randomness { key: [0; 16], iv: [0; 16] };
+            r.key.copy_from_slice(&random[..16]);
+            r.iv.copy_from_slice(&random[16..]);
+            Ok(encrypted::encrypt(&edit_all(plain)?, &signer, &phone, &header.filename, header.digest, now, r)?)
+        }
+    }
 }
 
 /// Secrets for reading a profile.
@@ -398,14 +460,45 @@ pub fn run(cmd: ProfileCommand) -> Result<ExitCode> {
             write_output(&output, &unwrapped.plaintext)?;
             Ok(ExitCode::SUCCESS)
         }
-        ProfileCommand::Repack { input, output, keys, new_key, new_md, new_ikm, set, read } => {
+        ProfileCommand::Repack {
+            input,
+            output,
+            keys,
+            new_key,
+            new_md,
+            new_ikm,
+            set,
+            signer,
+            phone_key,
+            phone_cert,
+            read,
+        } => {
+            let data = read_input(&input, read.max_size)?;
+            // Enterprise files start with a signed header (tag 1, length 2).
+            if data.starts_with(&[1, 0, 2])
+                && let Ok(header) = provisor_trust::Header::parse(&data)
+            {
+                let form =
+                    if header.encryption.is_some() { "re-encrypted to the phone and re-signed" } else { "re-signed" };
+                let packed = repack_enterprise(
+                    &data,
+                    header,
+                    &set,
+                    signer.as_deref(),
+                    phone_key.as_deref(),
+                    phone_cert.as_deref(),
+                )
+                .with_context(|| display(&input))?;
+                write_output(&output, &packed)?;
+                eprintln!("{}: {form}", display(&output));
+                return Ok(ExitCode::SUCCESS);
+            }
             let old = keys.keys()?;
             let new = Keys {
                 key: new_key.map(String::into_bytes).or_else(|| old.key.clone()),
                 digest: old.digest,
                 ikm: new_ikm.map(|h| h.0).or_else(|| old.ikm.clone()),
             };
-            let data = read_input(&input, read.max_size)?;
             let options = read.options();
             let edits = set
                 .iter()

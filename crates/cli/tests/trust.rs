@@ -274,7 +274,16 @@ fn enterprise_phones_fetch_the_itl_signed_and_encrypted_configs_over_tftp_and_ht
     let mac = "001122334466";
     ok(provisor(&["group", "--data-dir", &data, "put", "defaults", "--param", "Proxy_1_=cucm.example.com"]));
     ok(provisor(&[
-        "device", "--data-dir", &data, "add", mac, "--model", "CP-8845", "--param", "User_ID_1_=2001", "--param",
+        "device",
+        "--data-dir",
+        &data,
+        "add",
+        mac,
+        "--model",
+        "CP-8845",
+        "--param",
+        "User_ID_1_=2001",
+        "--param",
         "Password_1_=s3cret-line-1",
     ]));
     let phone = vectors().join("enc/phone.pem");
@@ -309,13 +318,22 @@ fn enterprise_phones_fetch_the_itl_signed_and_encrypted_configs_over_tftp_and_ht
     assert!(provisor(&["trust", "verify", s(&enc_path), "--itl", s(&itl)]).status.success());
     let opened = ok(provisor(&["trust", "decrypt", s(&enc_path), "--phone-key", s(&phone), "-o", "-"])).stdout;
     let opened = String::from_utf8(opened).unwrap();
-    assert!(opened.contains("<authPassword>s3cret-line-1</authPassword>") && opened.contains("cucm.example.com"), "{opened}");
+    assert!(
+        opened.contains("<authPassword>s3cret-line-1</authPassword>") && opened.contains("cucm.example.com"),
+        "{opened}"
+    );
     // HTTPS on 6971 with the trust directory's EC certificate: a config's .sgn is the unsigned file.
     let (status, _, plain) = server.curl(&["-k", &format!("{ent_https}/SEP{upper}.cnf.xml.sgn")]);
     assert_eq!((status, String::from_utf8_lossy(&plain).to_string()), (200, stub.clone()));
     let cert = common::peer(
         "sh",
-        &["-c", &format!("echo | openssl s_client -connect {} 2>/dev/null | openssl x509 -noout -text", ent_https.trim_start_matches("https://"))],
+        &[
+            "-c",
+            &format!(
+                "echo | openssl s_client -connect {} 2>/dev/null | openssl x509 -noout -text",
+                ent_https.trim_start_matches("https://")
+            ),
+        ],
         None,
     );
     assert!(text(&cert).contains("id-ecPublicKey") && text(&cert).contains("TFTP-EC"), "{}", text(&cert));
@@ -331,4 +349,71 @@ fn enterprise_phones_fetch_the_itl_signed_and_encrypted_configs_over_tftp_and_ht
     }
     assert!(audit_log.contains("signed by CN=TFTP,O=Provisor,OU=Provisor"), "{audit_log}");
     assert!(audit_log.contains("encrypted to CN=CP-8845-SEP001122334466"), "{audit_log}");
+}
+
+#[test]
+fn repack_edits_an_encrypted_config_by_element_path_and_keeps_its_layers() {
+    let v = vectors();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("SEP001122334466.cnf.xml.enc.sgn");
+    ok(provisor(&[
+        "profile",
+        "repack",
+        s(&v.join("enc/SEP001122334466.cnf.xml.enc.sgn")),
+        "-o",
+        s(&out),
+        "--signer",
+        s(&v.join("enc/tftp.pem")),
+        "--phone-key",
+        s(&v.join("enc/phone.pem")),
+        "--set",
+        "loadInformation=sip8845_65.14-2-1",
+        "--set",
+        "sipProfile/sipLines/line[1]/authPassword=n3w&pw",
+    ]));
+    // Still encrypted to the phone and signed by the TFTP signer of the ITL, under the same name.
+    let v11 = s(&v.join("enc/ITLFile-v1.1.tlv")).to_string();
+    assert!(provisor(&["trust", "verify", s(&out), "--itl", &v11]).status.success());
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ok(provisor(&["trust", "show", s(&out), "--json"])).stdout).unwrap();
+    assert_eq!(shown["filename"], "SEP001122334466.cnf.xml.enc.sgn");
+    assert_eq!(shown["encryption"]["cipher"], "aes-128-cbc");
+    let plain =
+        ok(provisor(&["trust", "decrypt", s(&out), "--phone-key", s(&v.join("enc/phone.pem")), "-o", "-"])).stdout;
+    let expected = String::from_utf8(std::fs::read(v.join("enc/plain-SEP001122334466.cnf.xml")).unwrap())
+        .unwrap()
+        .replace("sip8845_65.14-1-1SR1-1", "sip8845_65.14-2-1")
+        .replace("s3cret-line-1", "n3w&amp;pw");
+    assert_eq!(String::from_utf8(plain).unwrap(), expected, "everything else byte for byte");
+    // The signed stub: re-signed with the edit.
+    let stub = dir.path().join("stub.sgn");
+    ok(provisor(&[
+        "profile",
+        "repack",
+        s(&v.join("enc/SEP001122334466.cnf.xml.sgn")),
+        "-o",
+        s(&stub),
+        "--signer",
+        s(&v.join("enc/tftp.pem")),
+        "--set",
+        "loadInformation=sip8845_65.14-2-1",
+    ]));
+    assert!(provisor(&["trust", "verify", s(&stub), "--itl", &v11]).status.success());
+    let inside = String::from_utf8(ok(provisor(&["trust", "strip", s(&stub), "-o", "-"])).stdout).unwrap();
+    assert!(inside.contains("<loadInformation>sip8845_65.14-2-1</loadInformation>"), "{inside}");
+    // A path that names nothing: an error, nothing written.
+    let bad = dir.path().join("bad.sgn");
+    let o = provisor(&[
+        "profile",
+        "repack",
+        s(&v.join("enc/SEP001122334466.cnf.xml.sgn")),
+        "-o",
+        s(&bad),
+        "--signer",
+        s(&v.join("enc/tftp.pem")),
+        "--set",
+        "sipProfile/nothing=1",
+    ]);
+    assert!(!o.status.success() && text(&o).contains("no such element"), "{}", text(&o));
+    assert!(!bad.exists());
 }

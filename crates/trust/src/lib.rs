@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod certificate;
+pub mod edit;
 pub mod encrypted;
 pub mod header;
 pub mod pki;
