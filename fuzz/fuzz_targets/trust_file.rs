@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use provisor_trust::certificate::{self, KeyKind};
 use provisor_trust::signed::{self, SignedFile};
-use provisor_trust::{Certificate, TrustList, encrypted};
+use provisor_trust::{Certificate, TrustList, edit, encrypted};
 
 const PHONE: &[u8] = include_bytes!("../../../shared/reference/test-vectors/cucm-tlv/enc/phone.pem");
 const TFTP: &[u8] = include_bytes!("../../../shared/reference/test-vectors/cucm-tlv/enc/tftp.pem");
@@ -33,4 +33,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = encrypted::decrypt(data, phone_key);
     let _ = encrypted::stub(data, tftp);
+    // `profile repack --set PATH=VALUE` on any XML.
+    let _ = edit::set_element(data, "sipProfile/sipLines/line[2]/authPassword", "x&y");
 });

@@ -140,3 +140,23 @@ async fn without_a_trust_directory_nothing_is_signed_and_trust_lists_stay_not_fo
     let r = core.handle(get(Protocol::Tftp, "/ITLFile.tlv", 1), at(0)).await;
     assert!(matches!(r.error, Some(ProvisionError::NoTrustList)));
 }
+
+#[tokio::test]
+async fn a_verified_client_certificate_becomes_the_phone_certificate_its_config_is_encrypted_to() {
+    let (core, _) = site(PlainSecrets::UntilCertificate).await;
+    let phone = Certificate::from_pem(&vector("phone.pem")).unwrap();
+    let mut req = with_certificate(&sep(".cnf.xml"), 1, E, "CP-7965G");
+    req.client_certificate = Some(bytes::Bytes::from(phone.der.clone()));
+    // Kept before this fetch is answered: already this one gets the stub, and the secrets only encrypted to it.
+    assert!(!text(&core.handle(req, at(0)).await).contains("secret-204"));
+    let e = E.parse().unwrap();
+    assert_eq!(core.store().phone_certificate(&e).await.unwrap(), Some(phone.der.clone()));
+    let stub = text(&core.handle(get(Protocol::Tftp, &sep(".cnf.xml"), 1), at(1)).await);
+    assert!(!stub.contains("secret-204") && stub.contains("<encrConfig>true</encrConfig>"), "{stub}");
+    // Another device's certificate is never kept for E.
+    let (core, _) = site(PlainSecrets::UntilCertificate).await;
+    let mut other = with_certificate(&sep(".cnf.xml"), 1, A, "CP-8841-3PCC");
+    other.client_certificate = Some(bytes::Bytes::from(phone.der.clone()));
+    let _ = core.handle(other, at(0)).await;
+    assert_eq!(core.store().phone_certificate(&e).await.unwrap(), None);
+}

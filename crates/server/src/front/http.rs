@@ -44,6 +44,8 @@ struct Connection {
     peer: SocketAddr,
     protocol: Protocol,
     certificate: Option<crate::identity::Claims>,
+    /// The verified client certificate (DER).
+    der: Option<bytes::Bytes>,
     /// On the enterprise HTTPS listener (6971).
     enterprise_tls: bool,
 }
@@ -191,7 +193,8 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         connections.spawn(async move {
             let _admitted = admitted;
             let Some(live) = tls else {
-                let conn = Connection { peer, protocol: Protocol::Http, certificate: None, enterprise_tls: false };
+                let conn =
+                    Connection { peer, protocol: Protocol::Http, certificate: None, der: None, enterprise_tls: false };
                 return serve_connection(stream, app, conn, &limits, &shutdown).await;
             };
             let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -206,9 +209,10 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
                 Err(_) => return,
             };
             // Only certificates that chained to a configured CA get here (the verifier refused the rest).
-            let certificate =
-                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| certificate_claims(c));
-            let conn = Connection { peer, protocol: Protocol::Https, certificate, enterprise_tls };
+            let first = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let certificate = first.and_then(|c| certificate_claims(c));
+            let der = first.map(|c| bytes::Bytes::copy_from_slice(c.as_ref()));
+            let conn = Connection { peer, protocol: Protocol::Https, certificate, der, enterprise_tls };
             serve_connection(stream, app, conn, &limits, &shutdown).await;
         });
     }
@@ -376,6 +380,7 @@ async fn handle<S: Store + 'static, J: Journal>(
         authorization: text(header::AUTHORIZATION),
         body,
         enterprise_tls: conn.enterprise_tls,
+        client_certificate: conn.der.clone(),
     };
     let (client, method_name, file) = (request.client, request.method, request.path.clone());
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;

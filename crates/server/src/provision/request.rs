@@ -60,6 +60,9 @@ pub struct Request {
     /// It came on the enterprise HTTPS listener (port 6971), where a phone's `….cnf.xml.sgn` gets the unsigned file
     /// (specs.md §5.1).
     pub enterprise_tls: bool,
+    /// The verified client certificate (DER), whose claims are in `certificate`: an enterprise device's config can be
+    /// encrypted to it.
+    pub client_certificate: Option<Bytes>,
 }
 
 impl Request {
@@ -76,6 +79,7 @@ impl Request {
             authorization: None,
             body: Bytes::new(),
             enterprise_tls: false,
+            client_certificate: None,
         }
     }
 }

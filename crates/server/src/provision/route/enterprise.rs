@@ -32,6 +32,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         match self.store.device(mac).await? {
             Some(d) if d.is_enterprise() => {
                 out.device = Some(d.mac.clone());
+                self.enrol_phone_certificate(req, mac, certificate.as_ref()).await;
                 let full = self.rendered(&d, Variant::Sep, false, out).await?;
                 self.plain_enterprise_form(full, mac, out).await
             }

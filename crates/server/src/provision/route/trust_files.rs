@@ -117,6 +117,24 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         Ok(Response::served(&served))
     }
 
+    /// Keeps the verified client certificate of an enterprise device that has none on record: its config can then be
+    /// encrypted to it (an RSA key only; the first one wins, `provisor device set --cert` replaces it).
+    pub(crate) async fn enrol_phone_certificate(&self, req: &Request, mac: &Mac, certificate: Option<&Mac>) {
+        if self.config.enterprise.is_none() || certificate != Some(mac) {
+            return;
+        }
+        let Some(der) = &req.client_certificate else { return };
+        if !Certificate::from_der(der).is_ok_and(|c| c.rsa_key().is_ok()) {
+            return;
+        }
+        if matches!(self.store.phone_certificate(mac).await, Ok(None))
+            && self.store.set_phone_certificate(mac, Some(der)).await.is_ok()
+        {
+            tracing::info!("{mac}: its verified client certificate is on record: its config goes encrypted to it");
+            self.refresh().await;
+        }
+    }
+
     /// The phone certificate on record for `mac`.
     async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Certificate>, ProvisionError> {
         match self.store.phone_certificate(mac).await? {
