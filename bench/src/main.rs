@@ -43,6 +43,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("tftp-load") {
         return tftp_load(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("tftp-phones") {
+        return tftp_phones(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("sign-rate") {
+        return sign_rate(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some("parse-apply-once") {
         // For profilers (callgrind): one parse + apply, nothing else.
         let profile = std::fs::read(&args[2]).expect("read profile");
@@ -141,6 +147,70 @@ fn tftp_load(args: &[String]) {
     println!("bytes {bytes}");
     println!("p50_ms {:.1}", latencies[count / 2].as_secs_f64() * 1e3);
     println!("p99_ms {:.1}", latencies[(count * 99 / 100).min(count - 1)].as_secs_f64() * 1e3);
+}
+
+/// `provisor-bench tftp-phones HOST:PORT PHONES CONCURRENCY [SAVE_DIR]`: PHONES enterprise phones (MACs
+/// 000e08000000 + i) each fetch `ITLFile.tlv` then `SEP<MAC>.cnf.xml.sgn` over TFTP, CONCURRENCY at a time; with
+/// SAVE_DIR the configs are saved there (to serve the same bytes from another server). Prints wall time and failures.
+fn tftp_phones(args: &[String]) {
+    use provisor_tftp::client::ClientConfig;
+    let server: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
+    let phones: usize = args[1].parse().expect("PHONES");
+    let concurrency: usize = args[2].parse().expect("CONCURRENCY");
+    let save = args.get(3).map(std::path::PathBuf::from);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let started = Instant::now();
+    let (failures, bytes) = rt.block_on(async {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let tasks: Vec<_> = (0..phones)
+            .map(|i| {
+                let (gate, save) = (gate.clone(), save.clone());
+                tokio::spawn(async move {
+                    let _permit = gate.acquire_owned().await.expect("semaphore");
+                    let config = ClientConfig { blksize: Some(1428), retries: 10, ..ClientConfig::default() };
+                    let mac = format!("{:012X}", 0x000e_0800_0000u64 + i as u64);
+                    let mut got = 0usize;
+                    for name in ["ITLFile.tlv".to_string(), format!("SEP{mac}.cnf.xml.sgn")] {
+                        match provisor_tftp::fetch::download(server, &name, config.clone()).await {
+                            Ok(d) => {
+                                got += d.data.len();
+                                if let (Some(dir), true) = (&save, name.starts_with("SEP")) {
+                                    std::fs::write(dir.join(&name), &d.data).expect("save");
+                                }
+                            }
+                            Err(_) => return (1usize, got),
+                        }
+                    }
+                    (0, got)
+                })
+            })
+            .collect();
+        let (mut failures, mut bytes) = (0, 0);
+        for t in tasks {
+            let (f, b) = t.await.expect("task");
+            failures += f;
+            bytes += b;
+        }
+        (failures, bytes)
+    });
+    println!("phones {phones}");
+    println!("failures {failures}");
+    println!("bytes {bytes}");
+    println!("wall_s {:.3}", started.elapsed().as_secs_f64());
+}
+
+/// `provisor-bench sign-rate SIGNER.pem FILE SECONDS`: `.sgn` signatures per second of FILE, in process.
+fn sign_rate(args: &[String]) {
+    let signer = provisor_trust::Signer::from_pem(&std::fs::read(&args[0]).expect("signer")).expect("signer PEM");
+    let content = std::fs::read(&args[1]).expect("file");
+    let seconds: f64 = args[2].parse().expect("SECONDS");
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        black_box(provisor_trust::signed::sign(&content, &signer, "f.sgn", provisor_trust::Digest::Sha1, n as u32).unwrap());
+        n += 1;
+    }
+    println!("signs_per_s {:.1}", n as f64 / started.elapsed().as_secs_f64());
 }
 
 /// `http-once ADDR URLS_FILE THREADS`: fetches every path in URLS_FILE exactly once over keep-alive HTTP/1.1
