@@ -207,7 +207,9 @@ fn sign_rate(args: &[String]) {
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed().as_secs_f64() < seconds {
-        black_box(provisor_trust::signed::sign(&content, &signer, "f.sgn", provisor_trust::Digest::Sha1, n as u32).unwrap());
+        black_box(
+            provisor_trust::signed::sign(&content, &signer, "f.sgn", provisor_trust::Digest::Sha1, n as u32).unwrap(),
+        );
         n += 1;
     }
     println!("signs_per_s {:.1}", n as f64 / started.elapsed().as_secs_f64());

@@ -45,7 +45,8 @@ pub struct PhoneArgs {
     /// Seed of the phone's random delays.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The phone's saved state: a flat profile applied before it boots (e.g. its `cfg.xml`).
+    /// The phone's saved state: a flat profile applied before it boots (e.g. its `cfg.xml`); with --enterprise a
+    /// directory that keeps its trust list, config and load across runs.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
     /// Start from this profile URL (sets `Profile_Rule`), e.g. https://prov.example.com/$MA.xml.
@@ -60,6 +61,93 @@ pub struct PhoneArgs {
     /// The DNS server for --srv rules (HOST:PORT; default: the system's resolver).
     #[arg(long, value_name = "ADDR")]
     dns: Option<std::net::SocketAddr>,
+    /// An enterprise (CUCM-firmware) phone instead of an MPP one: the short list (CTLSEP, ITLSEP, ITLFile, then its
+    /// config or XMLDefault), its trust list rules, signed and encrypted configs, loads. --firmware is its load and
+    /// --state a directory that keeps its trust list, config and load across runs.
+    #[arg(long)]
+    enterprise: bool,
+    /// Enterprise: the phone's certificate (PEM), its MIC or LSC (encrypted configs are for it).
+    #[arg(long, value_name = "PEM", requires = "phone_key")]
+    phone_cert: Option<PathBuf>,
+    /// Enterprise: the phone's private key (PEM) to decrypt its config with (the certificate beside it is used if
+    /// --phone-cert is not given).
+    #[arg(long, value_name = "PEM")]
+    phone_key: Option<PathBuf>,
+    /// Enterprise: erase the trust list first (Settings › Security › Trust List).
+    #[arg(long)]
+    erase_trust: bool,
+    /// Enterprise: the HTTP port (6970; another for a server on an unprivileged port).
+    #[arg(long, default_value_t = 6970)]
+    http_port: u16,
+    /// Enterprise: the HTTPS port (6971).
+    #[arg(long, default_value_t = 6971)]
+    https_port: u16,
+}
+
+/// `phone simulate|explain --enterprise`.
+fn run_enterprise(args: PhoneArgs, mac: String, speed: f64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use provisor_phone::enterprise::{self, EnterprisePhone, Saved};
+    let dhcp = args.dhcp_tftp.clone().context("an enterprise phone needs its TFTP server: --dhcp-tftp HOST[:PORT]")?;
+    let (host, tftp_port) = match dhcp.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().with_context(|| format!("--dhcp-tftp {dhcp}"))?),
+        _ => (dhcp.clone(), 69),
+    };
+    let state_dir = args.state.clone();
+    let read_state = |name: &str| state_dir.as_ref().and_then(|d| std::fs::read(d.join(name)).ok());
+    let saved = Saved {
+        trust_list: read_state("ITLFile.tlv"),
+        config: read_state("config.xml"),
+        load: read_state("load").map(|b| String::from_utf8_lossy(&b).trim().to_string()),
+    };
+    let (certificate, key) = match &args.phone_key {
+        Some(k) => {
+            let pem = std::fs::read(k).with_context(|| format!("--phone-key {}", k.display()))?;
+            let key = match provisor_trust::certificate::private_key(&pem).with_context(|| k.display().to_string())? {
+                provisor_trust::KeyKind::Rsa(key) => *key,
+                provisor_trust::KeyKind::Ec(_) => {
+                    bail!("--phone-key {}: an EC key; configs are encrypted to RSA keys", k.display())
+                }
+            };
+            let cert_pem = match &args.phone_cert {
+                Some(c) => std::fs::read(c).with_context(|| format!("--phone-cert {}", c.display()))?,
+                None => pem,
+            };
+            let cert = provisor_trust::Certificate::from_pem(&cert_pem).context("the phone certificate")?;
+            (Some(cert), Some(key))
+        }
+        None => (None, None),
+    };
+    let device = enterprise::Device { mac: mac.clone(), model: args.model.clone(), load: args.firmware.clone() };
+    let server = enterprise::Server { host, tftp_port, http_port: args.http_port, https_port: args.https_port };
+    let mut phone = EnterprisePhone::new(device, server, saved, certificate, key);
+    if args.erase_trust {
+        phone.erase_trust();
+    }
+    let transport = match &dir {
+        Some(d) => Transport::directory(d),
+        None => Transport::new(None, None).context("setting up HTTPS")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(drive::simulate_enterprise(&mut phone, &transport, args.duration, speed, |n| {
+        println!("{}  {}", clock(n.at), n.event);
+    }));
+    if let Some(d) = &state_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        let s = phone.saved();
+        let put = |name: &str, bytes: Option<&[u8]>| -> anyhow::Result<()> {
+            match bytes {
+                Some(b) => std::fs::write(d.join(name), b).with_context(|| format!("{}/{name}", d.display())),
+                None => {
+                    let _ = std::fs::remove_file(d.join(name));
+                    Ok(())
+                }
+            }
+        };
+        put("ITLFile.tlv", s.trust_list.as_deref())?;
+        put("config.xml", s.config.as_deref())?;
+        put("load", Some(phone.load().as_bytes()))?;
+    }
+    Ok(if phone.ready() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 /// `provisor phone ...`.
@@ -115,6 +203,9 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
     let mac = args.mac.to_ascii_lowercase().replace([':', '-', '.'], "");
     if mac.len() != 12 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("--mac {:?} is not a MAC address", args.mac);
+    }
+    if args.enterprise {
+        return run_enterprise(args, mac, speed, dir);
     }
     let mut device = Device::new(&mac, &args.model, &args.firmware);
     if let Some(s) = args.serial {

@@ -268,10 +268,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, r: &Request) -> R
     } else {
         format!("{}:{}", r.url.host, r.url.port)
     };
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\nConnection: close\r\n",
-        r.method, r.url.path, r.user_agent
-    );
+    let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n", r.method, r.url.path);
+    // Enterprise phones send no User-Agent.
+    if !r.user_agent.is_empty() {
+        head.push_str(&format!("User-Agent: {}\r\n", r.user_agent));
+    }
     if let Some(a) = &r.authorization {
         head.push_str(&format!("Authorization: {a}\r\n"));
     }
@@ -562,6 +563,43 @@ pub async fn simulate(
         on_note(n);
     }
     Ok(())
+}
+
+/// Boots an enterprise phone and runs it until `until` virtual seconds at `speed` (infinite: as fast as answers
+/// come), calling `on_note` for each event as it happens.
+pub async fn simulate_enterprise(
+    phone: &mut crate::enterprise::EnterprisePhone,
+    transport: &Transport,
+    until: u64,
+    speed: f64,
+    mut on_note: impl FnMut(&crate::enterprise::Note),
+) {
+    let start = Instant::now();
+    let clock =
+        |floor: u64| if speed.is_finite() { floor.max((start.elapsed().as_secs_f64() * speed) as u64) } else { floor };
+    let mut floor = 0u64;
+    let mut shown = 0;
+    phone.boot(0);
+    loop {
+        while let Some(action) = phone.poll_action() {
+            if let Action::Request(r) = action {
+                let response = transport.execute(&r).await;
+                floor = clock(floor);
+                phone.handle_response(r.id, response, floor);
+            }
+        }
+        for n in &phone.notes()[shown..] {
+            on_note(n);
+        }
+        shown = phone.notes().len();
+        let Some(next) = phone.poll_timeout().filter(|t| *t <= until) else { break };
+        let now = clock(floor);
+        if next > now && speed.is_finite() {
+            tokio::time::sleep(Duration::from_secs_f64((next - now) as f64 / speed)).await;
+        }
+        floor = clock(next);
+        phone.handle_timeout(floor);
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! A Cisco MPP phone on the wire: its provisioning behaviour as a sans-IO state machine ([`phone::Phone`]) and a
-//! network driver ([`drive`]) that runs it against real servers.
+//! A Cisco phone on the wire: an MPP phone's provisioning behaviour as a sans-IO state machine ([`phone::Phone`]), an
+//! enterprise phone's boot beside it ([`enterprise::EnterprisePhone`]), and a network driver ([`drive`]) that runs them
+//! against real servers.
 
 #![warn(missing_docs)]
 
 pub mod drive;
+pub mod enterprise;
 pub mod load;
 pub mod phone;
 pub mod sip;

@@ -96,6 +96,8 @@ pub enum Purpose {
     Report,
     /// The CA of `Custom_CA_Rule`.
     CustomCa,
+    /// A file of an enterprise phone's boot ([`crate::enterprise`]).
+    File,
 }
 
 /// A request the driver must carry out and answer with [`Phone::handle_response`] (uploads need no answer, but
@@ -390,6 +392,7 @@ impl Phone {
             Purpose::Upgrade => self.upgrade_response(p, response),
             Purpose::Report => {}
             Purpose::CustomCa => self.custom_ca_response(p, response),
+            Purpose::File => {}
         }
     }
 }

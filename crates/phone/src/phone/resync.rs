@@ -260,6 +260,7 @@ impl Phone {
             Purpose::Upgrade => "Upgrade_Rule",
             Purpose::Report => "Report_Rule",
             Purpose::CustomCa => "Custom_CA_Rule",
+            Purpose::File => "file",
         }
     }
 
