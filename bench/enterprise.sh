@@ -6,6 +6,9 @@
 #    -sign`, 100 files each.
 # 2. PHONES enterprise phones each fetch ITLFile.tlv + SEP<MAC>.cnf.xml.sgn over TFTP: Provisor rendering, signing and
 #    caching on the fly (the first, cold round), then warm, against tftpd-hpa serving the same signed bytes from disk.
+# 3. `provisor loadtest --enterprise --phones PHONES` against the same server: simulated enterprise phones booting
+#    within WINDOW (10 s) through the whole short list (HTTP 6970 first, the config over HTTPS 6971 from the ITL's EC
+#    certificate), with the storm's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHONES="${PHONES:-10000}"; CONCURRENCY="${CONCURRENCY:-200}"; ROUNDS="${ROUNDS:-3}"; SIGN_S="${SIGN_S:-3}"
@@ -55,8 +58,8 @@ macs_per_minute = 100000
 failed_lookups_per_minute = 100000
 [enterprise]
 trust_dir = "trust"
-http_listen = ""
-https_listen = ""
+http_listen = "127.0.0.1:17071"
+https_listen = "127.0.0.1:17072"
 TOML
 "$bin" group --config "$dir/provisor.toml" put defaults --param Proxy_1_=cucm.example.com >/dev/null 2>&1
 "$bin" device --config "$dir/provisor.toml" import "$dir/devices.csv" >/dev/null 2>&1
@@ -79,3 +82,8 @@ for _ in $(seq "$ROUNDS"); do
 done
 hm=$(printf '%s\n' "${h[@]}" | median); pm=$(printf '%s\n' "${p[@]}" | median)
 echo "median wall (s): tftpd-hpa $hm, provisor warm $pm, ratio (tftpd-hpa/provisor) $(echo "$hm / $pm" | bc -l | cut -c1-5)"
+
+WINDOW="${WINDOW:-10s}"
+echo "== loadtest --enterprise: $PHONES phones booting within $WINDOW"
+"$bin" loadtest --enterprise --dhcp-tftp 127.0.0.1:17069 --http-port 17071 --https-port 17072 --phones "$PHONES" \
+  --first-mac 00:0e:08:00:00:00 --boot-window "$WINDOW" --phone-timeout 120s --chart "$dir/enterprise-storm.svg" 2>/dev/null

@@ -293,6 +293,16 @@ pub struct LoadArgs {
     /// Where to write the chart (SVG).
     #[arg(long, default_value = "loadtest.svg")]
     chart: PathBuf,
+    /// Enterprise phones: each walks the short list (CTLSEP, ITLSEP, ITLFile) to its signed (or plain) config and
+    /// load, taking the ITL on first use; --mix does not apply.
+    #[arg(long)]
+    enterprise: bool,
+    /// Enterprise: the HTTP port (6970).
+    #[arg(long, default_value_t = 6970)]
+    http_port: u16,
+    /// Enterprise: the HTTPS port (6971).
+    #[arg(long, default_value_t = 6971)]
+    https_port: u16,
 }
 
 /// Runs `provisor loadtest`.
@@ -313,6 +323,7 @@ pub fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         server_ca: args.ca,
         client_ca: args.client_ca_cert.zip(args.client_ca_key),
         phone_timeout: std::time::Duration::from_secs(args.phone_timeout),
+        enterprise: args.enterprise.then_some((args.http_port, args.https_port)),
     };
     let bar = indicatif::ProgressBar::new(test.phones as u64);
     bar.set_style(

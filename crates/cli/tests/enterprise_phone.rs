@@ -222,4 +222,25 @@ fn against_provisor_serve_a_phone_with_its_certificate_gets_its_config_encrypted
     ]);
     let t = text(&o);
     assert!(t.contains("XMLDefault.cnf.xml.sgn: config applied") && t.contains("call control cucm.example.com"), "{t}");
+    // A load test of enterprise phones: every one takes the ITL and a signed config (its own or XMLDefault).
+    let chart = d.join("chart.svg");
+    let o = provisor(&[
+        "loadtest",
+        "--enterprise",
+        "--dhcp-tftp",
+        &tftp,
+        "--http-port",
+        &hp,
+        "--phones",
+        "30",
+        "--first-mac",
+        "00:11:22:33:55:00",
+        "--boot-window",
+        "1s",
+        "--chart",
+        s(&chart),
+    ]);
+    let summary = text(&o);
+    assert!(o.status.success() && summary.contains("provisioned 30\nfailed 0"), "{summary}");
+    assert!(std::fs::read_to_string(&chart).unwrap().contains("30 phones"));
 }

@@ -61,6 +61,8 @@ pub struct LoadTest {
     pub client_ca: Option<(PathBuf, PathBuf)>,
     /// Give up on a phone after this long.
     pub phone_timeout: Duration,
+    /// Enterprise phones instead of MPP ones: their HTTP and HTTPS ports (6970, 6971).
+    pub enterprise: Option<(u16, u16)>,
 }
 
 /// One request's outcome.
@@ -154,7 +156,7 @@ pub async fn run(t: &LoadTest, progress: impl Fn(usize, usize) + Send + Sync + '
         }
         None => None,
     };
-    let needs_cert = t.stages.contains(&Stage::Https);
+    let needs_cert = t.enterprise.is_none() && t.stages.contains(&Stage::Https);
     if needs_cert && issuer.is_none() {
         return Err(LoadError("the https stage needs --client-ca-cert and --client-ca-key".into()));
     }
@@ -182,12 +184,16 @@ pub async fn run(t: &LoadTest, progress: impl Fn(usize, usize) + Send + Sync + '
     for (i, (device, transport)) in phones.into_iter().enumerate() {
         let (samples, results, counts, progress) = (samples.clone(), results.clone(), counts.clone(), progress.clone());
         let (stages, dhcp, window, timeout) = (t.stages.clone(), t.dhcp_tftp.clone(), t.boot_window, t.phone_timeout);
+        let enterprise = t.enterprise;
         tasks.spawn(async move {
             tokio::time::sleep(window.mul_f64(i as f64 / n)).await;
-            let outcome =
-                tokio::time::timeout(timeout, one_phone(device, transport, dhcp, &stages, i as u64, start, &samples))
-                    .await
-                    .unwrap_or_else(|_| Err("timed out".into()));
+            let run = async {
+                match enterprise {
+                    Some(ports) => one_enterprise_phone(device, transport, dhcp, ports, start, &samples).await,
+                    None => one_phone(device, transport, dhcp, &stages, i as u64, start, &samples).await,
+                }
+            };
+            let outcome = tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Err("timed out".into()));
             let mut r = results.lock().await;
             match outcome {
                 Ok(()) => {
@@ -240,6 +246,63 @@ fn stage_of(scheme: Scheme, path: &str) -> Stage {
         Scheme::Https => Stage::Https,
         Scheme::Http if path.starts_with("/profile/") => Stage::HttpEncrypted,
         Scheme::Http => Stage::Https,
+    }
+}
+
+/// One enterprise phone: boot through the short list to its config (and load); a rejection or a missing config is a
+/// failure with its reason (a real phone would retry the short list 45 s later).
+async fn one_enterprise_phone(
+    device: Device,
+    transport: Transport,
+    dhcp: String,
+    (http_port, https_port): (u16, u16),
+    start: Instant,
+    samples: &Mutex<Vec<Sample>>,
+) -> Result<(), String> {
+    use crate::enterprise::{self, EnterprisePhone, Event, Saved};
+    let (host, tftp_port) = match dhcp.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("bad TFTP port in {dhcp}"))?),
+        None => (dhcp.clone(), 69),
+    };
+    let d = enterprise::Device { mac: device.mac.clone(), model: device.model.clone(), load: device.firmware.clone() };
+    let server = enterprise::Server { host, tftp_port, http_port, https_port };
+    let mut phone = EnterprisePhone::new(d, server, Saved::default(), None, None);
+    phone.boot(0);
+    let mut now = 0;
+    loop {
+        while let Some(action) = phone.poll_action() {
+            let Action::Request(r) = action else { continue };
+            let began = Instant::now();
+            let response = transport.execute(&r).await;
+            samples.lock().await.push(Sample {
+                at: start.elapsed().as_secs_f64(),
+                protocol: r.url.scheme.as_str(),
+                latency: began.elapsed(),
+                ok: response.status == 200 || response.status == 404,
+            });
+            phone.handle_response(r.id, response, now);
+        }
+        if phone.ready() {
+            return Ok(());
+        }
+        let Some(t) = phone.poll_timeout() else { return Err("stopped".into()) };
+        // A reboot into a new load goes on; a retry of the short list is a failure, with the reason before it.
+        if matches!(phone.notes().last().map(|n| &n.event), Some(Event::RetryIn(_))) {
+            let reason = phone
+                .notes()
+                .iter()
+                .rev()
+                .find_map(|n| match &n.event {
+                    Event::ConfigRejected { reason, .. } => Some(format!("config rejected: {reason}")),
+                    Event::ProgrammingError => Some("Programming Error XmlDefault.cnf.xml".to_string()),
+                    Event::Failed { file, error } => Some(format!("{file}: {error}")),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "no config".into());
+            return Err(reason);
+        }
+        now = t;
+        phone.handle_timeout(now);
     }
 }
 
