@@ -53,7 +53,7 @@ fn phone(tftp: &str, http_port: u16, state: &Path, extra: &[&str]) -> Output {
         "--state",
         s(state),
         "--for",
-        "2m",
+        "10m",
         "--speed",
         "600",
     ];
@@ -102,6 +102,29 @@ fn against_tftpd_hpa_serving_files_built_with_provisor_trust() {
     );
     assert!(t.contains("ready: call control cucm.example.com; lines 2001 (auth 2001a)"), "{t}");
     assert!(state.join("ITLFile.tlv").exists() && state.join("config.xml").exists());
+
+    // The site rotates to its second SAST: the phone holding the first list takes the new one (a SAST it knows).
+    ok(provisor(&[
+        "trust",
+        "itl",
+        "-o",
+        s(&root.join("ITLFile.tlv")),
+        "--sast",
+        s(&d.join("trust/sast2.pem")),
+        "--sast",
+        s(&d.join("trust/sast1.pem")),
+        "--tftp",
+        s(&d.join("trust/tftp.pem")),
+        "--signer-version",
+        "1.0",
+    ]));
+    let o = phone(&tftp, closed_port(), &state, &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("trust list installed, signed by CN=SAST2,O=Provisor,OU=Provisor (a SAST of the list it held)"),
+        "{t}"
+    );
 
     // The same phone (its state kept) and a config signed by a foreign TFTP key: rejected, and it says why.
     ok(provisor(&["trust", "init", s(&d.join("other"))]));
@@ -185,8 +208,13 @@ fn against_provisor_serve_a_phone_with_its_certificate_gets_its_config_encrypted
     ]));
     ok(provisor(&["device", "--data-dir", &data, "set", "001122334466", "--cert", s(&vectors().join("phone.pem"))]));
     let config = format!(
-        "{BASE_CONFIG}[enterprise]\ntrust_dir = \"trust\"\nhttp_listen = \"127.0.0.1:0\"\nhttps_listen = \"\"\n"
+        "{BASE_CONFIG}[enterprise]\ntrust_dir = \"trust\"\nhttp_listen = \"127.0.0.1:0\"\nhttps_listen = \"\"\n\
+         loads = {{ \"36217\" = {{ model = \"Cisco 8845\", load = \"sip8845_65.14-2-1\" }} }}\n"
     );
+    // The load XMLDefault names for the 8845, in the firmware directory.
+    std::fs::write(d.join("firmware/sip8845_65.14-2-1.loads"), "kern.sbn\nrootfs.zz\n").unwrap();
+    std::fs::write(d.join("firmware/kern.sbn"), vec![1u8; 40_000]).unwrap();
+    std::fs::write(d.join("firmware/rootfs.zz"), vec![2u8; 90_000]).unwrap();
     let server = Server::start_with(d, &config);
     let log = server.log.lock().unwrap().clone();
     let http_port: u16 = log
@@ -216,12 +244,15 @@ fn against_provisor_serve_a_phone_with_its_certificate_gets_its_config_encrypted
         "--http-port",
         &hp,
         "--for",
-        "1m",
+        "10m",
         "--speed",
         "600",
     ]);
     let t = text(&o);
     assert!(t.contains("XMLDefault.cnf.xml.sgn: config applied") && t.contains("call control cucm.example.com"), "{t}");
+    // XMLDefault names a new load for its model: it fetches the .loads and its files, and reboots into it.
+    assert!(t.contains("load sip8845_65.14-2-1: every file fetched: rebooting into it"), "{t}");
+    assert!(t.contains("load sip8845_65.14-2-1; trusts"), "{t}");
     // A load test of enterprise phones: every one takes the ITL and a signed config (its own or XMLDefault).
     let chart = d.join("chart.svg");
     let o = provisor(&[
