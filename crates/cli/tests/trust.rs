@@ -337,6 +337,27 @@ fn enterprise_phones_fetch_the_itl_signed_and_encrypted_configs_over_tftp_and_ht
         None,
     );
     assert!(text(&cert).contains("id-ecPublicKey") && text(&cert).contains("TFTP-EC"), "{}", text(&cert));
+    // A trust list of the device's own (device set --itl): served as ITLSEP<MAC>.tlv; other devices have none.
+    let own = d.join("own.tlv");
+    ok(provisor(&[
+        "trust",
+        "itl",
+        "-o",
+        s(&own),
+        "--sast",
+        s(&d.join("trust/sast2.pem")),
+        "--tftp",
+        s(&d.join("trust/tftp.pem")),
+        "--name",
+        "ITLFile.tlv",
+    ]));
+    ok(provisor(&["device", "--data-dir", &data, "set", mac, "--itl", s(&own)]));
+    let (status, _, body) = server.curl(&[&format!("{ent_http}/ITLSEP{upper}.tlv")]);
+    assert_eq!((status, body), (200, std::fs::read(&own).unwrap()));
+    assert_eq!(server.curl(&[&format!("{ent_http}/ITLSEP000E08AABB99.tlv")]).0, 404);
+    // A file that is not a valid trust list is refused before anything is kept.
+    let o = provisor(&["device", "--data-dir", &data, "set", mac, "--itl", s(&d.join("trust/tftp.pem"))]);
+    assert!(!o.status.success(), "{}", text(&o));
     // A dial plan the site does not have: "not found" at once, never a profile.
     let (status, _, _) = server.curl(&[&format!("{ent_http}/dialplan.xml")]);
     assert_eq!(status, 404);

@@ -157,7 +157,10 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let Body::Bytes(bytes) = &full.body else { return Ok(full) };
         let certificate = self.phone_certificate(mac).await?;
         match (e.plain_secrets, certificate) {
-            (PlainSecrets::Always, _) => Ok(full),
+            (PlainSecrets::Always, _) | (PlainSecrets::UntilCertificate, None) => {
+                out.form = Some("plain, line passwords included (no phone certificate to encrypt to)".into());
+                Ok(full)
+            }
             (_, Some(phone)) => {
                 let stub =
                     encrypted::stub(bytes, &phone).map_err(|err| ProvisionError::Render(format!("{mac}: {err}")))?;
@@ -170,7 +173,6 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 out.form = Some("without passwords (plain_secrets = \"never\")".into());
                 Ok(Response::served(&Served::bytes(blanked.into_bytes(), "text/xml; charset=utf-8")))
             }
-            (PlainSecrets::UntilCertificate, None) => Ok(full),
         }
     }
 
