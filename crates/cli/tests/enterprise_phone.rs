@@ -4,10 +4,10 @@
 
 mod common;
 use common::serve::{BASE_CONFIG, Pki, Server};
-use common::{ok, provisor, s};
+use common::{Kill, free_port, ok, provisor, s};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -15,18 +15,6 @@ fn text(o: &Output) -> String {
 
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/test-vectors/cucm-tlv/enc")
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A TCP port nothing listens on (HTTP on it fails at once, so the phone goes on over TFTP).

@@ -8,7 +8,7 @@
 
 mod common;
 use common::serve::{BASE_CONFIG, Pki, Server};
-use common::{ok, peer, provisor, s};
+use common::{Kill, free_port, ok, peer, provisor, s};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -623,20 +623,6 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(shown.contains("Successful resync"), "its syslog lines arrived: {shown}");
     assert!(shown.contains(&format!("report   {MAC_A}.xml: 12 parameters (AesCbc")), "over TFTP: {shown}");
     assert!(shown.contains(&format!("report   {MAC_A}-delta.xml: 0 parameters")), "over HTTP: {shown}");
-}
-
-/// A peer process, stopped when the test ends.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The simulator depends on no Provisor quirk: tftpd-hpa and Python's http.server serving static files, with a
