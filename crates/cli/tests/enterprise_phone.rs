@@ -196,7 +196,7 @@ fn against_provisor_serve_a_phone_with_its_certificate_gets_its_config_encrypted
     ]));
     ok(provisor(&["device", "--data-dir", &data, "set", "001122334466", "--cert", s(&vectors().join("phone.pem"))]));
     let config = format!(
-        "{BASE_CONFIG}[enterprise]\ntrust_dir = \"trust\"\nhttp_listen = \"127.0.0.1:0\"\nhttps_listen = \"\"\n\
+        "{BASE_CONFIG}[enterprise]\ntrust_dir = \"trust\"\nhttp_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\
          loads = {{ \"36217\" = {{ model = \"Cisco 8845\", load = \"sip8845_65.14-2-1\" }} }}\n"
     );
     // The load XMLDefault names for the 8845, in the firmware directory.
@@ -209,11 +209,19 @@ fn against_provisor_serve_a_phone_with_its_certificate_gets_its_config_encrypted
         .lines()
         .find_map(|l| l.trim().strip_prefix("ent-http ").map(|r| r.trim().rsplit(':').next().unwrap().parse().unwrap()))
         .unwrap_or_else(|| panic!("{log}"));
+    let https_port = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ent-https ").map(|r| r.trim().rsplit(':').next().unwrap().to_string()))
+        .unwrap_or_else(|| panic!("{log}"));
     let tftp = format!("127.0.0.1:{}", server.tftp);
     let phone_pem = vectors().join("phone.pem");
-    let o = phone(&tftp, http_port, &d.join("state"), &["--phone-key", s(&phone_pem)]);
+    let o = phone(&tftp, http_port, &d.join("state"), &["--phone-key", s(&phone_pem), "--https-port", &https_port]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
+    // The signer-version 1.1 ITL names an EC TFTP certificate: the stub comes over HTTPS on 6971, verified against
+    // that certificate alone (a real TLS handshake), and it leads to the encrypted config (asserted below).
+    assert!(t.contains(&format!("fetches https://127.0.0.1:{https_port}/SEP001122334466.cnf.xml.sgn")), "{t}");
+    assert!(!t.contains(&format!("{https_port}/SEP001122334466.cnf.xml.sgn: failed")), "the TLS handshake: {t}");
     assert!(t.contains("fetches http://127.0.0.1:") && !t.contains("does not answer"), "over HTTP first: {t}");
     assert!(t.contains("config applied (encrypted to this phone, signed by CN=TFTP,O=Provisor,OU=Provisor)"), "{t}");
     assert!(t.contains("lines 2001 (auth 2001)"), "{t}");

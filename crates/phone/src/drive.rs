@@ -65,7 +65,7 @@ impl Transport {
         };
         let transport = Transport { client, extra: Arc::new(extra), ..Transport::default() };
         // Fail now, not at the first HTTPS request, if the certificate and key do not go together.
-        transport.tls_for(None).map_err(TransportError)?;
+        transport.tls_for(None, false).map_err(TransportError)?;
         Ok(transport)
     }
 
@@ -75,12 +75,18 @@ impl Transport {
     }
 
     /// The TLS configuration of a phone that installed `custom_ca` (PEM) with `Custom_CA_Rule`.
-    fn tls_for(&self, custom_ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
-        let key = custom_ca.map(<[u8]>::to_vec).unwrap_or_default();
+    /// With `pinned`, `custom_ca` alone (an enterprise phone's 6971: the certificate its trust list names).
+    fn tls_for(&self, custom_ca: Option<&[u8]>, pinned: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut key = custom_ca.map(<[u8]>::to_vec).unwrap_or_default();
+        key.push(u8::from(pinned));
         if let Some(c) = self.configs.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(c.clone());
         }
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut roots = if pinned {
+            rustls::RootCertStore::empty()
+        } else {
+            rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+        };
         for c in self.extra.iter() {
             roots.add(c.clone()).map_err(|e| format!("--ca: {e}"))?;
         }
@@ -208,7 +214,7 @@ impl Transport {
     async fn http(&self, r: &Request, addr: SocketAddr) -> Result<Response, String> {
         let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         if r.url.scheme == Scheme::Https {
-            let tls = self.tls_for(r.custom_ca.as_deref().map(Vec::as_slice))?;
+            let tls = self.tls_for(r.custom_ca.as_deref().map(Vec::as_slice), r.pinned_ca)?;
             let name = ServerName::try_from(r.url.host.clone()).map_err(|e| format!("{}: {e}", r.url.host))?;
             let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)

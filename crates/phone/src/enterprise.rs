@@ -231,6 +231,13 @@ enum What {
     },
 }
 
+/// How a config file came: signed (to verify), plain (no trust list), or over HTTPS from the list's certificate.
+enum Source {
+    Signed,
+    Plain,
+    Tls(String),
+}
+
 #[derive(Debug, Clone)]
 struct Pending {
     id: u64,
@@ -393,6 +400,8 @@ impl EnterprisePhone {
             user_agent: String::new(),
             authorization: None,
             srv: None,
+            // Over 6971 only the trust list's certificate counts, not the public roots.
+            pinned_ca: custom_ca.is_some(),
             custom_ca,
         }));
         self.pending = Some(Pending { id, what, file, scheme });
@@ -456,13 +465,13 @@ impl EnterprisePhone {
                 Some(b) => {
                     let how =
                         format!("over HTTPS from the trust list's EC certificate, port {}", self.server.https_port);
-                    self.take_config(&p.file, b, how);
+                    self.config_file(&p.file, b, Source::Tls(how));
                 }
                 // Over HTTPS it failed: the signed file over HTTP/TFTP.
                 None => self.fetch(What::Config { signed: true }, format!("SEP{}.cnf.xml.sgn", self.upper())),
             },
             What::Config { signed } => match body {
-                Some(b) => self.config_file(&p.file, b, signed),
+                Some(b) => self.config_file(&p.file, b, if signed { Source::Signed } else { Source::Plain }),
                 None => self.default(),
             },
             What::Encrypted => match body {
@@ -470,7 +479,7 @@ impl EnterprisePhone {
                 None => self.fail(),
             },
             What::Default { signed } => match body {
-                Some(b) => self.config_file(&p.file, b, signed),
+                Some(b) => self.config_file(&p.file, b, if signed { Source::Signed } else { Source::Plain }),
                 None => {
                     self.note(Event::ProgrammingError);
                     self.fail();
@@ -562,17 +571,17 @@ impl EnterprisePhone {
     }
 
     /// A config file: verified when signed; a stub leads to the encrypted file.
-    fn config_file(&mut self, file: &str, bytes: Vec<u8>, signed: bool) {
-        let (content, how) = if signed {
-            match self.verify_signed(file, &bytes) {
+    fn config_file(&mut self, file: &str, bytes: Vec<u8>, source: Source) {
+        let (content, how) = match source {
+            Source::Signed => match self.verify_signed(file, &bytes) {
                 Some(signer) => (
                     bytes[SignedFile::parse(&bytes).map_or(0, |f| f.header.length)..].to_vec(),
                     format!("signed by {signer}"),
                 ),
                 None => return self.fail(),
-            }
-        } else {
-            (bytes, "unsigned; no trust list".to_string())
+            },
+            Source::Plain => (bytes, "unsigned; no trust list".to_string()),
+            Source::Tls(how) => (bytes, how),
         };
         let text = String::from_utf8_lossy(&content).to_string();
         if text.contains("<encrConfig>true</encrConfig>") {

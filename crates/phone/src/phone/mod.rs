@@ -123,6 +123,9 @@ pub struct Request {
     pub srv: Option<String>,
     /// The CA the phone installed with `Custom_CA_Rule` (PEM): trusted for HTTPS beside its built-in public roots.
     pub custom_ca: Option<std::sync::Arc<Vec<u8>>>,
+    /// Trust `custom_ca` alone, not the public roots: an enterprise phone on port 6971 trusts only the certificate its
+    /// trust list names.
+    pub pinned_ca: bool,
 }
 
 /// What the phone asks its driver to do.

@@ -144,6 +144,7 @@ impl Phone {
                 authorization: None,
                 srv,
                 custom_ca: self.custom_ca.clone(),
+                pinned_ca: false,
             }));
         }
         self.reported = Some(configuration);

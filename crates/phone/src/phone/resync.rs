@@ -182,6 +182,7 @@ impl Phone {
             authorization: None,
             srv,
             custom_ca: self.custom_ca.clone(),
+            pinned_ca: false,
         }));
         self.pending = Some(Pending { id, purpose, url, selection, redirects, auth_tries: 0 });
     }
@@ -246,6 +247,7 @@ impl Phone {
                     authorization: Some(authorization),
                     srv: srv_name(&p.url, &p.selection, p.redirects),
                     custom_ca: self.custom_ca.clone(),
+                    pinned_ca: false,
                 }));
                 self.pending = Some(Pending { id, auth_tries: p.auth_tries + 1, ..p.clone() });
                 true
