@@ -88,10 +88,6 @@ pub struct PhoneArgs {
 fn run_enterprise(args: PhoneArgs, mac: String, speed: f64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use provisor_phone::enterprise::{self, EnterprisePhone, Saved};
     let dhcp = args.dhcp_tftp.clone().context("an enterprise phone needs its TFTP server: --dhcp-tftp HOST[:PORT]")?;
-    let (host, tftp_port) = match dhcp.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().with_context(|| format!("--dhcp-tftp {dhcp}"))?),
-        _ => (dhcp.clone(), 69),
-    };
     let state_dir = args.state.clone();
     let read_state = |name: &str| state_dir.as_ref().and_then(|d| std::fs::read(d.join(name)).ok());
     let saved = Saved {
@@ -118,7 +114,8 @@ fn run_enterprise(args: PhoneArgs, mac: String, speed: f64, dir: Option<PathBuf>
         None => (None, None),
     };
     let device = enterprise::Device { mac: mac.clone(), model: args.model.clone(), load: args.firmware.clone() };
-    let server = enterprise::Server { host, tftp_port, http_port: args.http_port, https_port: args.https_port };
+    let server = enterprise::Server::from_dhcp(&dhcp, args.http_port, args.https_port)
+        .map_err(|e| anyhow::anyhow!("--dhcp-tftp {e}"))?;
     let mut phone = EnterprisePhone::new(device, server, saved, certificate, key);
     if args.erase_trust {
         phone.erase_trust();

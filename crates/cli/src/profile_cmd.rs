@@ -188,9 +188,7 @@ fn repack_enterprise(
             let plain = encrypted::decrypt(data, &key)?;
             let mut random = [0u8; 32];
             getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("random: {e}"))?;
-            let mut r = encrypted::Randomness { key: [0; 16], iv: [0; 16] };
-            r.key.copy_from_slice(&random[..16]);
-            r.iv.copy_from_slice(&random[16..]);
+            let r = encrypted::Randomness::from_bytes(random);
             Ok(encrypted::encrypt(&edit_all(plain)?, &signer, &phone, &header.filename, header.digest, now, r)?)
         }
     }

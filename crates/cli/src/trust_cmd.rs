@@ -212,9 +212,7 @@ pub fn run(cmd: TrustCommand) -> Result<ExitCode> {
             let phone = certificate(&phone_cert)?;
             let mut random = [0u8; 32];
             getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("random: {e}"))?;
-            let mut r = encrypted::Randomness { key: [0; 16], iv: [0; 16] };
-            r.key.copy_from_slice(&random[..16]);
-            r.iv.copy_from_slice(&random[16..]);
+            let r = encrypted::Randomness::from_bytes(random);
             let enc_name = format!("{name}.enc.sgn");
             let enc = encrypted::encrypt(&config, &signer, &phone, &enc_name, digest, now(), r)?;
             let stub = encrypted::stub(&config, &phone).with_context(|| display(&file))?;

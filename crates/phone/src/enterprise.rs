@@ -65,6 +65,19 @@ pub struct Server {
     pub https_port: u16,
 }
 
+impl Server {
+    /// DHCP's TFTP server (`HOST` or `HOST:PORT`, port 69 by default) with the HTTP and HTTPS ports.
+    pub fn from_dhcp(dhcp: &str, http_port: u16, https_port: u16) -> Result<Server, String> {
+        let (host, tftp_port) = match dhcp.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => {
+                (h.to_string(), p.parse().map_err(|_| format!("bad TFTP port in {dhcp:?}"))?)
+            }
+            _ => (dhcp.to_string(), 69),
+        };
+        Ok(Server { host, tftp_port, http_port, https_port })
+    }
+}
+
 /// One thing the enterprise phone did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -749,20 +762,9 @@ fn image_files(loads: &[u8], load: &str) -> Vec<String> {
 
 /// A DER certificate as PEM.
 fn pem(der: &[u8]) -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for chunk in der.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    let body: Vec<String> = s.as_bytes().chunks(64).map(|l| String::from_utf8_lossy(l).to_string()).collect();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let body: Vec<&str> = b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap_or_default()).collect();
     format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", body.join("\n"))
 }
 

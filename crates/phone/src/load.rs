@@ -260,12 +260,8 @@ async fn one_enterprise_phone(
     samples: &Mutex<Vec<Sample>>,
 ) -> Result<(), String> {
     use crate::enterprise::{self, EnterprisePhone, Event, Saved};
-    let (host, tftp_port) = match dhcp.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("bad TFTP port in {dhcp}"))?),
-        None => (dhcp.clone(), 69),
-    };
+    let server = enterprise::Server::from_dhcp(&dhcp, http_port, https_port)?;
     let d = enterprise::Device { mac: device.mac.clone(), model: device.model.clone(), load: device.firmware.clone() };
-    let server = enterprise::Server { host, tftp_port, http_port, https_port };
     let mut phone = EnterprisePhone::new(d, server, Saved::default(), None, None);
     phone.boot(0);
     let mut now = 0;

@@ -425,10 +425,11 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         let (signer, tls) = enterprise_materials(provisioner.config(), e, generated.as_ref())?;
         provisioner.set_file_signer(Some(signer));
         enterprise_tls = tls;
-        // (An inventory with no device yet has nothing to serve: no warning.)
-        let devices = provisioner.store().devices().await.map(|d| d.len()).unwrap_or(0);
+        // (An inventory that never changed has nothing to serve yet: no warning. The revision is one row; listing
+        // every device at start-up is not.)
+        let changed = provisioner.store().revision().await.is_ok_and(|r| r > 0);
         let defaults = provisioner.store().group("defaults").await.ok().flatten();
-        if devices > 0 && defaults.is_none_or(|g| !g.params.contains_key("Proxy_1_")) {
+        if changed && defaults.is_none_or(|g| !g.params.contains_key("Proxy_1_")) {
             tracing::warn!(
                 "XMLDefault.cnf.xml names no call-control server: set Proxy_1_ in the `defaults` group (provisor group \
                  set defaults --param Proxy_1_=HOST), or new enterprise phones show \"Programming Error XmlDefault.cnf.xml\""

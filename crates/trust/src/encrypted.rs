@@ -23,6 +23,16 @@ pub struct Randomness {
     pub iv: [u8; 16],
 }
 
+impl Randomness {
+    /// The key from the first 16 bytes, the IV from the last 16 (what a caller drew from its random source).
+    pub fn from_bytes(random: [u8; 32]) -> Randomness {
+        let mut r = Randomness { key: [0; 16], iv: [0; 16] };
+        r.key.copy_from_slice(&random[..16]);
+        r.iv.copy_from_slice(&random[16..]);
+        r
+    }
+}
+
 /// Encrypts `config` to `phone` and signs it as `<filename>` (`SEP<MAC>.cnf.xml.enc.sgn`).
 pub fn encrypt(
     config: &[u8],

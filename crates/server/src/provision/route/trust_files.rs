@@ -101,9 +101,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 let full = self.render(&device, Variant::Sep, false).await?;
                 let mut random = [0u8; 32];
                 getrandom::fill(&mut random).map_err(|e| ProvisionError::Render(format!("random: {e}")))?;
-                let mut r = Randomness { key: [0; 16], iv: [0; 16] };
-                r.key.copy_from_slice(&random[..16]);
-                r.iv.copy_from_slice(&random[16..]);
+                let r = Randomness::from_bytes(random);
                 let name = format!("SEP{}.cnf.xml.enc.sgn", mac.as_str().to_uppercase());
                 let body =
                     encrypted::encrypt(&full.body, &signer, &phone, &name, Digest::Sha1, (now_ms / 1000) as u32, r)
