@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use provisor_profile::dictionary;
 use provisor_server::inventory::{
-    Device, Group, Mac, MemoryStore, Secrets, SqliteStore, Store, csv, effective_parameters,
+    AnyStore, Device, Group, Mac, MemoryStore, Secrets, Store, csv, effective_parameters,
 };
 
 use crate::site::{Access, SiteArgs};
@@ -300,7 +300,7 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
             }
             DeviceCommand::List { group, firmware, stale, json } => {
                 let devices = store.devices().await?;
-                let states = provisor_server::journal::device_states(&store).await?;
+                let states = provisor_server::journal::states(&store).await?;
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
@@ -357,7 +357,7 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
                 let mac: Mac = mac.parse().map_err(anyhow::Error::msg)?;
                 let d = store.device(&mac).await?.with_context(|| format!("no device {mac}"))?;
                 let effective = effective_parameters(&store, &d).await?;
-                let status = provisor_server::journal::device_status(&store, &mac, 10).await?;
+                let status = provisor_server::journal::status(&store, &mac, 10).await?;
                 let status = if secrets { status } else { status.masked() };
                 let armed = store.is_armed(&mac).await?;
                 if json {
@@ -483,9 +483,10 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
             DeviceCommand::Export => export(&store).await?,
             DeviceCommand::Audit { mac, limit, secrets } => {
                 let mac: Option<Mac> = mac.map(|m| m.parse()).transpose().map_err(anyhow::Error::msg)?;
-                let path = site.data_dir()?.join("audit.log");
-                for line in provisor_server::journal::audit_entries(&path, mac.as_ref(), limit)
-                    .with_context(|| format!("reading {}", path.display()))?
+                let dir = if site.database_url()?.is_some() { PathBuf::new() } else { site.data_dir()? };
+                for line in provisor_server::journal::audit(&store, &dir, mac.as_ref(), limit)
+                    .await
+                    .with_context(|| format!("reading the audit trail of {}", dir.join("audit.log").display()))?
                 {
                     if secrets {
                         println!("{line}");
@@ -507,7 +508,7 @@ pub fn run_device(site: SiteArgs, cmd: DeviceCommand) -> Result<ExitCode> {
 /// nothing.
 async fn render(
     site: &SiteArgs,
-    store: SqliteStore,
+    store: AnyStore,
     mac: &Mac,
     file: RenderFile,
     templates: Option<PathBuf>,
@@ -547,7 +548,7 @@ async fn render(
 }
 
 /// `device rm`: every MAC named (arguments and `--from`) exists, or nothing is removed.
-async fn remove(store: &SqliteStore, mut macs: Vec<String>, from: Option<&Path>) -> Result<ExitCode> {
+async fn remove(store: &AnyStore, mut macs: Vec<String>, from: Option<&Path>) -> Result<ExitCode> {
     if let Some(file) = from {
         let text = String::from_utf8(crate::files::read_input(file, 64 << 20)?)
             .with_context(|| format!("{}: not text", crate::files::display(file)))?;
@@ -613,7 +614,7 @@ async fn import(store: &impl Store, file: &Path, options: csv::ImportOptions, dr
     Ok(ExitCode::SUCCESS)
 }
 
-async fn export(store: &SqliteStore) -> Result<()> {
+async fn export(store: &AnyStore) -> Result<()> {
     Ok(csv::write_devices(store, std::io::stdout().lock()).await?)
 }
 

@@ -13,7 +13,7 @@ use provisor_phone::drive::{self, Run, Transport};
 use provisor_phone::phone::{Device as PhoneDevice, Event, Note, Phone};
 use provisor_server::config::{Config, Identity};
 use provisor_server::front::tls;
-use provisor_server::inventory::{Device, SqliteStore, Store};
+use provisor_server::inventory::{Device, Store};
 use provisor_server::serve;
 
 /// `provisor doctor`.
@@ -70,6 +70,8 @@ fn rig(site: &Config, scratch: &Path) -> Result<Config> {
     rig.syslog.listen = None;
     rig.admin.listen = None;
     rig.data_dir = scratch.to_path_buf();
+    // The rig keeps its own inventory: never the site's database.
+    rig.inventory = provisor_server::config::InventoryConfig::default();
     // The site's own generated CA and server certificate, so phones see what they would see.
     let tls_dir = site.data_dir.join("tls");
     if site.https.cert.is_none() && tls_dir.exists() {
@@ -89,8 +91,8 @@ async fn examine(path: &Path, site: Config, duration: u64, verbose: bool) -> Res
     // The site's groups (what every device inherits), read from its inventory if it has one.
     let inventory = site.data_dir.join("inventory.sqlite");
     let mut groups = 0;
-    if inventory.exists() {
-        let real = SqliteStore::open(&site.data_dir).await.context("reading the site's inventory")?;
+    if site.inventory.database_url().is_some() || inventory.exists() {
+        let real = serve::open_store(&site).await.context("reading the site's inventory")?;
         let mut pending = real.groups().await?;
         // Parents first.
         while !pending.is_empty() {

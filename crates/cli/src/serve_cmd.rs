@@ -293,7 +293,7 @@ fn ask_identity() -> anyhow::Result<IdentityChoice> {
 
 /// The sample configuration with the identity mode and phone CA filled in.
 fn site_config(identity: IdentityChoice, phone_ca: Option<&str>) -> String {
-    let mut text = SAMPLE.to_string();
+    let mut text = SAMPLE.replacen("\n# secrets_key_file = \"secrets.key\"", "\nsecrets_key_file = \"secrets.key\"", 1);
     if identity == IdentityChoice::Mac {
         text = text.replacen("\nidentity = \"certificate\"", "\nidentity = \"mac\"", 1);
     }
@@ -364,6 +364,14 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     let config = dir.join("provisor.toml");
     let loaded = Config::load(&config)?;
+    if let Some(key) = &loaded.inventory.secrets_key_file {
+        if key.exists() {
+            eprintln!("kept     {}", key.display());
+        } else {
+            provisor_server::inventory::at_rest::SiteKey::create_file(key)?;
+            eprintln!("wrote    {} (the master key of the inventory's secrets: back it up apart from the data)", key.display());
+        }
+    }
     eprintln!("\nidentity: {}", loaded.provisioning.identity.as_str());
     if let Some(problem) = loaded.serving_problem() {
         eprintln!("note: provisor serve will not start yet: {problem}");

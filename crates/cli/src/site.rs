@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use provisor_server::config::Config;
-use provisor_server::inventory::SqliteStore;
+use provisor_server::inventory::at_rest::{AtRest, SiteKey};
+use provisor_server::inventory::{AnyStore, PoolLimits, PostgresStore, SqliteStore};
 
 /// Where a packaged install keeps its configuration; the last place every command looks.
 pub const SYSTEM_CONFIG: &str = "/etc/provisor/provisor.toml";
@@ -73,9 +74,46 @@ impl SiteArgs {
         Ok(config.data_dir)
     }
 
-    /// Opens the inventory. A read of a directory that holds none fails and names where it looked, instead of
-    /// creating an empty inventory there (the usual mistake: a command run from the wrong folder).
-    pub async fn open(&self, access: Access) -> Result<SqliteStore> {
+    /// How the site's secrets are kept: sealed under `[inventory] secrets_key_file` when the configuration names
+    /// one, else in clear.
+    pub fn at_rest(&self) -> Result<AtRest> {
+        match load_config(self.config.as_deref())? {
+            Some((path, config)) => match &config.inventory.secrets_key_file {
+                Some(key) => Ok(AtRest::sealed(
+                    SiteKey::load(key).with_context(|| format!("{}: [inventory] secrets_key_file", path.display()))?,
+                )),
+                None => Ok(AtRest::clear()),
+            },
+            None => Ok(AtRest::clear()),
+        }
+    }
+
+    /// The PostgreSQL inventory the site uses, if any: `PROVISOR_DATABASE_URL`, else the configuration's
+    /// `[inventory] url` (an explicit `--data-dir` means the SQLite inventory there).
+    pub fn database_url(&self) -> Result<Option<String>> {
+        if let Ok(url) = std::env::var("PROVISOR_DATABASE_URL")
+            && !url.is_empty()
+        {
+            return Ok(Some(url));
+        }
+        if self.data_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) {
+            return Ok(None);
+        }
+        Ok(load_config(self.config.as_deref())?.and_then(|(_, c)| c.inventory.database_url()))
+    }
+
+    /// Opens the inventory: PostgreSQL when the site names one, else SQLite in the data directory. A read of a
+    /// directory that holds none fails and names where it looked, instead of creating an empty inventory there (the
+    /// usual mistake: a command run from the wrong folder).
+    pub async fn open(&self, access: Access) -> Result<AnyStore> {
+        let at_rest = self.at_rest()?;
+        if let Some(url) = self.database_url()? {
+            let limits = PoolLimits { max_connections: 4, ..PoolLimits::default() };
+            let store = PostgresStore::connect(&url, at_rest, limits)
+                .await
+                .with_context(|| format!("{}: cannot open the inventory", redact_url(&url)))?;
+            return Ok(AnyStore::Postgres(store));
+        }
         let dir = self.data_dir()?;
         if access == Access::Read && !dir.join(INVENTORY_FILE).exists() {
             bail!(
@@ -84,12 +122,32 @@ impl SiteArgs {
                 dir.join(INVENTORY_FILE).display()
             );
         }
-        SqliteStore::open(&dir).await.with_context(|| format!("{}: cannot open the inventory", dir.display()))
+        let store = SqliteStore::open_with(&dir, at_rest)
+            .await
+            .with_context(|| format!("{}: cannot open the inventory", dir.display()))?;
+        Ok(AnyStore::Sqlite(store))
     }
 
-    /// Whether the inventory exists yet.
+    /// Whether the inventory exists yet (a PostgreSQL one always does).
     pub fn inventory_exists(&self) -> Result<bool> {
+        if self.database_url()?.is_some() {
+            return Ok(true);
+        }
         Ok(self.data_dir()?.join(INVENTORY_FILE).exists())
+    }
+}
+
+/// A database URL with its password hidden, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

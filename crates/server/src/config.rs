@@ -39,6 +39,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long events and reports are kept.
     pub journal: JournalConfig,
+    /// Where the inventory lives (SQLite in `data_dir`, or PostgreSQL) and the master key of its secrets.
+    pub inventory: InventoryConfig,
     /// Enterprise (CUCM-firmware) phones' trust chain: signed and encrypted files, ports 6970/6971. Off without it.
     pub enterprise: Option<Enterprise>,
 }
@@ -126,6 +128,29 @@ pub struct JournalConfig {
     pub keep_days: u32,
     /// At most this many events and this many reports are kept per device, the newest (0: no limit).
     pub max_rows_per_device: u32,
+}
+
+/// `[inventory]`: which database holds the devices, and the key their secrets are sealed with.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// `postgres://user:password@host/db` for a PostgreSQL inventory shared by several nodes (`PROVISOR_DATABASE_URL`
+    /// overrides it); empty: SQLite in `data_dir`.
+    pub url: Option<String>,
+    /// The site master key (32 bytes as 64 hex digits, mode 0600) that per-device keys, IKMs and passwords are
+    /// sealed with at rest (AES-256-GCM). `provisor init` writes one; without it secrets are stored in clear.
+    pub secrets_key_file: Option<PathBuf>,
+    /// Connections each node opens to PostgreSQL.
+    pub max_connections: Option<u32>,
+    /// This node's name in the shared audit trail (default: the host name).
+    pub node: Option<String>,
+}
+
+impl InventoryConfig {
+    /// The PostgreSQL URL in use ([`Config::load`] puts `PROVISOR_DATABASE_URL` here when it is set).
+    pub fn database_url(&self) -> Option<String> {
+        self.url.clone().filter(|u| !u.is_empty())
+    }
 }
 
 impl Default for JournalConfig {
@@ -375,6 +400,7 @@ impl Default for Config {
             provisioning: Provisioning::default(),
             limits: Limits::default(),
             journal: JournalConfig::default(),
+            inventory: InventoryConfig::default(),
             enterprise: None,
         }
     }
@@ -508,6 +534,11 @@ impl Config {
             message: e.to_string(),
         })?;
         let mut config = Config::parse(&text, &file)?;
+        if let Ok(url) = std::env::var("PROVISOR_DATABASE_URL")
+            && !url.is_empty()
+        {
+            config.inventory.url = Some(url);
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)
@@ -606,6 +637,14 @@ impl Config {
         if self.https.cert.is_some() != self.https.key.is_some() {
             return Err(("[https] cert".into(), "cert and key go together".into()));
         }
+        if let Some(url) = self.inventory.url.as_deref().filter(|u| !u.is_empty())
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err((
+                "[inventory] url".into(),
+                "expected postgres://USER@HOST/DB (leave it out for the embedded SQLite inventory in data_dir)".into(),
+            ));
+        }
         if self.public_host.trim().is_empty() || self.public_host.contains(['/', ' ']) {
             return Err(("public_host".into(), format!("{:?} is not a host name or address", self.public_host)));
         }
@@ -629,6 +668,9 @@ impl Config {
             fix(p);
         }
         self.https.client_ca.iter_mut().for_each(fix);
+        if let Some(k) = &mut self.inventory.secrets_key_file {
+            fix(k);
+        }
         if let Some(e) = &mut self.enterprise {
             fix(&mut e.trust_dir);
         }
@@ -814,6 +856,18 @@ trusted_proxies = []
 # Events (syslog lines, errors) and reports: kept this many days, and at most this many per device.
 keep_days = 30
 max_rows_per_device = 1000
+
+[inventory]
+# The site master key (64 hex digits, mode 0600) that per-device keys, IKMs and every password parameter are sealed
+# with at rest (AES-256-GCM): a copy of the database alone yields no secret. `provisor init` writes one. Keep a copy
+# of it apart from the database backups: without it the inventory's secrets cannot be opened.
+# secrets_key_file = "secrets.key"
+# A PostgreSQL inventory shared by several nodes (PROVISOR_DATABASE_URL overrides it; example). Without it: SQLite in
+# data_dir. `provisor db copy --from sqlite:data --to postgres://...` moves an existing inventory.
+# url = "postgres://provisor@db.example.net/provisor"
+# Connections each node opens to PostgreSQL, and this node's name in the shared audit trail (default: host name).
+# max_connections = 16
+# node = "prov-1"
 "#;
 
 #[cfg(test)]

@@ -16,8 +16,11 @@ use crate::config::Config;
 use crate::content::FsContent;
 use crate::front::tftp::{TftpFront, service_config};
 use crate::front::tls::{self, Generated};
-use crate::inventory::{AnyStore, Device, Group, MemoryStore, Secrets, SqliteStore, Store, StoreError};
-use crate::journal::{AuditFile, MemoryJournal, Queue, SqliteJournal};
+use crate::inventory::at_rest::{AtRest, SiteKey};
+use crate::inventory::{
+    AnyStore, Device, Group, MemoryStore, PoolLimits, PostgresStore, Secrets, SqliteStore, Store, StoreError,
+};
+use crate::journal::{AuditFile, MemoryJournal, PostgresJournal, Queue, SqliteJournal};
 use crate::provision::{Ports, Provisioner};
 
 /// The data directory that keeps the inventory in memory (`--data-dir :memory:`).
@@ -375,7 +378,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         config.data_dir = dir.clone();
         (AnyStore::Memory(Arc::new(MemoryStore::new())), Some(dir))
     } else {
-        (AnyStore::Sqlite(SqliteStore::open(&config.data_dir).await?), None)
+        (open_store(&config).await?, None)
     };
     let spool = crate::front::http::spool_dir(&config.data_dir);
     crate::inventory::make_private_dir(&spool).map_err(|e| ServeError::Setup(format!("{}: {e}", spool.display())))?;
@@ -406,6 +409,10 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
             let audit = AuditFile::new(config.data_dir.join("audit.log"));
             audit_reopen = Some(audit.reopen_handle());
             Queue::start((audit, SqliteJournal::new(s.clone(), config.journal.clone())))
+        }
+        AnyStore::Postgres(s) => {
+            let node = config.inventory.node.clone().unwrap_or_else(host_name);
+            Queue::start(PostgresJournal::new(s.clone(), config.journal.clone(), node))
         }
         AnyStore::Memory(_) => Queue::start(MemoryJournal::new()),
     };
@@ -491,6 +498,30 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         tls: tls_config,
         audit_reopen,
     })
+}
+
+/// The inventory the configuration names: PostgreSQL (`[inventory] url` or `PROVISOR_DATABASE_URL`), else SQLite in
+/// `data_dir`; with its secrets sealed under `secrets_key_file` when one is set.
+pub async fn open_store(config: &Config) -> Result<AnyStore, StoreError> {
+    let at_rest = match &config.inventory.secrets_key_file {
+        Some(path) => AtRest::sealed(SiteKey::load(path)?),
+        None => AtRest::clear(),
+    };
+    match config.inventory.database_url() {
+        Some(url) => {
+            let mut limits = PoolLimits::default();
+            if let Some(n) = config.inventory.max_connections {
+                limits.max_connections = n.max(1);
+            }
+            Ok(AnyStore::Postgres(PostgresStore::connect(&url, at_rest, limits).await?))
+        }
+        None => Ok(AnyStore::Sqlite(SqliteStore::open_with(&config.data_dir, at_rest).await?)),
+    }
+}
+
+/// This machine's host name (the node's name in a shared audit trail).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "node".into())
 }
 
 /// Drops cached renderings when the inventory or the templates change, checking every 250 ms until `shutdown`.

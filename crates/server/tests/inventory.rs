@@ -1,12 +1,18 @@
 //! The stores: one conformance kit (devices, groups, inheritance, cycles, all-or-nothing imports, random paths,
-//! rotation, revisions) run against every [`Store`] — [`SqliteStore`] and [`MemoryStore`] — plus SQLite's
-//! persistence across reopening.
+//! rotation, revisions, arming, phone certificates) run against every [`Store`] — [`MemoryStore`], [`SqliteStore`]
+//! and [`PostgresStore`] (a real PostgreSQL server), the two databases both in clear and with secrets sealed — plus
+//! SQLite's persistence across reopening, and the proof that a dump of a sealed inventory holds no secret.
 
 use std::collections::BTreeMap;
 
+use provisor_server::inventory::at_rest::{AtRest, SiteKey};
 use provisor_server::inventory::{
-    Device, Group, Mac, MemoryStore, Secrets, SqliteStore, Store, StoreError, effective_parameters,
+    Device, Group, Mac, MemoryStore, PoolLimits, PostgresStore, Secrets, SqliteStore, Store, StoreError,
+    effective_parameters,
 };
+
+#[path = "common/postgres.rs"]
+mod postgres;
 
 fn device(mac: &str, model: &str, group: Option<&str>, params: &[(&str, &str)]) -> Device {
     Device {
@@ -46,6 +52,7 @@ async fn sqlite_store_conforms() {
     devices_groups_and_inheritance(&store).await;
     imports_paths_rotation_and_revisions(&store).await;
     arming(&store).await;
+    phone_certificates(&store).await;
 }
 
 #[tokio::test]
@@ -54,6 +61,148 @@ async fn memory_store_conforms() {
     devices_groups_and_inheritance(&store).await;
     imports_paths_rotation_and_revisions(&store).await;
     arming(&store).await;
+    phone_certificates(&store).await;
+}
+
+#[tokio::test]
+async fn sealed_sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(dir.path(), AtRest::sealed(SiteKey::from_bytes([3; 32]))).await.unwrap();
+    devices_groups_and_inheritance(&store).await;
+    imports_paths_rotation_and_revisions(&store).await;
+    arming(&store).await;
+    phone_certificates(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let Some(cluster) = postgres::Cluster::start() else { return };
+    for at_rest in [AtRest::clear(), AtRest::sealed(SiteKey::from_bytes([4; 32]))] {
+        let url = cluster.fresh_database();
+        let store = PostgresStore::connect(&url, at_rest, PoolLimits::default()).await.unwrap();
+        devices_groups_and_inheritance(&store).await;
+        imports_paths_rotation_and_revisions(&store).await;
+        arming(&store).await;
+        phone_certificates(&store).await;
+        // Nodes started together migrate once (sqlx's advisory lock), and agree.
+        let again = cluster.fresh_database();
+        let (a, b) = tokio::join!(
+            PostgresStore::connect(&again, AtRest::clear(), PoolLimits::default()),
+            PostgresStore::connect(&again, AtRest::clear(), PoolLimits::default())
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.migrations().await.unwrap().iter().all(|m| m.2));
+        assert_eq!(a.revision().await.unwrap(), b.revision().await.unwrap());
+    }
+}
+
+/// Phone certificates: set, replaced, removed; only for devices that exist; each change moves the revision.
+async fn phone_certificates(store: &impl Store) {
+    let mac: Mac = "000e08eeff01".parse().unwrap();
+    assert!(matches!(store.set_phone_certificate(&mac, Some(b"der")).await, Err(StoreError::NoDevice(_))));
+    store.add_device(&device("000e08eeff01", "CP-8865", None, &[])).await.unwrap();
+    assert_eq!(store.phone_certificate(&mac).await.unwrap(), None);
+    let r0 = store.revision().await.unwrap();
+    store.set_phone_certificate(&mac, Some(b"first")).await.unwrap();
+    store.set_phone_certificate(&mac, Some(b"second")).await.unwrap();
+    assert_eq!(store.phone_certificate(&mac).await.unwrap().as_deref(), Some(&b"second"[..]));
+    let r1 = store.revision().await.unwrap();
+    assert_ne!(r0, r1, "a new certificate changes what is served");
+    store.set_phone_certificate(&mac, None).await.unwrap();
+    assert_eq!(store.phone_certificate(&mac).await.unwrap(), None);
+    store.remove_device(&mac).await.unwrap();
+}
+
+/// Every secret a device and its groups hold: (mac, aes_key, ikm, passwords).
+const SECRET_PASSWORDS: [&str; 4] = ["line-one-Pa55", "admin-Pa55word", "user-Pa55word", "group-Pa55word"];
+
+async fn fill_with_secrets(store: &impl Store) -> Vec<String> {
+    store.put_group(&group("defaults", None, &[("Admin_Password", SECRET_PASSWORDS[3])])).await.unwrap();
+    let mut d = device(
+        "000e08123401",
+        "CP-8841-3PCC",
+        None,
+        &[
+            ("Password_1_", SECRET_PASSWORDS[0]),
+            ("Admin_Password", SECRET_PASSWORDS[1]),
+            ("User_Password", SECRET_PASSWORDS[2]),
+            ("Display_Name_1_", "Visible Name"),
+        ],
+    );
+    d.secrets = d.secrets.rotated().unwrap();
+    store.add_device(&d).await.unwrap();
+    let prev = d.secrets.previous.clone().unwrap();
+    let mut secrets: Vec<String> = SECRET_PASSWORDS.iter().map(|s| s.to_string()).collect();
+    secrets.extend([d.secrets.aes_key.clone(), d.secrets.ikm.clone(), prev.aes_key, prev.ikm]);
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_of_a_sealed_inventory_holds_no_secret() {
+    // SQLite: the database file itself (and its WAL) is the dump.
+    let dir = tempfile::tempdir().unwrap();
+    let key = [9u8; 32];
+    let store = SqliteStore::open_with(dir.path(), AtRest::sealed(SiteKey::from_bytes(key))).await.unwrap();
+    let secrets = fill_with_secrets(&store).await;
+    let stored = store.device(&"000e08123401".parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.params["Password_1_"], SECRET_PASSWORDS[0], "the store gives them back in clear");
+    drop(store);
+    let mut bytes = Vec::new();
+    for f in ["inventory.sqlite", "inventory.sqlite-wal"] {
+        bytes.extend(std::fs::read(dir.path().join(f)).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("Visible Name"), "the check can see what is in clear");
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "{s} is in the SQLite file");
+    }
+    // Without the key, or with another, the inventory refuses to open.
+    assert!(matches!(SqliteStore::open(dir.path()).await, Err(StoreError::Locked(_))));
+    let other = AtRest::sealed(SiteKey::from_bytes([1; 32]));
+    assert!(matches!(SqliteStore::open_with(dir.path(), other).await, Err(StoreError::WrongKey { .. })));
+
+    // PostgreSQL: pg_dump.
+    let Some(cluster) = postgres::Cluster::start() else { return };
+    let url = cluster.fresh_database();
+    let store =
+        PostgresStore::connect(&url, AtRest::sealed(SiteKey::from_bytes(key)), PoolLimits::default()).await.unwrap();
+    let secrets = fill_with_secrets(&store).await;
+    let dump = cluster.dump(&url);
+    assert!(dump.contains("Visible Name"), "the dump has the inventory");
+    for s in &secrets {
+        assert!(!dump.contains(s.as_str()), "{s} is in the pg_dump");
+    }
+    assert!(matches!(
+        PostgresStore::connect(&url, AtRest::clear(), PoolLimits::default()).await,
+        Err(StoreError::Locked(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_inventory_in_clear_is_sealed_when_a_key_is_given_and_the_key_can_be_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let clear = SqliteStore::open(dir.path()).await.unwrap();
+    let secrets = fill_with_secrets(&clear).await;
+    let before = clear.device(&"000e08123401".parse().unwrap()).await.unwrap().unwrap();
+    drop(clear);
+    let first = SqliteStore::open_with(dir.path(), AtRest::sealed(SiteKey::from_bytes([5; 32]))).await.unwrap();
+    assert_eq!(first.device(&before.mac).await.unwrap().unwrap(), before, "sealing changes no value");
+    // Rotation: the store opened with the new key re-seals from the old one, in one transaction.
+    drop(first);
+    let old = AtRest::sealed(SiteKey::from_bytes([5; 32]));
+    let new_key = AtRest::sealed(SiteKey::from_bytes([6; 32]));
+    let raw = SqliteStore::open_with(dir.path(), old.clone()).await.unwrap();
+    let rotated = SqliteStore::rebind(raw, new_key.clone());
+    assert_eq!(rotated.reseal(&old).await.unwrap(), 5, "one device row and four passwords");
+    drop(rotated);
+    let after = SqliteStore::open_with(dir.path(), new_key).await.unwrap();
+    assert_eq!(after.device(&before.mac).await.unwrap().unwrap(), before);
+    assert!(matches!(SqliteStore::open_with(dir.path(), old).await, Err(StoreError::WrongKey { .. })));
+    let bytes = std::fs::read(dir.path().join("inventory.sqlite")).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "{s} left in clear after sealing");
+    }
 }
 
 /// `identity = "mac"`: new devices are armed; exactly one of many takers gets `true`; re-arming and removal.

@@ -1,7 +1,7 @@
 //! The inventory: devices and groups with their parameters, behind the [`Store`] trait, with an embedded SQLite
 //! implementation ([`SqliteStore`]; WAL journal, migrations in `migrations/`) and one in memory ([`MemoryStore`], for
-//! tests and `--data-dir :memory:`). A PostgreSQL store for several nodes
-//! can implement the same trait without touching the rest.
+//! tests and `--data-dir :memory:`) and a shared one on PostgreSQL for several nodes ([`PostgresStore`],
+//! `[inventory] url`). Secrets are sealed at rest under the site's master key ([`at_rest`]).
 //!
 //! Parameters are layered (Cisco "Provisioning Formats", *Parameter Properties*: the last value wins): the group
 //! `defaults`, then the group `model:<model>`, then the device's group and its ancestors (outermost first), then the
@@ -14,12 +14,15 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod at_rest;
 pub mod csv;
 mod memory;
 pub mod parameter;
+mod postgres;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use postgres::{PoolLimits, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// A MAC address, stored as 12 lower-case hex digits (the phones' `$MA`).
@@ -232,6 +235,34 @@ pub enum StoreError {
     /// The random number generator failed.
     #[error("random number generator: {0}")]
     Random(String),
+    /// The site master key file cannot be used.
+    #[error("secrets key: {0}")]
+    SecretsKey(String),
+    /// A sealed secret does not open.
+    #[error("secret {context}: {why}")]
+    Sealed {
+        /// Where it is stored.
+        context: String,
+        /// Why it does not open.
+        why: String,
+    },
+    /// The inventory's secrets are sealed and no key was given.
+    #[error(
+        "the inventory's secrets are encrypted (key check {0}), but no master key was given: set [inventory] \
+         secrets_key_file in the configuration"
+    )]
+    Locked(String),
+    /// The key given is not the one the inventory's secrets are sealed with.
+    #[error(
+        "the master key given (check {given}) is not the one the inventory's secrets are sealed with (check \
+         {stored}): is secrets_key_file the right file?"
+    )]
+    WrongKey {
+        /// The check value of the key given.
+        given: String,
+        /// The check value the inventory records.
+        stored: String,
+    },
 }
 
 /// Where devices and groups are kept.
@@ -338,12 +369,14 @@ pub fn make_private_file(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-/// The store `provisor serve` runs on, chosen by the configuration: SQLite in the data directory, or memory
-/// (`--data-dir :memory:`).
+/// The store `provisor serve` runs on, chosen by the configuration: SQLite in the data directory, PostgreSQL
+/// (`[inventory] url`), or memory (`--data-dir :memory:`).
 #[derive(Clone)]
 pub enum AnyStore {
     /// [`SqliteStore`].
     Sqlite(SqliteStore),
+    /// [`PostgresStore`].
+    Postgres(PostgresStore),
     /// [`MemoryStore`].
     Memory(std::sync::Arc<MemoryStore>),
 }
@@ -353,6 +386,7 @@ macro_rules! forward {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $call.await,
+            AnyStore::Postgres($s) => $call.await,
             AnyStore::Memory($s) => $call.await,
         }
     };

@@ -6,12 +6,14 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Device, Group, Mac, PreviousSecrets, Secrets, Store, StoreError};
+use super::at_rest::{AtRest, StoredSecrets, device_context, device_owner, group_owner};
+use super::{Device, Group, Mac, Store, StoreError};
 
 /// The embedded store: one SQLite file in the data directory.
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    at_rest: AtRest,
 }
 
 fn now() -> i64 {
@@ -23,26 +25,34 @@ fn now() -> i64 {
 fn bind_fields<'q>(
     q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
     d: &'q Device,
+    sealed: StoredSecrets,
 ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
     q.bind(&d.model)
         .bind(&d.serial)
         .bind(&d.description)
         .bind(&d.group)
-        .bind(&d.secrets.aes_key)
+        .bind(sealed.aes_key)
         .bind(&d.secrets.aes_digest)
-        .bind(&d.secrets.ikm)
+        .bind(sealed.ikm)
         .bind(&d.secrets.path_token)
-        .bind(d.secrets.previous.as_ref().map(|p| &p.aes_key))
-        .bind(d.secrets.previous.as_ref().map(|p| &p.ikm))
+        .bind(sealed.prev_aes_key)
+        .bind(sealed.prev_ikm)
         .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `inventory.sqlite` in `dir`, and brings its schema up to date.
+    /// Opens (creating if needed) `inventory.sqlite` in `dir`, and brings its schema up to date; secrets in clear
+    /// (an inventory whose secrets are sealed refuses: [`SqliteStore::open_with`] takes the key).
+    pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(dir, AtRest::clear()).await
+    }
+
+    /// Opens (creating if needed) `inventory.sqlite` in `dir`, brings its schema up to date, and checks that
+    /// `at_rest` is how its secrets are kept; an inventory in clear given a key is sealed now, in one transaction.
     ///
     /// The inventory holds every line password, AES key and IKM: the directory is made private (0700) and the
     /// database with its WAL and shared-memory files 0600 (SQLite gives its WAL and SHM files the database's mode).
-    pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+    pub async fn open_with(dir: &Path, at_rest: AtRest) -> Result<SqliteStore, StoreError> {
         let io = |e| StoreError::Database(sqlx::Error::Io(e));
         super::make_private_dir(dir).map_err(io)?;
         let db = dir.join("inventory.sqlite");
@@ -59,13 +69,117 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Deleted and overwritten content is zeroed: a secret re-sealed or removed leaves no copy in free pages.
+            .pragma("secure_delete", "on")
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let store = SqliteStore { pool, at_rest };
+        let stored = store.key_check().await?;
+        if store.at_rest.must_seal_existing(stored.as_deref())? {
+            store.reseal(&AtRest::clear()).await?;
+        }
+        Ok(store)
     }
 
-    async fn insert_device(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
+    /// The whole inventory's migrations: (version, description, applied) in order.
+    pub async fn migrations(&self) -> Result<Vec<(i64, String, bool)>, StoreError> {
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get("version"))
+            .collect();
+        Ok(sqlx::migrate!("./migrations/sqlite")
+            .iter()
+            .map(|m| (m.version, m.description.to_string(), applied.contains(&m.version)))
+            .collect())
+    }
+
+    /// The check value of the key the secrets are sealed with, if they are.
+    pub async fn key_check(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT check_value FROM secrets_key WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get("check_value")))
+    }
+
+    /// How this store keeps secrets.
+    pub fn at_rest(&self) -> &AtRest {
+        &self.at_rest
+    }
+
+    /// The same database, read and written with `at_rest` (then [`SqliteStore::reseal`] from the old one: a master key
+    /// rotation).
+    pub fn rebind(store: SqliteStore, at_rest: AtRest) -> SqliteStore {
+        SqliteStore { at_rest, ..store }
+    }
+
+    /// Re-seals every secret, in one transaction, from `from` (how they are stored now) to this store's own
+    /// [`AtRest`], and records its key check. Used to seal an inventory in clear and to rotate the master key.
+    pub async fn reseal(&self, from: &AtRest) -> Result<u64, StoreError> {
+        let to = &self.at_rest;
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0u64;
+        let rows = sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
+        for r in &rows {
+            let mac: String = r.get("mac");
+            let col = |c: &str| device_context(&mac, c);
+            let aes_key = from.reseal(to, &col("aes_key"), Some(r.get::<&str, _>("aes_key")))?;
+            let ikm = from.reseal(to, &col("ikm"), Some(r.get::<&str, _>("ikm")))?;
+            let prev_aes_key = from.reseal(to, &col("prev_aes_key"), r.get::<Option<&str>, _>("prev_aes_key"))?;
+            let prev_ikm = from.reseal(to, &col("prev_ikm"), r.get::<Option<&str>, _>("prev_ikm"))?;
+            sqlx::query("UPDATE devices SET aes_key = ?, ikm = ?, prev_aes_key = ?, prev_ikm = ? WHERE mac = ?")
+                .bind(aes_key)
+                .bind(ikm)
+                .bind(prev_aes_key)
+                .bind(prev_ikm)
+                .bind(&mac)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (select, update, owner) in [
+            (
+                "SELECT mac AS k, name, value FROM device_params",
+                "UPDATE device_params SET value = ? WHERE mac = ? AND name = ?",
+                device_owner as fn(&str) -> String,
+            ),
+            (
+                "SELECT group_name AS k, name, value FROM group_params",
+                "UPDATE group_params SET value = ? WHERE group_name = ? AND name = ?",
+                group_owner as fn(&str) -> String,
+            ),
+        ] {
+            let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
+            for r in &rows {
+                let (k, name): (String, String) = (r.get("k"), r.get("name"));
+                if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
+                    sqlx::query(update)
+                        .bind(v)
+                        .bind(&k)
+                        .bind(&name)
+                        .execute(&mut *tx)
+                        .await?;
+                    n += 1;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM secrets_key").execute(&mut *tx).await?;
+        if let Some(check) = to.check_value() {
+            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, ?)").bind(check).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        // The old forms go from the WAL too.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        Ok(n)
+    }
+
+    async fn insert_device(
+        self_at_rest: &AtRest,
+        tx: &mut Transaction<'_, Sqlite>,
+        d: &Device,
+    ) -> Result<(), StoreError> {
         let t = now();
         let q = sqlx::query(
             "INSERT INTO devices (mac, model, serial, description, group_name, aes_key, aes_digest, ikm, path_token, \
@@ -73,7 +187,8 @@ impl SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.mac.as_str());
-        let r = bind_fields(q, d).bind(t).bind(t).execute(&mut **tx).await;
+        let sealed = self_at_rest.seal_secrets(d.mac.as_str(), &d.secrets)?;
+        let r = bind_fields(q, d, sealed).bind(t).bind(t).execute(&mut **tx).await;
         match r {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::DeviceExists(d.mac.clone()));
@@ -90,17 +205,22 @@ impl SqliteStore {
             .bind(t)
             .execute(&mut **tx)
             .await?;
-        Self::insert_params(tx, d).await
+        Self::insert_params(self_at_rest, tx, d).await
     }
 
     /// Replaces a device's fields, secrets and parameters inside `tx`.
-    async fn replace_device(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
+    async fn replace_device(
+        self_at_rest: &AtRest,
+        tx: &mut Transaction<'_, Sqlite>,
+        d: &Device,
+    ) -> Result<(), StoreError> {
         let q = sqlx::query(
             "UPDATE devices SET model = ?, serial = ?, description = ?, group_name = ?, aes_key = ?, aes_digest = ?, \
              ikm = ?, path_token = ?, prev_aes_key = ?, prev_ikm = ?, prev_path_token = ?, updated_at = ? \
              WHERE mac = ?",
         );
-        let r = bind_fields(q, d).bind(now()).bind(d.mac.as_str()).execute(&mut **tx).await;
+        let sealed = self_at_rest.seal_secrets(d.mac.as_str(), &d.secrets)?;
+        let r = bind_fields(q, d, sealed).bind(now()).bind(d.mac.as_str()).execute(&mut **tx).await;
         let r = match r {
             Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
                 return Err(StoreError::NoGroup(d.group.clone().unwrap_or_default()));
@@ -111,45 +231,57 @@ impl SqliteStore {
             return Err(StoreError::NoDevice(d.mac.clone()));
         }
         sqlx::query("DELETE FROM device_params WHERE mac = ?").bind(d.mac.as_str()).execute(&mut **tx).await?;
-        Self::insert_params(tx, d).await
+        Self::insert_params(self_at_rest, tx, d).await
     }
 
-    async fn insert_params(tx: &mut Transaction<'_, Sqlite>, d: &Device) -> Result<(), StoreError> {
+    async fn insert_params(
+        self_at_rest: &AtRest,
+        tx: &mut Transaction<'_, Sqlite>,
+        d: &Device,
+    ) -> Result<(), StoreError> {
+        let owner = device_owner(d.mac.as_str());
         for (name, value) in &d.params {
             sqlx::query("INSERT INTO device_params (mac, name, value) VALUES (?, ?, ?)")
                 .bind(d.mac.as_str())
                 .bind(name)
-                .bind(value)
+                .bind(self_at_rest.seal_param(&owner, name, value)?)
                 .execute(&mut **tx)
                 .await?;
         }
         Ok(())
     }
 
-    async fn params(&self, sql: &'static str, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    /// The parameters of `owner` (`device:<mac>` or `group:<name>`), selected by `sql` with `key`.
+    async fn params(&self, sql: &'static str, owner: &str, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
         let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(|r| (r.get::<String, _>("name"), r.get::<String, _>("value"))).collect())
+        rows.iter()
+            .map(|r| {
+                let name: String = r.get("name");
+                let value = self.at_rest.open_param(owner, &name, r.get::<&str, _>("value"))?;
+                Ok((name, value))
+            })
+            .collect()
     }
 
-    fn device_from(r: &sqlx::sqlite::SqliteRow) -> Device {
-        Device {
-            mac: Mac(r.get("mac")),
+    fn device_from(&self, r: &sqlx::sqlite::SqliteRow) -> Result<Device, StoreError> {
+        let mac: String = r.get("mac");
+        let stored = StoredSecrets {
+            aes_key: r.get("aes_key"),
+            ikm: r.get("ikm"),
+            prev_aes_key: r.get("prev_aes_key"),
+            prev_ikm: r.get("prev_ikm"),
+        };
+        let secrets =
+            self.at_rest.open_secrets(&mac, stored, r.get("aes_digest"), r.get("path_token"), r.get("prev_path_token"))?;
+        Ok(Device {
+            mac: Mac(mac),
             model: r.get("model"),
             serial: r.get("serial"),
             description: r.get("description"),
             group: r.get("group_name"),
             params: BTreeMap::new(),
-            secrets: Secrets {
-                aes_key: r.get("aes_key"),
-                aes_digest: r.get("aes_digest"),
-                ikm: r.get("ikm"),
-                path_token: r.get("path_token"),
-                previous: match (r.get("prev_aes_key"), r.get("prev_ikm"), r.get("prev_path_token")) {
-                    (Some(aes_key), Some(ikm), Some(path_token)) => Some(PreviousSecrets { aes_key, ikm, path_token }),
-                    _ => None,
-                },
-            },
-        }
+            secrets,
+        })
     }
 }
 
@@ -163,14 +295,14 @@ macro_rules! device_columns {
 impl Store for SqliteStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        Self::insert_device(&mut tx, device).await?;
+        Self::insert_device(&self.at_rest, &mut tx, device).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn update_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        Self::replace_device(&mut tx, d).await?;
+        Self::replace_device(&self.at_rest, &mut tx, d).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -183,13 +315,13 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (i, d) in add.iter().enumerate() {
-            Self::insert_device(&mut tx, d).await?;
+            Self::insert_device(&self.at_rest, &mut tx, d).await?;
             if i % 100 == 99 {
                 progress(i + 1);
             }
         }
         for (i, d) in update.iter().enumerate() {
-            Self::replace_device(&mut tx, d).await?;
+            Self::replace_device(&self.at_rest, &mut tx, d).await?;
             if i % 100 == 99 {
                 progress(add.len() + i + 1);
             }
@@ -205,8 +337,10 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut d = Self::device_from(&row);
-        d.params = self.params("SELECT name, value FROM device_params WHERE mac = ?", mac.as_str()).await?;
+        let mut d = self.device_from(&row)?;
+        d.params = self
+            .params("SELECT name, value FROM device_params WHERE mac = ?", &device_owner(mac.as_str()), mac.as_str())
+            .await?;
         Ok(Some(d))
     }
 
@@ -214,12 +348,14 @@ impl Store for SqliteStore {
         let rows = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices ORDER BY mac"))
             .fetch_all(&self.pool)
             .await?;
-        let mut devices: Vec<Device> = rows.iter().map(Self::device_from).collect();
+        let mut devices = rows.iter().map(|r| self.device_from(r)).collect::<Result<Vec<Device>, StoreError>>()?;
         let params =
             sqlx::query("SELECT mac, name, value FROM device_params ORDER BY mac").fetch_all(&self.pool).await?;
         let mut by_mac: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for r in &params {
-            by_mac.entry(r.get("mac")).or_default().insert(r.get("name"), r.get("value"));
+            let (mac, name): (String, String) = (r.get("mac"), r.get("name"));
+            let value = self.at_rest.open_param(&device_owner(&mac), &name, r.get::<&str, _>("value"))?;
+            by_mac.entry(mac).or_default().insert(name, value);
         }
         for d in &mut devices {
             d.params = by_mac.remove(d.mac.as_str()).unwrap_or_default();
@@ -252,11 +388,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM group_params WHERE group_name = ?").bind(&g.name).execute(&mut *tx).await?;
+        let owner = group_owner(&g.name);
         for (name, value) in &g.params {
             sqlx::query("INSERT INTO group_params (group_name, name, value) VALUES (?, ?, ?)")
                 .bind(&g.name)
                 .bind(name)
-                .bind(value)
+                .bind(self.at_rest.seal_param(&owner, name, value)?)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -270,7 +407,8 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let params = self.params("SELECT name, value FROM group_params WHERE group_name = ?", name).await?;
+        let params =
+            self.params("SELECT name, value FROM group_params WHERE group_name = ?", &group_owner(name), name).await?;
         Ok(Some(Group {
             name: row.get("name"),
             parent: row.get("parent"),
@@ -308,8 +446,10 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut d = Self::device_from(&row);
-        d.params = self.params("SELECT name, value FROM device_params WHERE mac = ?", d.mac.as_str()).await?;
+        let mut d = self.device_from(&row)?;
+        d.params = self
+            .params("SELECT name, value FROM device_params WHERE mac = ?", &device_owner(d.mac.as_str()), d.mac.as_str())
+            .await?;
         let previous = d.secrets.path_token != token;
         Ok(Some((d, previous)))
     }

@@ -43,6 +43,29 @@ struct AuditLine<'a> {
     note: &'a str,
 }
 
+impl<'a> AuditLine<'a> {
+    fn of(e: &'a AuditEntry) -> AuditLine<'a> {
+        AuditLine {
+            time: super::rfc3339(e.at_ms),
+            at_ms: e.at_ms,
+            client: &e.client,
+            device: e.device.as_ref().map(Mac::as_str),
+            protocol: e.protocol,
+            method: e.method,
+            file: &e.file,
+            status: e.status,
+            bytes: e.bytes,
+            hash: &e.hash,
+            note: &e.note,
+        }
+    }
+}
+
+/// One entry as the audit log writes it (a JSON object, no newline); the PostgreSQL journal keeps the same text.
+pub fn audit_line(e: &AuditEntry) -> String {
+    serde_json::to_string(&AuditLine::of(e)).unwrap_or_default()
+}
+
 impl AuditLog {
     fn new(path: PathBuf) -> AuditLog {
         AuditLog { path, file: None, size: 0, line: Vec::with_capacity(1 << 16) }
@@ -52,20 +75,7 @@ impl AuditLog {
         use std::io::Write;
         self.line.clear();
         for e in batch.iter().filter(|e| e.method != "LOG") {
-            let line = AuditLine {
-                time: super::rfc3339(e.at_ms),
-                at_ms: e.at_ms,
-                client: &e.client,
-                device: e.device.as_ref().map(Mac::as_str),
-                protocol: e.protocol,
-                method: e.method,
-                file: &e.file,
-                status: e.status,
-                bytes: e.bytes,
-                hash: &e.hash,
-                note: &e.note,
-            };
-            if serde_json::to_writer(&mut self.line, &line).is_ok() {
+            if serde_json::to_writer(&mut self.line, &AuditLine::of(e)).is_ok() {
                 self.line.push(b'\n');
             }
         }

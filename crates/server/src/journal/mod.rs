@@ -14,12 +14,18 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+
 use crate::inventory::Mac;
+use crate::inventory::at_rest::AtRest;
 
 mod audit_file;
+mod batch;
+mod postgres;
 mod sqlite;
 
-pub use audit_file::{AuditFile, audit_entries};
+pub use audit_file::{AuditFile, audit_entries, audit_line};
+pub use postgres::PostgresJournal;
 pub use sqlite::{Seen, SqliteJournal, device_states, device_status, prune_old, prune_rows, trim_devices};
 
 /// Where the provisioning core records what it did.
@@ -110,6 +116,45 @@ impl Journal for Queue {
         if self.tx.send(entry).await.is_err() {
             tracing::error!("audit log writer has stopped");
         }
+    }
+}
+
+/// [`Seen`] for every device with state, from whichever store the site uses (none in memory).
+pub async fn states(store: &crate::inventory::AnyStore) -> Result<std::collections::HashMap<Mac, Seen>, crate::inventory::StoreError> {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(s) => sqlite::device_states(s).await,
+        AnyStore::Postgres(s) => postgres::device_states(s).await,
+        AnyStore::Memory(_) => Ok(Default::default()),
+    }
+}
+
+/// The status of `mac` with its `limit` most recent events, from whichever store the site uses.
+pub async fn status(
+    store: &crate::inventory::AnyStore,
+    mac: &Mac,
+    limit: i64,
+) -> Result<DeviceStatus, crate::inventory::StoreError> {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(s) => sqlite::device_status(s, mac, limit).await,
+        AnyStore::Postgres(s) => postgres::device_status(s, mac, limit).await,
+        AnyStore::Memory(_) => Ok(DeviceStatus::default()),
+    }
+}
+
+/// The last `limit` audit lines (oldest first), optionally of one device: from `audit.log` in `data_dir` for the
+/// embedded store, from the database (every node's) for PostgreSQL.
+pub async fn audit(
+    store: &crate::inventory::AnyStore,
+    data_dir: &std::path::Path,
+    mac: Option<&Mac>,
+    limit: usize,
+) -> Result<Vec<String>, crate::inventory::StoreError> {
+    use crate::inventory::{AnyStore, StoreError};
+    match store {
+        AnyStore::Postgres(s) => postgres::audit_entries(s, mac, limit as i64).await,
+        _ => audit_entries(&data_dir.join("audit.log"), mac, limit).map_err(|e| StoreError::Database(sqlx::Error::Io(e))),
     }
 }
 
@@ -281,6 +326,56 @@ impl DeviceStatus {
         }
         self
     }
+}
+
+/// A parameters JSON object as the journal stores it: with secrets sealed at rest, every password's value is
+/// replaced by its keyed fingerprint (equal values still compare equal for drift; the value itself is not kept).
+pub(crate) fn stored_params<'a>(at_rest: &AtRest, json: &'a str) -> std::borrow::Cow<'a, str> {
+    let Some(key) = at_rest.key() else { return json.into() };
+    let Ok(mut map) = serde_json::from_str::<BTreeMap<String, serde_json::Value>>(json) else { return json.into() };
+    for (name, value) in map.iter_mut() {
+        if crate::inventory::at_rest::is_password(name)
+            && let Some(v) = value.as_str()
+        {
+            *value = serde_json::Value::String(key.fingerprint(v));
+        }
+    }
+    serde_json::to_string(&map).map_or(json.into(), Into::into)
+}
+
+/// A report's body as the journal stores it: sealed (as base64) when secrets are sealed at rest, since a
+/// configuration report carries the phone's passwords.
+pub(crate) fn stored_report(at_rest: &AtRest, mac: &Mac, at_ms: i64, body: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    if at_rest.key().is_none() {
+        return body.to_vec();
+    }
+    let text = base64::engine::general_purpose::STANDARD.encode(body);
+    match at_rest.seal(&format!("report:{mac}:{at_ms}"), &text) {
+        Ok(sealed) => sealed.into_bytes(),
+        Err(e) => {
+            tracing::error!("report from {mac}: {e}; its body is not kept");
+            Vec::new()
+        }
+    }
+}
+
+/// The parameters whose reported value (`reported`, the merged reports' JSON) differs from the one served
+/// (`served`, JSON); secrets are shown as `(secret)`, IKMs (never reported) are left out.
+pub(crate) fn drift(served: Option<String>, reported: Option<String>) -> Vec<Drift> {
+    let parse = |j: Option<String>| -> BTreeMap<String, String> {
+        j.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
+    };
+    let (served, reported) = (parse(served), parse(reported));
+    let mut out = Vec::new();
+    for (name, value) in &served {
+        let got = reported.get(name);
+        if got != Some(value) && !name.starts_with("IKM_") {
+            let hide = |v: &str| if is_secret(name) { "(secret)".to_string() } else { v.to_string() };
+            out.push(Drift { name: name.clone(), served: hide(value), reported: got.map(|g| hide(g)) });
+        }
+    }
+    out
 }
 
 /// Names whose values are never shown (secrets), in drift output.

@@ -4,12 +4,14 @@
 //! 10 s), so a boot storm costs a few statements, not one per request. Every minute the devices that got events or
 //! reports are trimmed to `max_rows_per_device`; every hour what is older than `keep_days` is deleted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+
+use super::batch::Written;
 
 use sqlx::Row;
 use tokio::sync::Mutex;
 
-use super::{AuditEntry, DeviceStatus, Drift, Event, Journal, is_secret};
+use super::{AuditEntry, DeviceStatus, Event, Journal};
 use crate::config::JournalConfig;
 use crate::inventory::{Mac, SqliteStore, StoreError};
 
@@ -66,131 +68,70 @@ impl Journal for SqliteJournal {
     }
 }
 
-/// What the writer last wrote of a device's state, so a phone fetching the same file again and again costs an
-/// audit row, not a state update each time.
-struct Written {
-    seen_ms: i64,
-    address: String,
-    served: (String, &'static str, String),
-    served_ms: i64,
-}
-
-/// How stale `last seen` and `served at` may get while nothing else about them changes.
-const STATE_REFRESH_MS: i64 = 10_000;
-
 async fn write_batch(
     store: &SqliteStore,
     batch: &[AuditEntry],
     written: &mut HashMap<Mac, Written>,
 ) -> Result<(), sqlx::Error> {
-    if written.len() > 1_000_000 {
-        written.clear();
-    }
+    let plan = super::batch::plan(batch, written, store.at_rest());
     let mut tx = store.pool.begin().await?;
-    // Each device's state once per batch: its last request, and the last file it was served.
-    struct Seen<'a> {
-        last: &'a AuditEntry,
-        user_agent: Option<&'a str>,
-        firmware: Option<&'a str>,
-        served: Option<&'a AuditEntry>,
-        served_params: Option<&'a str>,
-    }
-    let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
-    for e in batch {
-        let Some(mac) = &e.device else { continue };
-        let s = seen.entry(mac).or_insert(Seen {
-            last: e,
-            user_agent: None,
-            firmware: None,
-            served: None,
-            served_params: None,
-        });
-        s.last = e;
-        s.user_agent = e.user_agent.as_deref().or(s.user_agent);
-        s.firmware = e.firmware.as_deref().or(s.firmware);
-        if e.status == 200 && matches!(e.method, "GET" | "RRQ") {
-            s.served = Some(e);
-            s.served_params = e.served_params.as_deref().or(s.served_params);
-        }
-    }
-    for (mac, s) in &seen {
-        let address = s.last.client.rsplit_once(':').map_or(s.last.client.as_str(), |(a, _)| a);
-        let w = written.entry((*mac).clone()).or_insert_with(|| Written {
-            seen_ms: i64::MIN,
-            address: String::new(),
-            served: (String::new(), "", String::new()),
-            served_ms: i64::MIN,
-        });
-        let state_changed = w.address != address || s.user_agent.is_some() || s.firmware.is_some();
-        if state_changed || s.last.at_ms - w.seen_ms >= STATE_REFRESH_MS {
-            w.seen_ms = s.last.at_ms;
-            w.address = address.to_string();
-            sqlx::query(
+    for s in &plan.seen {
+        sqlx::query(
             "INSERT INTO device_state (mac, last_seen, last_address, user_agent, firmware) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT(mac) DO UPDATE SET last_seen = ?2, last_address = ?3, \
              user_agent = coalesce(?4, user_agent), firmware = coalesce(?5, firmware)",
         )
-        .bind(mac.as_str())
-        .bind(s.last.at_ms)
-        .bind(address)
+        .bind(s.mac.as_str())
+        .bind(s.at_ms)
+        .bind(s.address)
         .bind(s.user_agent)
         .bind(s.firmware)
         .execute(&mut *tx)
         .await?;
-        }
-        let served = s.served.filter(|e| {
-            w.served != (e.file.clone(), e.protocol, e.hash.clone()) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
-        });
-        if let Some(e) = served {
-            let params = if w.served.2 == e.hash { None } else { s.served_params };
-            w.served = (e.file.clone(), e.protocol, e.hash.clone());
-            w.served_ms = e.at_ms;
-            sqlx::query(
-                "UPDATE device_state SET served_file = ?, served_proto = ?, served_hash = ?, served_at = ?, \
-                 served_params = coalesce(?, served_params) WHERE mac = ?",
-            )
-            .bind(&e.file)
-            .bind(e.protocol)
-            .bind(&e.hash)
-            .bind(e.at_ms)
-            .bind(params)
-            .bind(mac.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+    }
+    for s in &plan.served {
+        sqlx::query(
+            "UPDATE device_state SET served_file = ?, served_proto = ?, served_hash = ?, served_at = ?, \
+             served_params = coalesce(?, served_params) WHERE mac = ?",
+        )
+        .bind(s.file)
+        .bind(s.protocol)
+        .bind(s.hash)
+        .bind(s.at_ms)
+        .bind(s.params.as_deref())
+        .bind(s.mac.as_str())
+        .execute(&mut *tx)
+        .await?;
     }
     // Events and reports are rare: one statement each.
-    for e in batch {
-        let Some(mac) = &e.device else { continue };
-        if let Some((kind, text)) = &e.event {
-            sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, ?, ?)")
-                .bind(mac.as_str())
-                .bind(e.at_ms)
-                .bind(kind)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some((params, body)) = &e.report {
-            sqlx::query("INSERT INTO reports (mac, at, name, body) VALUES (?, ?, ?, ?)")
-                .bind(mac.as_str())
-                .bind(e.at_ms)
-                .bind(&e.file)
-                .bind(body.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            // Merged into the earlier reports: a `--delta` report carries only what changed, a `--status` report
-            // other names (specs.md §4.5).
-            sqlx::query(
-                "UPDATE device_state SET report_at = ?, report_params = json_patch(COALESCE(report_params, '{}'), ?) \
-                 WHERE mac = ?",
-            )
-            .bind(e.at_ms)
-            .bind(params.as_ref())
+    for (mac, at_ms, kind, text) in &plan.events {
+        sqlx::query("INSERT INTO device_events (mac, at, kind, text) VALUES (?, ?, ?, ?)")
             .bind(mac.as_str())
+            .bind(at_ms)
+            .bind(kind)
+            .bind(text)
             .execute(&mut *tx)
             .await?;
-        }
+    }
+    for r in &plan.reports {
+        sqlx::query("INSERT INTO reports (mac, at, name, body) VALUES (?, ?, ?, ?)")
+            .bind(r.mac.as_str())
+            .bind(r.at_ms)
+            .bind(r.name)
+            .bind(r.body.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        // Merged into the earlier reports: a `--delta` report carries only what changed, a `--status` report
+        // other names (specs.md §4.5).
+        sqlx::query(
+            "UPDATE device_state SET report_at = ?, report_params = json_patch(COALESCE(report_params, '{}'), ?) \
+             WHERE mac = ?",
+        )
+        .bind(r.at_ms)
+        .bind(&r.params)
+        .bind(r.mac.as_str())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -297,18 +238,8 @@ pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result
             ));
         }
         s.report_ms = r.get("report_at");
-        let parse = |col: &str| -> BTreeMap<String, String> {
-            r.get::<Option<String>, _>(col).and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
-        };
-        let (served, reported) = (parse("served_params"), parse("report_params"));
         if s.report_ms.is_some() {
-            for (name, value) in &served {
-                let got = reported.get(name);
-                if got != Some(value) && !name.starts_with("IKM_") {
-                    let hide = |v: &str| if is_secret(name) { "(secret)".to_string() } else { v.to_string() };
-                    s.drift.push(Drift { name: name.clone(), served: hide(value), reported: got.map(|g| hide(g)) });
-                }
-            }
+            s.drift = super::drift(r.get("served_params"), r.get("report_params"));
         }
     }
     let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = ? ORDER BY id DESC LIMIT ?")

@@ -1,0 +1,662 @@
+//! The shared inventory: PostgreSQL (`[inventory] url = "postgres://…"` or `PROVISOR_DATABASE_URL`), for several
+//! provisioning nodes on one database. The same tables as the embedded store (`migrations/postgres/` is the
+//! PostgreSQL dialect of `migrations/sqlite/`), the same [`Store`] contract (the conformance tests run both), and
+//! the same sealing of secrets ([`super::at_rest`]).
+//!
+//! Everything a request decides that another node must agree on is decided in the database, in one statement or
+//! one transaction: arming (`DELETE … RETURNING`), enrolment (`INSERT … ON CONFLICT DO NOTHING`), the previous secrets
+//! of a rotation (kept in the device row until the phone fetched the new ones, whichever node it asks), and the
+//! revision every node's cache follows (statement triggers; each node reads it every 250 ms). Migrations take
+//! sqlx's advisory lock, so nodes started together migrate once.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::at_rest::{AtRest, StoredSecrets, device_context, device_owner, group_owner};
+use super::{Device, Group, Mac, Store, StoreError};
+
+/// A PostgreSQL inventory.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    at_rest: AtRest,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Rows per statement of a bulk import (each row binds a handful of arrays, not parameters: no 65,535 limit).
+const IMPORT_CHUNK: usize = 5_000;
+
+macro_rules! device_columns {
+    () => {
+        "mac, model, serial, description, group_name, aes_key, aes_digest, ikm, path_token, prev_aes_key, prev_ikm, \
+         prev_path_token"
+    };
+}
+
+/// How many connections a node opens to the database (per process), and how long a request waits for one before
+/// it fails (the phone gets a retryable error, never a wrong profile).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Connections per node.
+    pub max_connections: u32,
+    /// How long a request waits for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> PoolLimits {
+        PoolLimits { max_connections: 16, acquire_timeout: Duration::from_secs(3) }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url`, brings the schema up to date (under sqlx's advisory lock: nodes started together migrate
+    /// once) and checks that `at_rest` is how the secrets are kept; an inventory in clear given a key is sealed now.
+    pub async fn connect(url: &str, at_rest: AtRest, limits: PoolLimits) -> Result<PostgresStore, StoreError> {
+        let store = PostgresStore::connect_unmigrated(url, at_rest, limits).await?;
+        sqlx::migrate!("./migrations/postgres").run(&store.pool).await?;
+        let stored = store.key_check().await?;
+        if store.at_rest.must_seal_existing(stored.as_deref())? {
+            store.reseal(&AtRest::clear()).await?;
+        }
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (`provisor db status`).
+    pub async fn connect_unmigrated(
+        url: &str,
+        at_rest: AtRest,
+        limits: PoolLimits,
+    ) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("provisor");
+        let pool = PgPoolOptions::new()
+            .max_connections(limits.max_connections)
+            .min_connections(1)
+            .acquire_timeout(limits.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(PostgresStore { pool, at_rest })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The migrations: (version, description, applied) in order.
+    pub async fn migrations(&self) -> Result<Vec<(i64, String, bool)>, StoreError> {
+        let exists: bool = sqlx::query("SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS e")
+            .fetch_one(&self.pool)
+            .await?
+            .get("e");
+        let applied: Vec<i64> = if exists {
+            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get("version"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(sqlx::migrate!("./migrations/postgres")
+            .iter()
+            .map(|m| (m.version, m.description.to_string(), applied.contains(&m.version)))
+            .collect())
+    }
+
+    /// The check value of the key the secrets are sealed with, if they are.
+    pub async fn key_check(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT check_value FROM secrets_key WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get("check_value")))
+    }
+
+    /// How this store keeps secrets.
+    pub fn at_rest(&self) -> &AtRest {
+        &self.at_rest
+    }
+
+    /// The same database, read and written with `at_rest` (then [`PostgresStore::reseal`] from the old one: a master key
+    /// rotation).
+    pub fn rebind(store: PostgresStore, at_rest: AtRest) -> PostgresStore {
+        PostgresStore { at_rest, ..store }
+    }
+
+    /// The connection pool (the journal writes through it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Re-seals every secret, in one transaction, from `from` to this store's own [`AtRest`], and records its key
+    /// check (see [`super::SqliteStore::reseal`]).
+    pub async fn reseal(&self, from: &AtRest) -> Result<u64, StoreError> {
+        let to = &self.at_rest;
+        let mut tx = self.pool.begin().await?;
+        // Another node must not write a secret under the old key while this runs.
+        sqlx::query("LOCK TABLE devices, device_params, group_params IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let mut n = 0u64;
+        let rows = sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
+        for r in &rows {
+            let mac: String = r.get("mac");
+            let col = |c: &str| device_context(&mac, c);
+            let aes_key = from.reseal(to, &col("aes_key"), Some(r.get::<&str, _>("aes_key")))?;
+            let ikm = from.reseal(to, &col("ikm"), Some(r.get::<&str, _>("ikm")))?;
+            let prev_aes_key = from.reseal(to, &col("prev_aes_key"), r.get::<Option<&str>, _>("prev_aes_key"))?;
+            let prev_ikm = from.reseal(to, &col("prev_ikm"), r.get::<Option<&str>, _>("prev_ikm"))?;
+            sqlx::query("UPDATE devices SET aes_key = $1, ikm = $2, prev_aes_key = $3, prev_ikm = $4 WHERE mac = $5")
+                .bind(aes_key)
+                .bind(ikm)
+                .bind(prev_aes_key)
+                .bind(prev_ikm)
+                .bind(&mac)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        for (select, update, owner) in [
+            (
+                "SELECT mac AS k, name, value FROM device_params",
+                "UPDATE device_params SET value = $1 WHERE mac = $2 AND name = $3",
+                device_owner as fn(&str) -> String,
+            ),
+            (
+                "SELECT group_name AS k, name, value FROM group_params",
+                "UPDATE group_params SET value = $1 WHERE group_name = $2 AND name = $3",
+                group_owner as fn(&str) -> String,
+            ),
+        ] {
+            let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
+            for r in &rows {
+                let (k, name): (String, String) = (r.get("k"), r.get("name"));
+                if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
+                    sqlx::query(update).bind(v).bind(&k).bind(&name).execute(&mut *tx).await?;
+                    n += 1;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM secrets_key").execute(&mut *tx).await?;
+        if let Some(check) = to.check_value() {
+            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, $1)")
+                .bind(check)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Inserts `devices` (fields, secrets, parameters, armed) in `tx`, a chunk per statement.
+    async fn insert_devices(&self, tx: &mut Transaction<'_, Postgres>, devices: &[Device]) -> Result<(), StoreError> {
+        let t = now();
+        let mut cols: [Vec<Option<String>>; 12] = Default::default();
+        let (mut pm, mut pn, mut pv) = (Vec::new(), Vec::new(), Vec::new());
+        for d in devices {
+            let sealed = self.at_rest.seal_secrets(d.mac.as_str(), &d.secrets)?;
+            let values = [
+                Some(d.mac.to_string()),
+                Some(d.model.clone()),
+                Some(d.serial.clone()),
+                Some(d.description.clone()),
+                d.group.clone(),
+                Some(sealed.aes_key),
+                Some(d.secrets.aes_digest.clone()),
+                Some(sealed.ikm),
+                Some(d.secrets.path_token.clone()),
+                sealed.prev_aes_key,
+                sealed.prev_ikm,
+                d.secrets.previous.as_ref().map(|p| p.path_token.clone()),
+            ];
+            for (c, v) in cols.iter_mut().zip(values) {
+                c.push(v);
+            }
+            let owner = device_owner(d.mac.as_str());
+            for (name, value) in &d.params {
+                pm.push(d.mac.to_string());
+                pn.push(name.clone());
+                pv.push(self.at_rest.seal_param(&owner, name, value)?);
+            }
+        }
+        let r = sqlx::query(concat!(
+            "INSERT INTO devices (",
+            device_columns!(),
+            ", created_at, updated_at) SELECT *, $13, $13 FROM UNNEST($1::text[], $2::text[], $3::text[], \
+             $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[])"
+        ))
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .bind(&cols[3])
+        .bind(&cols[4])
+        .bind(&cols[5])
+        .bind(&cols[6])
+        .bind(&cols[7])
+        .bind(&cols[8])
+        .bind(&cols[9])
+        .bind(&cols[10])
+        .bind(&cols[11])
+        .bind(t)
+        .execute(&mut **tx)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &r {
+            if e.is_unique_violation() {
+                return Err(conflict(e.as_ref(), devices));
+            }
+            if e.is_foreign_key_violation() {
+                let group = devices.iter().filter_map(|d| d.group.clone()).next().unwrap_or_default();
+                return Err(StoreError::NoGroup(missing_group(e.as_ref()).unwrap_or(group)));
+            }
+        }
+        r?;
+        let macs = &cols[0];
+        sqlx::query("INSERT INTO armed (mac, since) SELECT m, $2 FROM UNNEST($1::text[]) AS m")
+            .bind(macs)
+            .bind(t)
+            .execute(&mut **tx)
+            .await?;
+        if !pm.is_empty() {
+            sqlx::query(
+                "INSERT INTO device_params (mac, name, value) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+            )
+            .bind(&pm)
+            .bind(&pn)
+            .bind(&pv)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a device's fields, secrets and parameters in `tx`.
+    async fn replace_device(&self, tx: &mut Transaction<'_, Postgres>, d: &Device) -> Result<(), StoreError> {
+        let sealed = self.at_rest.seal_secrets(d.mac.as_str(), &d.secrets)?;
+        let r = sqlx::query(
+            "UPDATE devices SET model = $1, serial = $2, description = $3, group_name = $4, aes_key = $5, \
+             aes_digest = $6, ikm = $7, path_token = $8, prev_aes_key = $9, prev_ikm = $10, prev_path_token = $11, \
+             updated_at = $12 WHERE mac = $13",
+        )
+        .bind(&d.model)
+        .bind(&d.serial)
+        .bind(&d.description)
+        .bind(&d.group)
+        .bind(sealed.aes_key)
+        .bind(&d.secrets.aes_digest)
+        .bind(sealed.ikm)
+        .bind(&d.secrets.path_token)
+        .bind(sealed.prev_aes_key)
+        .bind(sealed.prev_ikm)
+        .bind(d.secrets.previous.as_ref().map(|p| &p.path_token))
+        .bind(now())
+        .bind(d.mac.as_str())
+        .execute(&mut **tx)
+        .await;
+        let r = match r {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Err(StoreError::NoGroup(d.group.clone().unwrap_or_default()));
+            }
+            r => r?,
+        };
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(d.mac.clone()));
+        }
+        sqlx::query("DELETE FROM device_params WHERE mac = $1").bind(d.mac.as_str()).execute(&mut **tx).await?;
+        let owner = device_owner(d.mac.as_str());
+        let mut names = Vec::with_capacity(d.params.len());
+        let mut values = Vec::with_capacity(d.params.len());
+        for (name, value) in &d.params {
+            names.push(name.as_str());
+            values.push(self.at_rest.seal_param(&owner, name, value)?);
+        }
+        if !names.is_empty() {
+            sqlx::query(
+                "INSERT INTO device_params (mac, name, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
+            )
+            .bind(d.mac.as_str())
+            .bind(&names)
+            .bind(&values)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn params(&self, sql: &'static str, owner: &str, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.get("name");
+                let value = self.at_rest.open_param(owner, &name, r.get::<&str, _>("value"))?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    fn device_from(&self, r: &PgRow) -> Result<Device, StoreError> {
+        let mac: String = r.get("mac");
+        let stored = StoredSecrets {
+            aes_key: r.get("aes_key"),
+            ikm: r.get("ikm"),
+            prev_aes_key: r.get("prev_aes_key"),
+            prev_ikm: r.get("prev_ikm"),
+        };
+        let secrets =
+            self.at_rest.open_secrets(&mac, stored, r.get("aes_digest"), r.get("path_token"), r.get("prev_path_token"))?;
+        Ok(Device {
+            mac: Mac(mac),
+            model: r.get("model"),
+            serial: r.get("serial"),
+            description: r.get("description"),
+            group: r.get("group_name"),
+            params: BTreeMap::new(),
+            secrets,
+        })
+    }
+
+    async fn with_params(&self, row: &PgRow) -> Result<Device, StoreError> {
+        let mut d = self.device_from(row)?;
+        d.params = self
+            .params("SELECT name, value FROM device_params WHERE mac = $1", &device_owner(d.mac.as_str()), d.mac.as_str())
+            .await?;
+        Ok(d)
+    }
+}
+
+/// The device a unique violation names (`Key (mac)=(…) already exists.`), else the first of `devices`.
+fn conflict(e: &dyn sqlx::error::DatabaseError, devices: &[Device]) -> StoreError {
+    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail()).unwrap_or("");
+    let named = detail.split("=(").nth(1).and_then(|s| s.split(')').next()).and_then(|m| m.parse::<Mac>().ok());
+    StoreError::DeviceExists(named.or_else(|| devices.first().map(|d| d.mac.clone())).unwrap_or_else(Mac::placeholder))
+}
+
+/// The group a foreign-key violation names (`Key (group_name)=(…) is not present`).
+fn missing_group(e: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    let detail = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?.detail()?;
+    Some(detail.split("=(").nth(1)?.split(')').next()?.to_string())
+}
+
+impl Store for PostgresStore {
+    async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.insert_devices(&mut tx, std::slice::from_ref(device)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_device(&self, d: &Device) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.replace_device(&mut tx, d).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_import(
+        &self,
+        add: &[Device],
+        update: &[Device],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut done = 0;
+        for chunk in add.chunks(IMPORT_CHUNK) {
+            self.insert_devices(&mut tx, chunk).await?;
+            done += chunk.len();
+            progress(done);
+        }
+        for (i, d) in update.iter().enumerate() {
+            self.replace_device(&mut tx, d).await?;
+            if i % 100 == 99 {
+                progress(add.len() + i + 1);
+            }
+        }
+        tx.commit().await?;
+        progress(add.len() + update.len());
+        Ok(())
+    }
+
+    async fn device(&self, mac: &Mac) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices WHERE mac = $1"))
+            .bind(mac.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(self.with_params(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices ORDER BY mac"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut devices = rows.iter().map(|r| self.device_from(r)).collect::<Result<Vec<Device>, StoreError>>()?;
+        let params =
+            sqlx::query("SELECT mac, name, value FROM device_params ORDER BY mac").fetch_all(&self.pool).await?;
+        let mut by_mac: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for r in &params {
+            let (mac, name): (String, String) = (r.get("mac"), r.get("name"));
+            let value = self.at_rest.open_param(&device_owner(&mac), &name, r.get::<&str, _>("value"))?;
+            by_mac.entry(mac).or_default().insert(name, value);
+        }
+        for d in &mut devices {
+            d.params = by_mac.remove(d.mac.as_str()).unwrap_or_default();
+        }
+        Ok(devices)
+    }
+
+    async fn remove_device(&self, mac: &Mac) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM devices WHERE mac = $1").bind(mac.as_str()).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_group(&self, g: &Group) -> Result<(), StoreError> {
+        let mut next = g.parent.clone();
+        while let Some(p) = next {
+            if p == g.name {
+                return Err(StoreError::GroupCycle(g.name.clone()));
+            }
+            next = self.group(&p).await?.ok_or_else(|| StoreError::NoGroup(p.clone()))?.parent;
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO groups (name, parent, description) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET parent = excluded.parent, description = excluded.description",
+        )
+        .bind(&g.name)
+        .bind(&g.parent)
+        .bind(&g.description)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM group_params WHERE group_name = $1").bind(&g.name).execute(&mut *tx).await?;
+        let owner = group_owner(&g.name);
+        let mut names = Vec::with_capacity(g.params.len());
+        let mut values = Vec::with_capacity(g.params.len());
+        for (name, value) in &g.params {
+            names.push(name.as_str());
+            values.push(self.at_rest.seal_param(&owner, name, value)?);
+        }
+        if !names.is_empty() {
+            sqlx::query(
+                "INSERT INTO group_params (group_name, name, value) SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
+            )
+            .bind(&g.name)
+            .bind(&names)
+            .bind(&values)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<Group>, StoreError> {
+        let row = sqlx::query("SELECT name, parent, description FROM groups WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let params =
+            self.params("SELECT name, value FROM group_params WHERE group_name = $1", &group_owner(name), name).await?;
+        Ok(Some(Group {
+            name: row.get("name"),
+            parent: row.get("parent"),
+            description: row.get("description"),
+            params,
+        }))
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, StoreError> {
+        let names: Vec<String> = sqlx::query("SELECT name FROM groups ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get("name"))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(g) = self.group(&n).await? {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE group_name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .get("n");
+        if used > 0 {
+            return Err(StoreError::GroupInUse(name.into(), format!("{used} device(s)")));
+        }
+        let children: i64 = sqlx::query("SELECT COUNT(*) AS n FROM groups WHERE parent = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .get("n");
+        if children > 0 {
+            return Err(StoreError::GroupInUse(name.into(), format!("{children} group(s)")));
+        }
+        let r = sqlx::query("DELETE FROM groups WHERE name = $1").bind(name).execute(&self.pool).await;
+        match r {
+            // A device or a group that started to use it since the counts above.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::GroupInUse(name.into(), "a device or group added meanwhile".into()))
+            }
+            r => Ok(r?.rows_affected() > 0),
+        }
+    }
+
+    async fn device_by_path_token(&self, token: &str) -> Result<Option<(Device, bool)>, StoreError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE path_token = $1 OR prev_path_token = $1 LIMIT 1"
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let d = self.with_params(&row).await?;
+        let previous = d.secrets.path_token != token;
+        Ok(Some((d, previous)))
+    }
+
+    async fn forget_previous_secrets(&self, mac: &Mac) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET prev_aes_key = NULL, prev_ikm = NULL, prev_path_token = NULL \
+             WHERE mac = $1 AND prev_path_token IS NOT NULL",
+        )
+        .bind(mac.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn arm(&self, mac: &Mac) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO armed (mac, since) SELECT mac, $1 FROM devices WHERE mac = $2 \
+             ON CONFLICT (mac) DO UPDATE SET since = excluded.since",
+        )
+        .bind(now())
+        .bind(mac.as_str())
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(mac.clone()));
+        }
+        Ok(())
+    }
+
+    async fn take_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        // One statement: of two requests at once, on any nodes, exactly one deletes the row.
+        let r = sqlx::query("DELETE FROM armed WHERE mac = $1").bind(mac.as_str()).execute(&self.pool).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM armed WHERE mac = $1").bind(mac.as_str()).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
+    }
+
+    async fn set_phone_certificate(&self, mac: &Mac, der: Option<&[u8]>) -> Result<(), StoreError> {
+        match der {
+            Some(d) => {
+                let r = sqlx::query(
+                    "INSERT INTO phone_certificates (mac, der) VALUES ($1, $2) \
+                     ON CONFLICT (mac) DO UPDATE SET der = excluded.der",
+                )
+                .bind(mac.as_str())
+                .bind(d)
+                .execute(&self.pool)
+                .await;
+                match r {
+                    Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                        return Err(StoreError::NoDevice(mac.clone()));
+                    }
+                    r => {
+                        r?;
+                    }
+                }
+            }
+            None => {
+                if self.device(mac).await?.is_none() {
+                    return Err(StoreError::NoDevice(mac.clone()));
+                }
+                sqlx::query("DELETE FROM phone_certificates WHERE mac = $1")
+                    .bind(mac.as_str())
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT der FROM phone_certificates WHERE mac = $1")
+            .bind(mac.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>("der")))
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?.get("value"))
+    }
+}

@@ -1,0 +1,272 @@
+//! The journal of a PostgreSQL inventory: device state, events, reports **and the audit trail** in the database,
+//! so `provisor device show` and `device log` on any node see what every node served. One transaction per batch,
+//! each kind of row in one statement (arrays through `UNNEST`); retention as the embedded journal's, plus the audit
+//! rows older than `keep_days`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::Row;
+use tokio::sync::Mutex;
+
+use super::batch::Written;
+use super::{AuditEntry, DeviceStatus, Event, Journal, Seen};
+use crate::config::JournalConfig;
+use crate::inventory::{Mac, PostgresStore, StoreError};
+
+/// The PostgreSQL journal (a [`Journal`]).
+pub struct PostgresJournal {
+    store: PostgresStore,
+    retention: JournalConfig,
+    node: String,
+    state: Mutex<WriterState>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    written: HashMap<Mac, Written>,
+    touched: BTreeSet<Mac>,
+    rounds: u64,
+}
+
+impl PostgresJournal {
+    /// Writes into `store` as `node` (the name the audit rows carry), keeping rows as `retention` says.
+    pub fn new(store: PostgresStore, retention: JournalConfig, node: String) -> PostgresJournal {
+        PostgresJournal { store, retention, node, state: Mutex::new(WriterState::default()) }
+    }
+}
+
+impl Journal for PostgresJournal {
+    async fn record_batch(&self, batch: &[AuditEntry]) {
+        let mut state = self.state.lock().await;
+        // A database that is down loses this batch's state rows, never a request: the phone was answered already,
+        // and the next batch writes its state again (`written` is reset so nothing is thought written).
+        if let Err(e) = write_batch(&self.store, &self.node, batch, &mut state.written).await {
+            state.written.clear();
+            tracing::error!("journal (PostgreSQL): {e}");
+        }
+        state
+            .touched
+            .extend(batch.iter().filter(|e| e.event.is_some() || e.report.is_some()).filter_map(|e| e.device.clone()));
+    }
+
+    async fn maintain(&self, now_ms: i64) {
+        let (devices, by_age) = {
+            let mut state = self.state.lock().await;
+            let by_age = state.rounds.is_multiple_of(60);
+            state.rounds += 1;
+            (std::mem::take(&mut state.touched).into_iter().collect::<Vec<Mac>>(), by_age)
+        };
+        let pruned = async {
+            let old = if by_age { prune_old(&self.store, self.retention.keep_days, now_ms).await? } else { 0 };
+            Ok::<u64, sqlx::Error>(old + trim_devices(&self.store, &devices, self.retention.max_rows_per_device).await?)
+        };
+        match pruned.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("journal: {n} old rows deleted"),
+            Err(e) => tracing::error!("journal retention: {e}"),
+        }
+    }
+}
+
+async fn write_batch(
+    store: &PostgresStore,
+    node: &str,
+    batch: &[AuditEntry],
+    written: &mut HashMap<Mac, Written>,
+) -> Result<(), sqlx::Error> {
+    let plan = super::batch::plan(batch, written, store.at_rest());
+    let mut tx = store.pool().begin().await?;
+    let audit: Vec<&AuditEntry> = batch.iter().filter(|e| e.method != "LOG").collect();
+    if !audit.is_empty() {
+        let at: Vec<i64> = audit.iter().map(|e| e.at_ms).collect();
+        let mac: Vec<Option<&str>> = audit.iter().map(|e| e.device.as_ref().map(Mac::as_str)).collect();
+        let line: Vec<String> = audit.iter().map(|e| super::audit_line(e)).collect();
+        sqlx::query("INSERT INTO audit (at, mac, node, line) SELECT a, m, $4, l FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(a, m, l)")
+            .bind(&at)
+            .bind(&mac)
+            .bind(&line)
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !plan.seen.is_empty() {
+        let mac: Vec<&str> = plan.seen.iter().map(|s| s.mac.as_str()).collect();
+        let at: Vec<i64> = plan.seen.iter().map(|s| s.at_ms).collect();
+        let address: Vec<&str> = plan.seen.iter().map(|s| s.address).collect();
+        let ua: Vec<Option<&str>> = plan.seen.iter().map(|s| s.user_agent).collect();
+        let fw: Vec<Option<&str>> = plan.seen.iter().map(|s| s.firmware).collect();
+        sqlx::query(
+            "INSERT INTO device_state AS d (mac, last_seen, last_address, user_agent, firmware) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT (mac) DO UPDATE SET last_seen = GREATEST(d.last_seen, excluded.last_seen), \
+             last_address = excluded.last_address, user_agent = coalesce(excluded.user_agent, d.user_agent), \
+             firmware = coalesce(excluded.firmware, d.firmware)",
+        )
+        .bind(&mac)
+        .bind(&at)
+        .bind(&address)
+        .bind(&ua)
+        .bind(&fw)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !plan.served.is_empty() {
+        let mac: Vec<&str> = plan.served.iter().map(|s| s.mac.as_str()).collect();
+        let file: Vec<&str> = plan.served.iter().map(|s| s.file).collect();
+        let proto: Vec<&str> = plan.served.iter().map(|s| s.protocol).collect();
+        let hash: Vec<&str> = plan.served.iter().map(|s| s.hash).collect();
+        let at: Vec<i64> = plan.served.iter().map(|s| s.at_ms).collect();
+        let params: Vec<Option<&str>> = plan.served.iter().map(|s| s.params.as_deref()).collect();
+        sqlx::query(
+            "UPDATE device_state AS d SET served_file = u.f, served_proto = u.p, served_hash = u.h, served_at = u.a, \
+             served_params = coalesce(u.j, d.served_params) \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(m, f, p, h, a, j) \
+             WHERE d.mac = u.m",
+        )
+        .bind(&mac)
+        .bind(&file)
+        .bind(&proto)
+        .bind(&hash)
+        .bind(&at)
+        .bind(&params)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !plan.events.is_empty() {
+        let mac: Vec<&str> = plan.events.iter().map(|e| e.0.as_str()).collect();
+        let at: Vec<i64> = plan.events.iter().map(|e| e.1).collect();
+        let kind: Vec<&str> = plan.events.iter().map(|e| e.2).collect();
+        let text: Vec<&str> = plan.events.iter().map(|e| e.3).collect();
+        sqlx::query(
+            "INSERT INTO device_events (mac, at, kind, text) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[])",
+        )
+        .bind(&mac)
+        .bind(&at)
+        .bind(&kind)
+        .bind(&text)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for r in &plan.reports {
+        sqlx::query("INSERT INTO reports (mac, at, name, body) VALUES ($1, $2, $3, $4)")
+            .bind(r.mac.as_str())
+            .bind(r.at_ms)
+            .bind(r.name)
+            .bind(r.body.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE device_state SET report_at = $1, \
+             report_params = (COALESCE(report_params, '{}')::jsonb || $2::jsonb)::text WHERE mac = $3",
+        )
+        .bind(r.at_ms)
+        .bind(&r.params)
+        .bind(r.mac.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Deletes events, reports and audit rows older than `keep_days` (0: none); returns how many rows went.
+pub async fn prune_old(store: &PostgresStore, keep_days: u32, now_ms: i64) -> Result<u64, sqlx::Error> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let before = now_ms - i64::from(keep_days) * 86_400_000;
+    let mut deleted = 0;
+    for sql in
+        ["DELETE FROM device_events WHERE at < $1", "DELETE FROM reports WHERE at < $1", "DELETE FROM audit WHERE at < $1"]
+    {
+        deleted += sqlx::query(sql).bind(before).execute(store.pool()).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// Keeps the newest `max_rows` events and reports of each of `devices` (0: no limit).
+pub async fn trim_devices(store: &PostgresStore, devices: &[Mac], max_rows: u32) -> Result<u64, sqlx::Error> {
+    const TRIM: [&str; 2] = [
+        "DELETE FROM device_events WHERE mac = $1 AND id < \
+         (SELECT id FROM device_events WHERE mac = $1 ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)",
+        "DELETE FROM reports WHERE mac = $1 AND id < \
+         (SELECT id FROM reports WHERE mac = $1 ORDER BY id DESC OFFSET $2 - 1 LIMIT 1)",
+    ];
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    for mac in devices {
+        for sql in TRIM {
+            let r = sqlx::query(sql).bind(mac.as_str()).bind(i64::from(max_rows)).execute(store.pool()).await?;
+            deleted += r.rows_affected();
+        }
+    }
+    Ok(deleted)
+}
+
+/// [`Seen`] for every device with state.
+pub async fn device_states(store: &PostgresStore) -> Result<HashMap<Mac, Seen>, StoreError> {
+    let rows =
+        sqlx::query("SELECT mac, last_seen, last_address, firmware FROM device_state").fetch_all(store.pool()).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
+            Some((
+                mac,
+                Seen {
+                    last_seen_ms: r.get("last_seen"),
+                    last_address: r.get("last_address"),
+                    firmware: r.get("firmware"),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The status of `mac`, with its `limit` most recent events.
+pub async fn device_status(store: &PostgresStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
+    let mut s = DeviceStatus::default();
+    if let Some(r) =
+        sqlx::query("SELECT * FROM device_state WHERE mac = $1").bind(mac.as_str()).fetch_optional(store.pool()).await?
+    {
+        s.last_seen_ms = r.get("last_seen");
+        s.last_address = r.get("last_address");
+        s.user_agent = r.get("user_agent");
+        s.firmware = r.get("firmware");
+        let file: Option<String> = r.get("served_file");
+        if let Some(file) = file {
+            s.served = Some((
+                file,
+                r.get::<Option<String>, _>("served_proto").unwrap_or_default(),
+                r.get::<Option<String>, _>("served_hash").unwrap_or_default(),
+                r.get::<Option<i64>, _>("served_at").unwrap_or_default(),
+            ));
+        }
+        s.report_ms = r.get("report_at");
+        if s.report_ms.is_some() {
+            s.drift = super::drift(r.get("served_params"), r.get("report_params"));
+        }
+    }
+    let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = $1 ORDER BY id DESC LIMIT $2")
+        .bind(mac.as_str())
+        .bind(limit)
+        .fetch_all(store.pool())
+        .await?;
+    s.events = rows.iter().map(|r| Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }).collect();
+    Ok(s)
+}
+
+/// The last `limit` audit lines (oldest first), optionally of one device, from every node.
+pub async fn audit_entries(store: &PostgresStore, device: Option<&Mac>, limit: i64) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT line FROM (SELECT id, line FROM audit WHERE ($1::text IS NULL OR mac = $1) ORDER BY id DESC LIMIT $2) \
+         t ORDER BY id",
+    )
+    .bind(device.map(Mac::as_str))
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.iter().map(|r| r.get("line")).collect())
+}
