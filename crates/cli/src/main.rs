@@ -2,6 +2,7 @@
 
 mod cert_cmd;
 mod chart;
+mod db_cmd;
 mod device_cmd;
 mod doctor_cmd;
 mod files;
@@ -81,6 +82,20 @@ enum Command {
         /// The directory (created if missing).
         dir: std::path::PathBuf,
     },
+    /// The inventory's database: status, migrate, and copy between SQLite and PostgreSQL.
+    Db {
+        #[command(flatten)]
+        site: site::SiteArgs,
+        #[command(subcommand)]
+        command: db_cmd::DbCommand,
+    },
+    /// The site master key that seals every per-device key and password at rest: init, rotate-master.
+    Secrets {
+        #[command(flatten)]
+        site: site::SiteArgs,
+        #[command(subcommand)]
+        command: db_cmd::SecretsCommand,
+    },
     /// Groups of devices sharing parameters (with inheritance; `defaults` and `model:<model>` apply automatically).
     Group {
         #[command(flatten)]
@@ -107,6 +122,8 @@ fn main() -> ExitCode {
         Command::Tftp(cmd) => tftp_cmd::run(cmd),
         Command::Device { site, command } => device_cmd::run_device(site, command),
         Command::Group { site, command } => device_cmd::run_group(site, command),
+        Command::Db { site, command } => db_cmd::run_db(site, command),
+        Command::Secrets { site, command } => db_cmd::run_secrets(site, command),
         Command::Serve(args) => serve_cmd::run_serve(args),
         Command::Phone(cmd) => phone_cmd::run(cmd),
         Command::Loadtest(args) => phone_cmd::run_load(args),

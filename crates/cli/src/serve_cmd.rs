@@ -369,7 +369,10 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
             eprintln!("kept     {}", key.display());
         } else {
             provisor_server::inventory::at_rest::SiteKey::create_file(key)?;
-            eprintln!("wrote    {} (the master key of the inventory's secrets: back it up apart from the data)", key.display());
+            eprintln!(
+                "wrote    {} (the master key of the inventory's secrets: back it up apart from the data)",
+                key.display()
+            );
         }
     }
     eprintln!("\nidentity: {}", loaded.provisioning.identity.as_str());

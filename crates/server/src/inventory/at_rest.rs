@@ -275,7 +275,13 @@ impl AtRest {
     }
 
     /// Re-seals a stored parameter from `self` to `to`: `None` when it is not a password (nothing to change).
-    pub fn reseal_param(&self, to: &AtRest, owner: &str, name: &str, stored: &str) -> Result<Option<String>, StoreError> {
+    pub fn reseal_param(
+        &self,
+        to: &AtRest,
+        owner: &str,
+        name: &str,
+        stored: &str,
+    ) -> Result<Option<String>, StoreError> {
         if !is_password(name) {
             return Ok(None);
         }

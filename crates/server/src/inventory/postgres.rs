@@ -147,7 +147,8 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         let mut n = 0u64;
-        let rows = sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
+        let rows =
+            sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
         for r in &rows {
             let mac: String = r.get("mac");
             let col = |c: &str| device_context(&mac, c);
@@ -351,8 +352,13 @@ impl PostgresStore {
             prev_aes_key: r.get("prev_aes_key"),
             prev_ikm: r.get("prev_ikm"),
         };
-        let secrets =
-            self.at_rest.open_secrets(&mac, stored, r.get("aes_digest"), r.get("path_token"), r.get("prev_path_token"))?;
+        let secrets = self.at_rest.open_secrets(
+            &mac,
+            stored,
+            r.get("aes_digest"),
+            r.get("path_token"),
+            r.get("prev_path_token"),
+        )?;
         Ok(Device {
             mac: Mac(mac),
             model: r.get("model"),
@@ -367,7 +373,11 @@ impl PostgresStore {
     async fn with_params(&self, row: &PgRow) -> Result<Device, StoreError> {
         let mut d = self.device_from(row)?;
         d.params = self
-            .params("SELECT name, value FROM device_params WHERE mac = $1", &device_owner(d.mac.as_str()), d.mac.as_str())
+            .params(
+                "SELECT name, value FROM device_params WHERE mac = $1",
+                &device_owner(d.mac.as_str()),
+                d.mac.as_str(),
+            )
             .await?;
         Ok(d)
     }
@@ -610,8 +620,10 @@ impl Store for PostgresStore {
     }
 
     async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM armed WHERE mac = $1").bind(mac.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT 1 AS one FROM armed WHERE mac = $1")
+            .bind(mac.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 

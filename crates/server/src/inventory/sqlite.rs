@@ -121,7 +121,8 @@ impl SqliteStore {
         let to = &self.at_rest;
         let mut tx = self.pool.begin().await?;
         let mut n = 0u64;
-        let rows = sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
+        let rows =
+            sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
         for r in &rows {
             let mac: String = r.get("mac");
             let col = |c: &str| device_context(&mac, c);
@@ -155,19 +156,17 @@ impl SqliteStore {
             for r in &rows {
                 let (k, name): (String, String) = (r.get("k"), r.get("name"));
                 if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
-                    sqlx::query(update)
-                        .bind(v)
-                        .bind(&k)
-                        .bind(&name)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(update).bind(v).bind(&k).bind(&name).execute(&mut *tx).await?;
                     n += 1;
                 }
             }
         }
         sqlx::query("DELETE FROM secrets_key").execute(&mut *tx).await?;
         if let Some(check) = to.check_value() {
-            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, ?)").bind(check).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, ?)")
+                .bind(check)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         // The old forms go from the WAL too.
@@ -271,8 +270,13 @@ impl SqliteStore {
             prev_aes_key: r.get("prev_aes_key"),
             prev_ikm: r.get("prev_ikm"),
         };
-        let secrets =
-            self.at_rest.open_secrets(&mac, stored, r.get("aes_digest"), r.get("path_token"), r.get("prev_path_token"))?;
+        let secrets = self.at_rest.open_secrets(
+            &mac,
+            stored,
+            r.get("aes_digest"),
+            r.get("path_token"),
+            r.get("prev_path_token"),
+        )?;
         Ok(Device {
             mac: Mac(mac),
             model: r.get("model"),
@@ -448,7 +452,11 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let mut d = self.device_from(&row)?;
         d.params = self
-            .params("SELECT name, value FROM device_params WHERE mac = ?", &device_owner(d.mac.as_str()), d.mac.as_str())
+            .params(
+                "SELECT name, value FROM device_params WHERE mac = ?",
+                &device_owner(d.mac.as_str()),
+                d.mac.as_str(),
+            )
             .await?;
         let previous = d.secrets.path_token != token;
         Ok(Some((d, previous)))

@@ -120,7 +120,9 @@ impl Journal for Queue {
 }
 
 /// [`Seen`] for every device with state, from whichever store the site uses (none in memory).
-pub async fn states(store: &crate::inventory::AnyStore) -> Result<std::collections::HashMap<Mac, Seen>, crate::inventory::StoreError> {
+pub async fn states(
+    store: &crate::inventory::AnyStore,
+) -> Result<std::collections::HashMap<Mac, Seen>, crate::inventory::StoreError> {
     use crate::inventory::AnyStore;
     match store {
         AnyStore::Sqlite(s) => sqlite::device_states(s).await,
@@ -154,7 +156,9 @@ pub async fn audit(
     use crate::inventory::{AnyStore, StoreError};
     match store {
         AnyStore::Postgres(s) => postgres::audit_entries(s, mac, limit as i64).await,
-        _ => audit_entries(&data_dir.join("audit.log"), mac, limit).map_err(|e| StoreError::Database(sqlx::Error::Io(e))),
+        _ => {
+            audit_entries(&data_dir.join("audit.log"), mac, limit).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+        }
     }
 }
 

@@ -176,9 +176,11 @@ pub async fn prune_old(store: &PostgresStore, keep_days: u32, now_ms: i64) -> Re
     }
     let before = now_ms - i64::from(keep_days) * 86_400_000;
     let mut deleted = 0;
-    for sql in
-        ["DELETE FROM device_events WHERE at < $1", "DELETE FROM reports WHERE at < $1", "DELETE FROM audit WHERE at < $1"]
-    {
+    for sql in [
+        "DELETE FROM device_events WHERE at < $1",
+        "DELETE FROM reports WHERE at < $1",
+        "DELETE FROM audit WHERE at < $1",
+    ] {
         deleted += sqlx::query(sql).bind(before).execute(store.pool()).await?.rows_affected();
     }
     Ok(deleted)

@@ -122,7 +122,15 @@ impl Cluster {
         let name = format!("provisor_test_{n}");
         let psql = self.bin.join("psql");
         let out = Command::new(&psql)
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url("postgres"), "-c", &format!("CREATE DATABASE {name}")])
+            .args([
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url("postgres"),
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));

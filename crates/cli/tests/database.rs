@@ -1,0 +1,108 @@
+//! The move from the embedded default to PostgreSQL, end to end with the `provisor` binary and a real PostgreSQL
+//! server: `init` writes the master key, the SQLite inventory holds no secret in clear, `db copy` moves it (again
+//! without duplicates), every command then talks to PostgreSQL through the configuration or
+//! `PROVISOR_DATABASE_URL`, `db status` and `db migrate`, and `secrets rotate-master`.
+
+#[path = "../../server/tests/common/postgres.rs"]
+mod postgres;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn provisor(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provisor"));
+    c.args(args).env("PROVISOR_CONFIG", config).env_remove("PROVISOR_DATA_DIR").env_remove("PROVISOR_DATABASE_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().expect("run provisor")
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn fail(o: Output) -> String {
+    assert!(!o.status.success(), "should fail: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
+    let Some(cluster) = postgres::Cluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["init", site.to_str().unwrap(), "--identity", "mac"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    ok(out);
+    let config = site.join("provisor.toml");
+    let key = site.join("secrets.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "the master key is private");
+    ok(provisor(&config, &[], &["device", "import", site.join("devices.csv").to_str().unwrap()]));
+    ok(provisor(&config, &[], &["group", "put", "defaults", "--param", "Admin_Password=site-admin-Pa55"]));
+    let status = ok(provisor(&config, &[], &["db", "status"]));
+    assert!(
+        status.contains("SQLite") && status.contains("sealed at rest") && status.contains("devices     2"),
+        "{status}"
+    );
+    // The SQLite file holds no password.
+    let data = site.join("data");
+    let mut raw = std::fs::read(data.join("inventory.sqlite")).unwrap();
+    raw.extend(std::fs::read(data.join("inventory.sqlite-wal")).unwrap_or_default());
+    let raw = String::from_utf8_lossy(&raw);
+    for secret in ["change-me-201", "change-me-202", "site-admin-Pa55"] {
+        assert!(!raw.contains(secret), "{secret} in inventory.sqlite");
+    }
+    let shown = ok(provisor(&config, &[], &["device", "show", "000e08aabb01", "--json", "--secrets"]));
+
+    // The copy, twice: the second replaces, adds nothing.
+    let url = cluster.fresh_database();
+    let from = format!("sqlite:{}", data.display());
+    let first = ok(provisor(&config, &[], &["db", "copy", "--from", &from, "--to", &url]));
+    assert!(first.contains("copied 2 device(s) (2 new, 0 replaced), 1 group(s)"), "{first}");
+    let second = ok(provisor(&config, &[], &["db", "copy", "--from", &from, "--to", &url]));
+    assert!(second.contains("(0 new, 2 replaced)") && second.contains("the target has 2 device(s)"), "{second}");
+    let dump = cluster.dump(&url);
+    assert!(dump.contains("000e08aabb01"));
+    for secret in ["change-me-201", "change-me-202", "site-admin-Pa55"] {
+        assert!(!dump.contains(secret), "{secret} in the pg_dump");
+    }
+
+    // Every command now reaches PostgreSQL through PROVISOR_DATABASE_URL (or [inventory] url).
+    let pg = [("PROVISOR_DATABASE_URL", url.as_str())];
+    let list = ok(provisor(&config, &pg, &["device", "list"]));
+    assert!(list.contains("000e08aabb01") && list.contains("000e08aabb02"), "{list}");
+    assert_eq!(ok(provisor(&config, &pg, &["device", "show", "000e08aabb01", "--json", "--secrets"])), shown);
+    let status = ok(provisor(&config, &pg, &["db", "status"]));
+    assert!(status.contains("PostgreSQL") && status.contains("0 pending") && !status.contains(":***@"), "{status}");
+    ok(provisor(&config, &pg, &["db", "migrate"]));
+    ok(provisor(&config, &pg, &["device", "rm", "000e08aabb02"]));
+    assert_eq!(
+        ok(provisor(&config, &[], &["device", "list"])).matches("000e08aabb02").count(),
+        1,
+        "SQLite is untouched"
+    );
+
+    // A new master key: every secret re-sealed, the same values come back, the old key no longer opens it.
+    let rotated = ok(provisor(&config, &pg, &["secrets", "rotate-master"]));
+    assert!(rotated.contains("re-sealed"), "{rotated}");
+    assert!(site.join("secrets.key.old").exists());
+    assert_eq!(ok(provisor(&config, &pg, &["device", "show", "000e08aabb01", "--json", "--secrets"])), shown);
+    std::fs::copy(site.join("secrets.key.old"), &key).unwrap();
+    let refused = fail(provisor(&config, &pg, &["device", "list"]));
+    assert!(refused.contains("is not the one the inventory's secrets are sealed with"), "{refused}");
+}
+
+#[test]
+fn a_database_url_that_is_not_postgresql_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provisor.toml");
+    std::fs::write(&config, "[inventory]\nurl = \"mysql://db/provisor\"\n").unwrap();
+    let err = fail(provisor(&config, &[], &["device", "list"]));
+    assert!(err.contains("provisor.toml:2") && err.contains("[inventory] url"), "{err}");
+}
