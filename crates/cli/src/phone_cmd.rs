@@ -253,9 +253,10 @@ pub fn run(cmd: PhoneCommand) -> anyhow::Result<ExitCode> {
 /// `provisor loadtest`.
 #[derive(Args)]
 pub struct LoadArgs {
-    /// The TFTP server DHCP hands out (option 66/150): HOST or HOST:PORT.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    dhcp_tftp: String,
+    /// The TFTP server DHCP hands out (option 66/150): HOST or HOST:PORT. Several (comma-separated) spread the
+    /// phones across nodes: phone i gets the (i mod n)th.
+    #[arg(long, value_name = "HOST[:PORT]", value_delimiter = ',', required = true)]
+    dhcp_tftp: Vec<String>,
     /// How many phones.
     #[arg(long, default_value_t = 100)]
     phones: usize,

@@ -49,8 +49,9 @@ pub struct LoadTest {
     pub model: String,
     /// Their firmware.
     pub firmware: String,
-    /// The TFTP server DHCP hands out (`host[:port]`).
-    pub dhcp_tftp: String,
+    /// The TFTP servers DHCP hands out (`host[:port]`): phone `i` gets the `i mod n`th, which spreads the phones
+    /// across several nodes.
+    pub dhcp_tftp: Vec<String>,
     /// Boots are spread evenly over this window.
     pub boot_window: Duration,
     /// The stages every phone must complete (the last one reached means provisioned).
@@ -183,7 +184,8 @@ pub async fn run(t: &LoadTest, progress: impl Fn(usize, usize) + Send + Sync + '
     let n = t.phones.max(1) as f64;
     for (i, (device, transport)) in phones.into_iter().enumerate() {
         let (samples, results, counts, progress) = (samples.clone(), results.clone(), counts.clone(), progress.clone());
-        let (stages, dhcp, window, timeout) = (t.stages.clone(), t.dhcp_tftp.clone(), t.boot_window, t.phone_timeout);
+        let dhcp = t.dhcp_tftp.get(i % t.dhcp_tftp.len().max(1)).cloned().unwrap_or_default();
+        let (stages, window, timeout) = (t.stages.clone(), t.boot_window, t.phone_timeout);
         let enterprise = t.enterprise;
         tasks.spawn(async move {
             tokio::time::sleep(window.mul_f64(i as f64 / n)).await;

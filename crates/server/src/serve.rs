@@ -412,7 +412,8 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         }
         AnyStore::Postgres(s) => {
             let node = config.inventory.node.clone().unwrap_or_else(host_name);
-            Queue::start(PostgresJournal::new(s.clone(), config.journal.clone(), node))
+            let undelivered = AuditFile::new(config.data_dir.join("audit-undelivered.log"));
+            Queue::start(PostgresJournal::new(s.clone(), config.journal.clone(), node).with_undelivered(undelivered))
         }
         AnyStore::Memory(_) => Queue::start(MemoryJournal::new()),
     };
@@ -525,11 +526,28 @@ pub fn host_name() -> String {
 }
 
 /// Drops cached renderings when the inventory or the templates change, checking every 250 ms until `shutdown`.
+/// While the inventory cannot be read it backs off (doubling up to 5 s), says so once, and says when it is back.
 async fn watch(provisioner: Arc<Core>, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(250);
+    let mut down_since: Option<std::time::Instant> = None;
     loop {
-        provisioner.refresh().await;
+        match provisioner.try_refresh().await {
+            Ok(()) => {
+                if let Some(t) = down_since.take() {
+                    tracing::warn!("inventory reachable again after {:.1} s", t.elapsed().as_secs_f64());
+                }
+                delay = Duration::from_millis(250);
+            }
+            Err(e) => {
+                if down_since.is_none() {
+                    tracing::error!("inventory: {e}; phones get 503 until it is back (retrying with back-off)");
+                    down_since = Some(std::time::Instant::now());
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => return,
         }
     }

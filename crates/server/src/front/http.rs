@@ -422,6 +422,9 @@ async fn handle<S: Store + 'static, J: Journal>(
     if response.status == 429 {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     }
+    if response.status == 503 {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    }
     with_length(r)
 }
 

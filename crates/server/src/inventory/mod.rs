@@ -265,6 +265,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, every connection busy): worth a retry, unlike
+    /// an error in what was asked.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+            )
+        ) || matches!(self, StoreError::Database(sqlx::Error::Database(e))
+            if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    }
+}
+
 /// Where devices and groups are kept.
 pub trait Store: Send + Sync {
     /// Adds a device; fails if its MAC exists.

@@ -19,7 +19,12 @@ pub struct PostgresJournal {
     retention: JournalConfig,
     node: String,
     state: Mutex<WriterState>,
+    undelivered: Option<super::AuditFile>,
 }
+
+/// How long a batch is retried while the database is unreachable (a restart, a fail-over) before its audit lines go
+/// to the node's `audit-undelivered.log` instead.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Default)]
 struct WriterState {
@@ -31,18 +36,41 @@ struct WriterState {
 impl PostgresJournal {
     /// Writes into `store` as `node` (the name the audit rows carry), keeping rows as `retention` says.
     pub fn new(store: PostgresStore, retention: JournalConfig, node: String) -> PostgresJournal {
-        PostgresJournal { store, retention, node, state: Mutex::new(WriterState::default()) }
+        PostgresJournal { store, retention, node, state: Mutex::new(WriterState::default()), undelivered: None }
+    }
+
+    /// Where audit lines go that the database could not take within 30 s (JSON lines, as `audit.log`).
+    pub fn with_undelivered(mut self, file: super::AuditFile) -> PostgresJournal {
+        self.undelivered = Some(file);
+        self
     }
 }
 
 impl Journal for PostgresJournal {
     async fn record_batch(&self, batch: &[AuditEntry]) {
         let mut state = self.state.lock().await;
-        // A database that is down loses this batch's state rows, never a request: the phone was answered already,
-        // and the next batch writes its state again (`written` is reset so nothing is thought written).
-        if let Err(e) = write_batch(&self.store, &self.node, batch, &mut state.written).await {
-            state.written.clear();
-            tracing::error!("journal (PostgreSQL): {e}");
+        // A database that is down delays the batch (retried with back-off; requests are answered meanwhile, the
+        // queue in front holds what comes in); after 30 s its audit lines go to the undelivered file.
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            match write_batch(&self.store, &self.node, batch, &mut state.written).await {
+                Ok(()) => break,
+                Err(e) => {
+                    // Nothing of a failed batch counts as written.
+                    state.written.clear();
+                    let unavailable = StoreError::Database(e).is_unavailable();
+                    if !unavailable || started.elapsed() >= RETRY_FOR {
+                        tracing::error!("journal (PostgreSQL): {} entries not written", batch.len());
+                        if let Some(f) = &self.undelivered {
+                            f.record_batch(batch).await;
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
         }
         state
             .touched

@@ -139,13 +139,20 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         self.addresses.lock().ok()?.get(&ip).cloned()
     }
 
-    /// Drops cached renderings if the inventory or the templates changed, and reloads changed templates.
+    /// Drops cached renderings if the inventory or the templates changed, and reloads changed templates (an
+    /// inventory that cannot be read is logged; [`Provisioner::try_refresh`] returns it instead).
     pub async fn refresh(&self) {
-        match self.store.revision().await {
-            Ok(r) => {
-                self.cache.at_revision(r);
-            }
-            Err(e) => tracing::error!("inventory revision: {e}"),
+        if let Err(e) = self.try_refresh().await {
+            tracing::error!("inventory revision: {e}");
+        }
+    }
+
+    /// [`Provisioner::refresh`], returning the error when the inventory's revision could not be read (the server's
+    /// watcher backs off and logs once).
+    pub async fn try_refresh(&self) -> Result<(), crate::inventory::StoreError> {
+        let revision = self.store.revision().await;
+        if let Ok(r) = &revision {
+            self.cache.at_revision(*r);
         }
         if self.cache.templates_changed(self.content.templates_stamp()) {
             let loaded = self.content.templates().map(Arc::new).map_err(|e| e.to_string());
@@ -156,6 +163,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             *self.templates.write().unwrap_or_else(|p| p.into_inner()) = loaded;
             self.cache.clear();
         }
+        revision.map(|_| ())
     }
 
     /// Sets the CA certificate (PEM) served at `/ca.pem` for `Custom_CA_Rule`; `None` when phones already trust the

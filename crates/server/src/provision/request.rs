@@ -271,6 +271,10 @@ pub enum ProvisionError {
     /// The inventory failed (500).
     #[error("inventory: {0}")]
     Inventory(String),
+    /// The inventory's database cannot be reached (503, `Retry-After`): the phone retries, and is never given a
+    /// wrong or empty profile meanwhile.
+    #[error("inventory unavailable: {0}")]
+    Unavailable(String),
     /// An unknown device could not be enrolled (500).
     #[error("enrolling {0}: {1}")]
     Enrol(Mac, String),
@@ -278,7 +282,11 @@ pub enum ProvisionError {
 
 impl From<crate::inventory::StoreError> for ProvisionError {
     fn from(e: crate::inventory::StoreError) -> ProvisionError {
-        ProvisionError::Inventory(e.to_string())
+        if e.is_unavailable() {
+            ProvisionError::Unavailable(e.to_string())
+        } else {
+            ProvisionError::Inventory(e.to_string())
+        }
     }
 }
 
@@ -296,6 +304,7 @@ impl ProvisionError {
             ReportTooLarge => 413,
             BadReport { .. } => 400,
             Templates(_) | Render(_) | Inventory(_) | Enrol(..) => 500,
+            Unavailable(_) => 503,
         }
     }
 
@@ -306,7 +315,7 @@ impl ProvisionError {
             404 => ErrorCode::FileNotFound,
             413 => ErrorCode::DiskFull,
             405 => ErrorCode::IllegalOperation,
-            500 => ErrorCode::NotDefined,
+            500 | 503 => ErrorCode::NotDefined,
             _ => ErrorCode::AccessViolation,
         }
     }
@@ -317,6 +326,7 @@ impl ProvisionError {
             ProvisionError::OtherDevice { .. } => "forbidden: the client certificate names another device".into(),
             // One answer for every kind of "not found", so a client cannot tell which it met.
             e if e.http_status() == 404 => "not found".into(),
+            ProvisionError::Unavailable(_) => "temporarily unavailable: retry later".into(),
             e => e.to_string(),
         }
     }
