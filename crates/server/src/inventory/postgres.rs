@@ -324,7 +324,7 @@ impl PostgresStore {
             if data.is_empty() {
                 continue;
             }
-            let mut copy = (&mut **tx).copy_in_raw(statement).await?;
+            let mut copy = tx.copy_in_raw(statement).await?;
             let sent = match copy.send(data).await {
                 Ok(_) => copy.finish().await,
                 Err(e) => Err(e),
