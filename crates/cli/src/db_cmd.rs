@@ -249,6 +249,15 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
             target.set_phone_certificate(&d.mac, cert.as_deref()).await?;
         }
     }
+    // The journal: device state, events, reports and the audit trail (an embedded store's audit.log included).
+    let audit_log = match from {
+        Named::Sqlite(dir) => Some(dir.join("audit.log")),
+        Named::Postgres(_) => None,
+    };
+    let node = format!("{}:audit.log", provisor_server::serve::host_name());
+    let journal = provisor_server::journal::copy::read_journal(&source, audit_log.as_deref(), &node).await?;
+    let written = provisor_server::journal::copy::write_journal(&target, &journal).await?;
+    let (states, events, reports, audit) = journal.counts();
     // Check: every source device is at the target, equal in every field and secret.
     let copied: std::collections::HashMap<_, _> =
         target.devices().await?.into_iter().map(|d| (d.mac.clone(), d)).collect();
@@ -263,6 +272,15 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
         add.len(),
         update.len(),
         copied.len()
+    );
+    eprintln!(
+        "journal: {states} device state(s), {events} event(s), {reports} report(s), {audit} audit line(s) read; \
+         {written} row(s) written (rows already there are not added again{})",
+        if matches!(to, Named::Sqlite(_)) && audit > 0 {
+            "; an embedded target keeps its audit trail in audit.log, not copied"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

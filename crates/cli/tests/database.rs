@@ -3,6 +3,7 @@
 //! without duplicates), every command then talks to PostgreSQL through the configuration or
 //! `PROVISOR_DATABASE_URL`, `db status` and `db migrate`, and `secrets rotate-master`.
 
+mod common;
 #[path = "../../server/tests/common/postgres.rs"]
 mod postgres;
 
@@ -58,7 +59,21 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
     for secret in ["change-me-201", "change-me-202", "site-admin-Pa55"] {
         assert!(!raw.contains(secret), "{secret} in inventory.sqlite");
     }
+    // A fetch served from the SQLite site, for the journal to move too (stopped with SIGTERM: the journal flushes).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut rig = text.clone();
+    for port in ["8080", "8443", "6969", "5514", "9180"] {
+        rig = rig.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:0");
+    }
+    let mut server = common::serve::Server::start_with(&site, &rig);
+    assert_eq!(server.get("/000e08aabb01.xml").0, 200);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    server.child.wait().unwrap();
+    std::fs::write(&config, &text).unwrap();
     let shown = ok(provisor(&config, &[], &["device", "show", "000e08aabb01", "--json", "--secrets"]));
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert!(v["status"]["last_seen_ms"].is_i64() && v["status"]["served"].is_array(), "{shown}");
 
     // The copy, twice: the second replaces, adds nothing.
     let url = cluster.fresh_database();
@@ -67,6 +82,8 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
     assert!(first.contains("copied 2 device(s) (2 new, 0 replaced), 1 group(s)"), "{first}");
     let second = ok(provisor(&config, &[], &["db", "copy", "--from", &from, "--to", &url]));
     assert!(second.contains("(0 new, 2 replaced)") && second.contains("the target has 2 device(s)"), "{second}");
+    assert!(first.contains("1 audit line(s) read") && !first.contains(" 0 row(s) written"), "{first}");
+    assert!(second.contains(" 0 row(s) written"), "the second copy adds no journal row twice: {second}");
     let dump = cluster.dump(&url);
     assert!(dump.contains("000e08aabb01"));
     for secret in ["change-me-201", "change-me-202", "site-admin-Pa55"] {
@@ -77,6 +94,8 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
     let pg = [("PROVISOR_DATABASE_URL", url.as_str())];
     let list = ok(provisor(&config, &pg, &["device", "list"]));
     assert!(list.contains("000e08aabb01") && list.contains("000e08aabb02"), "{list}");
+    let audit = ok(provisor(&config, &pg, &["device", "audit", "000e08aabb01"]));
+    assert!(audit.contains("000e08aabb01.xml"), "the audit trail moved: {audit}");
     assert_eq!(ok(provisor(&config, &pg, &["device", "show", "000e08aabb01", "--json", "--secrets"])), shown);
     let status = ok(provisor(&config, &pg, &["db", "status"]));
     assert!(status.contains("PostgreSQL") && status.contains("0 pending") && !status.contains(":***@"), "{status}");

@@ -21,6 +21,7 @@ use crate::inventory::at_rest::AtRest;
 
 mod audit_file;
 mod batch;
+pub mod copy;
 mod postgres;
 mod sqlite;
 
