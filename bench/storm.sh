@@ -94,6 +94,10 @@ for i in "${!pids[@]}"; do
   rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[$i]}/status")
   echo "node$((i + 1)) peak RSS: $((rss / 1024)) MB"
 done
+if [ "$DATABASE" = postgres ]; then
+  sleep 2 # the journals' last batches
+  "$PG_BIN/psql" -tA -d "$PG_URL" -c "SELECT 'requests recorded by ' || node || ': ' || count(*) FROM audit GROUP BY node ORDER BY node"
+fi
 mkdir -p bench/out
 cp "$dir/storm.svg" "bench/out/storm-$DATABASE-$NODES.svg"
 echo "loadtest wall time including certificate generation: $(echo "$end - $start" | bc -l | xargs printf '%.1f') s"

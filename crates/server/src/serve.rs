@@ -126,7 +126,7 @@ impl Running {
         let mut new_https = new.https.clone();
         (old_https.cert, old_https.key, old_https.client_ca) = (None, None, Vec::new());
         (new_https.cert, new_https.key, new_https.client_ca) = (None, None, Vec::new());
-        let sections: [(&str, bool); 13] = [
+        let sections: [(&str, bool); 14] = [
             ("[enterprise]", differs(&new.enterprise, &current.enterprise)),
             (
                 "data_dir",
@@ -143,6 +143,7 @@ impl Running {
             ("[provisioning]", differs(&new.provisioning, &current.provisioning)),
             ("[limits]", differs(&new.limits, &current.limits)),
             ("[journal]", differs(&new.journal, &current.journal)),
+            ("[inventory]", differs(&new.inventory, &current.inventory)),
         ];
         for (name, changed) in sections {
             if changed {

@@ -106,13 +106,18 @@ impl SiteKey {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        SiteKey::parse(&text).map_err(err)
+    }
+
+    /// A key file's text: 64 hex digits, surrounding white space ignored.
+    pub fn parse(text: &str) -> Result<SiteKey, String> {
         let t = text.trim();
         if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err("expected 64 hex digits (a 256-bit key, as `provisor secrets init` writes)".into()));
+            return Err("expected 64 hex digits (a 256-bit key, as `provisor secrets init` writes)".into());
         }
         let mut key = [0u8; 32];
         for (i, k) in key.iter_mut().enumerate() {
-            *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| err(e.to_string()))?;
+            *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
         }
         Ok(SiteKey::from_bytes(key))
     }
