@@ -30,6 +30,9 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// An import of at least this many devices refreshes the planner's statistics.
+const ANALYZE_AFTER: usize = 1_000;
+
 /// Devices per `COPY` of a bulk import (the progress bar moves once per chunk).
 const IMPORT_CHUNK: usize = 5_000;
 
@@ -515,6 +518,11 @@ impl Store for PostgresStore {
             }
         }
         tx.commit().await?;
+        // Fresh statistics after a bulk change, so lookups plan index scans at once instead of after autovacuum
+        // gets to the tables (measured: until then the first fetches of a 1,000,000-device import queued for 40 s).
+        if add.len() + update.len() >= ANALYZE_AFTER {
+            sqlx::query("ANALYZE devices, device_params, armed").execute(&self.pool).await?;
+        }
         progress(add.len() + update.len());
         Ok(())
     }
@@ -657,10 +665,13 @@ impl Store for PostgresStore {
         if token.is_empty() {
             return Ok(None);
         }
+        // Two index lookups, whatever the statistics say (an `OR` across two columns can be planned as a scan).
         let row = sqlx::query(concat!(
-            "SELECT ",
+            "(SELECT ",
             device_columns!(),
-            " FROM devices WHERE path_token = $1 OR prev_path_token = $1 LIMIT 1"
+            " FROM devices WHERE path_token = $1) UNION ALL (SELECT ",
+            device_columns!(),
+            " FROM devices WHERE prev_path_token = $1) LIMIT 1"
         ))
         .bind(token)
         .fetch_optional(&self.pool)
