@@ -107,6 +107,15 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
         "SQLite is untouched"
     );
 
+    // And back: PostgreSQL to a new SQLite inventory, journal and all, sealed under the site's key.
+    let back = dir.path().join("back");
+    let to = format!("sqlite:{}", back.display());
+    let copied = ok(provisor(&config, &[], &["db", "copy", "--from", &url, "--to", &to]));
+    assert!(copied.contains("copied 1 device(s) (1 new, 0 replaced)"), "{copied}");
+    let data_dir = [("PROVISOR_DATA_DIR", back.to_str().unwrap())];
+    let there = ok(provisor(&config, &data_dir, &["device", "show", "000e08aabb01", "--json", "--secrets"]));
+    assert_eq!(there, shown, "the same device, secrets and journal state after the round trip");
+
     // A new master key: every secret re-sealed, the same values come back, the old key no longer opens it.
     let rotated = ok(provisor(&config, &pg, &["secrets", "rotate-master"]));
     assert!(rotated.contains("re-sealed"), "{rotated}");

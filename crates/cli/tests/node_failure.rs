@@ -123,6 +123,19 @@ fn a_node_killed_in_a_boot_storm_loses_nothing_committed_and_its_phones_complete
     let states: u64 =
         psql(&cluster, &url, "SELECT count(*) FROM device_state WHERE served_at IS NOT NULL").parse().unwrap();
     assert_eq!(states, PHONES as u64, "every phone's last fetch is recorded, whichever node served it");
+
+    // A change made anywhere reaches a running node's cache within a second (it reads the revision every 250 ms).
+    let token = psql(&cluster, &url, "SELECT path_token FROM devices ORDER BY mac LIMIT 1");
+    let path = format!("/profile/{token}/profile.cfg");
+    let before = b.get(&path);
+    assert_eq!(before.0, 200);
+    assert_eq!(b.get(&path).2, before.2, "cached: the same bytes");
+    ok(provisor_at(&config_b, &["group", "put", "defaults", "--param", "Primary_NTP_Server=ntp.example.net"]));
+    let changed_at = Instant::now();
+    while b.get(&path).2 == before.2 {
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "node B still serves the old profile after 1 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -142,6 +155,8 @@ fn phones_get_503_while_the_database_restarts_and_then_the_same_bytes() {
     }
     let tokens: Vec<String> =
         psql(&cluster, &url, "SELECT path_token FROM devices ORDER BY mac").lines().map(str::to_string).collect();
+    // Past the node's next revision check (every 250 ms), so what it caches now stays cached.
+    std::thread::sleep(Duration::from_secs(1));
     let fetch = |t: &str| server.get(&format!("/profile/{t}/profile.cfg"));
     // The first ten are fetched (and so cached) before the outage, the others only during it.
     let good: Vec<Vec<u8>> = tokens[..10]
@@ -169,6 +184,8 @@ fn phones_get_503_while_the_database_restarts_and_then_the_same_bytes() {
     // An unknown phone cannot be looked up either: an error, not the bootstrap profile for an unknown phone.
     let (status, _, _) = server.get("/0c0000000fff.xml");
     assert_eq!(status, 503);
+    // Down long enough for the node's watcher to notice (it checks every 250 ms, backing off while it fails).
+    std::thread::sleep(Duration::from_secs(2));
 
     cluster.start_again();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -190,8 +207,13 @@ fn phones_get_503_while_the_database_restarts_and_then_the_same_bytes() {
         assert_eq!(status, 200);
         assert_eq!(fetch(t).2, body, "and the ones refused during the outage are served now");
     }
+    // The watcher says once that the database went, and once that it is back (its back-off is at most 5 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log.lock().unwrap().contains("inventory reachable again") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = server.log.lock().unwrap().clone();
-    assert!(log.contains("phones get 503 until it is back"), "{log}");
+    assert_eq!(log.matches("phones get 503 until it is back").count(), 1, "{log}");
     assert!(log.contains("inventory reachable again"), "{log}");
     drop(macs);
 }

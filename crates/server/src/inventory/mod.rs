@@ -18,6 +18,8 @@ pub mod at_rest;
 pub mod csv;
 mod memory;
 pub mod parameter;
+#[macro_use]
+mod reseal;
 mod postgres;
 mod sqlite;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::at_rest::{AtRest, StoredSecrets, device_context, device_owner, group_owner};
+use super::at_rest::{AtRest, StoredSecrets, device_owner, group_owner};
 use super::{Device, Group, Mac, Store, StoreError};
 
 /// A PostgreSQL inventory.
@@ -143,60 +143,12 @@ impl PostgresStore {
     /// Re-seals every secret, in one transaction, from `from` to this store's own [`AtRest`], and records its key
     /// check (see [`super::SqliteStore::reseal`]).
     pub async fn reseal(&self, from: &AtRest) -> Result<u64, StoreError> {
-        let to = &self.at_rest;
         let mut tx = self.pool.begin().await?;
         // Another node must not write a secret under the old key while this runs.
         sqlx::query("LOCK TABLE devices, device_params, group_params IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        let mut n = 0u64;
-        let rows =
-            sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
-        for r in &rows {
-            let mac: String = r.get("mac");
-            let col = |c: &str| device_context(&mac, c);
-            let aes_key = from.reseal(to, &col("aes_key"), Some(r.get::<&str, _>("aes_key")))?;
-            let ikm = from.reseal(to, &col("ikm"), Some(r.get::<&str, _>("ikm")))?;
-            let prev_aes_key = from.reseal(to, &col("prev_aes_key"), r.get::<Option<&str>, _>("prev_aes_key"))?;
-            let prev_ikm = from.reseal(to, &col("prev_ikm"), r.get::<Option<&str>, _>("prev_ikm"))?;
-            sqlx::query("UPDATE devices SET aes_key = $1, ikm = $2, prev_aes_key = $3, prev_ikm = $4 WHERE mac = $5")
-                .bind(aes_key)
-                .bind(ikm)
-                .bind(prev_aes_key)
-                .bind(prev_ikm)
-                .bind(&mac)
-                .execute(&mut *tx)
-                .await?;
-            n += 1;
-        }
-        for (select, update, owner) in [
-            (
-                "SELECT mac AS k, name, value FROM device_params",
-                "UPDATE device_params SET value = $1 WHERE mac = $2 AND name = $3",
-                device_owner as fn(&str) -> String,
-            ),
-            (
-                "SELECT group_name AS k, name, value FROM group_params",
-                "UPDATE group_params SET value = $1 WHERE group_name = $2 AND name = $3",
-                group_owner as fn(&str) -> String,
-            ),
-        ] {
-            let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
-            for r in &rows {
-                let (k, name): (String, String) = (r.get("k"), r.get("name"));
-                if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
-                    sqlx::query(update).bind(v).bind(&k).bind(&name).execute(&mut *tx).await?;
-                    n += 1;
-                }
-            }
-        }
-        sqlx::query("DELETE FROM secrets_key").execute(&mut *tx).await?;
-        if let Some(check) = to.check_value() {
-            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, $1)")
-                .bind(check)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let n = reseal_all!(tx, from, &self.at_rest);
         tx.commit().await?;
         Ok(n)
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::at_rest::{AtRest, StoredSecrets, device_context, device_owner, group_owner};
+use super::at_rest::{AtRest, StoredSecrets, device_owner, group_owner};
 use super::{Device, Group, Mac, Store, StoreError};
 
 /// The embedded store: one SQLite file in the data directory.
@@ -121,56 +121,8 @@ impl SqliteStore {
     /// Re-seals every secret, in one transaction, from `from` (how they are stored now) to this store's own
     /// [`AtRest`], and records its key check. Used to seal an inventory in clear and to rotate the master key.
     pub async fn reseal(&self, from: &AtRest) -> Result<u64, StoreError> {
-        let to = &self.at_rest;
         let mut tx = self.pool.begin().await?;
-        let mut n = 0u64;
-        let rows =
-            sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *tx).await?;
-        for r in &rows {
-            let mac: String = r.get("mac");
-            let col = |c: &str| device_context(&mac, c);
-            let aes_key = from.reseal(to, &col("aes_key"), Some(r.get::<&str, _>("aes_key")))?;
-            let ikm = from.reseal(to, &col("ikm"), Some(r.get::<&str, _>("ikm")))?;
-            let prev_aes_key = from.reseal(to, &col("prev_aes_key"), r.get::<Option<&str>, _>("prev_aes_key"))?;
-            let prev_ikm = from.reseal(to, &col("prev_ikm"), r.get::<Option<&str>, _>("prev_ikm"))?;
-            sqlx::query("UPDATE devices SET aes_key = ?, ikm = ?, prev_aes_key = ?, prev_ikm = ? WHERE mac = ?")
-                .bind(aes_key)
-                .bind(ikm)
-                .bind(prev_aes_key)
-                .bind(prev_ikm)
-                .bind(&mac)
-                .execute(&mut *tx)
-                .await?;
-            n += 1;
-        }
-        for (select, update, owner) in [
-            (
-                "SELECT mac AS k, name, value FROM device_params",
-                "UPDATE device_params SET value = ? WHERE mac = ? AND name = ?",
-                device_owner as fn(&str) -> String,
-            ),
-            (
-                "SELECT group_name AS k, name, value FROM group_params",
-                "UPDATE group_params SET value = ? WHERE group_name = ? AND name = ?",
-                group_owner as fn(&str) -> String,
-            ),
-        ] {
-            let rows = sqlx::query(select).fetch_all(&mut *tx).await?;
-            for r in &rows {
-                let (k, name): (String, String) = (r.get("k"), r.get("name"));
-                if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
-                    sqlx::query(update).bind(v).bind(&k).bind(&name).execute(&mut *tx).await?;
-                    n += 1;
-                }
-            }
-        }
-        sqlx::query("DELETE FROM secrets_key").execute(&mut *tx).await?;
-        if let Some(check) = to.check_value() {
-            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, ?)")
-                .bind(check)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let n = reseal_all!(tx, from, &self.at_rest);
         tx.commit().await?;
         // The old forms go from the WAL too.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
