@@ -19,7 +19,7 @@ pub mod csv;
 mod memory;
 pub mod parameter;
 #[macro_use]
-mod reseal;
+mod shared_sql;
 mod postgres;
 mod sqlite;
 

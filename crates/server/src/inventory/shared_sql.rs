@@ -1,0 +1,283 @@
+//! The statements SQLite and PostgreSQL share (both take `$N` parameters): most of the [`super::Store`] methods and
+//! the re-sealing of secrets, as macros expanded in each store, so the two stores differ only where the databases do
+//! (bulk inserts, group parameters, locking).
+
+/// Re-seals, through transaction `$tx`, every device secret and password parameter from `$from` to `$to`, and records
+/// `$to`'s key check; evaluates to the number of rows changed.
+macro_rules! reseal_all {
+    ($tx:ident, $from:expr, $to:expr) => {{
+        use sqlx::Row as _;
+        use $crate::inventory::at_rest::{device_context, device_owner, group_owner};
+        let (from, to) = ($from, $to);
+        let mut n = 0u64;
+        let rows =
+            sqlx::query("SELECT mac, aes_key, ikm, prev_aes_key, prev_ikm FROM devices").fetch_all(&mut *$tx).await?;
+        for r in &rows {
+            let mac: String = r.get("mac");
+            let col = |c: &str| device_context(&mac, c);
+            let aes_key = from.reseal(to, &col("aes_key"), Some(r.get::<&str, _>("aes_key")))?;
+            let ikm = from.reseal(to, &col("ikm"), Some(r.get::<&str, _>("ikm")))?;
+            let prev_aes_key = from.reseal(to, &col("prev_aes_key"), r.get::<Option<&str>, _>("prev_aes_key"))?;
+            let prev_ikm = from.reseal(to, &col("prev_ikm"), r.get::<Option<&str>, _>("prev_ikm"))?;
+            sqlx::query("UPDATE devices SET aes_key = $1, ikm = $2, prev_aes_key = $3, prev_ikm = $4 WHERE mac = $5")
+                .bind(aes_key)
+                .bind(ikm)
+                .bind(prev_aes_key)
+                .bind(prev_ikm)
+                .bind(&mac)
+                .execute(&mut *$tx)
+                .await?;
+            n += 1;
+        }
+        for (select, update, owner) in [
+            (
+                "SELECT mac AS k, name, value FROM device_params",
+                "UPDATE device_params SET value = $1 WHERE mac = $2 AND name = $3",
+                device_owner as fn(&str) -> String,
+            ),
+            (
+                "SELECT group_name AS k, name, value FROM group_params",
+                "UPDATE group_params SET value = $1 WHERE group_name = $2 AND name = $3",
+                group_owner as fn(&str) -> String,
+            ),
+        ] {
+            let rows = sqlx::query(select).fetch_all(&mut *$tx).await?;
+            for r in &rows {
+                let (k, name): (String, String) = (r.get("k"), r.get("name"));
+                if let Some(v) = from.reseal_param(to, &owner(&k), &name, r.get::<&str, _>("value"))? {
+                    sqlx::query(update).bind(v).bind(&k).bind(&name).execute(&mut *$tx).await?;
+                    n += 1;
+                }
+            }
+        }
+        sqlx::query("DELETE FROM secrets_key").execute(&mut *$tx).await?;
+        if let Some(check) = to.check_value() {
+            sqlx::query("INSERT INTO secrets_key (id, check_value) VALUES (1, $1)")
+                .bind(check)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        n
+    }};
+}
+
+/// The [`super::Store`] methods whose statements both databases share, for a store with fields `pool` and `at_rest`
+/// and methods `device_from(&row)` and `params(sql, owner, key)`.
+macro_rules! shared_store_methods {
+    () => {
+        async fn device(&self, mac: &Mac) -> Result<Option<Device>, StoreError> {
+            let row = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices WHERE mac = $1"))
+                .bind(mac.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let mut d = self.device_from(&row)?;
+            d.params = self
+                .params(
+                    "SELECT name, value FROM device_params WHERE mac = $1",
+                    &device_owner(mac.as_str()),
+                    mac.as_str(),
+                )
+                .await?;
+            Ok(Some(d))
+        }
+
+        async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+            let rows = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices ORDER BY mac"))
+                .fetch_all(&self.pool)
+                .await?;
+            let mut devices = rows.iter().map(|r| self.device_from(r)).collect::<Result<Vec<Device>, StoreError>>()?;
+            let params =
+                sqlx::query("SELECT mac, name, value FROM device_params ORDER BY mac").fetch_all(&self.pool).await?;
+            let mut by_mac: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+            for r in &params {
+                let (mac, name): (String, String) = (r.get("mac"), r.get("name"));
+                let value = self.at_rest.open_param(&device_owner(&mac), &name, r.get::<&str, _>("value"))?;
+                by_mac.entry(mac).or_default().insert(name, value);
+            }
+            for d in &mut devices {
+                d.params = by_mac.remove(d.mac.as_str()).unwrap_or_default();
+            }
+            Ok(devices)
+        }
+
+        async fn remove_device(&self, mac: &Mac) -> Result<bool, StoreError> {
+            let r = sqlx::query("DELETE FROM devices WHERE mac = $1").bind(mac.as_str()).execute(&self.pool).await?;
+            Ok(r.rows_affected() > 0)
+        }
+
+        async fn group(&self, name: &str) -> Result<Option<Group>, StoreError> {
+            let row = sqlx::query("SELECT name, parent, description FROM groups WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let params = self
+                .params("SELECT name, value FROM group_params WHERE group_name = $1", &group_owner(name), name)
+                .await?;
+            Ok(Some(Group {
+                name: row.get("name"),
+                parent: row.get("parent"),
+                description: row.get("description"),
+                params,
+            }))
+        }
+
+        async fn groups(&self) -> Result<Vec<Group>, StoreError> {
+            let names: Vec<String> = sqlx::query("SELECT name FROM groups ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get("name"))
+                .collect();
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                if let Some(g) = self.group(&n).await? {
+                    out.push(g);
+                }
+            }
+            Ok(out)
+        }
+
+        async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+            let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE group_name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?
+                .get("n");
+            if used > 0 {
+                return Err(StoreError::GroupInUse(name.into(), format!("{used} device(s)")));
+            }
+            let children: i64 = sqlx::query("SELECT COUNT(*) AS n FROM groups WHERE parent = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?
+                .get("n");
+            if children > 0 {
+                return Err(StoreError::GroupInUse(name.into(), format!("{children} group(s)")));
+            }
+            let r = sqlx::query("DELETE FROM groups WHERE name = $1").bind(name).execute(&self.pool).await;
+            match r {
+                // A device or a group that started to use it since the counts above.
+                Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                    Err(StoreError::GroupInUse(name.into(), "a device or group added meanwhile".into()))
+                }
+                r => Ok(r?.rows_affected() > 0),
+            }
+        }
+
+        async fn device_by_path_token(&self, token: &str) -> Result<Option<(Device, bool)>, StoreError> {
+            if token.is_empty() {
+                return Ok(None);
+            }
+            // Two index lookups, whatever the statistics say (an `OR` across two columns can be planned as a scan).
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                device_columns!(),
+                " FROM devices WHERE path_token = $1 UNION ALL SELECT ",
+                device_columns!(),
+                " FROM devices WHERE prev_path_token = $1 LIMIT 1"
+            ))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let mut d = self.device_from(&row)?;
+            d.params = self
+                .params(
+                    "SELECT name, value FROM device_params WHERE mac = $1",
+                    &device_owner(d.mac.as_str()),
+                    d.mac.as_str(),
+                )
+                .await?;
+            let previous = d.secrets.path_token != token;
+            Ok(Some((d, previous)))
+        }
+
+        async fn forget_previous_secrets(&self, mac: &Mac) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE devices SET prev_aes_key = NULL, prev_ikm = NULL, prev_path_token = NULL \
+                 WHERE mac = $1 AND prev_path_token IS NOT NULL",
+            )
+            .bind(mac.as_str())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn arm(&self, mac: &Mac) -> Result<(), StoreError> {
+            let r = sqlx::query(
+                "INSERT INTO armed (mac, since) SELECT mac, $1 FROM devices WHERE mac = $2 \
+                 ON CONFLICT (mac) DO UPDATE SET since = excluded.since",
+            )
+            .bind(now())
+            .bind(mac.as_str())
+            .execute(&self.pool)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NoDevice(mac.clone()));
+            }
+            Ok(())
+        }
+
+        async fn take_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+            // One statement: of two requests at once, on any nodes, exactly one deletes the row.
+            let r = sqlx::query("DELETE FROM armed WHERE mac = $1").bind(mac.as_str()).execute(&self.pool).await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        async fn is_armed(&self, mac: &Mac) -> Result<bool, StoreError> {
+            let row = sqlx::query("SELECT 1 AS one FROM armed WHERE mac = $1")
+                .bind(mac.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.is_some())
+        }
+
+        async fn set_phone_certificate(&self, mac: &Mac, der: Option<&[u8]>) -> Result<(), StoreError> {
+            let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE mac = $1")
+                .bind(mac.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(StoreError::NoDevice(mac.clone()));
+            }
+            let r = match der {
+                Some(d) => {
+                    sqlx::query(
+                        "INSERT INTO phone_certificates (mac, der) VALUES ($1, $2) \
+                         ON CONFLICT (mac) DO UPDATE SET der = excluded.der",
+                    )
+                    .bind(mac.as_str())
+                    .bind(d)
+                    .execute(&self.pool)
+                    .await
+                }
+                None => {
+                    sqlx::query("DELETE FROM phone_certificates WHERE mac = $1")
+                        .bind(mac.as_str())
+                        .execute(&self.pool)
+                        .await
+                }
+            };
+            match r {
+                // Removed since the check above.
+                Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NoDevice(mac.clone())),
+                r => r.map(|_| ()).map_err(Into::into),
+            }
+        }
+
+        async fn phone_certificate(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+            let row = sqlx::query("SELECT der FROM phone_certificates WHERE mac = $1")
+                .bind(mac.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| r.get::<Vec<u8>, _>("der")))
+        }
+
+        async fn revision(&self) -> Result<i64, StoreError> {
+            Ok(sqlx::query("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?.get("value"))
+        }
+    };
+}
