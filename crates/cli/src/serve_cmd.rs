@@ -142,6 +142,12 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             loads: Default::default(),
         });
     }
+    if !is_demo && config.inventory.secrets_key_file.is_none() && config.data_dir != Path::new(serve::MEMORY) {
+        tracing::warn!(
+            "[inventory] secrets_key_file is not set: device keys and line passwords are stored in clear in the \
+             inventory (`provisor secrets init --key-file FILE` seals them)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         if let Some(e) = config.enterprise.as_ref().filter(|_| demo_firmware.is_some())
