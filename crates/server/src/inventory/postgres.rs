@@ -88,12 +88,6 @@ impl PostgresStore {
         Ok(PostgresStore { pool, at_rest })
     }
 
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
-        Ok(())
-    }
-
     /// The migrations: (version, description, applied) in order.
     pub async fn migrations(&self) -> Result<Vec<(i64, String, bool)>, StoreError> {
         let exists: bool = sqlx::query("SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS e")
@@ -153,90 +147,8 @@ impl PostgresStore {
         Ok(n)
     }
 
-    /// Inserts `devices` (fields, secrets, parameters, armed) in `tx`, a chunk per statement.
-    async fn insert_devices(&self, tx: &mut Transaction<'_, Postgres>, devices: &[Device]) -> Result<(), StoreError> {
-        let t = now();
-        let mut cols: [Vec<Option<String>>; 12] = Default::default();
-        let (mut pm, mut pn, mut pv) = (Vec::new(), Vec::new(), Vec::new());
-        for d in devices {
-            let sealed = self.at_rest.seal_secrets(d.mac.as_str(), &d.secrets)?;
-            let values = [
-                Some(d.mac.to_string()),
-                Some(d.model.clone()),
-                Some(d.serial.clone()),
-                Some(d.description.clone()),
-                d.group.clone(),
-                Some(sealed.aes_key),
-                Some(d.secrets.aes_digest.clone()),
-                Some(sealed.ikm),
-                Some(d.secrets.path_token.clone()),
-                sealed.prev_aes_key,
-                sealed.prev_ikm,
-                d.secrets.previous.as_ref().map(|p| p.path_token.clone()),
-            ];
-            for (c, v) in cols.iter_mut().zip(values) {
-                c.push(v);
-            }
-            let owner = device_owner(d.mac.as_str());
-            for (name, value) in &d.params {
-                pm.push(d.mac.to_string());
-                pn.push(name.clone());
-                pv.push(self.at_rest.seal_param(&owner, name, value)?);
-            }
-        }
-        let r = sqlx::query(concat!(
-            "INSERT INTO devices (",
-            device_columns!(),
-            ", created_at, updated_at) SELECT *, $13, $13 FROM UNNEST($1::text[], $2::text[], $3::text[], \
-             $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-             $12::text[])"
-        ))
-        .bind(&cols[0])
-        .bind(&cols[1])
-        .bind(&cols[2])
-        .bind(&cols[3])
-        .bind(&cols[4])
-        .bind(&cols[5])
-        .bind(&cols[6])
-        .bind(&cols[7])
-        .bind(&cols[8])
-        .bind(&cols[9])
-        .bind(&cols[10])
-        .bind(&cols[11])
-        .bind(t)
-        .execute(&mut **tx)
-        .await;
-        if let Err(sqlx::Error::Database(e)) = &r {
-            if e.is_unique_violation() {
-                return Err(conflict(e.as_ref(), devices));
-            }
-            if e.is_foreign_key_violation() {
-                let group = devices.iter().filter_map(|d| d.group.clone()).next().unwrap_or_default();
-                return Err(StoreError::NoGroup(missing_group(e.as_ref()).unwrap_or(group)));
-            }
-        }
-        r?;
-        let macs = &cols[0];
-        sqlx::query("INSERT INTO armed (mac, since) SELECT m, $2 FROM UNNEST($1::text[]) AS m")
-            .bind(macs)
-            .bind(t)
-            .execute(&mut **tx)
-            .await?;
-        if !pm.is_empty() {
-            sqlx::query(
-                "INSERT INTO device_params (mac, name, value) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
-            )
-            .bind(&pm)
-            .bind(&pn)
-            .bind(&pv)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Adds `devices` (fields, secrets, parameters, armed) in `tx` through `COPY … FROM STDIN` (CSV): a bulk
-    /// import's fast path. A MAC that exists fails the whole COPY, and with it the import.
+    /// Adds `devices` (fields, secrets, parameters, armed) in `tx` through `COPY … FROM STDIN` (CSV): one device or
+    /// a bulk import's chunk. A MAC that exists fails the whole COPY (and with it an import) as `DeviceExists`.
     async fn copy_devices(&self, tx: &mut Transaction<'_, Postgres>, devices: &[Device]) -> Result<(), StoreError> {
         let t = now().to_string();
         let (mut rows, mut params, mut armed) = (Vec::new(), Vec::new(), Vec::new());
@@ -426,7 +338,7 @@ fn missing_group(e: &dyn sqlx::error::DatabaseError) -> Option<String> {
 impl Store for PostgresStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.insert_devices(&mut tx, std::slice::from_ref(device)).await?;
+        self.copy_devices(&mut tx, std::slice::from_ref(device)).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -59,9 +59,9 @@ impl Journal for PostgresJournal {
                 Err(e) => {
                     // Nothing of a failed batch counts as written.
                     state.written.clear();
-                    let unavailable = StoreError::Database(e).is_unavailable();
-                    if !unavailable || started.elapsed() >= RETRY_FOR {
-                        tracing::error!("journal (PostgreSQL): {} entries not written", batch.len());
+                    let e = StoreError::Database(e);
+                    if !e.is_unavailable() || started.elapsed() >= RETRY_FOR {
+                        tracing::error!("journal (PostgreSQL): {} entries not written: {e}", batch.len());
                         if let Some(f) = &self.undelivered {
                             f.record_batch(batch).await;
                         }
