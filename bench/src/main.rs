@@ -46,6 +46,22 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("tftp-phones") {
         return tftp_phones(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("deflate-levels") {
+        // gzip time and size of one file at each level, for choosing the server's level.
+        let data = std::fs::read(&args[2]).expect("read file");
+        for level in [1u32, 2, 3, 4, 6, 9] {
+            let size = provisor_envelope::gzip::compress_at(&data, level).len();
+            let t = median_per_call(7, Duration::from_secs(1), || {
+                black_box(provisor_envelope::gzip::compress_at(black_box(&data), level));
+            });
+            println!(
+                "deflate_level_{level} {:.0} us {size} bytes {:.1} MB/s",
+                t.as_secs_f64() * 1e6,
+                data.len() as f64 / t.as_secs_f64() / 1e6
+            );
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("sign-rate") {
         return sign_rate(&args[2..]);
     }

@@ -101,9 +101,61 @@ macro_rules! say {
                 tracing::info!(target: "provisor::banner", "{}", line.trim_end());
             }
         } else {
-            eprintln!("{text}");
+            LogWriter::line(&text);
         }
     }};
+}
+
+/// Where `serve` writes its log and banner: standard error, through a queue that one thread drains, so a request
+/// never waits for a log write (the access log is a line per request). Lines are batched into one write per drain.
+/// When 100,000 lines are queued (a stalled log reader), further lines are dropped and counted
+/// (`provisor_log_lines_dropped_total`) rather than stalling the server; the audit log is the complete record.
+struct LogWriter;
+
+/// The queue, once [`LogWriter::start`] ran.
+static LOG_QUEUE: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> = std::sync::OnceLock::new();
+
+impl LogWriter {
+    /// Starts the writer thread; the guard flushes what is queued when dropped.
+    fn start() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
+        let (queue, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(100_000)
+            .lossy(true)
+            .thread_name("provisor-log")
+            .finish(std::io::BufWriter::with_capacity(64 << 10, QuietStderr));
+        let _ = LOG_QUEUE.set(queue.clone());
+        (queue, guard)
+    }
+
+    /// One line of text (the banner), in order with the log events.
+    fn line(text: &str) {
+        use std::io::Write as _;
+        match LOG_QUEUE.get() {
+            Some(q) => {
+                let _ = q.clone().write_all(format!("{text}\n").as_bytes());
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Log lines dropped so far because the queue was full.
+    fn dropped() -> usize {
+        LOG_QUEUE.get().map_or(0, |q| q.error_counter().dropped_lines())
+    }
+}
+
+/// Standard error that never reports a failed write: a server whose log reader went away (a closed pipe) goes on
+/// serving, and has nowhere to report it.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How long a stopping server lets requests and transfers in progress finish.
@@ -116,9 +168,10 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A server whose log reader went away (a closed pipe) goes on serving: a failed log write is not reported on the
     // same closed stderr (which would panic the request that logged).
+    let (log_queue, _log_guard) = LogWriter::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_queue)
         .with_ansi(ansi)
         .log_internal_errors(false);
     if args.log == "json" {
@@ -165,6 +218,13 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             serve::demo(&store, running.provisioner.config(), running.generated.as_ref()).await?;
         }
         print_banner(&running, is_demo).await;
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics::counter!("provisor_log_lines_dropped_total").absolute(LogWriter::dropped() as u64);
+            }
+        });
         use tokio::signal::unix::{SignalKind, signal};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;

@@ -19,7 +19,13 @@ pub fn is_gzip(data: &[u8]) -> bool {
 
 /// Compresses `data` into a gzip member at the default level, as `gzip profile.xml` does.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::default());
+    compress_at(data, Compression::default().level())
+}
+
+/// Compresses `data` into a gzip member at `level` (0 = stored .. 9 = smallest; 1 is several times faster than the
+/// default 6 on profile text for a few per cent more bytes, `BENCHMARKS.md`). Every level is plain gzip to the phone.
+pub fn compress_at(data: &[u8], level: u32) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::new(level.min(9)));
     // Writing into a Vec cannot fail: the only error source of GzEncoder<Vec<u8>> is the inner writer.
     encoder.write_all(data).expect("writing to a Vec never fails");
     encoder.finish().expect("writing to a Vec never fails")

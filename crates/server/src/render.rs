@@ -186,6 +186,158 @@ struct DeviceView<'a> {
 /// The template set: the built-in ones, overridden or extended by an administrator's directory.
 pub struct Templates {
     env: Environment<'static>,
+    /// Whether `mpp.xml` is still the built-in [`MPP_TEMPLATE`] (then [`Templates::splice`] renders it).
+    builtin_mpp: bool,
+}
+
+/// One parameter as the built-in MPP template writes it, and as a phone reads it back.
+pub struct Line {
+    name: String,
+    /// `\n  <Name ua="na">value</Name>`, the value escaped by the `xml` filter.
+    text: String,
+    /// `"Name":"value"` (the value as parsed), for the served parameters; `None` for an element that sets no text.
+    json: Option<String>,
+}
+
+/// What devices of one group and model inherit, rendered by the built-in MPP template and checked the way a phone
+/// parses it, once per inventory revision; [`Templates::splice`] adds each device's own lines.
+pub struct Inherited {
+    /// Sorted by name, like the template's `params|items`.
+    lines: Vec<Line>,
+    /// The bytes of their JSON.
+    json_len: usize,
+    /// Whether every line passed the check (if not, rendering goes through the template engine, which names the
+    /// line that fails).
+    checked: bool,
+}
+
+impl Inherited {
+    /// Renders and checks `params`.
+    pub fn new(params: &BTreeMap<String, String>) -> Inherited {
+        match checked_lines(params) {
+            Some(lines) => {
+                let json_len = lines.iter().map(|l| l.json.as_ref().map_or(0, |j| j.len() + 1)).sum();
+                Inherited { lines, json_len, checked: true }
+            }
+            None => Inherited { lines: Vec::new(), json_len: 0, checked: false },
+        }
+    }
+
+    /// Whether a parameter of that name is inherited.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lines.binary_search_by(|l| l.name.as_str().cmp(name)).is_ok()
+    }
+}
+
+/// The parameters a profile served (what drift compares a report with). A spliced rendering keeps them as what the
+/// device inherits (shared by every device of its group and model) and its own few lines, so a cached profile costs
+/// its own lines, not a copy of the whole; the JSON is written out only when the journal stores it.
+pub enum ServedParams {
+    /// A JSON object, `{"Name":"value",...}`, as [`crate::provision::parameters::params_json`] writes it.
+    Json(std::sync::Arc<str>),
+    /// What the device inherits and its own lines (see [`Templates::splice`]).
+    Spliced {
+        /// The shared layer.
+        inherited: std::sync::Arc<Inherited>,
+        /// The device's own lines, which replace inherited ones of the same name.
+        own: Vec<Line>,
+    },
+}
+
+impl std::fmt::Debug for ServedParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServedParams(..)")
+    }
+}
+
+impl ServedParams {
+    /// The JSON object.
+    pub fn json(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            ServedParams::Json(j) => std::borrow::Cow::Borrowed(j),
+            ServedParams::Spliced { inherited, own } => {
+                let mut json = String::with_capacity(inherited.json_len + 64 * own.len());
+                json.push('{');
+                merged(&inherited.lines, own, |l| {
+                    if let Some(j) = &l.json {
+                        if json.len() > 1 {
+                            json.push(',');
+                        }
+                        json.push_str(j);
+                    }
+                });
+                json.push('}');
+                std::borrow::Cow::Owned(json)
+            }
+        }
+    }
+}
+
+/// Calls `each` on the lines of `inherited` and `own` in name order, an `own` line replacing the inherited one of
+/// the same name (both are sorted by name).
+fn merged<'a>(inherited: &'a [Line], own: &'a [Line], mut each: impl FnMut(&'a Line)) {
+    let (mut a, mut b) = (inherited.iter().peekable(), own.iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    b.next()
+                }
+                std::cmp::Ordering::Greater => b.next(),
+            },
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(l) => each(l),
+            None => break,
+        }
+    }
+}
+
+/// `params` as lines of the built-in MPP template, if a phone reads each back as one parameter with no error.
+/// The check of a parameter depends only on its name and value ([`lint::first_error`]), so lines checked apart are
+/// checked together.
+fn checked_lines(params: &BTreeMap<String, String>) -> Option<Vec<Line>> {
+    let mut lines: Vec<Line> = params
+        .iter()
+        .map(|(name, value)| {
+            let mut text = String::with_capacity(2 * name.len() + value.len() + 20);
+            text.push_str("\n  <");
+            text.push_str(name);
+            text.push_str(" ua=\"na\">");
+            text.push_str(&xml(value.clone()));
+            text.push_str("</");
+            text.push_str(name);
+            text.push('>');
+            Line { name: name.clone(), text, json: None }
+        })
+        .collect();
+    let mut whole = String::with_capacity(lines.iter().map(|l| l.text.len()).sum::<usize>() + 32);
+    whole.push_str("<flat-profile>");
+    for l in &lines {
+        whole.push_str(&l.text);
+    }
+    whole.push_str("\n</flat-profile>");
+    let profile = Profile::parse_str(&whole, &ParseOptions::default()).ok()?;
+    if profile.parameters.len() != lines.len() || lint::first_error(&profile).is_some() {
+        return None;
+    }
+    for (line, p) in lines.iter_mut().zip(&profile.parameters) {
+        if p.name != line.name {
+            return None;
+        }
+        if let provisor_profile::Value::Text(t) = &p.value {
+            let json = serde_json::to_string(&(p.name.as_str(), t.as_str())).ok()?;
+            // `["Name","value"]` → `"Name":"value"`
+            let inner = &json[1..json.len() - 1];
+            let comma = serde_json::to_string(p.name.as_str()).ok()?.len();
+            line.json = Some(format!("{}:{}", &inner[..comma], &inner[comma + 1..]));
+        }
+    }
+    Some(lines)
 }
 
 impl Templates {
@@ -204,7 +356,7 @@ impl Templates {
         ] {
             env.add_template_owned(name, source).expect("the built-in templates compile");
         }
-        Templates { env }
+        Templates { env, builtin_mpp: true }
     }
 
     /// Whether a template of that name exists.
@@ -236,6 +388,7 @@ impl Templates {
     pub fn from_sources(sources: impl IntoIterator<Item = (String, String)>) -> Result<Templates, RenderError> {
         let mut t = Templates::builtin();
         for (name, source) in sources {
+            t.builtin_mpp &= name != MPP;
             t.env.add_template_owned(name.clone(), source).map_err(|e| RenderError::Template {
                 template: name,
                 line: e.line(),
@@ -307,6 +460,46 @@ impl Templates {
     }
 }
 
+impl Templates {
+    /// Whether `template` is the built-in MPP template, which [`Templates::splice`] renders.
+    pub fn splices(&self, template: &str) -> bool {
+        template == MPP && self.builtin_mpp
+    }
+
+    /// The built-in MPP template for `device`: what it inherits, rendered and checked once, spliced with `own` (its
+    /// own parameters and the server's, which replace inherited ones of the same name), each of which is checked
+    /// here. Byte for byte what [`Templates::render_checked`] renders from the same parameters. Returns the text and
+    /// the served parameters, or `None` when something fails its check: [`Templates::render_checked`] then says
+    /// where.
+    pub fn splice(
+        &self,
+        device: &Device,
+        inherited: &std::sync::Arc<Inherited>,
+        own: &BTreeMap<String, String>,
+    ) -> Option<(String, ServedParams)> {
+        if !self.builtin_mpp || !inherited.checked {
+            return None;
+        }
+        let model = if device.model.is_empty() { String::new() } else { format!(" ({})", device.model) };
+        let head = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Rendered by Provisor for {}{model} -->\n<flat-profile>",
+            device.mac.as_str()
+        );
+        const TAIL: &str = "\n</flat-profile>";
+        let empty = Profile::parse_str(&format!("{head}{TAIL}"), &ParseOptions::default()).ok()?;
+        if !empty.parameters.is_empty() {
+            return None;
+        }
+        let own = checked_lines(own)?;
+        let size = inherited.lines.iter().chain(&own).map(|l| l.text.len()).sum::<usize>();
+        let mut text = String::with_capacity(head.len() + size + TAIL.len());
+        text.push_str(&head);
+        merged(&inherited.lines, &own, |l| text.push_str(&l.text));
+        text.push_str(TAIL);
+        Some((text, ServedParams::Spliced { inherited: inherited.clone(), own }))
+    }
+}
+
 /// Checks that `text` is one well-formed XML element tree; the error is (line:column, message).
 fn well_formed(text: &str) -> Result<(), (String, String)> {
     use quick_xml::events::Event;
@@ -375,6 +568,85 @@ mod tests {
         let parsed = Profile::parse_str(&text, &ParseOptions::default()).unwrap();
         assert_eq!(parsed.get("Password_1_").unwrap().value.text(), Some("a&b\"c'd"));
         assert_eq!(parsed.parameters.len(), 3);
+    }
+
+    /// Names and values that exercise escaping, trimming, empty elements, type checks and non-ASCII text.
+    fn tricky_params() -> impl proptest::strategy::Strategy<Value = BTreeMap<String, String>> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec![
+            "Resync_Periodic",
+            "Profile_Rule",
+            "Profile_Rule_B",
+            "GPP_A",
+            "GPP_SA",
+            "Display_Name_1_",
+            "Password_1_",
+            "Dial_Plan_1_",
+            "Bench_Param_0001",
+            "Line_Enable_1_",
+            "Zz_Unknown",
+            "a",
+        ]);
+        let value = prop_oneof![
+            Just(String::new()),
+            Just("  padded  ".to_string()),
+            Just("two\nlines".to_string()),
+            Just("<&>\"'".to_string()),
+            Just("7200".to_string()),
+            Just("1h".to_string()),
+            Just("Yes".to_string()),
+            Just("caf\u{e9}".to_string()),
+            "[ -~]{0,12}",
+        ];
+        prop::collection::btree_map(name.prop_map(str::to_string), value, 0..8)
+    }
+
+    proptest::proptest! {
+        /// The spliced rendering is the template engine's, byte for byte, with the same served parameters; and it
+        /// gives up exactly when the template engine's check refuses the profile.
+        #[test]
+        fn splice_is_the_template_byte_for_byte(
+            inherited in tricky_params(),
+            own in tricky_params(),
+            model in proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just("CP-8841-3PCC".to_string()),
+                proptest::strategy::Just("a -- b".to_string()),
+            ],
+        ) {
+            let t = Templates::builtin();
+            let mut d = device();
+            d.model = model;
+            let mut merged = inherited.clone();
+            merged.extend(own.clone());
+            let slow = t.render_checked(MPP, &d, &merged, &BTreeMap::new());
+            let fast = t.splice(&d, &std::sync::Arc::new(Inherited::new(&inherited)), &own);
+            match (slow, fast) {
+                (Ok((text, profile)), Some((spliced, json))) => {
+                    proptest::prop_assert_eq!(&spliced, &text);
+                    let expected = crate::provision::parameters::params_json(&profile.unwrap());
+                    proptest::prop_assert_eq!(&*json.json(), &*expected);
+                }
+                (Err(_), None) => {}
+                (Err(e), Some(_)) => proptest::prop_assert!(false, "spliced what the engine refuses: {e}"),
+                (Ok((text, _)), None) => {
+                    // A failing inherited line gives up even when the device's own line replaces it: allowed, the
+                    // template engine renders it then.
+                    let inherited_ok = Inherited::new(&inherited).checked;
+                    proptest::prop_assert!(!inherited_ok, "gave up on a good profile: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_administrators_mpp_template_is_not_spliced() {
+        let t = Templates::from_sources([(MPP.to_string(), "<flat-profile/>".to_string())]).unwrap();
+        assert!(!t.splices(MPP));
+        let none = std::sync::Arc::new(Inherited::new(&BTreeMap::new()));
+        assert!(t.splice(&device(), &none, &BTreeMap::new()).is_none());
+        assert!(Templates::builtin().splices(MPP));
+        assert!(!Templates::builtin().splices(BOOTSTRAP));
     }
 
     #[test]

@@ -73,7 +73,7 @@ async fn the_secure_flow_gives_secrets_only_to_a_verified_certificate_then_only_
     assert_eq!(entries.len(), 6);
     assert!(entries.iter().all(|e| e.device == Some(mac(A)) && e.status == 200 && e.hash.len() == 64), "{entries:?}");
     assert_eq!(entries[3].protocol, "https");
-    assert!(entries[3].served_params.as_deref().is_some_and(|p| p.contains("Password_1_")));
+    assert!(entries[3].served_params.as_deref().is_some_and(|p| p.json().contains("Password_1_")));
 }
 
 #[tokio::test]

@@ -343,9 +343,22 @@ pub trait Store: Send + Sync {
 
 /// The parameters that apply to `device`, layered as the module documentation describes.
 pub async fn effective_parameters(store: &impl Store, device: &Device) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut out = inherited_parameters(store, device.group.as_deref(), &device.model).await?;
+    out.extend(device.params.clone());
+    Ok(out)
+}
+
+/// What a device in `group` (or none) of `model` inherits, before its own parameters: the `defaults` group, then
+/// `model:<model>`, then its group's ancestors from the root down. Devices that share a group and a model share
+/// this, so a rendering can reuse it ([`crate::render::Inherited`]).
+pub async fn inherited_parameters(
+    store: &impl Store,
+    group: Option<&str>,
+    model: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
     let mut layers: Vec<BTreeMap<String, String>> = Vec::new();
     let mut chain = Vec::new();
-    let mut next = device.group.clone();
+    let mut next = group.map(str::to_string);
     while let Some(name) = next {
         if chain.contains(&name) {
             return Err(StoreError::GroupCycle(name));
@@ -357,7 +370,7 @@ pub async fn effective_parameters(store: &impl Store, device: &Device) -> Result
     }
     layers.reverse();
     let mut base = Vec::new();
-    for name in ["defaults".to_string(), format!("model:{}", device.model)] {
+    for name in ["defaults".to_string(), format!("model:{model}")] {
         if !chain.contains(&name)
             && let Some(g) = store.group(&name).await?
         {
@@ -365,7 +378,7 @@ pub async fn effective_parameters(store: &impl Store, device: &Device) -> Result
         }
     }
     let mut out = BTreeMap::new();
-    for layer in base.into_iter().chain(layers).chain(std::iter::once(device.params.clone())) {
+    for layer in base.into_iter().chain(layers) {
         out.extend(layer);
     }
     Ok(out)

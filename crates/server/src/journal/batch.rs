@@ -58,6 +58,13 @@ pub(super) struct Plan<'a> {
     pub reports: Vec<ReportRow<'a>>,
 }
 
+impl Plan<'_> {
+    /// Whether the batch changes nothing (a phone fetching the same file again within 10 s).
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty() && self.served.is_empty() && self.events.is_empty() && self.reports.is_empty()
+    }
+}
+
 /// The plan for `batch`, given what was `written` before (updated as if the plan were carried out).
 pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Written>, at_rest: &AtRest) -> Plan<'a> {
     if written.len() > 1_000_000 {
@@ -68,7 +75,7 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
         user_agent: Option<&'a str>,
         firmware: Option<&'a str>,
         served: Option<&'a AuditEntry>,
-        served_params: Option<&'a str>,
+        served_params: Option<&'a crate::render::ServedParams>,
     }
     let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
     for e in batch {
@@ -122,7 +129,7 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
                 protocol: e.protocol,
                 hash: &e.hash,
                 at_ms: e.at_ms,
-                params: params.map(|p| stored_params(at_rest, p).into_owned()),
+                params: params.map(|p| stored_params(at_rest, &p.json()).into_owned()),
             });
         }
     }

@@ -69,6 +69,12 @@ impl<J: Journal> Journal for Arc<J> {
     }
 }
 
+/// The most entries one batch writes.
+const BATCH: usize = 1024;
+
+/// How long the writer lets entries gather after a batch that was not full.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A journal in front of another: [`Journal::record`] only queues (it waits only when 65,536 entries are queued),
 /// and one writer task writes batches of up to 1,024. Cheap to clone.
 #[derive(Clone)]
@@ -81,17 +87,22 @@ impl Queue {
     pub fn start<J: Journal>(journal: J) -> (Queue, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(1 << 16);
         let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(1024);
+            let mut batch = Vec::with_capacity(BATCH);
             let mut maintain = tokio::time::interval(std::time::Duration::from_secs(60));
             maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, 1024) => {
+                    n = rx.recv_many(&mut batch, BATCH) => {
                         if n == 0 {
                             break;
                         }
                         journal.record_batch(&batch).await;
+                        let full = batch.len() == BATCH;
                         batch.clear();
+                        // Under load, entries gather for a moment: one write per 20 ms rather than one per wake-up.
+                        if !full {
+                            tokio::time::sleep(GATHER).await;
+                        }
                     }
                     _ = maintain.tick() => {
                         let now = std::time::SystemTime::now()
@@ -227,8 +238,8 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
     /// The firmware version the request claimed.
     pub firmware: Option<String>,
-    /// The parameters of the full profile served (JSON object), for drift reports.
-    pub served_params: Option<Arc<str>>,
+    /// The parameters of the full profile served, for drift reports.
+    pub served_params: Option<Arc<crate::render::ServedParams>>,
     /// An event to add to the device's history: (kind, text).
     pub event: Option<(&'static str, String)>,
     /// A report's parameters (JSON object) and its body.

@@ -74,6 +74,9 @@ async fn write_batch(
     written: &mut HashMap<Mac, Written>,
 ) -> Result<(), sqlx::Error> {
     let plan = super::batch::plan(batch, written, store.at_rest());
+    if plan.is_empty() {
+        return Ok(());
+    }
     let mut tx = store.pool.begin().await?;
     for s in &plan.seen {
         sqlx::query(

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::inventory::Mac;
+use crate::render::Inherited;
 
 /// Which rendering of a device a cache entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,8 +63,8 @@ pub struct Served {
     pub content_type: &'static str,
     /// `Content-Encoding`.
     pub content_encoding: Option<&'static str>,
-    /// The full profile's parameters (JSON), for drift.
-    pub params: Option<Arc<str>>,
+    /// The full profile's parameters, for drift.
+    pub params: Option<Arc<crate::render::ServedParams>>,
 }
 
 impl Served {
@@ -95,16 +96,27 @@ pub enum Key {
     Encrypted(Mac),
 }
 
+/// What devices inherit, by (group, model): the revision it was read at, and its rendering.
+type InheritedLayers = HashMap<(Option<String>, String), (i64, Arc<Inherited>)>;
+
 /// The cache, with the inventory revision and template stamp its entries were rendered at.
 pub struct Cache {
     entries: RwLock<HashMap<Key, Arc<Served>>>,
+    /// What devices of a group and model inherit, rendered once ([`crate::render::Inherited`]), with the revision
+    /// it was read at.
+    inherited: RwLock<InheritedLayers>,
     revision: AtomicI64,
     templates: AtomicU64,
 }
 
 impl Default for Cache {
     fn default() -> Cache {
-        Cache { entries: RwLock::default(), revision: AtomicI64::new(i64::MIN), templates: AtomicU64::new(0) }
+        Cache {
+            entries: RwLock::default(),
+            inherited: RwLock::default(),
+            revision: AtomicI64::new(i64::MIN),
+            templates: AtomicU64::new(0),
+        }
     }
 }
 
@@ -141,5 +153,19 @@ impl Cache {
     /// Drops every entry.
     pub fn clear(&self) {
         self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inherited.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// What devices of `group` and `model` inherit, if it was read at the current revision.
+    pub fn inherited(&self, group: Option<&str>, model: &str) -> Option<Arc<Inherited>> {
+        let key = (group.map(str::to_string), model.to_string());
+        let map = self.inherited.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&key).filter(|(r, _)| *r == self.revision()).map(|(_, i)| i.clone())
+    }
+
+    /// Keeps what devices of `group` and `model` inherit, as read at `revision`.
+    pub fn keep_inherited(&self, group: Option<&str>, model: &str, revision: i64, inherited: Arc<Inherited>) {
+        let mut map = self.inherited.write().unwrap_or_else(|p| p.into_inner());
+        map.insert((group.map(str::to_string), model.to_string()), (revision, inherited));
     }
 }

@@ -143,6 +143,19 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     /// reports and syslog need.
     pub(super) async fn full_params(&self, d: &Device) -> Result<BTreeMap<String, String>, ProvisionError> {
         let mut p = effective_parameters(&self.store, d).await?;
+        self.add_server_params(d, &mut p, |_| false);
+        Ok(p)
+    }
+
+    /// Adds to a device's parameters `p` what the server sets: its key, random path and `Profile_Rule` always, and
+    /// defaults for `Resync_Periodic`, `Report_Rule`, `Upgrade_Rule`, `Syslog_Server` and the like unless `p` or
+    /// what it `inherits` sets them.
+    pub(super) fn add_server_params(
+        &self,
+        d: &Device,
+        p: &mut BTreeMap<String, String>,
+        inherits: impl Fn(&str) -> bool,
+    ) {
         let pv = &self.config.provisioning;
         p.insert(format!("GPP_{}", pv.key_gpp), d.secrets.aes_key.clone());
         p.insert(format!("GPP_{}", pv.path_gpp), d.secrets.path_token.clone());
@@ -155,24 +168,27 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 format!("{}{base}/profile/${}/profile.cfg", self.auth_options(true), pv.path_gpp),
             );
         }
-        p.entry("Resync_Periodic".into()).or_insert_with(|| pv.resync_periodic.to_string());
+        let mut default = |name: &str, value: &dyn Fn() -> String| {
+            if !p.contains_key(name) && !inherits(name) {
+                p.insert(name.to_string(), value());
+            }
+        };
+        default("Resync_Periodic", &|| pv.resync_periodic.to_string());
         // What the bootstrap set for its short retries goes back to the site's (or the phone's default): the
         // second rule off, errors retried after an hour.
-        p.entry("Profile_Rule_B".into()).or_default();
-        p.entry("Resync_Error_Retry_Delay".into()).or_insert_with(|| "3600".to_string());
+        default("Profile_Rule_B", &String::new);
+        default("Resync_Error_Retry_Delay", &|| "3600".to_string());
         if let Some(base) = self.url("http").or_else(|| self.url("https")) {
-            p.entry("Report_Rule".into()).or_insert_with(|| format!("[--key ${}]{base}/report/$MA.xml", pv.key_gpp));
+            default("Report_Rule", &|| format!("[--key ${}]{base}/report/$MA.xml", pv.key_gpp));
         }
         if let Some(file) = self.config.firmware.targets.get(&d.model)
             && let Some(base) = self.url("http").or_else(|| self.url("tftp"))
         {
-            p.entry("Upgrade_Rule".into())
-                .or_insert_with(|| format!("($SWVER ne {})? {base}/firmware/{file}", load_name(file)));
+            default("Upgrade_Rule", &|| format!("($SWVER ne {})? {base}/firmware/{file}", load_name(file)));
         }
         if let Some(port) = self.ports.syslog {
-            p.entry("Syslog_Server".into()).or_insert_with(|| format!("{}:{port}", self.config.public_host));
+            default("Syslog_Server", &|| format!("{}:{port}", self.config.public_host));
         }
-        Ok(p)
     }
 }
 

@@ -12,9 +12,9 @@ use super::parameters::params_json;
 use super::request::{Outcome, ProvisionError, Response};
 use super::seal::{hex, seal};
 use super::{Provisioner, Request};
-use crate::inventory::{Device, Mac, Secrets, Store};
+use crate::inventory::{Device, Mac, Secrets, Store, inherited_parameters};
 use crate::journal::Journal;
-use crate::render::{self, Templates};
+use crate::render::{self, Inherited, ServedParams, Templates};
 
 impl<S: Store, J: Journal> Provisioner<S, J> {
     fn loaded_templates(&self) -> Result<Arc<Templates>, ProvisionError> {
@@ -58,15 +58,24 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     pub(super) async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
         metrics::counter!("provisor_renders_total", "kind" => variant.name()).increment(1);
         let templates = self.loaded_templates()?;
-        let params = self.full_params(d).await?;
         let template = match variant {
             Variant::Sep => render::SEP,
             _ => self.config.templates.by_model.get(&d.model).map_or(render::MPP, String::as_str),
         };
-        let (text, profile) = templates
-            .render_checked(template, d, &params, &self.server_facts(Some(d)))
-            .map_err(|e| ProvisionError::Render(e.to_string()))?;
-        let params = profile.as_ref().map(params_json);
+        let spliced = match templates.splices(template) {
+            true => self.spliced(&templates, d).await?,
+            false => None,
+        };
+        let (text, params) = match spliced {
+            Some((text, params)) => (text, Some(Arc::new(params))),
+            None => {
+                let params = self.full_params(d).await?;
+                let (text, profile) = templates
+                    .render_checked(template, d, &params, &self.server_facts(Some(d)))
+                    .map_err(|e| ProvisionError::Render(e.to_string()))?;
+                (text, profile.as_ref().map(|p| Arc::new(ServedParams::Json(params_json(p)))))
+            }
+        };
         // The device's own digest if it is not the default, else the model's, else SHA-256.
         let by_model = self.config.provisioning.digest_by_model.get(&d.model);
         let digest_name = if d.secrets.aes_digest == "md5" || variant == Variant::CbcMd5 {
@@ -75,8 +84,9 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             by_model.map_or("sha256", String::as_str)
         };
         let digest: KdfDigest = digest_name.parse().unwrap_or(KdfDigest::Sha256);
-        let (body, content_encoding) = seal(text.into_bytes(), variant, &d.secrets, previous, digest)
-            .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
+        let (body, content_encoding) =
+            seal(text.into_bytes(), variant, &d.secrets, previous, digest, self.config.provisioning.gzip_level)
+                .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
         let content_type = if variant.is_sealed() { "application/octet-stream" } else { "text/xml; charset=utf-8" };
         Ok(Served {
             hash: hex(&Sha256::digest(&body)).into(),
@@ -86,6 +96,28 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             content_encoding,
             params,
         })
+    }
+
+    /// The built-in MPP template for `d`, from what its group and model inherit (rendered and checked once per
+    /// revision) and its own lines; `None` if a check fails (the template engine then names the place).
+    async fn spliced(
+        &self,
+        templates: &Templates,
+        d: &Device,
+    ) -> Result<Option<(String, ServedParams)>, ProvisionError> {
+        let inherited = match self.cache.inherited(d.group.as_deref(), &d.model) {
+            Some(i) => i,
+            None => {
+                let revision = self.cache.revision();
+                let params = inherited_parameters(&self.store, d.group.as_deref(), &d.model).await?;
+                let i = Arc::new(Inherited::new(&params));
+                self.cache.keep_inherited(d.group.as_deref(), &d.model, revision, i.clone());
+                i
+            }
+        };
+        let mut own = d.params.clone();
+        self.add_server_params(d, &mut own, |name| inherited.contains(name));
+        Ok(templates.splice(d, &inherited, &own))
     }
 
     /// A device-independent file (bootstrap profile, `XMLDefault.cnf.xml`), cached.

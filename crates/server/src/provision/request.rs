@@ -355,7 +355,7 @@ pub struct Outcome {
     /// The device the request was for or from.
     pub device: Option<Mac>,
     /// The parameters of the full profile served (JSON), for drift.
-    pub served_params: Option<Arc<str>>,
+    pub served_params: Option<Arc<crate::render::ServedParams>>,
     /// An event for the device's history: (kind, text).
     pub event: Option<(&'static str, String)>,
     /// A report: its parameters (JSON) and its body.

@@ -30,19 +30,20 @@ pub fn salt<const N: usize>(key: &[u8], plain: &[u8]) -> [u8; N] {
 }
 
 /// `plain` as `variant` sends it, with `secrets` (their previous set, with `previous`) and, for AES-256-CBC, the
-/// `EVP_BytesToKey` digest `digest`; returns the body and its `Content-Encoding`.
+/// `EVP_BytesToKey` digest `digest`, gzipped at `level`; returns the body and its `Content-Encoding`.
 pub fn seal(
     plain: Vec<u8>,
     variant: Variant,
     secrets: &Secrets,
     previous: bool,
     digest: KdfDigest,
+    level: u32,
 ) -> Result<(Vec<u8>, Option<&'static str>), ProvisionError> {
     let old = secrets.previous.as_ref().filter(|_| previous);
     match variant {
         Variant::Cbc | Variant::CbcMd5 => {
             let pass = old.map_or(secrets.aes_key.as_bytes(), |p| p.aes_key.as_bytes());
-            let zipped = gzip::compress(&plain);
+            let zipped = gzip::compress_at(&plain, level);
             let s = salt::<{ openssl_enc::SALT_LEN }>(pass, &zipped);
             Ok((openssl_enc::encrypt(&zipped, pass, Kdf::BytesToKey(digest), Some(s)), None))
         }
@@ -50,7 +51,7 @@ pub fn seal(
             let ikm_hex = old.map_or(secrets.ikm.as_str(), |p| p.ikm.as_str());
             let ikm = aes128gcm::ikm_from_hex(ikm_hex)
                 .ok_or_else(|| ProvisionError::Render("the stored IKM is not hex".into()))?;
-            let zipped = gzip::compress(&plain);
+            let zipped = gzip::compress_at(&plain, level);
             let s = salt::<{ aes128gcm::SALT_LEN }>(&ikm, &zipped);
             let body = aes128gcm::encrypt(&zipped, &ikm, s, aes128gcm::DEFAULT_RECORD_SIZE, b"")
                 .map_err(|e| ProvisionError::Render(e.to_string()))?;
