@@ -3,7 +3,8 @@
 # in one run. 1,000 devices, each with an encrypted profile URL (/profile/<random>/profile.cfg, about 50 KB before
 # gzip); nginx serves the very same bytes as static files. Prints medians and ratios for BENCHMARKS.md; asserts
 # nothing.
-#   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default)
+#   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default; DEVICES=1000)
+#   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
 # Needs wrk and nginx (apt-get install wrk nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ DURATION="${DURATION:-10}"
 DEVICES="${DEVICES:-1000}"
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (apt-get install wrk nginx-light)" >&2; exit 1; }
 cargo build --release -q -p provisor -p provisor-bench
-bin="$PWD/target/release/provisor"
+# PROVISOR_BIN measures another build (an older commit's, for a before/after) with the same setup and nginx run.
+bin="${PROVISOR_BIN:-$PWD/target/release/provisor}"
 load="$PWD/target/release/provisor-bench"
 dir="$(mktemp -d)"
 cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null; rm -rf "$dir"; }

@@ -37,6 +37,10 @@ fn describe() {
     );
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Time from a request to its answer, by protocol.");
     describe_counter!("provisor_cache_hits_total", "Device files answered from the rendering cache.");
+    describe_counter!(
+        "provisor_log_lines_dropped_total",
+        "Log lines (standard error) dropped because 100,000 were waiting to be written; the audit log drops none."
+    );
     describe_counter!("provisor_renders_total", "Files rendered from templates (cache misses), by kind.");
     describe_counter!(
         "provisor_rate_limited_total",
