@@ -5,6 +5,7 @@
 # nothing.
 #   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default; DEVICES=1000)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
+#   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
 # Needs wrk and nginx (apt-get install wrk nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,7 @@ listen = ""
 [provisioning]
 # The benchmark fetches encrypted profiles at their random paths: no HTTPS, no certificates.
 identity = "mac"
+${GZIP_LEVEL:+gzip_level = $GZIP_LEVEL}
 EOF
 "$bin" serve --config "$dir/provisor.toml" 2>"$dir/provisor.log" &
 prov_pid=$!

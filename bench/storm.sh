@@ -4,6 +4,8 @@
 # with a client certificate, then the encrypted profile over plain HTTP (three fetches per phone). Prints the load
 # generator's summary, each node's peak RSS, and writes the chart; asserts nothing.
 #   bash bench/storm.sh                              (PHONES=10000 WINDOW=60s, one node on SQLite)
+#   WINDOW=10s bash bench/storm.sh                   (a power-restore storm: every phone boots within 10 s)
+#   MAX_CONNECTIONS=256 bash bench/storm.sh          ([limits] max_connections of each listener)
 #   DATABASE=postgres bash bench/storm.sh            (one node on a throwaway PostgreSQL cluster)
 #   DATABASE=postgres NODES=2 bash bench/storm.sh    (two nodes on it; the phones spread across both by their DHCP
 #                                                     TFTP server, as option 150 lists would)
@@ -62,6 +64,7 @@ listen = "127.0.0.1:1${n}514"
 listen = "127.0.0.1:0"
 [limits]
 max_connections_per_address = 4096
+${MAX_CONNECTIONS:+max_connections = $MAX_CONNECTIONS}
 $inventory
 node = "node$n"
 TOML

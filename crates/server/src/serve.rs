@@ -323,8 +323,18 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         Some(n) => tracing::info!("open files limit: {n}"),
         None => tracing::warn!("could not read the open files limit"),
     }
+    // A listen backlog of 4,096 (the kernel caps it at net.core.somaxconn), not tokio's 1,024: in a power-restore
+    // storm the connections past `[limits] max_connections` wait there, and a full backlog drops SYNs, which phones
+    // only retry after 1 s and then 3 s.
     let bind_tcp = |what: &'static str, addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { what, addr, source })
+        let bound = || -> std::io::Result<TcpListener> {
+            let socket =
+                if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(4096)
+        };
+        bound().map_err(|source| ServeError::Bind { what, addr, source })
     };
     let http = match config.http.listen {
         Some(a) => Some(bind_tcp("http", a).await?),
