@@ -206,6 +206,8 @@ pub struct Inherited {
     lines: Vec<Line>,
     /// The bytes of their JSON.
     json_len: usize,
+    /// As the journal stores it: (id, JSON), made once ([`Inherited::stored`]).
+    stored: std::sync::OnceLock<(String, String)>,
     /// Whether every line passed the check (if not, rendering goes through the template engine, which names the
     /// line that fails).
     checked: bool,
@@ -217,10 +219,31 @@ impl Inherited {
         match checked_lines(params) {
             Some(lines) => {
                 let json_len = lines.iter().map(|l| l.json.as_ref().map_or(0, |j| j.len() + 1)).sum();
-                Inherited { lines, json_len, checked: true }
+                Inherited { lines, json_len, checked: true, stored: Default::default() }
             }
-            None => Inherited { lines: Vec::new(), json_len: 0, checked: false },
+            None => Inherited { lines: Vec::new(), json_len: 0, checked: false, stored: Default::default() },
         }
+    }
+
+    /// Its parameters as the journal stores them, once: `store` turns the JSON object into the stored text (passwords
+    /// fingerprinted); the id is the SHA-256 (32 hex digits) of that text.
+    pub fn stored(&self, store: impl FnOnce(&str) -> String) -> (&str, &str) {
+        let (id, json) = self.stored.get_or_init(|| {
+            let mut json = String::with_capacity(self.json_len + 2);
+            json.push('{');
+            for j in self.lines.iter().filter_map(|l| l.json.as_ref()) {
+                if json.len() > 1 {
+                    json.push(',');
+                }
+                json.push_str(j);
+            }
+            json.push('}');
+            let stored = store(&json);
+            use sha2::Digest as _;
+            let id = sha2::Sha256::digest(stored.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect();
+            (id, stored)
+        });
+        (id, json)
     }
 
     /// Whether a parameter of that name is inherited.
@@ -251,6 +274,33 @@ impl std::fmt::Debug for ServedParams {
 }
 
 impl ServedParams {
+    /// What the journal stores: the shared layer (if any) and the JSON object of the rest: the device's own lines
+    /// (`null` for one that sets no text, which hides the inherited value), or everything. [`merge_served`] puts them
+    /// back together.
+    pub fn parts(&self) -> (Option<&Inherited>, std::borrow::Cow<'_, str>) {
+        match self {
+            ServedParams::Json(j) => (None, std::borrow::Cow::Borrowed(j)),
+            ServedParams::Spliced { inherited, own } => {
+                let mut json = String::with_capacity(64 * own.len());
+                json.push('{');
+                for l in own {
+                    if json.len() > 1 {
+                        json.push(',');
+                    }
+                    match &l.json {
+                        Some(j) => json.push_str(j),
+                        None => {
+                            json.push_str(&serde_json::to_string(&l.name).unwrap_or_default());
+                            json.push_str(":null");
+                        }
+                    }
+                }
+                json.push('}');
+                (Some(inherited), std::borrow::Cow::Owned(json))
+            }
+        }
+    }
+
     /// The JSON object.
     pub fn json(&self) -> std::borrow::Cow<'_, str> {
         match self {
@@ -271,6 +321,22 @@ impl ServedParams {
             }
         }
     }
+}
+
+/// The served parameters (a JSON object of text values) from what the journal stored: a shared layer's object, if
+/// any, and the rest, whose `null` values remove inherited ones ([`ServedParams::parts`]).
+pub fn merge_served(layer: Option<&str>, rest: Option<&str>) -> Option<String> {
+    let rest = rest?;
+    let Some(layer) = layer else { return Some(rest.to_string()) };
+    let mut map: BTreeMap<String, String> = serde_json::from_str(layer).ok()?;
+    let own: BTreeMap<String, Option<String>> = serde_json::from_str(rest).ok()?;
+    for (name, value) in own {
+        match value {
+            Some(v) => map.insert(name, v),
+            None => map.remove(&name),
+        };
+    }
+    serde_json::to_string(&map).ok()
 }
 
 /// Calls `each` on the lines of `inherited` and `own` in name order, an `own` line replacing the inherited one of
@@ -626,6 +692,12 @@ mod tests {
                     proptest::prop_assert_eq!(&spliced, &text);
                     let expected = crate::provision::parameters::params_json(&profile.unwrap());
                     proptest::prop_assert_eq!(&*json.json(), &*expected);
+                    // What the journal stores, put back together, is the same set.
+                    let (layer, rest) = json.parts();
+                    let layer = layer.map(|l| l.stored(str::to_string).1.to_string());
+                    let merged = merge_served(layer.as_deref(), Some(&rest)).unwrap();
+                    let as_map = |j: &str| serde_json::from_str::<BTreeMap<String, String>>(j).unwrap();
+                    proptest::prop_assert_eq!(as_map(&merged), as_map(&expected));
                 }
                 (Err(_), None) => {}
                 (Err(e), Some(_)) => proptest::prop_assert!(false, "spliced what the engine refuses: {e}"),

@@ -41,6 +41,11 @@ fn bind_fields<'q>(
 }
 
 impl SqliteStore {
+    /// The connection pool (the journal writes through it; tests read tables directly).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) `inventory.sqlite` in `dir`, and brings its schema up to date; secrets in clear
     /// (an inventory whose secrets are sealed refuses: [`SqliteStore::open_with`] takes the key).
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {

@@ -36,8 +36,9 @@ pub(super) struct ServedRow<'a> {
     pub protocol: &'static str,
     pub hash: &'a str,
     pub at_ms: i64,
-    /// The parameters served, as stored (passwords fingerprinted), when they changed.
-    pub params: Option<String>,
+    /// The parameters served, as stored (passwords fingerprinted), when they changed: the JSON object of the device's
+    /// own (or all) parameters, and the id of the shared layer it extends ([`crate::render::merge_served`]).
+    pub params: Option<(String, Option<&'a str>)>,
 }
 
 /// A report: its row and the parameters merged into the device's last report.
@@ -55,6 +56,8 @@ pub(super) struct Plan<'a> {
     pub seen: Vec<SeenRow<'a>>,
     pub served: Vec<ServedRow<'a>>,
     pub events: Vec<(&'a Mac, i64, &'static str, &'a str)>,
+    /// Shared layers of served parameters the `served` rows name: (id, JSON), each once.
+    pub layers: Vec<(&'a str, &'a str)>,
     pub reports: Vec<ReportRow<'a>>,
 }
 
@@ -129,7 +132,16 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
                 protocol: e.protocol,
                 hash: &e.hash,
                 at_ms: e.at_ms,
-                params: params.map(|p| stored_params(at_rest, &p.json()).into_owned()),
+                params: params.map(|p| {
+                    let (layer, rest) = p.parts();
+                    let layer = layer.map(|l| l.stored(|json| stored_params(at_rest, json).into_owned()));
+                    if let Some(l) = layer
+                        && !plan.layers.contains(&l)
+                    {
+                        plan.layers.push(l);
+                    }
+                    (stored_params(at_rest, &rest).into_owned(), layer.map(|(id, _)| id))
+                }),
             });
         }
     }

@@ -12,7 +12,7 @@ use crate::inventory::{AnyStore, StoreError};
 #[derive(Debug, Clone)]
 struct StateRow {
     mac: String,
-    cols: [Option<String>; 8],
+    cols: [Option<String>; 9],
     ints: [Option<i64>; 3],
 }
 
@@ -22,6 +22,8 @@ pub struct JournalRows {
     states: Vec<StateRow>,
     events: Vec<(String, i64, String, String)>,
     reports: Vec<(String, i64, String, Vec<u8>)>,
+    /// Shared layers of served parameters: (id, JSON).
+    layers: Vec<(String, String)>,
     /// Audit lines: (at, mac, node, line).
     audit: Vec<(i64, Option<String>, String, String)>,
 }
@@ -33,7 +35,7 @@ impl JournalRows {
     }
 }
 
-const STATE_TEXT: [&str; 8] = [
+const STATE_TEXT: [&str; 9] = [
     "last_address",
     "user_agent",
     "firmware",
@@ -42,13 +44,14 @@ const STATE_TEXT: [&str; 8] = [
     "served_hash",
     "served_params",
     "report_params",
+    "served_layer",
 ];
 
 macro_rules! read_rows {
     ($pool:expr, $rows:ident) => {{
         for r in sqlx::query(
             "SELECT mac, last_address, user_agent, firmware, served_file, served_proto, served_hash, served_params, \
-             report_params, last_seen, served_at, report_at FROM device_state",
+             report_params, served_layer, last_seen, served_at, report_at FROM device_state",
         )
         .fetch_all($pool)
         .await?
@@ -62,6 +65,9 @@ macro_rules! read_rows {
         }
         for r in sqlx::query("SELECT mac, at, name, body FROM reports ORDER BY id").fetch_all($pool).await? {
             $rows.reports.push((r.get("mac"), r.get("at"), r.get("name"), r.get("body")));
+        }
+        for r in sqlx::query("SELECT id, params FROM served_layers").fetch_all($pool).await? {
+            $rows.layers.push((r.get("id"), r.get("params")));
         }
     }};
 }
@@ -105,15 +111,25 @@ pub async fn read_journal(
 macro_rules! write_rows {
     ($tx:ident, $rows:expr, $n:ident) => {{
         let rows = $rows;
+        // The layers first: the states name them.
+        for (id, params) in &rows.layers {
+            $n += sqlx::query("INSERT INTO served_layers (id, params) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(id)
+                .bind(params)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        }
         for st in &rows.states {
             $n += sqlx::query(
                 "INSERT INTO device_state (mac, last_address, user_agent, firmware, served_file, served_proto, \
-                     served_hash, served_params, report_params, last_seen, served_at, report_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (mac) DO UPDATE SET \
+                     served_hash, served_params, report_params, served_layer, last_seen, served_at, report_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (mac) DO UPDATE SET \
                      last_address = excluded.last_address, user_agent = excluded.user_agent, \
                      firmware = excluded.firmware, served_file = excluded.served_file, \
                      served_proto = excluded.served_proto, served_hash = excluded.served_hash, \
                      served_params = excluded.served_params, report_params = excluded.report_params, \
+                     served_layer = excluded.served_layer, \
                      last_seen = excluded.last_seen, served_at = excluded.served_at, report_at = excluded.report_at \
                      WHERE coalesce(device_state.last_seen, 0) < coalesce(excluded.last_seen, 0)",
             )
@@ -126,6 +142,7 @@ macro_rules! write_rows {
             .bind(&st.cols[5])
             .bind(&st.cols[6])
             .bind(&st.cols[7])
+            .bind(&st.cols[8])
             .bind(st.ints[0])
             .bind(st.ints[1])
             .bind(st.ints[2])

@@ -378,6 +378,17 @@ pub(crate) fn stored_report(at_rest: &AtRest, mac: &Mac, at_ms: i64, body: &[u8]
 
 /// The parameters whose reported value (`reported`, the merged reports' JSON) differs from the one served
 /// (`served`, JSON); secrets are shown as `(secret)`, IKMs (never reported) are left out.
+/// The served parameters of a `device_state` row joined with its `served_layers` row (`layer_params`).
+pub(crate) fn served_params<R: sqlx::Row>(row: &R) -> Option<String>
+where
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let layer: Option<String> = row.try_get("layer_params").ok().flatten();
+    let rest: Option<String> = row.try_get("served_params").ok().flatten();
+    crate::render::merge_served(layer.as_deref(), rest.as_deref())
+}
+
 pub(crate) fn drift(served: Option<String>, reported: Option<String>) -> Vec<Drift> {
     let parse = |j: Option<String>| -> BTreeMap<String, String> {
         j.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()

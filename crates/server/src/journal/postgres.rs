@@ -144,12 +144,21 @@ async fn write_batch(
         let proto: Vec<&str> = plan.served.iter().map(|s| s.protocol).collect();
         let hash: Vec<&str> = plan.served.iter().map(|s| s.hash).collect();
         let at: Vec<i64> = plan.served.iter().map(|s| s.at_ms).collect();
-        let params: Vec<Option<&str>> = plan.served.iter().map(|s| s.params.as_deref()).collect();
+        let params: Vec<Option<&str>> = plan.served.iter().map(|s| s.params.as_ref().map(|p| p.0.as_str())).collect();
+        let layer: Vec<Option<&str>> = plan.served.iter().map(|s| s.params.as_ref().and_then(|p| p.1)).collect();
+        for (id, json) in &plan.layers {
+            sqlx::query("INSERT INTO served_layers (id, params) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(*id)
+                .bind(*json)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE device_state AS d SET served_file = u.f, served_proto = u.p, served_hash = u.h, served_at = u.a, \
-             served_params = coalesce(u.j, d.served_params) \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(m, f, p, h, a, j) \
-             WHERE d.mac = u.m",
+             served_params = coalesce(u.j, d.served_params), \
+             served_layer = CASE WHEN u.j IS NULL THEN d.served_layer ELSE u.l END \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
+             AS u(m, f, p, h, a, j, l) WHERE d.mac = u.m",
         )
         .bind(&mac)
         .bind(&file)
@@ -157,6 +166,7 @@ async fn write_batch(
         .bind(&hash)
         .bind(&at)
         .bind(&params)
+        .bind(&layer)
         .execute(&mut *tx)
         .await?;
     }
@@ -199,6 +209,13 @@ async fn write_batch(
 
 /// Deletes events, reports and audit rows older than `keep_days` (0: none); returns how many rows went.
 pub async fn prune_old(store: &PostgresStore, keep_days: u32, now_ms: i64) -> Result<u64, sqlx::Error> {
+    // Shared layers no device's last served profile extends any more (one device-state scan).
+    sqlx::query(
+        "DELETE FROM served_layers WHERE id NOT IN \
+         (SELECT DISTINCT served_layer FROM device_state WHERE served_layer IS NOT NULL)",
+    )
+    .execute(store.pool())
+    .await?;
     if keep_days == 0 {
         return Ok(0);
     }
@@ -258,8 +275,13 @@ pub async fn device_states(store: &PostgresStore) -> Result<HashMap<Mac, Seen>, 
 /// The status of `mac`, with its `limit` most recent events.
 pub async fn device_status(store: &PostgresStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
     let mut s = DeviceStatus::default();
-    if let Some(r) =
-        sqlx::query("SELECT * FROM device_state WHERE mac = $1").bind(mac.as_str()).fetch_optional(store.pool()).await?
+    if let Some(r) = sqlx::query(
+        "SELECT d.*, l.params AS layer_params FROM device_state d \
+             LEFT JOIN served_layers l ON l.id = d.served_layer WHERE d.mac = $1",
+    )
+    .bind(mac.as_str())
+    .fetch_optional(store.pool())
+    .await?
     {
         s.last_seen_ms = r.get("last_seen");
         s.last_address = r.get("last_address");
@@ -276,7 +298,7 @@ pub async fn device_status(store: &PostgresStore, mac: &Mac, limit: i64) -> Resu
         }
         s.report_ms = r.get("report_at");
         if s.report_ms.is_some() {
-            s.drift = super::drift(r.get("served_params"), r.get("report_params"));
+            s.drift = super::drift(super::served_params(&r), r.get("report_params"));
         }
     }
     let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = $1 ORDER BY id DESC LIMIT $2")

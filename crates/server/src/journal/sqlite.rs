@@ -92,16 +92,25 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?;
     }
+    for (id, json) in &plan.layers {
+        sqlx::query("INSERT INTO served_layers (id, params) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(*id)
+            .bind(*json)
+            .execute(&mut *tx)
+            .await?;
+    }
     for s in &plan.served {
         sqlx::query(
-            "UPDATE device_state SET served_file = ?, served_proto = ?, served_hash = ?, served_at = ?, \
-             served_params = coalesce(?, served_params) WHERE mac = ?",
+            "UPDATE device_state SET served_file = ?1, served_proto = ?2, served_hash = ?3, served_at = ?4, \
+             served_params = coalesce(?5, served_params), \
+             served_layer = CASE WHEN ?5 IS NULL THEN served_layer ELSE ?6 END WHERE mac = ?7",
         )
         .bind(s.file)
         .bind(s.protocol)
         .bind(s.hash)
         .bind(s.at_ms)
-        .bind(s.params.as_deref())
+        .bind(s.params.as_ref().map(|p| p.0.as_str()))
+        .bind(s.params.as_ref().and_then(|p| p.1))
         .bind(s.mac.as_str())
         .execute(&mut *tx)
         .await?;
@@ -156,6 +165,13 @@ pub async fn prune_rows(store: &SqliteStore, retention: &JournalConfig, now_ms: 
 
 /// Deletes events and reports older than `keep_days` (0: none); returns how many rows went.
 pub async fn prune_old(store: &SqliteStore, keep_days: u32, now_ms: i64) -> Result<u64, sqlx::Error> {
+    // Shared layers no device's last served profile extends any more (one device-state scan).
+    sqlx::query(
+        "DELETE FROM served_layers WHERE id NOT IN \
+         (SELECT DISTINCT served_layer FROM device_state WHERE served_layer IS NOT NULL)",
+    )
+    .execute(&store.pool)
+    .await?;
     if keep_days == 0 {
         return Ok(0);
     }
@@ -224,8 +240,13 @@ pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, St
 /// The status of `mac`, with its `limit` most recent events.
 pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
     let mut s = DeviceStatus::default();
-    if let Some(r) =
-        sqlx::query("SELECT * FROM device_state WHERE mac = ?").bind(mac.as_str()).fetch_optional(&store.pool).await?
+    if let Some(r) = sqlx::query(
+        "SELECT d.*, l.params AS layer_params FROM device_state d \
+             LEFT JOIN served_layers l ON l.id = d.served_layer WHERE d.mac = ?",
+    )
+    .bind(mac.as_str())
+    .fetch_optional(&store.pool)
+    .await?
     {
         s.last_seen_ms = r.get("last_seen");
         s.last_address = r.get("last_address");
@@ -242,7 +263,7 @@ pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result
         }
         s.report_ms = r.get("report_at");
         if s.report_ms.is_some() {
-            s.drift = super::drift(r.get("served_params"), r.get("report_params"));
+            s.drift = super::drift(super::served_params(&r), r.get("report_params"));
         }
     }
     let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = ? ORDER BY id DESC LIMIT ?")
