@@ -31,6 +31,68 @@ pub fn compress_at(data: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec never fails")
 }
 
+/// A piece of text compressed on its own as raw deflate blocks that end on a byte boundary with no final block
+/// (zlib's full flush: the dictionary starts empty after it), with its CRC-32 and length, so that pieces can be
+/// compressed once, shared, and joined in any order into one gzip member ([`join`]) that any inflater reads as one
+/// stream (RFC 1951 §3.2.3: a stream is a sequence of blocks, the last one flagged; RFC 1952 §2.3.1: the trailer's
+/// CRC-32 and size are of the whole text, combined here from the pieces').
+pub struct Piece {
+    deflate: Vec<u8>,
+    crc: flate2::Crc,
+}
+
+impl std::fmt::Debug for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Piece({} bytes of text in {} bytes)", self.crc.amount(), self.deflate.len())
+    }
+}
+
+impl Piece {
+    /// Compresses `text` at `level` (0-9).
+    pub fn new(text: &[u8], level: u32) -> Piece {
+        let mut z = flate2::Compress::new(Compression::new(level.min(9)), false);
+        let mut deflate = Vec::with_capacity(text.len() / 3 + 64);
+        loop {
+            let done = z.total_in() as usize;
+            deflate.reserve((text.len() - done) / 2 + 1024);
+            // Raw deflate into a Vec cannot fail; the loop ends when all input is in and the flush had room.
+            let _ = z.compress_vec(&text[done..], &mut deflate, flate2::FlushCompress::Full);
+            if z.total_in() as usize == text.len() && deflate.len() < deflate.capacity() {
+                break;
+            }
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(text);
+        Piece { deflate, crc }
+    }
+
+    /// The compressed bytes.
+    pub fn compressed_len(&self) -> usize {
+        self.deflate.len()
+    }
+}
+
+/// One gzip member of `pieces` in order: the same text as their concatenation, and the same as [`compress`] to any
+/// reader (the bytes differ: each piece was compressed on its own).
+pub fn join<'a>(pieces: impl IntoIterator<Item = &'a Piece> + Clone) -> Vec<u8> {
+    // The header flate2's GzEncoder writes: no name, no time, OS unknown.
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    // An empty fixed-Huffman block with BFINAL set (what a finish on no input writes after a full flush).
+    const LAST: [u8; 2] = [0x03, 0x00];
+    let size: usize = pieces.clone().into_iter().map(|p| p.deflate.len()).sum();
+    let mut out = Vec::with_capacity(HEADER.len() + size + LAST.len() + 8);
+    out.extend_from_slice(&HEADER);
+    let mut crc = flate2::Crc::new();
+    for p in pieces {
+        out.extend_from_slice(&p.deflate);
+        crc.combine(&p.crc);
+    }
+    out.extend_from_slice(&LAST);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+    out
+}
+
 /// Why a gzip stream could not be expanded.
 #[derive(Debug, thiserror::Error)]
 pub enum GzipError {
@@ -59,6 +121,37 @@ pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Pieces compressed apart and joined read back as their concatenation, with flate2's reader and zlib's
+        /// own CRC and length checks, at every level, in any split, including empty pieces.
+        #[test]
+        fn joined_pieces_are_one_gzip_member(
+            parts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000), 0..6),
+            level in 0u32..10,
+        ) {
+            let pieces: Vec<Piece> = parts.iter().map(|p| Piece::new(p, level)).collect();
+            let joined = join(&pieces);
+            proptest::prop_assert!(is_gzip(&joined));
+            proptest::prop_assert_eq!(decompress(&joined, 1 << 24).unwrap(), parts.concat());
+        }
+    }
+
+    #[test]
+    fn joined_pieces_of_profile_text_compress_about_as_well_as_the_whole() {
+        let line =
+            |i: usize| format!("\n  <Bench_Param_{i:04} ua=\"na\">sip proxy line {i} call park</Bench_Param_{i:04}>");
+        let text: String = (0..560).map(line).collect();
+        let whole = compress_at(text.as_bytes(), 3).len();
+        let cut = [0, 100, 101, 300, 301, 560].map(|i| text.find(&line(i.min(559))).unwrap());
+        let pieces: Vec<Piece> = cut.windows(2).map(|w| Piece::new(&text.as_bytes()[w[0]..w[1]], 3)).collect();
+        let rest = Piece::new(&text.as_bytes()[cut[5]..], 3);
+        let joined = join(pieces.iter().chain([&rest]));
+        assert_eq!(decompress(&joined, 1 << 24).unwrap(), text.as_bytes());
+        // Each piece starts with an empty dictionary: a few per cent more bytes (this text is tiny and repetitive,
+        // the worst case; BENCHMARKS.md has the served profile's figure).
+        assert!(joined.len() < whole * 12 / 10, "{} vs {whole}", joined.len());
+    }
 
     #[test]
     fn round_trip() {

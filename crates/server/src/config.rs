@@ -309,8 +309,10 @@ pub struct Provisioning {
     pub md5_before_firmware: String,
     /// Seconds between periodic resyncs written into profiles (`Resync_Periodic`).
     pub resync_periodic: u32,
-    /// The gzip level of encrypted profiles, 0 (stored) to 9: 3 is 2.4 times faster than gzip's default 6 on profile
-    /// text for about 4 % more bytes (`BENCHMARKS.md`), and what a re-render of the fleet after a change costs.
+    /// The gzip level of encrypted profiles, 0 (stored) to 9; 6 is gzip's default. With the built-in template what a
+    /// group and model share is compressed once per revision, so the level costs little per device; a site's own
+    /// template gzips every profile whole, where 3 is 2.4 times faster than 6 for about 4 % more bytes
+    /// (`BENCHMARKS.md`).
     pub gzip_level: u32,
     /// `--uid`/`--pwd` required on profile requests (Basic or Digest); empty: none.
     pub http_user: String,
@@ -439,7 +441,7 @@ impl Default for Provisioning {
             digest_by_model: BTreeMap::new(),
             md5_before_firmware: String::new(),
             resync_periodic: 3600,
-            gzip_level: 3,
+            gzip_level: 6,
             http_user: String::new(),
             http_password: String::new(),
             credentials_over_tftp: false,
@@ -817,8 +819,9 @@ path_gpp = "B"
 # ... and per firmware: phones whose User-Agent reports an older version get MD5 (example):
 # md5_before_firmware = "11.3.1"
 resync_periodic = 3600
-# gzip level of encrypted profiles, 0-9: 3 is 2.4x faster than gzip's default 6 for ~4 % more bytes.
-gzip_level = 3
+# gzip level of encrypted profiles, 0-9. The built-in template compresses what devices share once; with a template of
+# your own every profile is gzipped whole, and 3 is 2.4x faster than 6 for ~4 % more bytes.
+gzip_level = 6
 # HTTP authentication required of phones (their Profile_Rule gets --uid/--pwd); empty: none.
 http_user = ""
 http_password = ""

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use minijinja::{AutoEscape, Environment};
+use provisor_envelope::gzip;
 use provisor_profile::{ParseOptions, Profile, lint};
 use serde::Serialize;
 
@@ -208,6 +209,8 @@ pub struct Inherited {
     json_len: usize,
     /// As the journal stores it: (id, JSON), made once ([`Inherited::stored`]).
     stored: std::sync::OnceLock<(String, String)>,
+    /// Runs of lines compressed once: (first line, past the last line, gzip level) → the piece.
+    pieces: std::sync::Mutex<std::collections::HashMap<(usize, usize, u32), std::sync::Arc<gzip::Piece>>>,
     /// Whether every line passed the check (if not, rendering goes through the template engine, which names the
     /// line that fails).
     checked: bool,
@@ -219,9 +222,15 @@ impl Inherited {
         match checked_lines(params) {
             Some(lines) => {
                 let json_len = lines.iter().map(|l| l.json.as_ref().map_or(0, |j| j.len() + 1)).sum();
-                Inherited { lines, json_len, checked: true, stored: Default::default() }
+                Inherited { lines, json_len, checked: true, stored: Default::default(), pieces: Default::default() }
             }
-            None => Inherited { lines: Vec::new(), json_len: 0, checked: false, stored: Default::default() },
+            None => Inherited {
+                lines: Vec::new(),
+                json_len: 0,
+                checked: false,
+                stored: Default::default(),
+                pieces: Default::default(),
+            },
         }
     }
 
@@ -244,6 +253,23 @@ impl Inherited {
             (id, stored)
         });
         (id, json)
+    }
+
+    /// Lines `lines` (whose text is `text`) compressed at `level`, once.
+    fn piece(&self, lines: (usize, usize), level: u32, text: &str) -> std::sync::Arc<gzip::Piece> {
+        /// Enough for every run devices of one group and model split the layer into; past it, runs are compressed
+        /// each time (devices whose own parameters all differ in name).
+        const MAX_PIECES: usize = 1024;
+        let key = (lines.0, lines.1, level);
+        if let Some(p) = self.pieces.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return p.clone();
+        }
+        let piece = std::sync::Arc::new(gzip::Piece::new(text.as_bytes(), level));
+        let mut pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        if pieces.len() < MAX_PIECES {
+            pieces.insert(key, piece.clone());
+        }
+        piece
     }
 
     /// Whether a parameter of that name is inherited.
@@ -308,7 +334,7 @@ impl ServedParams {
             ServedParams::Spliced { inherited, own } => {
                 let mut json = String::with_capacity(inherited.json_len + 64 * own.len());
                 json.push('{');
-                merged(&inherited.lines, own, |l| {
+                merged(&inherited.lines, own, |l, _| {
                     if let Some(j) = &l.json {
                         if json.len() > 1 {
                             json.push(',');
@@ -340,24 +366,24 @@ pub fn merge_served(layer: Option<&str>, rest: Option<&str>) -> Option<String> {
 }
 
 /// Calls `each` on the lines of `inherited` and `own` in name order, an `own` line replacing the inherited one of
-/// the same name (both are sorted by name).
-fn merged<'a>(inherited: &'a [Line], own: &'a [Line], mut each: impl FnMut(&'a Line)) {
-    let (mut a, mut b) = (inherited.iter().peekable(), own.iter().peekable());
+/// the same name (both are sorted by name), with the index of an inherited line.
+fn merged<'a>(inherited: &'a [Line], own: &'a [Line], mut each: impl FnMut(&'a Line, Option<usize>)) {
+    let (mut a, mut b) = (inherited.iter().enumerate().peekable(), own.iter().peekable());
     loop {
         let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
-                std::cmp::Ordering::Less => a.next(),
+            (Some((_, x)), Some(y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => a.next().map(|(i, l)| (l, Some(i))),
                 std::cmp::Ordering::Equal => {
                     a.next();
-                    b.next()
+                    b.next().map(|l| (l, None))
                 }
-                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Greater => b.next().map(|l| (l, None)),
             },
-            (Some(_), None) => a.next(),
-            (None, _) => b.next(),
+            (Some(_), None) => a.next().map(|(i, l)| (l, Some(i))),
+            (None, _) => b.next().map(|l| (l, None)),
         };
         match next {
-            Some(l) => each(l),
+            Some((l, i)) => each(l, i),
             None => break,
         }
     }
@@ -542,7 +568,7 @@ impl Templates {
         device: &Device,
         inherited: &std::sync::Arc<Inherited>,
         own: &BTreeMap<String, String>,
-    ) -> Option<(String, ServedParams)> {
+    ) -> Option<(SplicedProfile, ServedParams)> {
         if !self.builtin_mpp || !inherited.checked {
             return None;
         }
@@ -560,9 +586,76 @@ impl Templates {
         let size = inherited.lines.iter().chain(&own).map(|l| l.text.len()).sum::<usize>();
         let mut text = String::with_capacity(head.len() + size + TAIL.len());
         text.push_str(&head);
-        merged(&inherited.lines, &own, |l| text.push_str(&l.text));
+        let mut runs = vec![Run { end: text.len(), shared: None }];
+        merged(&inherited.lines, &own, |l, index| {
+            text.push_str(&l.text);
+            let end = text.len();
+            match (index, runs.last_mut()) {
+                (Some(i), Some(Run { shared: Some((_, past)), end: e })) if *past == i => (*past, *e) = (i + 1, end),
+                (None, Some(Run { shared: None, end: e })) => *e = end,
+                (Some(i), _) => runs.push(Run { end, shared: Some((i, i + 1)) }),
+                (None, _) => runs.push(Run { end, shared: None }),
+            }
+        });
         text.push_str(TAIL);
-        Some((text, ServedParams::Spliced { inherited: inherited.clone(), own }))
+        runs.push(Run { end: text.len(), shared: None });
+        let profile = SplicedProfile { text, layout: Layout { runs, inherited: inherited.clone() } };
+        Some((profile, ServedParams::Spliced { inherited: inherited.clone(), own }))
+    }
+}
+
+/// A run of a spliced profile's text, up to byte `end`: inherited lines (first, past the last), or the device's own.
+struct Run {
+    end: usize,
+    shared: Option<(usize, usize)>,
+}
+
+/// A profile [`Templates::splice`] made: its text, and its [`Layout`].
+pub struct SplicedProfile {
+    /// The profile.
+    pub text: String,
+    /// Which runs of the text are inherited lines.
+    pub layout: Layout,
+}
+
+/// Which runs of a spliced profile's text are inherited lines, so its gzip reuses their compression
+/// ([`Layout::gzip`]).
+pub struct Layout {
+    runs: Vec<Run>,
+    inherited: std::sync::Arc<Inherited>,
+}
+
+impl Layout {
+    /// `text` (the spliced profile's) gzipped at `level`: runs of inherited lines of at least 2 KB are compressed
+    /// once per layer and shared by every device that splits the layer the same way; the rest (the device's own
+    /// lines, the head, short runs) is compressed now. One gzip member that any reader expands to `text`
+    /// ([`gzip::join`]).
+    pub fn gzip(&self, text: &[u8], level: u32) -> Vec<u8> {
+        let text = match std::str::from_utf8(text) {
+            Ok(t) if self.runs.last().is_some_and(|r| r.end == t.len()) => t,
+            _ => return gzip::compress_at(text, level),
+        };
+        const SHARED_MIN: usize = 2048;
+        let mut pieces: Vec<std::sync::Arc<gzip::Piece>> = Vec::with_capacity(self.runs.len());
+        let (mut start, mut own_from) = (0, None::<usize>);
+        for run in &self.runs {
+            match run.shared {
+                Some(lines) if run.end - start >= SHARED_MIN => {
+                    if let Some(from) = own_from.take() {
+                        pieces.push(std::sync::Arc::new(gzip::Piece::new(&text.as_bytes()[from..start], level)));
+                    }
+                    pieces.push(self.inherited.piece(lines, level, &text[start..run.end]));
+                }
+                _ => {
+                    own_from.get_or_insert(start);
+                }
+            }
+            start = run.end;
+        }
+        if let Some(from) = own_from {
+            pieces.push(std::sync::Arc::new(gzip::Piece::new(&text.as_bytes()[from..], level)));
+        }
+        gzip::join(pieces.iter().map(|p| &**p))
     }
 }
 
@@ -689,7 +782,11 @@ mod tests {
             let fast = t.splice(&d, &std::sync::Arc::new(Inherited::new(&inherited)), &own);
             match (slow, fast) {
                 (Ok((text, profile)), Some((spliced, json))) => {
-                    proptest::prop_assert_eq!(&spliced, &text);
+                    proptest::prop_assert_eq!(&spliced.text, &text);
+                    for level in [0, 3] {
+                        let zipped = spliced.layout.gzip(spliced.text.as_bytes(), level);
+                        proptest::prop_assert_eq!(gzip::decompress(&zipped, 1 << 24).unwrap(), text.as_bytes());
+                    }
                     let expected = crate::provision::parameters::params_json(&profile.unwrap());
                     proptest::prop_assert_eq!(&*json.json(), &*expected);
                     // What the journal stores, put back together, is the same set.
@@ -708,6 +805,30 @@ mod tests {
                     proptest::prop_assert!(!inherited_ok, "gave up on a good profile: {text}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_large_layer_is_compressed_once_and_every_device_reads_its_own_text() {
+        let shared: BTreeMap<String, String> =
+            (0..560).map(|i| (format!("Bench_Param_{i:04}"), format!("sip proxy line {i} call park"))).collect();
+        let inherited = std::sync::Arc::new(Inherited::new(&shared));
+        let t = Templates::builtin();
+        let mut sizes = Vec::new();
+        for n in 0..20 {
+            let mut d = device();
+            d.mac = format!("000e08aabb{n:02x}").parse().unwrap();
+            // Own names that fall between inherited ones (Bench_Param_0100a) and after them (User_ID_1_).
+            let own = params(&[("Bench_Param_0100a", &format!("x{n}")), ("User_ID_1_", &format!("{n}"))]);
+            let (profile, _) = t.splice(&d, &inherited, &own).unwrap();
+            let zipped = profile.layout.gzip(profile.text.as_bytes(), 3);
+            assert_eq!(gzip::decompress(&zipped, 1 << 24).unwrap(), profile.text.as_bytes(), "device {n}");
+            sizes.push((zipped.len(), gzip::compress_at(profile.text.as_bytes(), 3).len()));
+        }
+        let cached = inherited.pieces.lock().unwrap().len();
+        assert_eq!(cached, 2, "two shared runs (before and after Bench_Param_0100a), compressed once for all 20");
+        for (spliced, whole) in sizes {
+            assert!(spliced < whole * 11 / 10, "{spliced} vs {whole} bytes");
         }
     }
 

@@ -14,7 +14,8 @@ use super::seal::{hex, seal};
 use super::{Provisioner, Request};
 use crate::inventory::{Device, Mac, Secrets, Store, inherited_parameters};
 use crate::journal::Journal;
-use crate::render::{self, Inherited, ServedParams, Templates};
+use crate::render::{self, Inherited, ServedParams, SplicedProfile, Templates};
+use provisor_envelope::gzip;
 
 impl<S: Store, J: Journal> Provisioner<S, J> {
     fn loaded_templates(&self) -> Result<Arc<Templates>, ProvisionError> {
@@ -66,15 +67,21 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             true => self.spliced(&templates, d).await?,
             false => None,
         };
-        let (text, params) = match spliced {
-            Some((text, params)) => (text, Some(Arc::new(params))),
+        let level = self.config.provisioning.gzip_level;
+        let (text, params, spliced) = match spliced {
+            Some((profile, params)) => (profile.text, Some(Arc::new(params)), Some(profile.layout)),
             None => {
                 let params = self.full_params(d).await?;
                 let (text, profile) = templates
                     .render_checked(template, d, &params, &self.server_facts(Some(d)))
                     .map_err(|e| ProvisionError::Render(e.to_string()))?;
-                (text, profile.as_ref().map(|p| Arc::new(ServedParams::Json(params_json(p)))))
+                (text, profile.as_ref().map(|p| Arc::new(ServedParams::Json(params_json(p)))), None)
             }
+        };
+        // A spliced profile reuses the compression of what its group and model share.
+        let gzip = |plain: &[u8]| match &spliced {
+            Some(layout) => layout.gzip(plain, level),
+            None => gzip::compress_at(plain, level),
         };
         // The device's own digest if it is not the default, else the model's, else SHA-256.
         let by_model = self.config.provisioning.digest_by_model.get(&d.model);
@@ -84,9 +91,8 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             by_model.map_or("sha256", String::as_str)
         };
         let digest: KdfDigest = digest_name.parse().unwrap_or(KdfDigest::Sha256);
-        let (body, content_encoding) =
-            seal(text.into_bytes(), variant, &d.secrets, previous, digest, self.config.provisioning.gzip_level)
-                .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
+        let (body, content_encoding) = seal(text.into_bytes(), gzip, variant, &d.secrets, previous, digest)
+            .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
         let content_type = if variant.is_sealed() { "application/octet-stream" } else { "text/xml; charset=utf-8" };
         Ok(Served {
             hash: hex(&Sha256::digest(&body)).into(),
@@ -104,7 +110,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         &self,
         templates: &Templates,
         d: &Device,
-    ) -> Result<Option<(String, ServedParams)>, ProvisionError> {
+    ) -> Result<Option<(SplicedProfile, ServedParams)>, ProvisionError> {
         let inherited = match self.cache.inherited(d.group.as_deref(), &d.model) {
             Some(i) => i,
             None => {

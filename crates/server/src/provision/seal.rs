@@ -7,7 +7,7 @@
 
 use hmac::{KeyInit, Mac as _};
 use provisor_envelope::openssl_enc::{Digest as KdfDigest, Kdf};
-use provisor_envelope::{aes128gcm, gzip, openssl_enc};
+use provisor_envelope::{aes128gcm, openssl_enc};
 use sha2::Sha256;
 
 use super::cache::Variant;
@@ -30,20 +30,21 @@ pub fn salt<const N: usize>(key: &[u8], plain: &[u8]) -> [u8; N] {
 }
 
 /// `plain` as `variant` sends it, with `secrets` (their previous set, with `previous`) and, for AES-256-CBC, the
-/// `EVP_BytesToKey` digest `digest`, gzipped at `level`; returns the body and its `Content-Encoding`.
+/// `EVP_BytesToKey` digest `digest`; `gzip` compresses `plain` (once, for the sealed variants); returns the body and
+/// its `Content-Encoding`.
 pub fn seal(
     plain: Vec<u8>,
+    gzip: impl FnOnce(&[u8]) -> Vec<u8>,
     variant: Variant,
     secrets: &Secrets,
     previous: bool,
     digest: KdfDigest,
-    level: u32,
 ) -> Result<(Vec<u8>, Option<&'static str>), ProvisionError> {
     let old = secrets.previous.as_ref().filter(|_| previous);
     match variant {
         Variant::Cbc | Variant::CbcMd5 => {
             let pass = old.map_or(secrets.aes_key.as_bytes(), |p| p.aes_key.as_bytes());
-            let zipped = gzip::compress_at(&plain, level);
+            let zipped = gzip(&plain);
             let s = salt::<{ openssl_enc::SALT_LEN }>(pass, &zipped);
             Ok((openssl_enc::encrypt(&zipped, pass, Kdf::BytesToKey(digest), Some(s)), None))
         }
@@ -51,7 +52,7 @@ pub fn seal(
             let ikm_hex = old.map_or(secrets.ikm.as_str(), |p| p.ikm.as_str());
             let ikm = aes128gcm::ikm_from_hex(ikm_hex)
                 .ok_or_else(|| ProvisionError::Render("the stored IKM is not hex".into()))?;
-            let zipped = gzip::compress_at(&plain, level);
+            let zipped = gzip(&plain);
             let s = salt::<{ aes128gcm::SALT_LEN }>(&ikm, &zipped);
             let body = aes128gcm::encrypt(&zipped, &ikm, s, aes128gcm::DEFAULT_RECORD_SIZE, b"")
                 .map_err(|e| ProvisionError::Render(e.to_string()))?;
