@@ -6,6 +6,8 @@
 #   bash bench/storm.sh                              (PHONES=10000 WINDOW=60s, one node on SQLite)
 #   WINDOW=10s bash bench/storm.sh                   (a power-restore storm: every phone boots within 10 s)
 #   MAX_CONNECTIONS=256 bash bench/storm.sh          ([limits] max_connections of each listener)
+#   STORMS=3 CHANGE=1 WINDOW=10s bash bench/storm.sh (three storms in a row on one server, the defaults group changed
+#                                                     before the second and third: every cache cold; RSS after each)
 #   DATABASE=postgres bash bench/storm.sh            (one node on a throwaway PostgreSQL cluster)
 #   DATABASE=postgres NODES=2 bash bench/storm.sh    (two nodes on it; the phones spread across both by their DHCP
 #                                                     TFTP server, as option 150 lists would)
@@ -15,6 +17,8 @@ PHONES="${PHONES:-10000}"
 WINDOW="${WINDOW:-60s}"
 DATABASE="${DATABASE:-sqlite}"
 NODES="${NODES:-1}"
+STORMS="${STORMS:-1}"
+CHANGE="${CHANGE:-0}"
 [ "$DATABASE" = postgres ] || [ "$NODES" = 1 ] || { echo "NODES>1 needs DATABASE=postgres (one shared inventory)"; exit 1; }
 cargo build --release -q -p provisor
 bin="$PWD/target/release/provisor"
@@ -88,9 +92,20 @@ done
 sleep 1
 tls="$first/data/tls"
 start=$(date +%s.%N)
-"$bin" loadtest --dhcp-tftp "$(IFS=,; echo "${servers[*]}")" --phones "$PHONES" --first-mac 0c:00:00:00:00:00 \
-  --boot-window "$WINDOW" --ca "$tls/ca.pem" --client-ca-cert "$tls/ca.pem" --client-ca-key "$tls/ca.key" \
-  --chart "$dir/storm.svg" --phone-timeout 300s 2>/dev/null | tee "$dir/summary.txt" || true
+for storm in $(seq 1 "$STORMS"); do
+  if [ "$storm" -gt 1 ] && [ "$CHANGE" = 1 ]; then
+    # A change to the defaults group: every device's profile changes, every cache is cold.
+    "$bin" group --config "$first/provisor.toml" put defaults --param "Text_Logo=storm $storm" >/dev/null
+    sleep 1
+  fi
+  [ "$STORMS" = 1 ] || echo "storm $storm of $STORMS"
+  "$bin" loadtest --dhcp-tftp "$(IFS=,; echo "${servers[*]}")" --phones "$PHONES" --first-mac 0c:00:00:00:00:00 \
+    --boot-window "$WINDOW" --ca "$tls/ca.pem" --client-ca-cert "$tls/ca.pem" --client-ca-key "$tls/ca.key" \
+    --chart "$dir/storm.svg" --phone-timeout 300s 2>/dev/null | tee "$dir/summary.txt" || true
+  for i in "${!pids[@]}"; do
+    echo "node$((i + 1)) RSS now: $(($(awk '/VmRSS/ {print $2}' "/proc/${pids[$i]}/status") / 1024)) MB"
+  done
+done
 end=$(date +%s.%N)
 echo "database: $DATABASE, nodes: $NODES"
 for i in "${!pids[@]}"; do
