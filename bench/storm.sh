@@ -95,7 +95,7 @@ start=$(date +%s.%N)
 for storm in $(seq 1 "$STORMS"); do
   if [ "$storm" -gt 1 ] && [ "$CHANGE" = 1 ]; then
     # A change to the defaults group: every device's profile changes, every cache is cold.
-    "$bin" group --config "$first/provisor.toml" put defaults --param "Text_Logo=storm $storm" >/dev/null
+    "$bin" group --config "$first/provisor.toml" put --replace defaults --param "Text_Logo=storm $storm" >/dev/null
     sleep 1
   fi
   [ "$STORMS" = 1 ] || echo "storm $storm of $STORMS"
