@@ -50,7 +50,29 @@ impl std::fmt::Debug for Piece {
 impl Piece {
     /// Compresses `text` at `level` (0-9).
     pub fn new(text: &[u8], level: u32) -> Piece {
-        let mut z = flate2::Compress::new(Compression::new(level.min(9)), false);
+        thread_local! {
+            /// This thread's deflate state and its level: reset for each piece rather than made anew (a state is
+            /// some 300 KB of window and tables, more than a device's own lines).
+            static DEFLATE: std::cell::RefCell<Option<(u32, flate2::Compress)>> = const { std::cell::RefCell::new(None) };
+        }
+        let level = level.min(9);
+        DEFLATE.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match &mut *cell {
+                Some((l, z)) if *l == level => {
+                    z.reset();
+                    Piece::with(z, text)
+                }
+                slot => Piece::with(
+                    &mut slot.insert((level, flate2::Compress::new(Compression::new(level), false))).1,
+                    text,
+                ),
+            }
+        })
+    }
+
+    /// `text` through a fresh (or freshly reset) raw deflate state `z`.
+    fn with(z: &mut flate2::Compress, text: &[u8]) -> Piece {
         let mut deflate = Vec::with_capacity(text.len() / 3 + 64);
         loop {
             let done = z.total_in() as usize;
