@@ -610,7 +610,13 @@ fn a_simulated_phone_goes_through_the_whole_secure_flow() {
     assert!(upgrade > https && report > https && delta > report, "{timeline}");
     assert_eq!(timeline.matches("took the report (200)").count(), timeline.matches("Report_Rule: ").count() / 2);
     assert!(!timeline.contains("failed") && !timeline.contains("not retried"), "{timeline}");
-    let shown = server.show_when(MAC_A, |s| s.contains("firmware     12.0.1"));
+    // The journal is written behind the responses: wait for the last of what this test reads (the TFTP fetch, then the
+    // delta report).
+    let shown = server.show_when(MAC_A, |s| {
+        s.contains("firmware     12.0.1")
+            && s.contains("profile.cfg over tftp")
+            && s.contains(&format!("report   {MAC_A}-delta.xml: 0 parameters"))
+    });
     assert!(shown.contains("firmware     12.0.1"), "the upgraded phone's User-Agent: {shown}");
     // The fleet list sees it too: seen just now, on the new load.
     let listed = ok(provisor(&["device", "--data-dir", &server.data(), "list", "--firmware", "12.0.1", "--json"]));

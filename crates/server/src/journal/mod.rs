@@ -72,8 +72,11 @@ impl<J: Journal> Journal for Arc<J> {
 /// The most entries one batch writes.
 const BATCH: usize = 1024;
 
-/// How long the writer lets entries gather after a batch that was not full.
+/// How long the writer lets entries gather after a batch of at least [`GATHER_FROM`] entries that was not full.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The batch size from which the writer lets entries gather (below it, the server is quiet).
+const GATHER_FROM: usize = 64;
 
 /// A journal in front of another: [`Journal::record`] only queues (it waits only when 65,536 entries are queued),
 /// and one writer task writes batches of up to 1,024. Cheap to clone.
@@ -97,10 +100,11 @@ impl Queue {
                             break;
                         }
                         journal.record_batch(&batch).await;
-                        let full = batch.len() == BATCH;
+                        let busy = (GATHER_FROM..BATCH).contains(&batch.len());
                         batch.clear();
                         // Under load, entries gather for a moment: one write per 20 ms rather than one per wake-up.
-                        if !full {
+                        // A quiet server (a batch of a few entries) writes at once.
+                        if busy {
                             tokio::time::sleep(GATHER).await;
                         }
                     }
