@@ -727,7 +727,7 @@ fn a_simulated_phone_provisions_from_static_third_party_servers() {
             .spawn()
             .expect("dnsmasq is missing (see .ci/test)"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_dns(dns_port);
     let state = dir.path().join("state.xml");
     std::fs::write(&state, "<flat-profile><GPP_SA>openssl-key</GPP_SA></flat-profile>").unwrap();
     let out = provisor(&[
@@ -1114,4 +1114,27 @@ fn sighup_reloads_certificates_and_the_audit_log_and_names_what_needs_a_restart(
     assert!(log.contains("nothing was changed"), "{log}");
     assert!(full(&new_phone));
     assert!(server.child.try_wait().unwrap().is_none(), "still running");
+}
+
+/// Waits until the DNS server on 127.0.0.1:`port` answers a query (a busy CI machine can take longer than a fixed
+/// sleep to start dnsmasq, and the phone's SRV lookup then times out).
+fn wait_for_dns(port: u16) {
+    // A query for prov.test, type A, class IN, recursion desired.
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["prov", "test"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut answer = [0u8; 512];
+    while Instant::now() < deadline {
+        let _ = socket.send_to(&query, ("127.0.0.1", port));
+        if matches!(socket.recv(&mut answer), Ok(n) if n >= 12 && answer[..2] == [0x12, 0x34]) {
+            return;
+        }
+    }
+    panic!("dnsmasq on port {port} did not answer within 15 s");
 }
