@@ -238,15 +238,7 @@ impl Inherited {
     /// fingerprinted); the id is the SHA-256 (32 hex digits) of that text.
     pub fn stored(&self, store: impl FnOnce(&str) -> String) -> (&str, &str) {
         let (id, json) = self.stored.get_or_init(|| {
-            let mut json = String::with_capacity(self.json_len + 2);
-            json.push('{');
-            for j in self.lines.iter().filter_map(|l| l.json.as_ref()) {
-                if json.len() > 1 {
-                    json.push(',');
-                }
-                json.push_str(j);
-            }
-            json.push('}');
+            let json = json_object(self.lines.iter().filter_map(|l| l.json.as_deref()), self.json_len);
             let stored = store(&json);
             use sha2::Digest as _;
             let id = sha2::Sha256::digest(stored.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -256,7 +248,7 @@ impl Inherited {
     }
 
     /// Lines `lines` (whose text is `text`) compressed at `level`, once.
-    fn piece(&self, lines: (usize, usize), level: u32, text: &str) -> std::sync::Arc<gzip::Piece> {
+    fn piece(&self, lines: (usize, usize), level: u32, text: &[u8]) -> std::sync::Arc<gzip::Piece> {
         /// Enough for every run devices of one group and model split the layer into; past it, runs are compressed
         /// each time (devices whose own parameters all differ in name).
         const MAX_PIECES: usize = 1024;
@@ -264,7 +256,7 @@ impl Inherited {
         if let Some(p) = self.pieces.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return p.clone();
         }
-        let piece = std::sync::Arc::new(gzip::Piece::new(text.as_bytes(), level));
+        let piece = std::sync::Arc::new(gzip::Piece::new(text, level));
         let mut pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
         if pieces.len() < MAX_PIECES {
             pieces.insert(key, piece.clone());
@@ -307,22 +299,11 @@ impl ServedParams {
         match self {
             ServedParams::Json(j) => (None, std::borrow::Cow::Borrowed(j)),
             ServedParams::Spliced { inherited, own } => {
-                let mut json = String::with_capacity(64 * own.len());
-                json.push('{');
-                for l in own {
-                    if json.len() > 1 {
-                        json.push(',');
-                    }
-                    match &l.json {
-                        Some(j) => json.push_str(j),
-                        None => {
-                            json.push_str(&serde_json::to_string(&l.name).unwrap_or_default());
-                            json.push_str(":null");
-                        }
-                    }
-                }
-                json.push('}');
-                (Some(inherited), std::borrow::Cow::Owned(json))
+                let members = own.iter().map(|l| match &l.json {
+                    Some(j) => std::borrow::Cow::Borrowed(j.as_str()),
+                    None => format!("{}:null", serde_json::to_string(&l.name).unwrap_or_default()).into(),
+                });
+                (Some(inherited), std::borrow::Cow::Owned(json_object(members, 64 * own.len())))
             }
         }
     }
@@ -332,21 +313,26 @@ impl ServedParams {
         match self {
             ServedParams::Json(j) => std::borrow::Cow::Borrowed(j),
             ServedParams::Spliced { inherited, own } => {
-                let mut json = String::with_capacity(inherited.json_len + 64 * own.len());
-                json.push('{');
-                merged(&inherited.lines, own, |l, _| {
-                    if let Some(j) = &l.json {
-                        if json.len() > 1 {
-                            json.push(',');
-                        }
-                        json.push_str(j);
-                    }
-                });
-                json.push('}');
-                std::borrow::Cow::Owned(json)
+                let mut members = Vec::with_capacity(inherited.lines.len() + own.len());
+                merged(&inherited.lines, own, |l, _| members.extend(l.json.as_deref()));
+                std::borrow::Cow::Owned(json_object(members, inherited.json_len + 64 * own.len()))
             }
         }
     }
+}
+
+/// A JSON object of `"Name":value` members, in order.
+fn json_object(members: impl IntoIterator<Item = impl AsRef<str>>, capacity: usize) -> String {
+    let mut json = String::with_capacity(capacity + 2);
+    json.push('{');
+    for m in members {
+        if json.len() > 1 {
+            json.push(',');
+        }
+        json.push_str(m.as_ref());
+    }
+    json.push('}');
+    json
 }
 
 /// The served parameters (a JSON object of text values) from what the journal stored: a shared layer's object, if
@@ -631,10 +617,9 @@ impl Layout {
     /// lines, the head, short runs) is compressed now. One gzip member that any reader expands to `text`
     /// ([`gzip::join`]).
     pub fn gzip(&self, text: &[u8], level: u32) -> Vec<u8> {
-        let text = match std::str::from_utf8(text) {
-            Ok(t) if self.runs.last().is_some_and(|r| r.end == t.len()) => t,
-            _ => return gzip::compress_at(text, level),
-        };
+        if self.runs.last().is_none_or(|r| r.end != text.len()) {
+            return gzip::compress_at(text, level);
+        }
         const SHARED_MIN: usize = 2048;
         let mut pieces: Vec<std::sync::Arc<gzip::Piece>> = Vec::with_capacity(self.runs.len());
         let (mut start, mut own_from) = (0, None::<usize>);
@@ -642,7 +627,7 @@ impl Layout {
             match run.shared {
                 Some(lines) if run.end - start >= SHARED_MIN => {
                     if let Some(from) = own_from.take() {
-                        pieces.push(std::sync::Arc::new(gzip::Piece::new(&text.as_bytes()[from..start], level)));
+                        pieces.push(std::sync::Arc::new(gzip::Piece::new(&text[from..start], level)));
                     }
                     pieces.push(self.inherited.piece(lines, level, &text[start..run.end]));
                 }
@@ -653,7 +638,7 @@ impl Layout {
             start = run.end;
         }
         if let Some(from) = own_from {
-            pieces.push(std::sync::Arc::new(gzip::Piece::new(&text.as_bytes()[from..], level)));
+            pieces.push(std::sync::Arc::new(gzip::Piece::new(&text[from..], level)));
         }
         gzip::join(pieces.iter().map(|p| &**p))
     }
