@@ -348,8 +348,12 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
         if size == 0 {
             return Ok(out);
         }
-        if b.len() < size + 2 {
-            return Err("chunk truncated".into());
+        // A size near usize::MAX must not wrap: compare against what is left, never `size + 2`.
+        if b.len() < 2 || b.len() - 2 < size {
+            return Err(format!("chunk truncated: {size} bytes announced, {} left", b.len()));
+        }
+        if &b[size..size + 2] != b"\r\n" {
+            return Err(format!("chunk of {size} bytes is not followed by CRLF"));
         }
         out.extend_from_slice(&b[..size]);
         b = &b[size + 2..];
@@ -625,6 +629,17 @@ mod tests {
         assert_eq!((r.status, r.location.as_deref()), (302, Some("/x.xml")));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    /// Found by the `phone_response` fuzz target: a chunk size near `usize::MAX` overflowed `size + 2`.
+    #[test]
+    fn hostile_chunk_sizes_are_errors_not_panics() {
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n";
+        assert!(parse_response(huge).unwrap_err().contains("truncated"));
+        let fuzzed = b"J&\x1d\n 1 \n1 ;# \n\r\0\0\r\n\ntransfer-encoding:Z: J\n1\0chunked\0\0\0\0\0\x01\x85\r\n\r\n\n\rFFFFFFFFFFFFFFFF\r\n";
+        assert!(parse_response(fuzzed).is_err());
+        let no_crlf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n";
+        assert!(parse_response(no_crlf).unwrap_err().contains("CRLF"));
     }
 
     #[test]
