@@ -1,5 +1,5 @@
 """Writes the benchmark inputs: a realistic 1,000-parameter profile, a ~50 KB profile and a 1 MiB random blob."""
-import os, random, sys
+import os, random, re, sys
 
 out = sys.argv[1]
 rnd = random.Random(42)
@@ -34,4 +34,14 @@ while len(body) < 50_000:
 cut = body.rfind("\n", 0, 50_000 - 30)
 body = body[:cut] + "\n</flat-profile>\n</device>\n"
 open(os.path.join(out, "profile-50k.xml"), "w").write(body)
+# The same 1,000 parameters with every name distinct (indexes 1 to 1,000; most are outside the documented ranges,
+# so the dictionary answers "unknown"): no name repeats, so every one is a first setting and a dictionary lookup.
+count = 0
+def renumber(line):
+    global count
+    if not re.match(r"<[A-Za-z_]+?_\d+_[ >]", line):
+        return line
+    count += 1
+    return re.sub(r"_\d+_([ >])", "_%d_\\1" % count, line)
+open(os.path.join(out, "profile-1000-distinct.xml"), "w").write("\n".join(renumber(l) for l in lines))
 open(os.path.join(out, "blob-1m.bin"), "wb").write(rnd.randbytes(1 << 20))

@@ -8,5 +8,5 @@ cargo build --release -q -p provisor -p provisor-bench
 out=bench/out; mkdir -p "$out"
 python3 bench/make_inputs.py "$out"
 bin=target/release/provisor
-./target/release/provisor-bench "$out/profile-1000.xml" "$out/profile-50k.xml" "$out/blob-1m.bin" | tee "$out/provisor.txt"
+./target/release/provisor-bench "$out/profile-1000.xml" "$out/profile-50k.xml" "$out/blob-1m.bin" "$out/profile-1000-distinct.xml" | tee "$out/provisor.txt"
 python3 bench/compare.py "$out" "$bin"

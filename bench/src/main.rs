@@ -66,9 +66,10 @@ fn main() {
         return sign_rate(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("parse-apply-once") {
-        // For profilers (callgrind): one parse + apply, nothing else.
+        // For profilers (callgrind, perf): parse + apply only, 20 times or `ROUNDS` times.
         let profile = std::fs::read(&args[2]).expect("read profile");
-        for _ in 0..20 {
+        let rounds: usize = args.get(3).map_or(20, |r| r.parse().expect("ROUNDS"));
+        for _ in 0..rounds {
             let p = Profile::parse(black_box(&profile), &ParseOptions::default()).unwrap();
             black_box(PhoneState::new().apply(&p, &ApplyOptions::default()));
         }
@@ -94,6 +95,15 @@ fn main() {
     println!("profile_bytes {} bytes", profile.len());
     println!("parse_apply_mb_s {:.1} MB/s", profile.len() as f64 / t.as_secs_f64() / 1e6);
     println!("parse_apply_us {:.1} us", t.as_secs_f64() * 1e6);
+    // The same parameters with no name repeated: every element is a first setting and a dictionary lookup.
+    if let Some(path) = args.get(4) {
+        let distinct = std::fs::read(path).expect("read the distinct-names profile");
+        let t = median_per_call(9, Duration::from_secs(2), || {
+            let p = Profile::parse(black_box(&distinct), &options).unwrap();
+            black_box(PhoneState::new().apply(&p, &ApplyOptions::default()));
+        });
+        println!("parse_apply_distinct_mb_s {:.1} MB/s", distinct.len() as f64 / t.as_secs_f64() / 1e6);
+    }
 
     let blob = std::fs::read(blob_path).expect("read blob");
     let salt = Some([7u8; 8]);

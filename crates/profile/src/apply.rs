@@ -4,9 +4,11 @@
 //! left unchanged in the phone. Unrecognized parameters are ignored. [...] the last such occurrence overrides any
 //! earlier ones. [...] The last profile processed takes precedence." Access attributes: `specs.md` §6.1 rule 7.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use foldhash::HashMap;
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 
 use crate::{Profile, UserAccess, Value, dictionary};
 
@@ -39,17 +41,18 @@ pub struct ApplyOptions {
     pub unknown: UnknownParameters,
 }
 
-/// What an application changed.
+/// What an application changed. It borrows the names and new values from the [`Profile`] applied, so applying
+/// a profile allocates only what the phone keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApplyReport {
+pub struct ApplyReport<'a> {
     /// Parameters whose value changed: name, old value, new value.
-    pub changed: Vec<(String, String, String)>,
+    pub changed: Vec<(&'a str, Cow<'a, str>, &'a str)>,
     /// Parameters whose access changed: name, old, new.
-    pub access_changed: Vec<(String, UserAccess, UserAccess)>,
+    pub access_changed: Vec<(&'a str, UserAccess, UserAccess)>,
     /// Parameters whose user-set value was kept (`user-pref="y"` or `preserve-value="y"`).
-    pub kept: Vec<String>,
+    pub kept: Vec<&'a str>,
     /// Unknown parameters that were ignored.
-    pub ignored: Vec<String>,
+    pub ignored: Vec<&'a str>,
 }
 
 /// A phone's parameters: the values and access that profiles and users have set.
@@ -103,28 +106,48 @@ impl PhoneState {
     }
 
     /// Applies every parameter element of `profile` in document order, with the phone's rules.
-    pub fn apply(&mut self, profile: &Profile, options: &ApplyOptions) -> ApplyReport {
+    pub fn apply<'a>(&mut self, profile: &'a Profile, options: &ApplyOptions) -> ApplyReport<'a> {
         let mut report = ApplyReport::default();
         for p in &profile.parameters {
-            let definition = dictionary::lookup(&p.name);
-            if definition.is_none() && options.unknown == UnknownParameters::Ignore {
-                if !report.ignored.contains(&p.name) {
-                    report.ignored.push(p.name.clone());
+            let name = p.name.as_str();
+            // The dictionary is consulted only when the answer matters: to ignore unknown names, for a parameter
+            // set for the first time (its default and access), and for `preserve-value` and reset-to-default.
+            let mut definition = None;
+            let mut looked_up = false;
+            if options.unknown == UnknownParameters::Ignore {
+                (definition, looked_up) = (dictionary::lookup(name), true);
+                if definition.is_none() {
+                    if !report.ignored.contains(&name) {
+                        report.ignored.push(name);
+                    }
+                    continue;
                 }
-                continue;
             }
-            let default_value = definition.map_or("", |d| d.default.as_str());
-            let setting = match self.settings.get_mut(&p.name) {
-                Some(s) => s,
-                None => self.settings.entry(p.name.clone()).or_insert_with(|| factory_of(definition)),
+            // A parameter no profile or user has set yet holds its factory default; its entry is made with an
+            // empty value that is filled below (with the new value, or the default), so the default is not
+            // copied only to be replaced.
+            let (setting, fresh) = match self.settings.entry_ref(name) {
+                EntryRef::Occupied(o) => (o.into_mut(), false),
+                EntryRef::Vacant(v) => {
+                    if !looked_up {
+                        (definition, looked_up) = (dictionary::lookup(name), true);
+                    }
+                    let ua = definition.map_or(UserAccess::Rw, |d| d.ua);
+                    (v.insert(Setting { value: String::new(), ua, user_modified: false }), true)
+                }
             };
+            if !looked_up && (p.preserve_value || p.value == Value::Default) {
+                definition = dictionary::lookup(name);
+            }
+            let default_value: &'static str = definition.map_or("", |d| d.default.as_str());
+            let current: &str = if fresh { default_value } else { &setting.value };
             let old_ua = setting.ua;
             if let Some(ua) = p.ua {
                 setting.ua = ua;
             }
             // preserve-value="y": "the ua attribute is updated to rw, and the [...] field is preserved" once it
             // holds a value of its own; a parameter still at its default takes the profile's value.
-            let preserve = p.preserve_value && setting.value != default_value;
+            let preserve = p.preserve_value && current != default_value;
             if p.preserve_value {
                 setting.ua = UserAccess::Rw;
             }
@@ -135,20 +158,33 @@ impl PhoneState {
                 Value::Default => Some(default_value),
                 Value::Unchanged => None,
             };
+            let mut filled = !fresh;
             match new_value {
-                Some(_) if preserve || keep_user => report.kept.push(p.name.clone()),
+                Some(_) if preserve || keep_user => report.kept.push(name),
                 Some(v) => {
-                    if setting.value != v {
-                        let old = std::mem::replace(&mut setting.value, v.to_string());
-                        report.changed.push((p.name.clone(), old, v.to_string()));
+                    if current != v {
+                        let old = if fresh {
+                            Cow::Borrowed(default_value)
+                        } else {
+                            Cow::Owned(std::mem::take(&mut setting.value))
+                        };
+                        report.changed.push((name, old, v));
                     }
+                    if fresh || setting.value != v {
+                        setting.value.clear();
+                        setting.value.push_str(v);
+                    }
+                    filled = true;
                     setting.user_modified = false;
                 }
                 None if p.user_pref == Some(false) => setting.user_modified = false,
                 None => {}
             }
+            if !filled {
+                setting.value = default_value.to_string();
+            }
             if setting.ua != old_ua {
-                report.access_changed.push((p.name.clone(), old_ua, setting.ua));
+                report.access_changed.push((name, old_ua, setting.ua));
             }
         }
         report
@@ -168,10 +204,11 @@ mod tests {
     fn unspecified_parameters_are_unchanged_and_later_profiles_win() {
         let mut s = PhoneState::new();
         s.apply(&profile("<flat-profile><GPP_A>1</GPP_A><GPP_B>2</GPP_B></flat-profile>"), &ApplyOptions::default());
-        let r = s.apply(&profile("<flat-profile><GPP_B>3</GPP_B></flat-profile>"), &ApplyOptions::default());
+        let second = profile("<flat-profile><GPP_B>3</GPP_B></flat-profile>");
+        let r = s.apply(&second, &ApplyOptions::default());
         assert_eq!(s.value("GPP_A"), "1");
         assert_eq!(s.value("GPP_B"), "3");
-        assert_eq!(r.changed, vec![("GPP_B".into(), "2".into(), "3".into())]);
+        assert_eq!(r.changed, vec![("GPP_B", "2".into(), "3")]);
     }
 
     #[test]
@@ -185,8 +222,9 @@ mod tests {
     fn unknown_parameters_are_ignored_when_asked() {
         let mut s = PhoneState::new();
         let o = ApplyOptions { unknown: UnknownParameters::Ignore };
-        let r = s.apply(&profile("<flat-profile><No_Such_Thing>1</No_Such_Thing></flat-profile>"), &o);
-        assert_eq!(r.ignored, vec!["No_Such_Thing".to_string()]);
+        let unknown = profile("<flat-profile><No_Such_Thing>1</No_Such_Thing></flat-profile>");
+        let r = s.apply(&unknown, &o);
+        assert_eq!(r.ignored, vec!["No_Such_Thing"]);
         assert!(s.get("No_Such_Thing").is_none());
     }
 
@@ -213,12 +251,10 @@ mod tests {
             &ApplyOptions::default(),
         );
         s.user_set("Station_Name", "Mine");
-        let r = s.apply(
-            &profile(r#"<flat-profile><Station_Name user-pref="y">B</Station_Name></flat-profile>"#),
-            &ApplyOptions::default(),
-        );
+        let kept = profile(r#"<flat-profile><Station_Name user-pref="y">B</Station_Name></flat-profile>"#);
+        let r = s.apply(&kept, &ApplyOptions::default());
         assert_eq!(s.value("Station_Name"), "Mine");
-        assert_eq!(r.kept, vec!["Station_Name".to_string()]);
+        assert_eq!(r.kept, vec!["Station_Name"]);
         s.apply(
             &profile(r#"<flat-profile><Station_Name user-pref="n">C</Station_Name></flat-profile>"#),
             &ApplyOptions::default(),

@@ -90,13 +90,38 @@ struct Dictionary {
     definitions: Vec<Definition>,
     exact: HashMap<String, usize>,
     templates: Vec<Template>,
-    /// Templates by the [`prefix`] of the names they match, so a lookup tries only the few that can match.
-    by_prefix: HashMap<String, Vec<usize>>,
+    /// Exact names and templates by the [`shape`] of the names they match, exact names first: a lookup is one
+    /// hash probe and, almost always, one name to compare or one template to check.
+    by_shape: HashMap<Box<[u8]>, Vec<Candidate>>,
 }
 
-/// The part of a name before its first digit or index: `Dial_Plan_12_` and `Dial_Plan_[1-16]_` → `Dial_Plan_`.
-fn prefix(name: &str) -> &str {
-    &name[..name.find(|c: char| c.is_ascii_digit() || c == '[').unwrap_or(name.len())]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Candidate {
+    /// A definition with no index, by its number.
+    Exact(usize),
+    /// A template, by its number.
+    Template(usize),
+}
+
+/// Room for a shape; every template's shape fits (checked when the table loads), so a longer one matches none.
+const SHAPE_ROOM: usize = 96;
+
+/// A name with every run of digits replaced by one `#`: `Dial_Plan_12_` → `Dial_Plan_#_`. A template's shape is that
+/// of its first member (`Dial_Plan_[1-16]_` → `Dial_Plan_1_` → `Dial_Plan_#_`), so digits in a template's literal
+/// text that touch an index merge into the same run in both. Equal shapes are necessary, not sufficient: the
+/// template still checks the index ranges. `None` when the shape does not fit in `buf`.
+fn shape<'b>(name: &str, buf: &'b mut [u8; SHAPE_ROOM]) -> Option<&'b [u8]> {
+    let mut n = 0;
+    let mut in_digits = false;
+    for b in name.bytes() {
+        let digit = b.is_ascii_digit();
+        if !(digit && in_digits) {
+            *buf.get_mut(n)? = if digit { b'#' } else { b };
+            n += 1;
+        }
+        in_digits = digit;
+    }
+    Some(&buf[..n])
 }
 
 const SOURCE: &str = include_str!("dictionary.tsv");
@@ -121,11 +146,19 @@ static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
         }
         definitions.push(definition);
     }
-    let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::default();
-    for (i, t) in templates.iter().enumerate() {
-        by_prefix.entry(prefix(&definitions[t.definition].name).to_string()).or_default().push(i);
+    let mut by_shape: HashMap<Box<[u8]>, Vec<Candidate>> = HashMap::default();
+    let named = exact.iter().map(|(name, &i)| (name.clone(), Candidate::Exact(i)));
+    for (name, candidate) in
+        named.chain(templates.iter().enumerate().map(|(i, t)| (t.example(), Candidate::Template(i))))
+    {
+        let key = shape(&name, &mut [0u8; SHAPE_ROOM])
+            .unwrap_or_else(|| panic!("dictionary.tsv: {name} is longer than {SHAPE_ROOM} bytes"))
+            .into();
+        by_shape.entry(key).or_default().push(candidate);
     }
-    Dictionary { definitions, exact, templates, by_prefix }
+    // Exact names before templates; templates in the table's order.
+    by_shape.values_mut().for_each(|c| c.sort_unstable());
+    Dictionary { definitions, exact, templates, by_shape }
 });
 
 fn parse_row(line: &str) -> Result<Definition, String> {
@@ -145,14 +178,11 @@ fn parse_row(line: &str) -> Result<Definition, String> {
 /// The definition of parameter `name` (exact, case-sensitive), if documented.
 pub fn lookup(name: &str) -> Option<&'static Definition> {
     let d = &*DICTIONARY;
-    if let Some(&i) = d.exact.get(name) {
-        return Some(&d.definitions[i]);
-    }
-    if !name.bytes().any(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let candidates = d.by_prefix.get(prefix(name))?;
-    candidates.iter().map(|&i| &d.templates[i]).find(|t| t.matches(name)).map(|t| &d.definitions[t.definition])
+    let candidates = d.by_shape.get(shape(name, &mut [0u8; SHAPE_ROOM])?)?;
+    candidates.iter().find_map(|c| match *c {
+        Candidate::Exact(i) => (d.definitions[i].name == name).then(|| &d.definitions[i]),
+        Candidate::Template(t) => d.templates[t].matches(name).then(|| &d.definitions[d.templates[t].definition]),
+    })
 }
 
 /// Every definition, in the dictionary's order.
@@ -288,12 +318,53 @@ mod tests {
     }
 
     #[test]
-    fn prefixes() {
-        assert_eq!(prefix("Dial_Plan_12_"), "Dial_Plan_");
-        assert_eq!(prefix("Dial_Plan_[1-16]_"), "Dial_Plan_");
-        assert_eq!(prefix("G711u_Enable_[1-16]_"), "G");
+    fn shapes() {
+        let room = &mut [0u8; SHAPE_ROOM];
+        assert_eq!(shape("Dial_Plan_12_", room).unwrap(), b"Dial_Plan_#_");
+        assert_eq!(shape("G711u_Enable_3_", room).unwrap(), b"G#u_Enable_#_");
+        assert_eq!(shape(&"x".repeat(SHAPE_ROOM + 1), room), None);
         assert_eq!(lookup("G711u_Enable_3_").unwrap().name, "G711u_Enable_[1-16]_");
         assert_eq!(lookup("G729a_Enable_3_").unwrap().name, "G729a_Enable_[1-16]_");
+    }
+
+    /// The shape index finds exactly what trying every template in order finds, for every member of every family,
+    /// the numbers just outside each range, leading zeros and four-digit indexes.
+    #[test]
+    fn shape_lookup_agrees_with_trying_every_template() {
+        let d = &*DICTIONARY;
+        let brute = |name: &str| {
+            d.exact
+                .get(name)
+                .map(|&i| &d.definitions[i])
+                .or_else(|| d.templates.iter().find(|t| t.matches(name)).map(|t| &d.definitions[t.definition]))
+        };
+        let mut checked = 0;
+        for t in &d.templates {
+            let Some((lo, hi)) = t.parts.iter().find_map(|p| match p {
+                Part::Index(lo, hi) => Some((*lo, *hi)),
+                Part::Literal(_) => None,
+            }) else {
+                continue;
+            };
+            let numbers = [lo.saturating_sub(1), lo, (lo + hi) / 2, hi, hi + 1, 1000];
+            for n in numbers.iter().map(|n| n.to_string()).chain(["0".into(), format!("0{lo}")]) {
+                let name: String = t
+                    .parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Literal(l) => l.clone(),
+                        Part::Index(..) => n.clone(),
+                    })
+                    .collect();
+                assert_eq!(lookup(&name).map(|d| &d.name), brute(&name).map(|d| &d.name), "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} names checked");
+        for (name, &i) in &d.exact {
+            assert_eq!(lookup(name).map(|d| &d.name), Some(&d.definitions[i].name));
+        }
+        assert_eq!(lookup("No_Such_Parameter"), None);
     }
 
     #[test]

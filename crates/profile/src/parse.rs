@@ -8,6 +8,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use crate::position::{Locator, position_in_bytes};
+
+mod plain;
 use crate::{Parameter, Position, Profile, UserAccess, Value};
 
 /// What an element with no content (`<X></X>`, `<X>  </X>`, or `<X/>` without attributes) does.
@@ -141,6 +143,166 @@ struct Open {
     escaped: bool,
 }
 
+/// The phone's reading of a flat-profile, fed one XML construct at a time by either tokenizer (quick-xml's, or
+/// [`plain`]'s for the plain subset), so the rules live in one place. Offsets are bytes into the whole text.
+struct Builder<'t> {
+    options: ParseOptions,
+    locator: Locator<'t>,
+    parameters: Vec<Parameter>,
+    found: bool,
+    /// Depth of open elements.
+    depth: usize,
+    /// The outer (non-parameter) elements that are open, for the message when the document is cut short.
+    outer: Vec<(String, usize)>,
+    /// How deep each open `<flat-profile>` is.
+    profile_depths: Vec<usize>,
+    open: Option<Open>,
+}
+
+impl<'t> Builder<'t> {
+    fn new(text: &'t str, options: &ParseOptions) -> Self {
+        Builder {
+            options: *options,
+            locator: Locator::new(text),
+            // Parameters in real profiles take 40 to 80 bytes each.
+            parameters: Vec::with_capacity(text.len() / 48),
+            found: false,
+            depth: 0,
+            outer: Vec::new(),
+            profile_depths: Vec::new(),
+            open: None,
+        }
+    }
+
+    fn nested(&mut self, start: usize, child: &str) -> Result<(), ParseError> {
+        match &self.open {
+            Some(param) => Err(ParseError {
+                position: self.locator.at(start),
+                kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: child.to_string() },
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `<name ...>` at `start`, its content starting at `content`.
+    fn start(
+        &mut self,
+        name: &str,
+        start: usize,
+        content: usize,
+        attributes: impl FnOnce(&str, Position) -> Result<Attributes, ParseError>,
+    ) -> Result<(), ParseError> {
+        self.nested(start, name)?;
+        self.depth += 1;
+        if self.profile_depths.last() == Some(&(self.depth - 1)) {
+            let position = self.locator.at(start);
+            let (ua, preserve_value, user_pref) = attributes(name, position)?;
+            self.open = Some(Open {
+                name: name.to_string(),
+                position,
+                ua,
+                preserve_value,
+                user_pref,
+                text: String::new(),
+                text_start: content,
+                escaped: false,
+            });
+        } else {
+            if name == "flat-profile" {
+                self.found = true;
+                self.profile_depths.push(self.depth);
+            }
+            self.outer.push((name.to_string(), start));
+        }
+        Ok(())
+    }
+
+    /// `<name .../>` at `start`.
+    fn empty(
+        &mut self,
+        name: &str,
+        start: usize,
+        attributes: impl FnOnce(&str, Position) -> Result<Attributes, ParseError>,
+    ) -> Result<(), ParseError> {
+        self.nested(start, name)?;
+        if self.profile_depths.last() == Some(&self.depth) {
+            let position = self.locator.at(start);
+            let (ua, preserve_value, user_pref) = attributes(name, position)?;
+            let has_attributes = ua.is_some() || preserve_value || user_pref.is_some();
+            let value = match (self.options.empty_tag, has_attributes) {
+                (EmptyTag::AttributesOnly, true) => Value::Unchanged,
+                _ => empty_value(&self.options),
+            };
+            self.parameters.push(Parameter { name: name.to_string(), value, ua, preserve_value, user_pref, position });
+        } else if name == "flat-profile" {
+            self.found = true;
+        }
+        Ok(())
+    }
+
+    /// `</name>` (the tokenizer has checked that it closes the open element).
+    fn end(&mut self) -> Result<(), ParseError> {
+        if let Some(param) = self.open.take() {
+            let value = finish_value(param.text, param.escaped, &self.options);
+            if self.options.ascii_only
+                && let Value::Text(t) = &value
+                && !t.is_ascii()
+                && let Some(character) = t.chars().find(|c| !c.is_ascii())
+            {
+                return Err(ParseError {
+                    position: self.locator.at(param.text_start),
+                    kind: ParseErrorKind::NonAscii { parameter: param.name, character },
+                });
+            }
+            self.parameters.push(Parameter {
+                name: param.name,
+                value,
+                ua: param.ua,
+                preserve_value: param.preserve_value,
+                user_pref: param.user_pref,
+                position: param.position,
+            });
+        } else {
+            if self.profile_depths.last() == Some(&self.depth) {
+                self.profile_depths.pop();
+            }
+            self.outer.pop();
+        }
+        self.depth = self.depth.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Character data; `escaped` when it came from a reference or CDATA.
+    fn text(&mut self, text: &str, escaped: bool) {
+        if let Some(param) = &mut self.open {
+            param.escaped |= escaped;
+            if param.text.is_empty() {
+                param.text = text.to_string();
+            } else {
+                param.text.push_str(text);
+            }
+        }
+    }
+
+    fn finish(mut self, len: usize) -> Result<Profile, ParseError> {
+        let unclosed = self
+            .open
+            .take()
+            .map(|p| (p.name, p.position))
+            .or_else(|| self.outer.pop().map(|(name, at)| (name, self.locator.at(at))));
+        if let Some((element, opened)) = unclosed {
+            return Err(ParseError {
+                position: self.locator.at(len),
+                kind: ParseErrorKind::Unclosed { element, opened },
+            });
+        }
+        if !self.found {
+            return Err(ParseError { position: self.locator.at(0), kind: ParseErrorKind::NoFlatProfile });
+        }
+        Ok(Profile { parameters: self.parameters })
+    }
+}
+
 impl Profile {
     /// Parses a profile from bytes (which must be UTF-8) with the phone's rules.
     ///
@@ -160,7 +322,26 @@ impl Profile {
     }
 
     /// Parses a profile from text with the phone's rules; see [`Profile::parse`].
+    ///
+    /// Profiles in the plain subset that generators write (see [`plain`]) take a fast path; anything else, and
+    /// every error, goes through the XML reader, which names the place and the problem.
     pub fn parse_str(text: &str, options: &ParseOptions) -> Result<Profile, ParseError> {
+        match plain::parse(text, options) {
+            Some(profile) => Ok(profile),
+            None => Profile::parse_xml(text, options),
+        }
+    }
+
+    /// The fast path alone: `Some` only when it is sure of the answer, which then equals [`Profile::parse_xml`]'s.
+    /// For the differential tests and the fuzz target.
+    #[doc(hidden)]
+    pub fn parse_plain(text: &str, options: &ParseOptions) -> Option<Profile> {
+        plain::parse(text, options)
+    }
+
+    /// The XML reader's path alone (what [`Profile::parse_str`] does outside the plain subset).
+    #[doc(hidden)]
+    pub fn parse_xml(text: &str, options: &ParseOptions) -> Result<Profile, ParseError> {
         let text_no_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
         let bom = text.len() - text_no_bom.len();
         let mut reader = Reader::from_str(text_no_bom);
@@ -170,140 +351,32 @@ impl Profile {
         // Cisco's own sample profile (002 appendix) has `--uid` inside a comment, which strict XML forbids.
         config.check_comments = false;
 
-        let mut locator = Locator::new(text);
-        let mut parameters = Vec::new();
-        let mut found = false;
-        // Depth of open elements, and how deep the innermost open <flat-profile> is.
-        let mut depth = 0usize;
-        // The outer (non-parameter) elements that are open, for the message when the document is cut short.
-        let mut outer: Vec<(String, usize)> = Vec::new();
-        let mut profile_depths: Vec<usize> = Vec::new();
-        let mut open: Option<Open> = None;
-
+        let mut b = Builder::new(text, options);
         loop {
             let start = reader.buffer_position() as usize + bom;
             // Errors point at the start of the construct that failed (e.g. the `</B>` that does not close `<A>`).
-            let event = reader.read_event().map_err(|e| xml_error(e, locator.at(start)))?;
+            let event = reader.read_event().map_err(|e| xml_error(e, b.locator.at(start)))?;
             match event {
                 Event::Start(tag) => {
-                    let name = tag.name().as_ref().to_string();
-                    if let Some(param) = &open {
-                        return Err(ParseError {
-                            position: locator.at(start),
-                            kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: name },
-                        });
-                    }
-                    depth += 1;
-                    if profile_depths.last() == Some(&(depth - 1)) {
-                        let position = locator.at(start);
-                        let (ua, preserve_value, user_pref) = attributes(&tag, &name, position)?;
-                        open = Some(Open {
-                            name,
-                            position,
-                            ua,
-                            preserve_value,
-                            user_pref,
-                            text: String::new(),
-                            text_start: reader.buffer_position() as usize + bom,
-                            escaped: false,
-                        });
-                    } else {
-                        if name == "flat-profile" {
-                            found = true;
-                            profile_depths.push(depth);
-                        }
-                        outer.push((name, start));
-                    }
+                    let content = reader.buffer_position() as usize + bom;
+                    b.start(tag.name().as_ref(), start, content, |name, at| attributes(&tag, name, at))?;
                 }
-                Event::Empty(tag) => {
-                    let name = tag.name().as_ref().to_string();
-                    if let Some(param) = &open {
-                        return Err(ParseError {
-                            position: locator.at(start),
-                            kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: name },
-                        });
-                    }
-                    if profile_depths.last() == Some(&depth) {
-                        let position = locator.at(start);
-                        let (ua, preserve_value, user_pref) = attributes(&tag, &name, position)?;
-                        let has_attributes = ua.is_some() || preserve_value || user_pref.is_some();
-                        let value = match (options.empty_tag, has_attributes) {
-                            (EmptyTag::AttributesOnly, true) => Value::Unchanged,
-                            _ => empty_value(options),
-                        };
-                        parameters.push(Parameter { name, value, ua, preserve_value, user_pref, position });
-                    } else if name == "flat-profile" {
-                        found = true;
-                    }
-                }
-                Event::End(_) => {
-                    if let Some(param) = open.take() {
-                        let value = finish_value(param.text, param.escaped, options);
-                        if options.ascii_only
-                            && let Value::Text(t) = &value
-                            && let Some(character) = t.chars().find(|c| !c.is_ascii())
-                        {
-                            return Err(ParseError {
-                                position: locator.at(param.text_start),
-                                kind: ParseErrorKind::NonAscii { parameter: param.name, character },
-                            });
-                        }
-                        parameters.push(Parameter {
-                            name: param.name,
-                            value,
-                            ua: param.ua,
-                            preserve_value: param.preserve_value,
-                            user_pref: param.user_pref,
-                            position: param.position,
-                        });
-                    } else {
-                        if profile_depths.last() == Some(&depth) {
-                            profile_depths.pop();
-                        }
-                        outer.pop();
-                    }
-                    depth = depth.saturating_sub(1);
-                }
-                Event::Text(t) => {
-                    if let Some(param) = &mut open {
-                        param.text.push_str(&t.xml_content(XmlVersion::Implicit1_0));
-                    }
-                }
-                Event::CData(t) => {
-                    if let Some(param) = &mut open {
-                        param.escaped = true;
-                        param.text.push_str(&t.xml_content(XmlVersion::Implicit1_0));
-                    }
-                }
+                Event::Empty(tag) => b.empty(tag.name().as_ref(), start, |name, at| attributes(&tag, name, at))?,
+                Event::End(_) => b.end()?,
+                Event::Text(t) => b.text(&t.xml_content(XmlVersion::Implicit1_0), false),
+                Event::CData(t) => b.text(&t.xml_content(XmlVersion::Implicit1_0), true),
                 Event::GeneralRef(r) => {
                     let resolved = resolve_reference(&r).ok_or_else(|| ParseError {
-                        position: locator.at(start),
+                        position: b.locator.at(start),
                         kind: ParseErrorKind::UnknownEntity(r.xml_content(XmlVersion::Implicit1_0).into_owned()),
                     })?;
-                    if let Some(param) = &mut open {
-                        param.escaped = true;
-                        param.text.push_str(&resolved);
-                    }
+                    b.text(&resolved, true);
                 }
                 Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
-                Event::Eof => {
-                    let unclosed = open
-                        .map(|p| (p.name, p.position))
-                        .or_else(|| outer.pop().map(|(name, at)| (name, locator.at(at))));
-                    if let Some((element, opened)) = unclosed {
-                        return Err(ParseError {
-                            position: locator.at(text.len()),
-                            kind: ParseErrorKind::Unclosed { element, opened },
-                        });
-                    }
-                    break;
-                }
+                Event::Eof => break,
             }
         }
-        if !found {
-            return Err(ParseError { position: locator.at(0), kind: ParseErrorKind::NoFlatProfile });
-        }
-        Ok(Profile { parameters })
+        b.finish(text.len())
     }
 }
 
@@ -344,45 +417,50 @@ fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
 type Attributes = (Option<UserAccess>, bool, Option<bool>);
 
 fn attributes(tag: &BytesStart<'_>, parameter: &str, position: Position) -> Result<Attributes, ParseError> {
-    let mut ua = None;
-    let mut preserve_value = false;
-    let mut user_pref = None;
+    let mut found = (None, false, None);
     let err = |kind| ParseError { position, kind };
     for attr in tag.attributes() {
         let attr = attr.map_err(|e| err(ParseErrorKind::Xml(format!("in the attributes of <{parameter}>: {e}"))))?;
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| err(ParseErrorKind::Xml(format!("in the attributes of <{parameter}>: {e}"))))?;
-        match attr.key.as_ref() {
-            "ua" => {
-                ua = Some(UserAccess::from_attribute(&value).ok_or_else(|| {
-                    err(ParseErrorKind::UserAccess { parameter: parameter.to_string(), value: value.to_string() })
-                })?);
-            }
-            key @ ("preserve-value" | "user-pref") => {
-                let yes = match &*value {
-                    "y" | "Y" => true,
-                    "n" | "N" => false,
-                    _ => {
-                        return Err(err(ParseErrorKind::YesNoAttribute {
-                            parameter: parameter.to_string(),
-                            attribute: if key == "user-pref" { "user-pref" } else { "preserve-value" },
-                            value: value.to_string(),
-                        }));
-                    }
-                };
-                if key == "user-pref" {
-                    user_pref = Some(yes);
-                } else {
-                    preserve_value = yes;
-                }
-            }
-            // `group` (web-UI page grouping in exported SPA configs), `um` (output only) and anything else: ignored,
-            // as the phone ignores what it does not recognise.
-            _ => {}
-        }
+        attribute(&mut found, attr.key.as_ref(), &value, parameter).map_err(err)?;
     }
-    Ok((ua, preserve_value, user_pref))
+    Ok(found)
+}
+
+/// What one attribute of a parameter element means (`ua`, `preserve-value`, `user-pref`; others are ignored).
+fn attribute(found: &mut Attributes, key: &str, value: &str, parameter: &str) -> Result<(), ParseErrorKind> {
+    match key {
+        "ua" => {
+            found.0 = Some(UserAccess::from_attribute(value).ok_or_else(|| ParseErrorKind::UserAccess {
+                parameter: parameter.to_string(),
+                value: value.to_string(),
+            })?);
+        }
+        "preserve-value" | "user-pref" => {
+            let yes = match value {
+                "y" | "Y" => true,
+                "n" | "N" => false,
+                _ => {
+                    return Err(ParseErrorKind::YesNoAttribute {
+                        parameter: parameter.to_string(),
+                        attribute: if key == "user-pref" { "user-pref" } else { "preserve-value" },
+                        value: value.to_string(),
+                    });
+                }
+            };
+            if key == "user-pref" {
+                found.2 = Some(yes);
+            } else {
+                found.1 = yes;
+            }
+        }
+        // `group` (web-UI page grouping in exported SPA configs), `um` (output only) and anything else: ignored,
+        // as the phone ignores what it does not recognise.
+        _ => {}
+    }
+    Ok(())
 }
 
 fn xml_error(e: XmlError, position: Position) -> ParseError {

@@ -319,7 +319,7 @@ impl Phone {
         let profile = Profile::parse(&text, &ParseOptions::default())
             .map_err(|e| format!("profile corrupt at {}: {}", e.position, e.kind))?;
         let report = self.state.apply(&profile, &ApplyOptions::default());
-        let mut names: Vec<String> = report.changed.iter().map(|(n, _, _)| n.clone()).collect();
+        let mut names: Vec<String> = report.changed.iter().map(|(n, _, _)| n.to_string()).collect();
         names.truncate(12);
         Ok(Event::Applied {
             rule: self.describe(p.purpose),
