@@ -106,6 +106,11 @@ pub(crate) fn drive_blocking(
     heard: &AtomicBool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; largest + 1];
+    // The read timeout now on the socket. Waits go on a 5 ms grid, rounded down, so in lock-step (where every
+    // block moves the deadline by a few microseconds) the option is set once, not once per block. Waking up to
+    // 5 ms early is harmless: the machine's timers fire only at their deadline.
+    let mut armed = None;
+    let grid = std::time::Duration::from_millis(5);
     loop {
         let now = Instant::now();
         while t.poll_transmit(now, out) {
@@ -115,8 +120,15 @@ pub(crate) fn drive_blocking(
             return Ok(());
         }
         let Some(deadline) = t.poll_timeout() else { return Ok(()) };
-        let wait = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
-        socket.set_read_timeout(Some(wait.min(timeout * 2)))?;
+        let wait = deadline.saturating_duration_since(Instant::now()).min(timeout * 2);
+        let wait = match u32::try_from(wait.as_millis() / 5) {
+            Ok(steps) if steps > 0 => grid * steps,
+            _ => wait.max(std::time::Duration::from_millis(1)),
+        };
+        if armed != Some(wait) {
+            socket.set_read_timeout(Some(wait))?;
+            armed = Some(wait);
+        }
         match socket.recv_from(&mut buf) {
             Ok((len, from)) if from == client => {
                 heard.store(true, Ordering::Release);
