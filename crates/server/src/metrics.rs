@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request latency: from the request to the answer (its headers, or a TFTP transfer's first block), per protocol.
@@ -37,6 +37,15 @@ fn describe() {
     );
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Time from a request to its answer, by protocol.");
     describe_counter!("provisor_cache_hits_total", "Device files answered from the rendering cache.");
+    describe_gauge!(
+        "provisor_cache_bytes",
+        Unit::Bytes,
+        "About how many bytes the rendering cache holds ([provisioning] cache_mb bounds it)."
+    );
+    describe_counter!(
+        "provisor_cache_evictions_total",
+        "Cached renderings dropped to stay within [provisioning] cache_mb (rendered again on the next fetch)."
+    );
     describe_counter!(
         "provisor_log_lines_dropped_total",
         "Log lines (standard error) dropped because 100,000 were waiting to be written; the audit log drops none."

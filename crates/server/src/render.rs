@@ -292,6 +292,19 @@ impl std::fmt::Debug for ServedParams {
 }
 
 impl ServedParams {
+    /// About how many bytes this holds of its own (the shared layer is counted once, by the cache of layers).
+    pub fn weight(&self) -> usize {
+        match self {
+            ServedParams::Json(j) => j.len(),
+            ServedParams::Spliced { own, .. } => own
+                .iter()
+                .map(|l| {
+                    std::mem::size_of::<Line>() + l.name.len() + l.text.len() + l.json.as_ref().map_or(0, String::len)
+                })
+                .sum(),
+        }
+    }
+
     /// What the journal stores: the shared layer (if any) and the JSON object of the rest: the device's own lines
     /// (`null` for one that sets no text, which hides the inherited value), or everything. [`merge_served`] puts them
     /// back together.

@@ -99,9 +99,30 @@ pub enum Key {
 /// What devices inherit, by (group, model): the revision it was read at, and its rendering.
 type InheritedLayers = HashMap<(Option<String>, String), (i64, Arc<Inherited>)>;
 
-/// The cache, with the inventory revision and template stamp its entries were rendered at.
+/// The entries and about how many bytes they hold.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Key, (Arc<Served>, usize)>,
+    bytes: usize,
+}
+
+/// What an entry costs beyond its bytes: the key, the map's slot, the `Served` and its hash.
+const ENTRY_OVERHEAD: usize = 256;
+
+impl Served {
+    /// About how many bytes an entry for this holds (an entry under two keys counts twice: an upper bound).
+    fn weight(&self) -> usize {
+        ENTRY_OVERHEAD + self.body.len() + self.hash.len() + self.params.as_ref().map_or(0, |p| p.weight())
+    }
+}
+
+/// The cache, with the inventory revision and template stamp its entries were rendered at. It holds at most
+/// `max_bytes` of responses: when full, about a quarter of the entries go, in the map's (random) hash order, which
+/// is random eviction: no per-request bookkeeping, and a device evicted is rendered again on its next fetch
+/// (a fraction of a millisecond with the built-in template, `BENCHMARKS.md`).
 pub struct Cache {
-    entries: RwLock<HashMap<Key, Arc<Served>>>,
+    entries: RwLock<Entries>,
+    max_bytes: usize,
     /// What devices of a group and model inherit, rendered once ([`crate::render::Inherited`]), with the revision
     /// it was read at.
     inherited: RwLock<InheritedLayers>,
@@ -111,24 +132,59 @@ pub struct Cache {
 
 impl Default for Cache {
     fn default() -> Cache {
+        Cache::with_limit(64 << 20)
+    }
+}
+
+impl Cache {
+    /// A cache that holds at most `max_bytes` of responses (0: none).
+    pub fn with_limit(max_bytes: usize) -> Cache {
         Cache {
             entries: RwLock::default(),
+            max_bytes,
             inherited: RwLock::default(),
             revision: AtomicI64::new(i64::MIN),
             templates: AtomicU64::new(0),
         }
     }
-}
 
-impl Cache {
     /// The entry for `key`.
     pub fn get(&self, key: &Key) -> Option<Arc<Served>> {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).map.get(key).map(|(s, _)| s.clone())
     }
 
-    /// Adds an entry.
+    /// Adds an entry, first evicting others if it would not fit.
     pub fn insert(&self, key: Key, served: Arc<Served>) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).insert(key, served);
+        let weight = served.weight();
+        if weight > self.max_bytes {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, old)) = entries.map.remove(&key) {
+            entries.bytes -= old;
+        }
+        if entries.bytes + weight > self.max_bytes {
+            let target = self.max_bytes / 4 * 3;
+            let before = entries.map.len();
+            let Entries { map, bytes } = &mut *entries;
+            map.retain(|_, (_, w)| {
+                if *bytes + weight <= target {
+                    return true;
+                }
+                *bytes -= *w;
+                false
+            });
+            metrics::counter!("provisor_cache_evictions_total").increment((before - entries.map.len()) as u64);
+        }
+        entries.bytes += weight;
+        entries.map.insert(key, (served, weight));
+        metrics::gauge!("provisor_cache_bytes").set(entries.bytes as f64);
+    }
+
+    /// About how many bytes the entries hold, and how many there are.
+    pub fn size(&self) -> (usize, usize) {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        (entries.bytes, entries.map.len())
     }
 
     /// Drops every entry if the inventory revision moved; returns whether it did.
@@ -152,7 +208,8 @@ impl Cache {
 
     /// Drops every entry.
     pub fn clear(&self) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = Entries::default();
+        metrics::gauge!("provisor_cache_bytes").set(0.0);
         self.inherited.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -167,5 +224,49 @@ impl Cache {
     pub fn keep_inherited(&self, group: Option<&str>, model: &str, revision: i64, inherited: Arc<Inherited>) {
         let mut map = self.inherited.write().unwrap_or_else(|p| p.into_inner());
         map.insert((group.map(str::to_string), model.to_string()), (revision, inherited));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(len: usize) -> Arc<Served> {
+        Arc::new(Served::bytes(vec![b'x'; len], "text/xml"))
+    }
+
+    fn key(i: u64) -> Key {
+        Key::Path(format!("p{i}"), Variant::Cbc)
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound_and_keeps_what_it_just_added() {
+        let limit = 1 << 20;
+        let cache = Cache::with_limit(limit);
+        let one = served(10_000).weight();
+        for i in 0..1_000 {
+            cache.insert(key(i), served(10_000));
+            assert!(cache.get(&key(i)).is_some(), "entry {i} was evicted as it went in");
+            let (bytes, count) = cache.size();
+            assert!(bytes <= limit, "{bytes} bytes over the {limit}-byte bound after {i}");
+            assert_eq!(bytes, count * one, "the tally drifted from the entries");
+        }
+        let (bytes, count) = cache.size();
+        assert!(count >= limit / 2 / one, "evicted far more than needed: {count} entries, {bytes} bytes");
+        // Replacing an entry counts it once.
+        cache.insert(key(999), served(10_000));
+        assert_eq!(cache.size(), (bytes, count));
+        cache.clear();
+        assert_eq!(cache.size(), (0, 0));
+    }
+
+    #[test]
+    fn nothing_larger_than_the_bound_is_kept_and_zero_keeps_nothing() {
+        let cache = Cache::with_limit(4096);
+        cache.insert(key(1), served(5000));
+        assert!(cache.get(&key(1)).is_none());
+        let off = Cache::with_limit(0);
+        off.insert(key(1), served(1));
+        assert_eq!(off.size(), (0, 0));
     }
 }

@@ -90,7 +90,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         ports: Ports,
     ) -> Result<Provisioner<S, J>, String> {
         let router = Router::new(&config.provisioning.patterns)?;
-        let cache = Cache::default();
+        let cache = Cache::with_limit((config.provisioning.cache_mb as usize) << 20);
         cache.templates_changed(content.templates_stamp());
         let templates = content.templates().map(Arc::new).map_err(|e| e.to_string())?;
         let pv = &config.provisioning;
