@@ -4,6 +4,7 @@
 # gzip); nginx serves the very same bytes as static files. Prints medians and ratios for BENCHMARKS.md; asserts
 # nothing.
 #   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default; DEVICES=1000)
+#   FLOOR=1 bash bench/server.sh    (also bare hyper serving the same bytes: the floor of the HTTP stack)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
 #   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
 # Needs wrk and nginx (apt-get install wrk nginx-light).
@@ -130,10 +131,18 @@ run_wrk() { # port -> "rps p99ms"
   if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from port $1" >&2; echo "$out" >&2; exit 1; fi
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms)"
 }
-n_rps=() p_rps=() n_p99=() p_p99=()
+# FLOOR=1: a third server in the rounds, `provisor-bench hyper-floor`: bare hyper on tokio answering every GET
+# with one profile's bytes from memory. The least Provisor's HTTP stack can cost; the rest is Provisor's own work.
+PORT_F=18082
+if [ "${FLOOR:-0}" = 1 ]; then
+  "$load" hyper-floor "127.0.0.1:$PORT_F" "$(find "$dir/www" -name profile.cfg | head -1)" &
+  sleep 0.5
+fi
+n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=()
 for _ in $(seq "$ROUNDS"); do
   r=$(run_wrk $PORT_N); n_rps+=("${r% *}"); n_p99+=("${r#* }")
   r=$(run_wrk $PORT_P); p_rps+=("${r% *}"); p_p99+=("${r#* }")
+  if [ "${FLOOR:-0}" = 1 ]; then r=$(run_wrk $PORT_F); f_rps+=("${r% *}"); f_p99+=("${r#* }"); fi
 done
 nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
 np=$(printf '%s\n' "${n_p99[@]}" | median); pp=$(printf '%s\n' "${p_p99[@]}" | median)
@@ -146,6 +155,11 @@ echo "| measurement | nginx (static files) | Provisor | ratio (Provisor / nginx)
 echo "|---|---|---|---|"
 printf '| cached per-device responses, requests/s | %.0f | %.0f | %.2f× |\n' "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)"
 printf '| p99 latency under that load | %.2f ms | %.2f ms | |\n' "$np" "$pp"
+if [ "${FLOOR:-0}" = 1 ]; then
+  fr=$(printf '%s\n' "${f_rps[@]}" | median); fp=$(printf '%s\n' "${f_p99[@]}" | median)
+  printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99 | %.0f, %.2f ms | — | %.2f× nginx |\n' \
+    "$fr" "$fp" "$(echo "$fr / $nr" | bc -l)"
+fi
 echo
 echo "| Provisor only | value |"
 echo "|---|---|"

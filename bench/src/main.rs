@@ -40,6 +40,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("http-once") {
         return http_once(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("hyper-floor") {
+        return hyper_floor(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some("tftp-load") {
         return tftp_load(&args[2..]);
     }
@@ -314,4 +317,39 @@ fn http_once(args: &[String]) {
     println!("mean_body {} bytes", bytes / all.len().max(1) as u64);
     println!("p50_ms {:.2} ms", pct(0.50).as_secs_f64() * 1e3);
     println!("p99_ms {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
+}
+
+/// `provisor-bench hyper-floor HOST:PORT FILE`: the least a hyper server on tokio can do per request, for the
+/// cached-HTTP comparison (`bench/server.sh` with `FLOOR=1`): every GET gets FILE's bytes, already in memory,
+/// with nothing else (no routing, identity, journal, access log, audit or metrics). What `provisor serve` adds
+/// is the difference between this and it.
+fn hyper_floor(args: &[String]) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let addr: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
+    let body = Bytes::from(std::fs::read(&args[1]).expect("read FILE"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        let response = hyper::Response::builder()
+                            .header("content-type", "application/octet-stream")
+                            .body(Full::new(body))
+                            .expect("response");
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
 }
