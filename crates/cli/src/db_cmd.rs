@@ -20,7 +20,7 @@ pub enum DbCommand {
     /// Apply pending migrations (`serve` applies them too; several nodes started together migrate once).
     Migrate,
     /// Copy a whole inventory into another database: devices with their secrets and parameters, groups, armed
-    /// devices and phone certificates. The target is migrated if needed; devices already there are replaced, so a
+    /// devices, phone certificates and admin API tokens. The target is migrated if needed; devices already there are replaced, so a
     /// copy can be run again (after more changes at the source) without duplicates. Counts are checked at the end.
     ///
     /// Example, the move from the embedded default to PostgreSQL:
@@ -249,6 +249,15 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
             target.set_phone_certificate(&d.mac, cert.as_deref()).await?;
         }
     }
+    // Admin API tokens (their hashes): a name already at the target keeps the target's token.
+    let mut tokens = 0;
+    for t in source.tokens().await? {
+        match target.add_token(&t).await {
+            Ok(()) => tokens += 1,
+            Err(StoreError::TokenExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     // The journal: device state, events, reports and the audit trail (an embedded store's audit.log included).
     let audit_log = match from {
         Named::Sqlite(dir) => Some(dir.join("audit.log")),
@@ -267,7 +276,7 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
     }
     eprintln!(
         "copied {} device(s) ({} new, {} replaced), {groups} group(s), {armed} armed, {certificates} phone \
-         certificate(s); the target has {} device(s)",
+         certificate(s), {tokens} new admin token(s); the target has {} device(s)",
         devices.len(),
         add.len(),
         update.len(),

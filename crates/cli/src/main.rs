@@ -12,6 +12,7 @@ mod rule_cmd;
 mod serve_cmd;
 mod site;
 mod tftp_cmd;
+mod token_cmd;
 mod trust_cmd;
 
 use std::process::ExitCode;
@@ -103,6 +104,13 @@ enum Command {
         #[command(subcommand)]
         command: device_cmd::GroupCommand,
     },
+    /// Tokens for the admin API on `[admin] listen` (`/api/v1`): create (shown once, stored hashed), list, revoke.
+    Token {
+        #[command(flatten)]
+        site: site::SiteArgs,
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +140,7 @@ fn main() -> ExitCode {
         Command::Tftp(cmd) => tftp_cmd::run(cmd),
         Command::Device { site, command } => device_cmd::run_device(site, command),
         Command::Group { site, command } => device_cmd::run_group(site, command),
+        Command::Token { site, command } => token_cmd::run(site, command),
         Command::Db { site, command } => db_cmd::run_db(site, command),
         Command::Secrets { site, command } => db_cmd::run_secrets(site, command),
         Command::Serve(args) => serve_cmd::run_serve(args),

@@ -490,7 +490,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     }
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(l) = admin {
-        fronts.spawn(crate::front::admin::serve(l, shutdown.clone()));
+        fronts.spawn(crate::front::admin::serve(l, provisioner.clone(), shutdown.clone()));
     }
     Ok(Running {
         http: addrs.0,

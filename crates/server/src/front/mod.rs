@@ -2,6 +2,7 @@
 //! provisioning core with the time, and sends the [`crate::provision::Response`] back.
 
 pub mod admin;
+pub mod api;
 pub mod http;
 pub mod syslog;
 pub mod tftp;

@@ -19,6 +19,7 @@ struct State {
     groups: BTreeMap<String, Group>,
     armed: std::collections::BTreeSet<Mac>,
     phone_certificates: BTreeMap<Mac, Vec<u8>>,
+    tokens: BTreeMap<String, super::AdminToken>,
     revision: i64,
 }
 
@@ -227,5 +228,45 @@ impl Store for MemoryStore {
 
     async fn revision(&self) -> Result<i64, StoreError> {
         Ok(self.state().revision)
+    }
+
+    async fn devices_page(
+        &self,
+        after: Option<&Mac>,
+        limit: u32,
+        filter: &super::DeviceFilter,
+    ) -> Result<Vec<Device>, StoreError> {
+        use std::ops::Bound;
+        let s = self.state();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(s.devices
+            .range::<Mac, _>((from, Bound::Unbounded))
+            .map(|(_, d)| d)
+            .filter(|d| filter.model.as_ref().is_none_or(|m| &d.model == m))
+            .filter(|d| filter.group.is_none() || d.group == filter.group)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn add_token(&self, token: &super::AdminToken) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if s.tokens.contains_key(&token.name) {
+            return Err(StoreError::TokenExists(token.name.clone()));
+        }
+        s.tokens.insert(token.name.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<super::AdminToken>, StoreError> {
+        Ok(self.state().tokens.values().find(|t| t.hash == hash).cloned())
+    }
+
+    async fn tokens(&self) -> Result<Vec<super::AdminToken>, StoreError> {
+        Ok(self.state().tokens.values().cloned().collect())
+    }
+
+    async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.state().tokens.remove(name).is_some())
     }
 }

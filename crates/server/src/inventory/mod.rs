@@ -194,6 +194,91 @@ impl Device {
     }
 }
 
+/// What an admin API token may do (issue 18): each role can do everything the one before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read the inventory, state and logs; secrets stay masked.
+    Read,
+    /// Also change devices and groups.
+    Operator,
+    /// Also see secrets, rotate keys and manage tokens.
+    Admin,
+}
+
+impl Role {
+    /// The name stored and shown: `read`, `operator` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "read" => Ok(Role::Read),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("{s:?} is not a role: read, operator or admin")),
+        }
+    }
+}
+
+/// An admin API token as stored: its SHA-256, never the token itself (shown once, when it is created).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminToken {
+    /// Who or what holds it (unique), named in the audit trail.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the token, hex.
+    #[serde(skip)]
+    pub hash: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+}
+
+/// How an admin token starts, so a leaked one is recognisable (secret scanners, logs).
+pub const TOKEN_PREFIX: &str = "pvt_";
+
+impl AdminToken {
+    /// A new token for `name` with `role`, made at `now_ms` (ms since the epoch): the token to show once, and what
+    /// to store.
+    pub fn generate(name: &str, role: Role, now_ms: i64) -> Result<(String, AdminToken), StoreError> {
+        use base64::Engine as _;
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| StoreError::Random(e.to_string()))?;
+        let token = format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random));
+        let stored = AdminToken {
+            name: name.to_string(),
+            role,
+            hash: AdminToken::hash_of(&token),
+            created_at: crate::journal::rfc3339(now_ms),
+        };
+        Ok((token, stored))
+    }
+
+    /// The SHA-256 (hex) under which a token is stored and looked up.
+    pub fn hash_of(token: &str) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Which devices a page of [`Store::devices_page`] holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only this group.
+    pub group: Option<String>,
+}
+
 /// A group of devices sharing parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {
@@ -225,6 +310,9 @@ pub enum StoreError {
     /// A group with that name already exists.
     #[error("group {0:?} already exists")]
     GroupExists(String),
+    /// An admin token of that name exists.
+    #[error("a token named {0:?} already exists")]
+    TokenExists(String),
     /// No such group.
     #[error("no group {0:?}")]
     NoGroup(String),
@@ -339,6 +427,21 @@ pub trait Store: Send + Sync {
     fn phone_certificate(&self, mac: &Mac) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// A number that changes whenever a device, a group or a parameter changes (for cache invalidation).
     fn revision(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Up to `limit` devices with a MAC after `after`, by MAC, that match `filter` (cursor pagination).
+    fn devices_page(
+        &self,
+        after: Option<&Mac>,
+        limit: u32,
+        filter: &DeviceFilter,
+    ) -> impl Future<Output = Result<Vec<Device>, StoreError>> + Send;
+    /// Adds an admin API token; [`StoreError::TokenExists`] if the name is taken.
+    fn add_token(&self, token: &AdminToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The token whose SHA-256 (hex) this is.
+    fn token_by_hash(&self, hash: &str) -> impl Future<Output = Result<Option<AdminToken>, StoreError>> + Send;
+    /// Every token, by name.
+    fn tokens(&self) -> impl Future<Output = Result<Vec<AdminToken>, StoreError>> + Send;
+    /// Removes a token; `false` if there was none.
+    fn remove_token(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The parameters that apply to `device`, layered as the module documentation describes.
@@ -480,5 +583,25 @@ impl Store for AnyStore {
     }
     async fn revision(&self) -> Result<i64, StoreError> {
         forward!(self, s => s.revision())
+    }
+    async fn devices_page(
+        &self,
+        after: Option<&Mac>,
+        limit: u32,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<Device>, StoreError> {
+        forward!(self, s => s.devices_page(after, limit, filter))
+    }
+    async fn add_token(&self, token: &AdminToken) -> Result<(), StoreError> {
+        forward!(self, s => s.add_token(token))
+    }
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<AdminToken>, StoreError> {
+        forward!(self, s => s.token_by_hash(hash))
+    }
+    async fn tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
+        forward!(self, s => s.tokens())
+    }
+    async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
+        forward!(self, s => s.remove_token(name))
     }
 }

@@ -335,6 +335,8 @@ fn missing_group(e: &dyn sqlx::error::DatabaseError) -> Option<String> {
     Some(detail.split("=(").nth(1)?.split(')').next()?.to_string())
 }
 
+admin_token_row!(PgRow);
+
 impl Store for PostgresStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -279,5 +279,100 @@ macro_rules! shared_store_methods {
         async fn revision(&self) -> Result<i64, StoreError> {
             Ok(sqlx::query("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await?.get("value"))
         }
+
+        async fn devices_page(
+            &self,
+            after: Option<&Mac>,
+            limit: u32,
+            filter: &$crate::inventory::DeviceFilter,
+        ) -> Result<Vec<Device>, StoreError> {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                device_columns!(),
+                " FROM devices WHERE mac > $1 AND ($2 IS NULL OR model = $2) AND ($3 IS NULL OR group_name = $3) \
+                 ORDER BY mac LIMIT $4"
+            ))
+            .bind(after.map_or("", |m| m.as_str()))
+            .bind(filter.model.as_deref())
+            .bind(filter.group.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut devices = rows.iter().map(|r| self.device_from(r)).collect::<Result<Vec<Device>, StoreError>>()?;
+            let (Some(first), Some(last)) = (devices.first(), devices.last()) else { return Ok(devices) };
+            // The page's parameters, by the range of its MACs (one static statement; rows of devices the filter
+            // left out are skipped below).
+            let params = sqlx::query("SELECT mac, name, value FROM device_params WHERE mac >= $1 AND mac <= $2")
+                .bind(first.mac.as_str())
+                .bind(last.mac.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+            let mut by_mac: BTreeMap<String, BTreeMap<String, String>> =
+                devices.iter().map(|d| (d.mac.as_str().to_string(), BTreeMap::new())).collect();
+            for r in &params {
+                let (mac, name): (String, String) = (r.get("mac"), r.get("name"));
+                if let Some(p) = by_mac.get_mut(&mac) {
+                    let value = self.at_rest.open_param(&device_owner(&mac), &name, r.get::<&str, _>("value"))?;
+                    p.insert(name, value);
+                }
+            }
+            for d in &mut devices {
+                d.params = by_mac.remove(d.mac.as_str()).unwrap_or_default();
+            }
+            Ok(devices)
+        }
+
+        async fn add_token(&self, token: &$crate::inventory::AdminToken) -> Result<(), StoreError> {
+            let r = sqlx::query(
+                "INSERT INTO admin_tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&token.name)
+            .bind(token.role.as_str())
+            .bind(&token.hash)
+            .bind(&token.created_at)
+            .execute(&self.pool)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::TokenExists(token.name.clone()));
+            }
+            Ok(())
+        }
+
+        async fn token_by_hash(&self, hash: &str) -> Result<Option<$crate::inventory::AdminToken>, StoreError> {
+            let row = sqlx::query("SELECT name, role, hash, created_at FROM admin_tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| admin_token_from(&r)).transpose()
+        }
+
+        async fn tokens(&self) -> Result<Vec<$crate::inventory::AdminToken>, StoreError> {
+            let rows = sqlx::query("SELECT name, role, hash, created_at FROM admin_tokens ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(admin_token_from).collect()
+        }
+
+        async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
+            let r = sqlx::query("DELETE FROM admin_tokens WHERE name = $1").bind(name).execute(&self.pool).await?;
+            Ok(r.rows_affected() > 0)
+        }
+    };
+}
+
+/// An `admin_tokens` row (a role the schema's CHECK allows, so a bad one is a corrupt database).
+macro_rules! admin_token_row {
+    ($row:ty) => {
+        fn admin_token_from(r: &$row) -> Result<$crate::inventory::AdminToken, StoreError> {
+            use sqlx::Row as _;
+            let role: String = r.get("role");
+            Ok($crate::inventory::AdminToken {
+                name: r.get("name"),
+                role: role.parse().map_err(|e: String| StoreError::Database(sqlx::Error::Protocol(e)))?,
+                hash: r.get("hash"),
+                created_at: r.get("created_at"),
+            })
+        }
     };
 }

@@ -352,6 +352,8 @@ async fn which_exists(tx: &mut Transaction<'_, Sqlite>, chunk: &[Device]) -> Res
     Ok(chunk.iter().find(|d| !seen.insert(&d.mac)).map_or_else(Mac::placeholder, |d| d.mac.clone()))
 }
 
+admin_token_row!(sqlx::sqlite::SqliteRow);
+
 impl Store for SqliteStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

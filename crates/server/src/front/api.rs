@@ -1,0 +1,180 @@
+//! The admin REST API under `/api/v1` on the admin listener (issue 18): bearer tokens with roles
+//! ([`crate::inventory::Role`], made by `provisor token create`, stored as their SHA-256), errors as RFC 9457
+//! problem details naming the parameter at fault, and cursor pagination by MAC.
+//!
+//! This first part reads the inventory: `GET /api/v1/devices` (a page, by MAC after `after`, optionally of one
+//! `model` or `group`) and `GET /api/v1/devices/{mac}`. Passwords and other secret parameters are always masked.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::at_rest::is_password;
+use crate::inventory::{AdminToken, Device, DeviceFilter, Mac, Role, Store};
+use crate::serve::Core;
+
+/// The largest page `GET /api/v1/devices` returns, and the default.
+pub const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+/// Who made a request: the token's name and role (kept in the request's extensions by [`authenticate`]).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// An RFC 9457 problem: `application/problem+json` with `title`, `status`, `detail` and, for a bad request
+/// parameter, `parameter` (an extension member naming it).
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'static str>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            parameter: None,
+        }
+    }
+
+    fn parameter(name: &'static str, detail: impl Into<String>) -> Problem {
+        Problem { parameter: Some(name), ..Problem::new(StatusCode::BAD_REQUEST, detail) }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut r = (status, body).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"provisor\""));
+        }
+        r
+    }
+}
+
+fn store_failed(e: impl std::fmt::Display) -> Problem {
+    tracing::error!("admin API: inventory: {e}");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the inventory could not be read; try again")
+}
+
+/// The API's routes (to nest under `/api/v1`), every one behind [`authenticate`], unknown ones included.
+pub fn routes(core: Arc<Core>) -> axum::Router {
+    axum::Router::new()
+        .route("/devices", axum::routing::get(devices))
+        .route("/devices/{mac}", axum::routing::get(device))
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such API operation") })
+        .layer(axum::middleware::from_fn_with_state(core.clone(), authenticate))
+        .with_state(core)
+}
+
+/// Requires `Authorization: Bearer <token>` naming a token in the inventory; 401 otherwise (the same answer for a
+/// missing, malformed, unknown or revoked token, so the answer tells nothing about which tokens exist).
+async fn authenticate(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = presented.filter(|t| !t.is_empty()) else {
+        return Problem::new(StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token> (provisor token create)")
+            .into_response();
+    };
+    match core.store().token_by_hash(&AdminToken::hash_of(token)).await {
+        Ok(Some(t)) => {
+            req.extensions_mut().insert(Caller { name: t.name, role: t.role });
+            next.run(req).await
+        }
+        Ok(None) => Problem::new(StatusCode::UNAUTHORIZED, "the token is not valid (revoked, or never made here)")
+            .into_response(),
+        Err(e) => store_failed(e).into_response(),
+    }
+}
+
+/// The query of `GET /api/v1/devices`.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+    model: Option<String>,
+    group: Option<String>,
+}
+
+/// A page of devices and the cursor of the next (`null` after the last).
+#[derive(Debug, Serialize)]
+struct Page {
+    devices: Vec<Device>,
+    next: Option<Mac>,
+}
+
+fn masked(mut d: Device) -> Device {
+    for (name, value) in &mut d.params {
+        if is_password(name) {
+            *value = "********".to_string();
+        }
+    }
+    d
+}
+
+async fn devices(
+    State(core): State<Arc<Core>>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return Problem::new(StatusCode::BAD_REQUEST, "the query string could not be read").into_response();
+    };
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Problem::parameter("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}"))
+                .into_response();
+        }
+    };
+    let after = match q.after.as_deref().map(str::parse::<Mac>) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => return Problem::parameter("after", format!("after: {e}")).into_response(),
+    };
+    let filter = DeviceFilter { model: q.model.filter(|m| !m.is_empty()), group: q.group.filter(|g| !g.is_empty()) };
+    match core.store().devices_page(after.as_ref(), limit, &filter).await {
+        Ok(devices) => {
+            let next = (devices.len() == limit as usize).then(|| devices.last().map(|d| d.mac.clone())).flatten();
+            let page = Page { devices: devices.into_iter().map(masked).collect(), next };
+            axum::Json(page).into_response()
+        }
+        Err(e) => store_failed(e).into_response(),
+    }
+}
+
+async fn device(State(core): State<Arc<Core>>, Path(mac): Path<String>) -> Response {
+    let mac = match mac.parse::<Mac>() {
+        Ok(m) => m,
+        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+    };
+    match core.store().device(&mac).await {
+        Ok(Some(d)) => axum::Json(masked(d)).into_response(),
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, format!("no device {mac}")).into_response(),
+        Err(e) => store_failed(e).into_response(),
+    }
+}
