@@ -27,7 +27,14 @@ async fn curl(args: Vec<String>) -> (u16, String, String) {
 }
 
 async fn get(url: String, token: Option<&str>) -> (u16, String, serde_json::Value) {
-    let mut args = vec![url];
+    send("GET", url, token, None).await
+}
+
+async fn send(method: &str, url: String, token: Option<&str>, body: Option<&str>) -> (u16, String, serde_json::Value) {
+    let mut args = vec!["-X".to_string(), method.to_string(), url];
+    if let Some(b) = body {
+        args.extend(["-H".into(), "Content-Type: application/json".into(), "--data-binary".into(), b.into()]);
+    }
     if let Some(t) = token {
         args.extend(["-H".to_string(), format!("Authorization: Bearer {t}")]);
     }
@@ -142,10 +149,66 @@ async fn exercise(database: Option<String>) {
     assert_ne!(status, 200);
     assert!(body.get("devices").is_none());
 
+    // Writes need an operator or an admin: a read token is refused and changes nothing.
+    let target = devices[7].mac.to_string();
+    let one = api(&format!("/devices/{target}"));
+    let patch = r#"{"description": "lobby", "params": {"Display_Name_1_": "Front desk", "User_ID_1_": null}}"#;
+    for (method, body) in [("PATCH", Some(patch)), ("DELETE", None)] {
+        let (status, _, problem) = send(method, one.clone(), Some(&read), body).await;
+        assert_eq!(status, 403, "{method}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("needs operator"), "{problem}");
+    }
+    assert_eq!(store.device(&devices[7].mac).await.unwrap().as_ref(), Some(&devices[7]));
+    let (operator, stored) = AdminToken::generate("ci-operator", Role::Operator, 3_000).unwrap();
+    store.add_token(&stored).await.unwrap();
+    // Merge: the fields given replace, null removes a parameter, the rest stays; the answer is masked.
+    let (status, _, body) = send("PATCH", one.clone(), Some(&operator), Some(patch)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["params"]["Password_1_"], "********");
+    let after = store.device(&devices[7].mac).await.unwrap().unwrap();
+    assert_eq!(after.description, "lobby");
+    assert_eq!(after.params.get("Display_Name_1_").map(String::as_str), Some("Front desk"));
+    assert!(!after.params.contains_key("User_ID_1_"));
+    assert_eq!(after.params.get("Password_1_"), devices[7].params.get("Password_1_"));
+    assert_eq!((after.model.as_str(), &after.secrets), (devices[7].model.as_str(), &devices[7].secrets));
+    // Refusals name what is wrong, and change nothing.
+    for (body, parameter) in [
+        (r#"{"params": {"Resync_Periodik": "60"}}"#, "params.Resync_Periodik"),
+        (r#"{"params": {"Resync_Periodic": "soon"}}"#, "params.Resync_Periodic"),
+        (r#"{"group": "no-such-group"}"#, "group"),
+        (r#"{"colour": "red"}"#, "body"),
+        ("not json", "body"),
+    ] {
+        let (status, _, problem) = send("PATCH", one.clone(), Some(&operator), Some(body)).await;
+        assert_eq!((status, problem["parameter"].as_str()), (400, Some(parameter)), "{body}: {problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    assert_eq!(store.device(&devices[7].mac).await.unwrap().unwrap(), after);
+    let (status, _, _) =
+        send("PATCH", one.clone(), Some(&operator), Some(r#"{"allow_unknown": true, "params": {"X_Site": "1"}}"#))
+            .await;
+    assert_eq!(status, 200);
+    // Delete.
+    let gone = api(&format!("/devices/{}", devices[8].mac));
+    assert_eq!(send("DELETE", gone.clone(), Some(&operator), None).await.0, 204);
+    assert_eq!(get(gone.clone(), Some(&read)).await.0, 404);
+    assert_eq!(send("DELETE", gone, Some(&operator), None).await.0, 404);
+
     // A revoked token is refused at once.
     assert!(store.remove_token("ci-read").await.unwrap());
     assert_eq!(get(api("/devices"), Some(&read)).await.0, 401);
+
+    // Every change is in the audit trail with the token that made it; refusals and reads are not changes.
+    let core = running.provisioner.clone();
+    let data_dir = running.data_dir.clone();
     running.shutdown(Duration::from_secs(2)).await;
+    let lines = provisor_server::journal::audit(core.store(), &data_dir, Some(&devices[7].mac), 50).await.unwrap();
+    let changes: Vec<&String> = lines.iter().filter(|l| l.contains("\"admin\"")).collect();
+    assert_eq!(changes.len(), 2, "{lines:#?}");
+    assert!(changes.iter().all(|l| l.contains("PATCH") && l.contains("ci-operator")), "{changes:#?}");
+    assert!(changes[0].contains("params.Display_Name_1_") && changes[0].contains("description"), "{changes:#?}");
+    let deleted = provisor_server::journal::audit(core.store(), &data_dir, Some(&devices[8].mac), 50).await.unwrap();
+    assert!(deleted.iter().any(|l| l.contains("DELETE") && l.contains("ci-operator")), "{deleted:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,10 @@ pub async fn serve(listener: TcpListener, core: std::sync::Arc<crate::serve::Cor
         .fallback(|| async {
             (StatusCode::NOT_FOUND, "not found: the admin listener serves /metrics, /healthz and /api/v1\n")
         });
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
         tracing::error!("admin listener: {e}");
     }
 }

@@ -2,19 +2,27 @@
 //! ([`crate::inventory::Role`], made by `provisor token create`, stored as their SHA-256), errors as RFC 9457
 //! problem details naming the parameter at fault, and cursor pagination by MAC.
 //!
-//! This first part reads the inventory: `GET /api/v1/devices` (a page, by MAC after `after`, optionally of one
-//! `model` or `group`) and `GET /api/v1/devices/{mac}`. Passwords and other secret parameters are always masked.
+//! This first part covers devices: `GET /api/v1/devices` (a page, by MAC after `after`, optionally of one `model`
+//! or `group`), `GET /api/v1/devices/{mac}`, and, for `operator` and `admin` tokens, `PATCH` (merge: fields given
+//! replace, a parameter set to `null` is removed) and `DELETE` of one. Passwords and other secret parameters are
+//! always masked. Every change is in the audit trail (protocol `admin`) with the token's name, and in the device's
+//! history.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::at_rest::is_password;
-use crate::inventory::{AdminToken, Device, DeviceFilter, Mac, Role, Store};
+use crate::inventory::parameter::{check_known, check_parameter};
+use crate::inventory::{AdminToken, Device, DeviceFilter, Mac, Role, Store, StoreError};
+use crate::journal::{ADMIN_PROTOCOL, AuditEntry, Journal};
 use crate::serve::Core;
 
 /// The largest page `GET /api/v1/devices` returns, and the default.
@@ -40,7 +48,7 @@ pub struct Problem {
     status: u16,
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameter: Option<&'static str>,
+    parameter: Option<String>,
 }
 
 impl Problem {
@@ -54,8 +62,8 @@ impl Problem {
         }
     }
 
-    fn parameter(name: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { parameter: Some(name), ..Problem::new(StatusCode::BAD_REQUEST, detail) }
+    fn parameter(name: impl Into<String>, detail: impl Into<String>) -> Problem {
+        Problem { parameter: Some(name.into()), ..Problem::new(StatusCode::BAD_REQUEST, detail) }
     }
 }
 
@@ -81,7 +89,7 @@ fn store_failed(e: impl std::fmt::Display) -> Problem {
 pub fn routes(core: Arc<Core>) -> axum::Router {
     axum::Router::new()
         .route("/devices", axum::routing::get(devices))
-        .route("/devices/{mac}", axum::routing::get(device))
+        .route("/devices/{mac}", axum::routing::get(device).patch(patch_device).delete(delete_device))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such API operation") })
         .layer(axum::middleware::from_fn_with_state(core.clone(), authenticate))
         .with_state(core)
@@ -175,6 +183,155 @@ async fn device(State(core): State<Arc<Core>>, Path(mac): Path<String>) -> Respo
     match core.store().device(&mac).await {
         Ok(Some(d)) => axum::Json(masked(d)).into_response(),
         Ok(None) => Problem::new(StatusCode::NOT_FOUND, format!("no device {mac}")).into_response(),
+        Err(e) => store_failed(e).into_response(),
+    }
+}
+
+/// `PATCH /api/v1/devices/{mac}`: the fields given replace the device's; `params` merges (`null` removes one).
+/// Parameter names the dictionary does not know are refused unless `allow_unknown` (a phone ignores them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    model: Option<String>,
+    serial: Option<String>,
+    description: Option<String>,
+    /// `null` takes the device out of its group.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    allow_unknown: bool,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Refuses a caller below `needed`.
+fn require(caller: &Caller, needed: Role) -> Result<(), Problem> {
+    if caller.role >= needed {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        format!("token {:?} is {}; this needs {} or above", caller.name, caller.role.as_str(), needed.as_str()),
+    ))
+}
+
+fn milliseconds_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Records a change in the audit trail and the device's history, with who made it.
+async fn audit(core: &Core, peer: SocketAddr, caller: &Caller, method: &'static str, mac: &Mac, what: String) {
+    let note = format!("by token {:?} ({}): {what}", caller.name, caller.role.as_str());
+    core.journal()
+        .record(AuditEntry {
+            at_ms: milliseconds_now(),
+            client: peer.to_string(),
+            device: Some(mac.clone()),
+            protocol: ADMIN_PROTOCOL,
+            method,
+            file: format!("/api/v1/devices/{mac}"),
+            status: 200,
+            event: Some(("admin", note.clone())),
+            note,
+            ..AuditEntry::default()
+        })
+        .await;
+}
+
+async fn patch_device(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(mac): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(p) = require(&caller, Role::Operator) {
+        return p.into_response();
+    }
+    let mac = match mac.parse::<Mac>() {
+        Ok(m) => m,
+        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+    };
+    let patch: DevicePatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return Problem::parameter("body", format!("the body is not a device patch: {e}")).into_response(),
+    };
+    let mut device = match core.store().device(&mac).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Problem::new(StatusCode::NOT_FOUND, format!("no device {mac}")).into_response(),
+        Err(e) => return store_failed(e).into_response(),
+    };
+    let mut changed = Vec::new();
+    for (field, value, target) in [
+        ("model", patch.model, &mut device.model),
+        ("serial", patch.serial, &mut device.serial),
+        ("description", patch.description, &mut device.description),
+    ] {
+        if let Some(v) = value {
+            if v.chars().any(char::is_control) {
+                return Problem::parameter(field, format!("{field}: no control characters")).into_response();
+            }
+            *target = v;
+            changed.push(field.to_string());
+        }
+    }
+    if let Some(group) = patch.group {
+        device.group = group.filter(|g| !g.is_empty());
+        changed.push("group".to_string());
+    }
+    for (name, value) in patch.params {
+        let field = format!("params.{name}");
+        match value {
+            Some(v) => {
+                let checked = check_parameter(&name, &v)
+                    .and_then(|()| if patch.allow_unknown { Ok(()) } else { check_known(&name) });
+                if let Err(e) = checked {
+                    return Problem::parameter(field, e.0).into_response();
+                }
+                device.params.insert(name, v);
+            }
+            None => {
+                device.params.remove(&name);
+            }
+        }
+        changed.push(field);
+    }
+    match core.store().update_device(&device).await {
+        Ok(()) => {}
+        Err(StoreError::NoGroup(g)) => {
+            return Problem::parameter("group", format!("no group {g:?} (provisor group put makes one)"))
+                .into_response();
+        }
+        Err(e) => return store_failed(e).into_response(),
+    }
+    audit(&core, peer, &caller, "PATCH", &mac, format!("changed {}", changed.join(", "))).await;
+    axum::Json(masked(device)).into_response()
+}
+
+async fn delete_device(
+    State(core): State<Arc<Core>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(mac): Path<String>,
+) -> Response {
+    if let Err(p) = require(&caller, Role::Operator) {
+        return p.into_response();
+    }
+    let mac = match mac.parse::<Mac>() {
+        Ok(m) => m,
+        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+    };
+    match core.store().remove_device(&mac).await {
+        Ok(true) => {
+            audit(&core, peer, &caller, "DELETE", &mac, "removed the device".into()).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => Problem::new(StatusCode::NOT_FOUND, format!("no device {mac}")).into_response(),
         Err(e) => store_failed(e).into_response(),
     }
 }

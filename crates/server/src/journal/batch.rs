@@ -83,6 +83,10 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
     let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
     for e in batch {
         let Some(mac) = &e.device else { continue };
+        // An administrator changing a device is not the device being seen (its events are kept below).
+        if e.protocol == super::ADMIN_PROTOCOL {
+            continue;
+        }
         let s = seen.entry(mac).or_insert(Seen {
             last: e,
             user_agent: None,

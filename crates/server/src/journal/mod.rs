@@ -215,6 +215,10 @@ impl Journal for MemoryJournal {
     }
 }
 
+/// The `protocol` of an audit entry for a change made through the admin API: it names the device changed, but is
+/// not the device being seen.
+pub const ADMIN_PROTOCOL: &str = "admin";
+
 /// One request, as recorded.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
