@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use provisor_server::config::Config;
-use provisor_server::inventory::{AdminToken, Device, Mac, Role, Secrets, Store, StoreError};
+use provisor_server::inventory::{AdminToken, Device, Group, Mac, Role, Secrets, Store, StoreError};
 
 #[path = "common/postgres.rs"]
 mod postgres;
@@ -148,6 +148,24 @@ async fn exercise(database: Option<String>) {
     let (status, _, body) = get(phones, Some(&read)).await;
     assert_ne!(status, 200);
     assert!(body.get("devices").is_none());
+
+    // Groups, with their passwords masked.
+    let shared = Group {
+        name: "lobby".into(),
+        parent: None,
+        description: "front of house".into(),
+        params: BTreeMap::from([("Admin_Password".to_string(), "group-secret".to_string())]),
+    };
+    store.put_group(&shared).await.unwrap();
+    let (status, _, body) = get(api("/groups"), Some(&read)).await;
+    assert_eq!(status, 200);
+    let listed = body["groups"].as_array().unwrap();
+    assert!(listed.iter().any(|g| g["name"] == "lobby" && g["params"]["Admin_Password"] == "********"), "{body}");
+    assert!(!body.to_string().contains("group-secret"));
+    let (status, _, body) = get(api("/groups/lobby"), Some(&read)).await;
+    assert_eq!((status, body["description"].as_str()), (200, Some("front of house")));
+    assert_eq!(get(api("/groups/nope"), Some(&read)).await.0, 404);
+    assert_eq!(get(api("/groups"), None).await.0, 401);
 
     // Writes need an operator or an admin: a read token is refused and changes nothing.
     let target = devices[7].mac.to_string();

@@ -5,7 +5,8 @@
 //! This first part covers devices: `GET /api/v1/devices` (a page, by MAC after `after`, optionally of one `model`
 //! or `group`), `GET /api/v1/devices/{mac}`, and, for `operator` and `admin` tokens, `PATCH` (merge: fields given
 //! replace, a parameter set to `null` is removed) and `DELETE` of one. Passwords and other secret parameters are
-//! always masked. Every change is in the audit trail (protocol `admin`) with the token's name, and in the device's
+//! always masked; so are they in `GET /api/v1/groups` and `GET /api/v1/groups/{name}` (with `parent`, the group
+//! inherited from). Every change is in the audit trail (protocol `admin`) with the token's name, and in the device's
 //! history.
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::at_rest::is_password;
 use crate::inventory::parameter::{check_known, check_parameter};
-use crate::inventory::{AdminToken, Device, DeviceFilter, Mac, Role, Store, StoreError};
+use crate::inventory::{AdminToken, Device, DeviceFilter, Group, Mac, Role, Store, StoreError};
 use crate::journal::{ADMIN_PROTOCOL, AuditEntry, Journal};
 use crate::serve::Core;
 
@@ -90,6 +91,8 @@ pub fn routes(core: Arc<Core>) -> axum::Router {
     axum::Router::new()
         .route("/devices", axum::routing::get(devices))
         .route("/devices/{mac}", axum::routing::get(device).patch(patch_device).delete(delete_device))
+        .route("/groups", axum::routing::get(groups))
+        .route("/groups/{name}", axum::routing::get(group))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such API operation") })
         .layer(axum::middleware::from_fn_with_state(core.clone(), authenticate))
         .with_state(core)
@@ -135,12 +138,17 @@ struct Page {
     next: Option<Mac>,
 }
 
-fn masked(mut d: Device) -> Device {
-    for (name, value) in &mut d.params {
+/// Replaces the values of passwords and other secret parameters with `********`.
+fn mask(params: &mut BTreeMap<String, String>) {
+    for (name, value) in params {
         if is_password(name) {
             *value = "********".to_string();
         }
     }
+}
+
+fn masked(mut d: Device) -> Device {
+    mask(&mut d.params);
     d
 }
 
@@ -175,14 +183,42 @@ async fn devices(
     }
 }
 
+/// The `{mac}` of a path, or a problem naming it.
+fn path_mac(text: &str) -> Result<Mac, Problem> {
+    text.parse::<Mac>().map_err(|e| Problem::parameter("mac", format!("mac: {e}")))
+}
+
 async fn device(State(core): State<Arc<Core>>, Path(mac): Path<String>) -> Response {
-    let mac = match mac.parse::<Mac>() {
+    let mac = match path_mac(&mac) {
         Ok(m) => m,
-        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+        Err(p) => return p.into_response(),
     };
     match core.store().device(&mac).await {
         Ok(Some(d)) => axum::Json(masked(d)).into_response(),
         Ok(None) => Problem::new(StatusCode::NOT_FOUND, format!("no device {mac}")).into_response(),
+        Err(e) => store_failed(e).into_response(),
+    }
+}
+
+fn masked_group(mut g: Group) -> Group {
+    mask(&mut g.params);
+    g
+}
+
+async fn groups(State(core): State<Arc<Core>>) -> Response {
+    match core.store().groups().await {
+        Ok(groups) => axum::Json(serde_json::json!({
+            "groups": groups.into_iter().map(masked_group).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => store_failed(e).into_response(),
+    }
+}
+
+async fn group(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Response {
+    match core.store().group(&name).await {
+        Ok(Some(g)) => axum::Json(masked_group(g)).into_response(),
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, format!("no group {name:?}")).into_response(),
         Err(e) => store_failed(e).into_response(),
     }
 }
@@ -250,12 +286,9 @@ async fn patch_device(
     Path(mac): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(p) = require(&caller, Role::Operator) {
-        return p.into_response();
-    }
-    let mac = match mac.parse::<Mac>() {
+    let mac = match require(&caller, Role::Operator).and_then(|()| path_mac(&mac)) {
         Ok(m) => m,
-        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+        Err(p) => return p.into_response(),
     };
     let patch: DevicePatch = match serde_json::from_slice(&body) {
         Ok(p) => p,
@@ -319,12 +352,9 @@ async fn delete_device(
     axum::Extension(caller): axum::Extension<Caller>,
     Path(mac): Path<String>,
 ) -> Response {
-    if let Err(p) = require(&caller, Role::Operator) {
-        return p.into_response();
-    }
-    let mac = match mac.parse::<Mac>() {
+    let mac = match require(&caller, Role::Operator).and_then(|()| path_mac(&mac)) {
         Ok(m) => m,
-        Err(e) => return Problem::parameter("mac", format!("mac: {e}")).into_response(),
+        Err(p) => return p.into_response(),
     };
     match core.store().remove_device(&mac).await {
         Ok(true) => {
