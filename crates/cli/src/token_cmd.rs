@@ -41,9 +41,7 @@ pub fn run(site: SiteArgs, cmd: TokenCommand) -> Result<ExitCode> {
                     bail!("--name: give the token a name (no control characters)");
                 }
                 let store = site.open(Access::Write).await?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
+                let now = provisor_server::provision::unix_ms(std::time::SystemTime::now());
                 let (token, stored) = AdminToken::generate(&name, role, now)?;
                 store.add_token(&stored).await?;
                 eprintln!("token {name:?} ({}) made; it is shown only this once:", role.as_str());

@@ -256,16 +256,12 @@ fn require(caller: &Caller, needed: Role) -> Result<(), Problem> {
     ))
 }
 
-fn milliseconds_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Records a change in the audit trail and the device's history, with who made it.
 async fn audit(core: &Core, peer: SocketAddr, caller: &Caller, method: &'static str, mac: &Mac, what: String) {
     let note = format!("by token {:?} ({}): {what}", caller.name, caller.role.as_str());
     core.journal()
         .record(AuditEntry {
-            at_ms: milliseconds_now(),
+            at_ms: crate::provision::unix_ms(std::time::SystemTime::now()),
             client: peer.to_string(),
             device: Some(mac.clone()),
             protocol: ADMIN_PROTOCOL,

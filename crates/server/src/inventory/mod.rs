@@ -266,7 +266,7 @@ impl AdminToken {
     /// The SHA-256 (hex) under which a token is stored and looked up.
     pub fn hash_of(token: &str) -> String {
         use sha2::Digest as _;
-        sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        crate::provision::seal::hex(&sha2::Sha256::digest(token.as_bytes()))
     }
 }
 

@@ -130,12 +130,6 @@ pub struct Cache {
     templates: AtomicU64,
 }
 
-impl Default for Cache {
-    fn default() -> Cache {
-        Cache::with_limit(64 << 20)
-    }
-}
-
 impl Cache {
     /// A cache that holds at most `max_bytes` of responses (0: none).
     pub fn with_limit(max_bytes: usize) -> Cache {

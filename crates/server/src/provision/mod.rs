@@ -76,7 +76,7 @@ fn verified(req: &Request) -> bool {
 }
 
 /// Unix milliseconds.
-fn unix_ms(t: SystemTime) -> i64 {
+pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
