@@ -20,7 +20,8 @@ pub enum DbCommand {
     /// Apply pending migrations (`serve` applies them too; several nodes started together migrate once).
     Migrate,
     /// Copy a whole inventory into another database: devices with their secrets and parameters, groups, armed
-    /// devices, phone certificates and admin API tokens. The target is migrated if needed; devices already there are replaced, so a
+    /// devices, phone certificates, admin API tokens and web UI users. The target is migrated if needed; devices already
+    /// there are replaced, so a
     /// copy can be run again (after more changes at the source) without duplicates. Counts are checked at the end.
     ///
     /// Example, the move from the embedded default to PostgreSQL:
@@ -258,6 +259,15 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    // Web UI users (their password hashes), the same way; sessions are not copied (their users log in again).
+    let mut users = 0;
+    for u in source.users().await? {
+        match target.add_user(&u).await {
+            Ok(()) => users += 1,
+            Err(StoreError::UserExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     // The journal: device state, events, reports and the audit trail (an embedded store's audit.log included).
     let audit_log = match from {
         Named::Sqlite(dir) => Some(dir.join("audit.log")),
@@ -276,7 +286,7 @@ async fn copy(site: &SiteArgs, from: &Named, to: &Named) -> Result<ExitCode> {
     }
     eprintln!(
         "copied {} device(s) ({} new, {} replaced), {groups} group(s), {armed} armed, {certificates} phone \
-         certificate(s), {tokens} new admin token(s); the target has {} device(s)",
+         certificate(s), {tokens} new admin token(s), {users} new web UI user(s); the target has {} device(s)",
         devices.len(),
         add.len(),
         update.len(),

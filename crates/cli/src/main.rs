@@ -14,6 +14,7 @@ mod site;
 mod tftp_cmd;
 mod token_cmd;
 mod trust_cmd;
+mod user_cmd;
 
 use std::process::ExitCode;
 
@@ -111,6 +112,16 @@ enum Command {
         #[command(subcommand)]
         command: token_cmd::TokenCommand,
     },
+    /// Logins of the web UI on `[admin] listen` (`/ui/`): add (password hashed with Argon2id), list, rm.
+    User {
+        #[command(flatten)]
+        site: site::SiteArgs,
+        #[command(subcommand)]
+        command: user_cmd::UserCommand,
+    },
+    /// Print the admin API's OpenAPI 3.1 document (the one served at `/api/v1/openapi.json`), to generate a client
+    /// or read offline.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -141,6 +152,7 @@ fn main() -> ExitCode {
         Command::Device { site, command } => device_cmd::run_device(site, command),
         Command::Group { site, command } => device_cmd::run_group(site, command),
         Command::Token { site, command } => token_cmd::run(site, command),
+        Command::User { site, command } => user_cmd::run(site, command),
         Command::Db { site, command } => db_cmd::run_db(site, command),
         Command::Secrets { site, command } => db_cmd::run_secrets(site, command),
         Command::Serve(args) => serve_cmd::run_serve(args),
@@ -157,6 +169,7 @@ fn main() -> ExitCode {
         Command::Cert(cmd) => cert_cmd::run(cmd),
         Command::Trust(cmd) => trust_cmd::run(cmd),
         Command::Doctor(args) => doctor_cmd::run(args),
+        Command::Openapi => openapi(),
     };
     match result {
         Ok(code) => code,
@@ -167,6 +180,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `provisor openapi`: the admin API's OpenAPI document, as served.
+fn openapi() -> anyhow::Result<ExitCode> {
+    let text = provisor_server::front::api::openapi().to_pretty_json()?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `provisor manpages DIR`: every page clap_mangen makes from the command definitions.

@@ -44,6 +44,7 @@ pub fn run(site: SiteArgs, cmd: TokenCommand) -> Result<ExitCode> {
                 let now = provisor_server::provision::unix_ms(std::time::SystemTime::now());
                 let (token, stored) = AdminToken::generate(&name, role, now)?;
                 store.add_token(&stored).await?;
+                audit(&site, &store, format!("created token {name:?} ({})", role.as_str())).await;
                 eprintln!("token {name:?} ({}) made; it is shown only this once:", role.as_str());
                 println!("{token}");
                 Ok(ExitCode::SUCCESS)
@@ -60,9 +61,37 @@ pub fn run(site: SiteArgs, cmd: TokenCommand) -> Result<ExitCode> {
                 if !store.remove_token(&name).await? {
                     bail!("no token named {name:?} (provisor token list shows them)");
                 }
+                audit(&site, &store, format!("revoked token {name:?}")).await;
                 eprintln!("token {name:?} revoked");
                 Ok(ExitCode::SUCCESS)
             }
         }
     })
+}
+
+/// Puts a token or user change in the audit trail (protocol `admin`, method `TOKEN`), naming the local user who
+/// made it.
+pub(crate) async fn audit(site: &SiteArgs, store: &provisor_server::inventory::AnyStore, what: String) {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid {}", process_uid()));
+    let entry = provisor_server::journal::AuditEntry {
+        at_ms: provisor_server::provision::unix_ms(std::time::SystemTime::now()),
+        client: "local".into(),
+        protocol: provisor_server::journal::ADMIN_PROTOCOL,
+        method: "TOKEN",
+        file: "provisor token".into(),
+        status: 200,
+        note: format!("by local user {user:?}: {what}"),
+        ..Default::default()
+    };
+    let dir = site.data_dir().unwrap_or_default();
+    let node = provisor_server::serve::host_name();
+    provisor_server::journal::record_offline(store, &dir, &node, entry).await;
+}
+
+/// The process's user id, from `/proc/self` (no `unsafe` call).
+fn process_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }

@@ -75,15 +75,32 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert!(v["status"]["last_seen_ms"].is_i64() && v["status"]["served"].is_array(), "{shown}");
 
+    // A web UI user, to be copied with its password hash.
+    let mut add = Command::new(env!("CARGO_BIN_EXE_provisor"))
+        .args(["user", "add", "ops", "--role", "operator", "--password-stdin"])
+        .env("PROVISOR_CONFIG", &config)
+        .env_remove("PROVISOR_DATA_DIR")
+        .env_remove("PROVISOR_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    assert!(add.wait_with_output().unwrap().status.success());
+
     // The copy, twice: the second replaces, adds nothing.
     let url = cluster.fresh_database();
     let from = format!("sqlite:{}", data.display());
     let first = ok(provisor(&config, &[], &["db", "copy", "--from", &from, "--to", &url]));
     assert!(first.contains("copied 2 device(s) (2 new, 0 replaced), 1 group(s)"), "{first}");
+    assert!(first.contains(", 1 new web UI user(s)"), "{first}");
     let second = ok(provisor(&config, &[], &["db", "copy", "--from", &from, "--to", &url]));
     assert!(second.contains("(0 new, 2 replaced)") && second.contains("the target has 2 device(s)"), "{second}");
-    assert!(first.contains("1 audit line(s) read") && !first.contains(" 0 row(s) written"), "{first}");
+    // The fetch and the user add.
+    assert!(first.contains("2 audit line(s) read") && !first.contains(" 0 row(s) written"), "{first}");
     assert!(second.contains(" 0 row(s) written"), "the second copy adds no journal row twice: {second}");
+    assert!(second.contains(", 0 new web UI user(s)"), "{second}");
     let dump = cluster.dump(&url);
     assert!(dump.contains("000e08aabb01"));
     for secret in ["change-me-201", "change-me-202", "site-admin-Pa55"] {
@@ -94,6 +111,7 @@ fn an_inventory_moves_from_sqlite_to_postgresql_with_its_secrets_sealed() {
     let pg = [("PROVISOR_DATABASE_URL", url.as_str())];
     let list = ok(provisor(&config, &pg, &["device", "list"]));
     assert!(list.contains("000e08aabb01") && list.contains("000e08aabb02"), "{list}");
+    assert!(ok(provisor(&config, &pg, &["user", "list"])).starts_with("ops\toperator\t"));
     let audit = ok(provisor(&config, &pg, &["device", "audit", "000e08aabb01"]));
     assert!(audit.contains("000e08aabb01.xml"), "the audit trail moved: {audit}");
     assert_eq!(ok(provisor(&config, &pg, &["device", "show", "000e08aabb01", "--json", "--secrets"])), shown);

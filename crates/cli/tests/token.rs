@@ -1,5 +1,5 @@
 //! `provisor token`: a token is printed once and stored as its hash; list shows names and roles only; revoke removes
-//! it; bad input is refused with a message that names what is wrong.
+//! it; bad input is refused with a message that names what is wrong; creating and revoking are audited.
 
 use std::process::{Command, Output};
 
@@ -44,4 +44,12 @@ fn tokens_are_made_once_listed_without_the_secret_and_revoked() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no token named \"monitoring\""));
     assert!(String::from_utf8(provisor(&data, &["list"]).stdout).unwrap().is_empty());
+
+    // Both changes are in the audit trail, with the local user who made them; the token itself is not.
+    let audit = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    let changes: Vec<&str> = audit.lines().filter(|l| l.contains("\"protocol\":\"admin\"")).collect();
+    assert_eq!(changes.len(), 2, "{audit}");
+    assert!(changes[0].contains("created token") && changes[0].contains("(read)"), "{audit}");
+    assert!(changes[1].contains("revoked token") && changes.iter().all(|l| l.contains("by local user")), "{audit}");
+    assert!(!audit.contains(&token));
 }

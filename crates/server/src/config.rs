@@ -27,8 +27,8 @@ pub struct Config {
     pub tftp: Tftp,
     /// The syslog receiver.
     pub syslog: Listener,
-    /// The admin listener (`/metrics`, `/healthz`): loopback by default, never the ports phones use.
-    pub admin: Listener,
+    /// The admin listener (`/metrics`, `/healthz`, the admin API): loopback by default, never the ports phones use.
+    pub admin: AdminListener,
     /// Templates.
     pub templates: TemplatesConfig,
     /// Firmware.
@@ -177,6 +177,27 @@ pub struct Listener {
     /// `address:port`, or empty for off.
     #[serde(deserialize_with = "optional_addr")]
     pub listen: Option<SocketAddr>,
+}
+
+/// The admin listener: `/metrics`, `/healthz` and the admin API (`/api/v1`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListener {
+    /// `address:port`, or empty for off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+    /// Serve it over HTTPS with the site's server certificate (`[https] cert`, or the generated one). Default: on
+    /// when `listen` is not loopback, where bearer tokens must not cross the network in clear; plain HTTP on
+    /// loopback. Off on a non-loopback address keeps `/metrics` and `/healthz` and refuses the API.
+    #[serde(default)]
+    pub tls: Option<bool>,
+}
+
+impl AdminListener {
+    /// Whether the listener speaks HTTPS: `tls` if set, else whenever `listen` is not loopback.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.unwrap_or_else(|| self.listen.is_some_and(|a| !a.ip().is_loopback()))
+    }
 }
 
 /// HTTPS settings.
@@ -402,7 +423,7 @@ impl Default for Config {
             https: Https::default(),
             tftp: Tftp::default(),
             syslog: Listener { listen: Some(([127, 0, 0, 1], 5514).into()) },
-            admin: Listener { listen: Some(([127, 0, 0, 1], 9180).into()) },
+            admin: AdminListener { listen: Some(([127, 0, 0, 1], 9180).into()), tls: None },
             templates: TemplatesConfig::default(),
             firmware: Firmware::default(),
             provisioning: Provisioning::default(),
@@ -778,9 +799,13 @@ max_stall_s = 30
 listen = "127.0.0.1:5514"
 
 [admin]
-# Prometheus metrics (/metrics) and a health check (/healthz), for operators: keep it on loopback or a management
-# network, never where phones reach it. "" turns it off.
+# Prometheus metrics (/metrics), a health check (/healthz) and the admin API (/api/v1, bearer tokens from
+# `provisor token create`), for operators: keep it on loopback or a management network, never where phones reach
+# it. "" turns it off.
 listen = "127.0.0.1:9180"
+# HTTPS with the site's server certificate. Default: on when listen is not loopback (tokens never cross a network
+# in clear); plain HTTP on loopback.
+# tls = true
 
 [templates]
 # Templates that override or add to the built-in ones (mpp.xml, bootstrap.xml, SEP.cnf.xml, XMLDefault.cnf.xml).

@@ -137,7 +137,7 @@ impl Running {
             ("[https] listen or require_client_cert", differs(&new_https, &old_https)),
             ("[tftp]", differs(&new.tftp, &current.tftp)),
             ("[syslog]", differs(&new.syslog.listen, &current.syslog.listen)),
-            ("[admin]", differs(&new.admin.listen, &current.admin.listen)),
+            ("[admin]", differs(&new.admin, &current.admin)),
             ("[templates]", differs(&new.templates, &current.templates)),
             ("[firmware]", differs(&new.firmware, &current.firmware)),
             ("[provisioning]", differs(&new.provisioning, &current.provisioning)),
@@ -212,17 +212,20 @@ pub fn raise_file_limit() -> Option<u64> {
 
 /// The HTTPS server configuration of `config`: its certificate and key (or the generated ones) and the CAs that
 /// client certificates must chain to. Read at start and again at every reload (SIGHUP).
-fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Generated>), ServeError> {
-    let mut generated = None;
-    let (cert, key) = match (&config.https.cert, &config.https.key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
+/// The site's server certificate and key: `[https] cert` and `key`, or the ones generated in `data_dir/tls/` (made on
+/// the first call).
+fn site_certificate(config: &Config) -> Result<(PathBuf, PathBuf, Option<Generated>), ServeError> {
+    Ok(match (&config.https.cert, &config.https.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), None),
         _ => {
             let g = tls::ensure_generated(&config.data_dir.join("tls"), std::slice::from_ref(&config.public_host))?;
-            let pair = (g.server_cert.clone(), g.server_key.clone());
-            generated = Some(g);
-            pair
+            (g.server_cert.clone(), g.server_key.clone(), Some(g))
         }
-    };
+    })
+}
+
+fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Generated>), ServeError> {
+    let (cert, key, mut generated) = site_certificate(config)?;
     let mut cas: Vec<PathBuf> = config.https.client_ca.clone();
     if config.https.test_phone_ca {
         let g = match &generated {
@@ -414,6 +417,17 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
         (None, None)
     };
 
+    // The admin listener's HTTPS: the site's server certificate, no client certificates (tokens say who calls).
+    let admin_tls = match (&admin, config.admin.uses_tls()) {
+        (Some(_), true) => {
+            let (cert, key, _) = site_certificate(&config)?;
+            let mut tls = tls::server_config(&cert, &key, &[], false)?;
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(Arc::new(tls))
+        }
+        _ => None,
+    };
+
     let mut audit_reopen = None;
     let (journal, writer) = match &store {
         AnyStore::Sqlite(s) => {
@@ -490,7 +504,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     }
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(l) = admin {
-        fronts.spawn(crate::front::admin::serve(l, provisioner.clone(), shutdown.clone()));
+        fronts.spawn(crate::front::admin::serve(l, admin_tls, provisioner.clone(), shutdown.clone()));
     }
     Ok(Running {
         http: addrs.0,

@@ -1,52 +1,142 @@
 //! The admin listener (`[admin] listen`, loopback by default): what operators and their monitoring read, kept off
 //! the ports phones use: `/metrics` (Prometheus text, [`crate::metrics`]), `/healthz`, and the admin API under
-//! `/api/v1` ([`super::api`], bearer tokens).
+//! `/api/v1` ([`super::api`], bearer tokens) and the web UI under `/ui/` ([`super::ui`], sessions). Plain HTTP on loopback; HTTPS with the site's server certificate
+//! elsewhere (or when `[admin] tls = true`), so that tokens never cross a network in clear.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the admin API is served on a listener bound to `local`: only on loopback, because the listener speaks
-/// plain HTTP and bearer tokens must not cross a network in clear (HTTPS off loopback is still to come, issue 18).
-/// An unspecified address (`0.0.0.0`, `::`) is not loopback.
-pub fn serves_api(local: std::net::SocketAddr) -> bool {
-    local.ip().is_loopback()
+/// Whether the admin API is served on a listener bound to `local`: over HTTPS anywhere, and over plain HTTP only on
+/// loopback, because bearer tokens must not cross a network in clear. An unspecified address (`0.0.0.0`, `::`) is
+/// not loopback.
+pub fn serves_api(local: SocketAddr, tls: bool) -> bool {
+    tls || local.ip().is_loopback()
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, core: std::sync::Arc<crate::serve::Core>, shutdown: CancellationToken) {
-    let api = match listener.local_addr() {
-        Ok(local) if serves_api(local) => super::api::routes(core),
+/// TLS connections being set up or served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves the admin endpoints on `listener` until `shutdown`: over HTTPS with `tls`, else plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    core: Arc<crate::serve::Core>,
+    shutdown: CancellationToken,
+) {
+    let (api, ui) = match listener.local_addr() {
+        Ok(local) if serves_api(local, tls.is_some()) => {
+            (super::api::routes(core.clone()), super::ui::routes(core, tls.is_some()))
+        }
         local => {
             let at = local.map_or_else(|e| e.to_string(), |a| a.to_string());
             tracing::warn!(
-                "admin API off: [admin] listen = {at} is not loopback, and the API needs HTTPS there (not yet \
-                 supported); /metrics and /healthz are served"
+                "admin API off: [admin] listen = {at} is not loopback and [admin] tls = false; the API needs HTTPS \
+                 there. /metrics and /healthz are served"
             );
-            axum::Router::new().fallback(|| async {
+            let refuse = || async {
                 (
                     StatusCode::FORBIDDEN,
-                    "the admin API is served only on a loopback [admin] listen (it has no HTTPS yet)\n",
+                    "the admin API and web UI are served over HTTPS, or over plain HTTP on loopback only ([admin] \
+                     tls)\n",
                 )
-            })
+            };
+            let api = axum::Router::new().fallback(refuse);
+            let ui = axum::Router::new()
+                .route("/ui", axum::routing::any(refuse))
+                .route("/ui/", axum::routing::any(refuse))
+                .route("/ui/{*rest}", axum::routing::any(refuse));
+            (api, ui)
         }
     };
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .nest("/api/v1", api)
+        .merge(ui)
+        .route("/", get(|| async { axum::response::Redirect::to("/ui/") }))
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, "not found: the admin listener serves /metrics, /healthz and /api/v1\n")
+            (StatusCode::NOT_FOUND, "not found: the admin listener serves /ui/, /api/v1, /metrics and /healthz\n")
         });
-    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("admin listener: {e}");
+    match tls {
+        None => {
+            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+            {
+                tracing::error!("admin listener: {e}");
+            }
+        }
+        Some(tls) => serve_tls(listener, tls, app, shutdown).await,
     }
+}
+
+/// The HTTPS accept loop: a handshake (with a deadline) per connection, then HTTP/1.1 or h2 on it.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("admin listener: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("admin listener: {peer}: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = app.layer(axum::Extension(ConnectInfo(peer)));
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                r = connection.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!("admin listener: {peer}: {e}");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 async fn metrics() -> Response {
@@ -58,7 +148,7 @@ async fn metrics() -> Response {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_api_is_served_on_loopback_only() {
+    fn the_api_is_served_over_https_or_on_loopback() {
         for (addr, served) in [
             ("127.0.0.1:9180", true),
             ("127.0.0.2:9180", true),
@@ -68,7 +158,19 @@ mod tests {
             ("192.0.2.10:9180", false),
             ("[2001:db8::1]:9180", false),
         ] {
-            assert_eq!(super::serves_api(addr.parse().unwrap()), served, "{addr}");
+            assert_eq!(super::serves_api(addr.parse().unwrap(), false), served, "{addr}");
+            assert!(super::serves_api(addr.parse().unwrap(), true), "{addr} over HTTPS");
         }
+    }
+
+    #[test]
+    fn tls_is_on_off_loopback_unless_turned_off() {
+        use crate::config::AdminListener;
+        let at = |a: &str, tls| AdminListener { listen: Some(a.parse().unwrap()), tls };
+        assert!(!at("127.0.0.1:9180", None).uses_tls());
+        assert!(at("127.0.0.1:9180", Some(true)).uses_tls());
+        assert!(at("0.0.0.0:9180", None).uses_tls());
+        assert!(at("192.0.2.10:9180", None).uses_tls());
+        assert!(!at("192.0.2.10:9180", Some(false)).uses_tls());
     }
 }

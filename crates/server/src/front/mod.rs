@@ -7,3 +7,4 @@ pub mod http;
 pub mod syslog;
 pub mod tftp;
 pub mod tls;
+pub mod ui;

@@ -112,6 +112,29 @@ impl From<::csv::Error> for ImportError {
     }
 }
 
+/// The line (1-based) of byte offsets into a text, for offsets that only grow.
+#[derive(Default)]
+struct LineCounter {
+    byte: usize,
+    line: u64,
+}
+
+impl LineCounter {
+    fn at(&mut self, data: &[u8], byte: u64) -> u64 {
+        let mut byte = (byte as usize).min(data.len());
+        // After a CR, the csv crate's record starts at the LF that ends the line before.
+        while data.get(byte).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+            byte += 1;
+        }
+        if byte < self.byte {
+            *self = LineCounter::default();
+        }
+        self.line += data[self.byte..byte].iter().filter(|b| **b == b'\n').count() as u64;
+        self.byte = byte;
+        self.line + 1
+    }
+}
+
 /// Reads and checks `data` against `store` (groups that exist, MACs that do not unless `options.update`, names the
 /// dictionary knows unless `options.allow_unknown`); returns what the import would do.
 pub async fn read_devices(store: &impl Store, data: &[u8], options: ImportOptions) -> Result<Import, ImportError> {
@@ -146,15 +169,18 @@ pub async fn read_devices(store: &impl Store, data: &[u8], options: ImportOption
     let mut errors = Vec::new();
     let mut seen: HashMap<Mac, u64> = HashMap::new();
     let mut import = Import::default();
+    // Lines by the byte offset of each record (the csv crate's own line count is off for CRLF files, which is what
+    // spreadsheets and browsers' forms write).
+    let mut lines = LineCounter::default();
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                errors.push(row(e.position().map_or(0, |p| p.line()), e.to_string()));
+                errors.push(row(e.position().map_or(0, |p| lines.at(data, p.byte())), e.to_string()));
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| lines.at(data, p.byte()));
         // The MAC first: an update starts from the device as it is.
         let mac_cell = columns.iter().zip(record.iter()).find(|(c, _)| *c == "mac").map(|(_, v)| v).unwrap_or("");
         let mac = match mac_cell.parse::<Mac>() {
@@ -259,6 +285,20 @@ mod tests {
         };
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 4, 5, 6], "{rows:?}");
+        // The same lines in a CRLF file (spreadsheets, browsers' forms), and with a quoted cell across two lines.
+        let crlf = bad.replace('\n', "\r\n");
+        let Err(ImportError::Rows(crlf_rows)) = read_devices(&store, crlf.as_bytes(), ImportOptions::default()).await
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(crlf_rows.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 4, 5, 6], "CRLF: {crlf_rows:?}");
+        let quoted = "mac,model,description\r\n0011aabbcc07,CP-8841-3PCC,\"two\r\nlines\"\r\nnonsense,,\r\n";
+        let Err(ImportError::Rows(quoted_rows)) =
+            read_devices(&store, quoted.as_bytes(), ImportOptions::default()).await
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(quoted_rows.iter().map(|r| r.line).collect::<Vec<_>>(), [4], "{quoted_rows:?}");
         assert!(rows[0].message.starts_with("mac:") && rows[1].message.starts_with("group:"), "{rows:?}");
         assert!(rows[3].message.starts_with("Resync_Periodic"), "{rows:?}");
 

@@ -20,6 +20,8 @@ struct State {
     armed: std::collections::BTreeSet<Mac>,
     phone_certificates: BTreeMap<Mac, Vec<u8>>,
     tokens: BTreeMap<String, super::AdminToken>,
+    users: BTreeMap<String, super::AdminUser>,
+    sessions: BTreeMap<String, super::AdminSession>,
     revision: i64,
 }
 
@@ -242,8 +244,7 @@ impl Store for MemoryStore {
         Ok(s.devices
             .range::<Mac, _>((from, Bound::Unbounded))
             .map(|(_, d)| d)
-            .filter(|d| filter.model.as_ref().is_none_or(|m| &d.model == m))
-            .filter(|d| filter.group.is_none() || d.group == filter.group)
+            .filter(|d| filter.matches(d))
             .take(limit as usize)
             .cloned()
             .collect())
@@ -267,6 +268,57 @@ impl Store for MemoryStore {
     }
 
     async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.state().tokens.remove(name).is_some())
+        let mut s = self.state();
+        let principal = format!("token:{name}");
+        s.sessions.retain(|_, v| v.principal != principal);
+        Ok(s.tokens.remove(name).is_some())
+    }
+
+    async fn add_user(&self, user: &super::AdminUser) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if s.users.contains_key(&user.name) {
+            return Err(StoreError::UserExists(user.name.clone()));
+        }
+        s.users.insert(user.name.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<super::AdminUser>, StoreError> {
+        Ok(self.state().users.get(name).cloned())
+    }
+
+    async fn users(&self) -> Result<Vec<super::AdminUser>, StoreError> {
+        Ok(self.state().users.values().cloned().collect())
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        let principal = format!("user:{name}");
+        s.sessions.retain(|_, v| v.principal != principal);
+        Ok(s.users.remove(name).is_some())
+    }
+
+    async fn add_session(&self, session: &super::AdminSession, now_ms: i64) -> Result<(), StoreError> {
+        let mut s = self.state();
+        s.sessions.retain(|_, v| v.expires_ms > now_ms);
+        s.sessions.insert(session.hash.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str, now_ms: i64) -> Result<Option<super::AdminSession>, StoreError> {
+        Ok(self.state().sessions.get(hash).filter(|v| v.expires_ms > now_ms).cloned())
+    }
+
+    async fn remove_session(&self, hash: &str) -> Result<(), StoreError> {
+        self.state().sessions.remove(hash);
+        Ok(())
+    }
+
+    async fn model_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for d in self.state().devices.values() {
+            *counts.entry(d.model.clone()).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
     }
 }

@@ -28,8 +28,9 @@ pub use postgres::{PoolLimits, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// A MAC address, stored as 12 lower-case hex digits (the phones' `$MA`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, pattern = "^[0-9a-f]{12}$", example = "000e08aabbcc")]
 pub struct Mac(String);
 
 impl Mac {
@@ -147,7 +148,7 @@ impl Secrets {
 }
 
 /// A phone in the inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Device {
     /// Its MAC address.
     pub mac: Mac,
@@ -163,6 +164,7 @@ pub struct Device {
     pub params: BTreeMap<String, String>,
     /// Its secrets.
     #[serde(skip)]
+    #[schema(ignore)]
     pub secrets: Secrets,
 }
 
@@ -195,7 +197,7 @@ impl Device {
 }
 
 /// What an admin API token may do (issue 18): each role can do everything the one before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read the inventory, state and logs; secrets stay masked.
@@ -270,6 +272,59 @@ impl AdminToken {
     }
 }
 
+/// A login of the web UI, made by `provisor user add` (issue 18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminUser {
+    /// The login name (unique).
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// The password as an Argon2id PHC string (`$argon2id$v=19$...`).
+    #[serde(skip)]
+    pub password_hash: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+}
+
+impl AdminUser {
+    /// A new user with `password` hashed by Argon2id (a random salt, the crate's default cost).
+    pub fn new(name: &str, role: Role, password: &str, now_ms: i64) -> Result<AdminUser, StoreError> {
+        use argon2::password_hash::PasswordHasher as _;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| StoreError::Random(format!("hashing the password: {e}")))?;
+        Ok(AdminUser {
+            name: name.to_string(),
+            role,
+            password_hash: hash.to_string(),
+            created_at: crate::journal::rfc3339(now_ms),
+        })
+    }
+
+    /// Whether `password` is this user's (in constant time, by the PHC string's own parameters).
+    pub fn verify(&self, password: &str) -> bool {
+        use argon2::password_hash::PasswordVerifier as _;
+        let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(&self.password_hash) else { return false };
+        argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    }
+}
+
+/// A web UI session: who logged in, with what role, until when, and the CSRF token its forms carry. The cookie
+/// holds a random id; only its SHA-256 ([`AdminToken::hash_of`]) is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    /// SHA-256 of the cookie's id, hex.
+    pub hash: String,
+    /// `user:<name>` or `token:<name>`.
+    pub principal: String,
+    /// What it may do.
+    pub role: Role,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    /// When it ends (Unix milliseconds).
+    pub expires_ms: i64,
+}
+
 /// Which devices a page of [`Store::devices_page`] holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFilter {
@@ -277,10 +332,37 @@ pub struct DeviceFilter {
     pub model: Option<String>,
     /// Only this group.
     pub group: Option<String>,
+    /// Only devices whose MAC, serial or description contains this text (case-insensitive; a MAC may be given with
+    /// `:`, `-` or `.`).
+    pub search: Option<String>,
+}
+
+impl DeviceFilter {
+    /// The LIKE patterns of `search` (`ESCAPE '\'`): for the MAC (separators removed, lower case) and for the serial
+    /// and description (lower case).
+    pub fn like_patterns(&self) -> Option<(String, String)> {
+        let text = self.search.as_deref().map(str::trim).filter(|s| !s.is_empty())?.to_lowercase();
+        let escape = |t: &str| t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let mac: String = text.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
+        Some((format!("%{}%", escape(&mac)), format!("%{}%", escape(&text))))
+    }
+
+    /// Whether `d` passes the filter (the memory store's version of the SQL).
+    pub fn matches(&self, d: &Device) -> bool {
+        let text = self.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        self.model.as_ref().is_none_or(|m| &d.model == m)
+            && (self.group.is_none() || d.group == self.group)
+            && text.is_none_or(|t| {
+                let mac: String = t.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
+                d.mac.as_str().contains(&mac)
+                    || d.serial.to_lowercase().contains(&t)
+                    || d.description.to_lowercase().contains(&t)
+            })
+    }
 }
 
 /// A group of devices sharing parameters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// Its name (`defaults` and `model:<model>` are applied to every device, resp. every device of that model).
     pub name: String,
@@ -313,6 +395,9 @@ pub enum StoreError {
     /// An admin token of that name exists.
     #[error("a token named {0:?} already exists")]
     TokenExists(String),
+    /// A web UI user of that name exists.
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
     /// No such group.
     #[error("no group {0:?}")]
     NoGroup(String),
@@ -442,6 +527,23 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> impl Future<Output = Result<Vec<AdminToken>, StoreError>> + Send;
     /// Removes a token; `false` if there was none.
     fn remove_token(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Adds a web UI user; [`StoreError::UserExists`] if the name is taken.
+    fn add_user(&self, user: &AdminUser) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A user by name.
+    fn user(&self, name: &str) -> impl Future<Output = Result<Option<AdminUser>, StoreError>> + Send;
+    /// Every user, by name.
+    fn users(&self) -> impl Future<Output = Result<Vec<AdminUser>, StoreError>> + Send;
+    /// Removes a user and ends their sessions; `false` if there was none.
+    fn remove_user(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Adds a session (and forgets the sessions that ended before `now_ms`).
+    fn add_session(&self, session: &AdminSession, now_ms: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The session whose id has this SHA-256, if it has not ended at `now_ms`.
+    fn session(&self, hash: &str, now_ms: i64)
+    -> impl Future<Output = Result<Option<AdminSession>, StoreError>> + Send;
+    /// Ends a session.
+    fn remove_session(&self, hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many devices there are of each model, by model.
+    fn model_counts(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 }
 
 /// The parameters that apply to `device`, layered as the module documentation describes.
@@ -459,32 +561,43 @@ pub async fn inherited_parameters(
     group: Option<&str>,
     model: &str,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut layers: Vec<BTreeMap<String, String>> = Vec::new();
-    let mut chain = Vec::new();
+    let mut out = BTreeMap::new();
+    for (_, layer) in parameter_layers(store, group, model).await? {
+        out.extend(layer);
+    }
+    Ok(out)
+}
+
+/// The groups a device in `group` (or none) of `model` inherits from, each with its parameters, in the order they
+/// apply (a later one wins): `defaults`, `model:<model>` (each if it exists), then `group`'s ancestors from the
+/// root down to `group` itself. [`StoreError::NoGroup`] for a missing group in the chain, [`StoreError::GroupCycle`]
+/// for a loop.
+pub async fn parameter_layers(
+    store: &impl Store,
+    group: Option<&str>,
+    model: &str,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, StoreError> {
+    let mut chain: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     let mut next = group.map(str::to_string);
     while let Some(name) = next {
-        if chain.contains(&name) {
+        if chain.iter().any(|(n, _)| *n == name) {
             return Err(StoreError::GroupCycle(name));
         }
         let group = store.group(&name).await?.ok_or_else(|| StoreError::NoGroup(name.clone()))?;
         next = group.parent.clone();
-        chain.push(name);
-        layers.push(group.params);
+        chain.push((name, group.params));
     }
-    layers.reverse();
-    let mut base = Vec::new();
+    chain.reverse();
+    let mut layers = Vec::with_capacity(chain.len() + 2);
     for name in ["defaults".to_string(), format!("model:{model}")] {
-        if !chain.contains(&name)
+        if !chain.iter().any(|(n, _)| *n == name)
             && let Some(g) = store.group(&name).await?
         {
-            base.push(g.params);
+            layers.push((name, g.params));
         }
     }
-    let mut out = BTreeMap::new();
-    for layer in base.into_iter().chain(layers) {
-        out.extend(layer);
-    }
-    Ok(out)
+    layers.extend(chain);
+    Ok(layers)
 }
 
 /// Creates `dir` if needed and makes it 0700.
@@ -603,5 +716,37 @@ impl Store for AnyStore {
     }
     async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
         forward!(self, s => s.remove_token(name))
+    }
+
+    async fn add_user(&self, user: &AdminUser) -> Result<(), StoreError> {
+        forward!(self, s => s.add_user(user))
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<AdminUser>, StoreError> {
+        forward!(self, s => s.user(name))
+    }
+
+    async fn users(&self) -> Result<Vec<AdminUser>, StoreError> {
+        forward!(self, s => s.users())
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        forward!(self, s => s.remove_user(name))
+    }
+
+    async fn add_session(&self, session: &AdminSession, now_ms: i64) -> Result<(), StoreError> {
+        forward!(self, s => s.add_session(session, now_ms))
+    }
+
+    async fn session(&self, hash: &str, now_ms: i64) -> Result<Option<AdminSession>, StoreError> {
+        forward!(self, s => s.session(hash, now_ms))
+    }
+
+    async fn remove_session(&self, hash: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.remove_session(hash))
+    }
+
+    async fn model_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        forward!(self, s => s.model_counts())
     }
 }

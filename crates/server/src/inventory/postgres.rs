@@ -336,6 +336,7 @@ fn missing_group(e: &dyn sqlx::error::DatabaseError) -> Option<String> {
 }
 
 admin_token_row!(PgRow);
+admin_user_row!(PgRow);
 
 impl Store for PostgresStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {

@@ -286,16 +286,20 @@ macro_rules! shared_store_methods {
             limit: u32,
             filter: &$crate::inventory::DeviceFilter,
         ) -> Result<Vec<Device>, StoreError> {
+            let search = filter.like_patterns();
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 device_columns!(),
                 " FROM devices WHERE mac > $1 AND ($2 IS NULL OR model = $2) AND ($3 IS NULL OR group_name = $3) \
-                 ORDER BY mac LIMIT $4"
+                 AND ($5 IS NULL OR mac LIKE $5 ESCAPE '\\' OR lower(serial) LIKE $6 ESCAPE '\\' \
+                 OR lower(description) LIKE $6 ESCAPE '\\') ORDER BY mac LIMIT $4"
             ))
             .bind(after.map_or("", |m| m.as_str()))
             .bind(filter.model.as_deref())
             .bind(filter.group.as_deref())
             .bind(i64::from(limit))
+            .bind(search.as_ref().map(|(mac, _)| mac.as_str()))
+            .bind(search.as_ref().map(|(_, text)| text.as_str()))
             .fetch_all(&self.pool)
             .await?;
             let mut devices = rows.iter().map(|r| self.device_from(r)).collect::<Result<Vec<Device>, StoreError>>()?;
@@ -355,8 +359,125 @@ macro_rules! shared_store_methods {
         }
 
         async fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
-            let r = sqlx::query("DELETE FROM admin_tokens WHERE name = $1").bind(name).execute(&self.pool).await?;
+            let mut tx = self.pool.begin().await?;
+            let r = sqlx::query("DELETE FROM admin_tokens WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE principal = $1")
+                .bind(format!("token:{name}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             Ok(r.rows_affected() > 0)
+        }
+
+        async fn add_user(&self, user: &$crate::inventory::AdminUser) -> Result<(), StoreError> {
+            let r = sqlx::query(
+                "INSERT INTO admin_users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(&user.password_hash)
+            .bind(&user.created_at)
+            .execute(&self.pool)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::UserExists(user.name.clone()));
+            }
+            Ok(())
+        }
+
+        async fn user(&self, name: &str) -> Result<Option<$crate::inventory::AdminUser>, StoreError> {
+            let row = sqlx::query("SELECT name, role, password_hash, created_at FROM admin_users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| admin_user_from(&r)).transpose()
+        }
+
+        async fn users(&self) -> Result<Vec<$crate::inventory::AdminUser>, StoreError> {
+            let rows = sqlx::query("SELECT name, role, password_hash, created_at FROM admin_users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(admin_user_from).collect()
+        }
+
+        async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let r = sqlx::query("DELETE FROM admin_users WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE principal = $1")
+                .bind(format!("user:{name}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(r.rows_affected() > 0)
+        }
+
+        async fn add_session(&self, session: &$crate::inventory::AdminSession, now_ms: i64) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE expires_ms <= $1").bind(now_ms).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO admin_sessions (hash, principal, role, csrf, expires_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&session.hash)
+            .bind(&session.principal)
+            .bind(session.role.as_str())
+            .bind(&session.csrf)
+            .bind(session.expires_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn session(
+            &self,
+            hash: &str,
+            now_ms: i64,
+        ) -> Result<Option<$crate::inventory::AdminSession>, StoreError> {
+            let row = sqlx::query(
+                "SELECT hash, principal, role, csrf, expires_ms FROM admin_sessions WHERE hash = $1 AND expires_ms > $2",
+            )
+            .bind(hash)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(r) = row else { return Ok(None) };
+            let role: String = r.get("role");
+            Ok(Some($crate::inventory::AdminSession {
+                hash: r.get("hash"),
+                principal: r.get("principal"),
+                role: role.parse().map_err(|e: String| StoreError::Database(sqlx::Error::Protocol(e)))?,
+                csrf: r.get("csrf"),
+                expires_ms: r.get("expires_ms"),
+            }))
+        }
+
+        async fn remove_session(&self, hash: &str) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM admin_sessions WHERE hash = $1").bind(hash).execute(&self.pool).await?;
+            Ok(())
+        }
+
+        async fn model_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+            let rows = sqlx::query("SELECT model, COUNT(*) AS n FROM devices GROUP BY model ORDER BY model")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(|r| (r.get("model"), r.get("n"))).collect())
+        }
+    };
+}
+
+/// An `admin_users` row.
+macro_rules! admin_user_row {
+    ($row:ty) => {
+        fn admin_user_from(r: &$row) -> Result<$crate::inventory::AdminUser, StoreError> {
+            use sqlx::Row as _;
+            let role: String = r.get("role");
+            Ok($crate::inventory::AdminUser {
+                name: r.get("name"),
+                role: role.parse().map_err(|e: String| StoreError::Database(sqlx::Error::Protocol(e)))?,
+                password_hash: r.get("password_hash"),
+                created_at: r.get("created_at"),
+            })
         }
     };
 }

@@ -353,6 +353,7 @@ async fn which_exists(tx: &mut Transaction<'_, Sqlite>, chunk: &[Device]) -> Res
 }
 
 admin_token_row!(sqlx::sqlite::SqliteRow);
+admin_user_row!(sqlx::sqlite::SqliteRow);
 
 impl Store for SqliteStore {
     async fn add_device(&self, device: &Device) -> Result<(), StoreError> {

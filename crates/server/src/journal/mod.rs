@@ -83,12 +83,15 @@ const GATHER_FROM: usize = 64;
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::Sender<AuditEntry>,
+    live: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 impl Queue {
     /// Starts the writer task for `journal`; it ends when every [`Queue`] is dropped, after writing what is queued.
     pub fn start<J: Journal>(journal: J) -> (Queue, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(1 << 16);
+        let (live, _) = tokio::sync::broadcast::channel::<Arc<str>>(1024);
+        let tap = live.clone();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut maintain = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -100,6 +103,11 @@ impl Queue {
                             break;
                         }
                         journal.record_batch(&batch).await;
+                        if tap.receiver_count() > 0 {
+                            for e in &batch {
+                                let _ = tap.send(Arc::from(mask_path_tokens(&audit_line(e))));
+                            }
+                        }
                         let busy = (GATHER_FROM..BATCH).contains(&batch.len());
                         batch.clear();
                         // Under load, entries gather for a moment: one write per 20 ms rather than one per wake-up.
@@ -117,7 +125,13 @@ impl Queue {
                 }
             }
         });
-        (Queue { tx }, task)
+        (Queue { tx, live }, task)
+    }
+
+    /// The audit lines written from now on (random paths masked), as they are written: for the web UI's live
+    /// events. Only this node's; a receiver that falls more than 1,024 lines behind misses some.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.live.subscribe()
     }
 }
 
@@ -143,6 +157,20 @@ pub async fn states(
     match store {
         AnyStore::Sqlite(s) => sqlite::device_states(s).await,
         AnyStore::Postgres(s) => postgres::device_states(s).await,
+        AnyStore::Memory(_) => Ok(Default::default()),
+    }
+}
+
+/// [`Seen`] of the devices with a MAC from `first` to `last`, from whichever store the site uses (none in memory).
+pub async fn states_between(
+    store: &crate::inventory::AnyStore,
+    first: &Mac,
+    last: &Mac,
+) -> Result<std::collections::HashMap<Mac, Seen>, crate::inventory::StoreError> {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(s) => sqlite::device_states_between(s, first, last).await,
+        AnyStore::Postgres(s) => postgres::device_states_between(s, first, last).await,
         AnyStore::Memory(_) => Ok(Default::default()),
     }
 }
@@ -175,6 +203,24 @@ pub async fn audit(
         _ => {
             audit_entries(&data_dir.join("audit.log"), mac, limit).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
         }
+    }
+}
+
+/// Records `entry` from a command run beside the server (`provisor token create`): into `audit.log` in `data_dir` for
+/// the embedded store, into the database for PostgreSQL (as from node `node`). Nothing for a store in memory.
+pub async fn record_offline(
+    store: &crate::inventory::AnyStore,
+    data_dir: &std::path::Path,
+    node: &str,
+    entry: AuditEntry,
+) {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(_) => AuditFile::new(data_dir.join("audit.log")).record_batch(&[entry]).await,
+        AnyStore::Postgres(s) => {
+            PostgresJournal::new(s.clone(), Default::default(), node.to_string()).record_batch(&[entry]).await
+        }
+        AnyStore::Memory(_) => {}
     }
 }
 

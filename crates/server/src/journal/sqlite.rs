@@ -237,6 +237,32 @@ pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, St
         .collect())
 }
 
+/// [`Seen`] of the devices with a MAC from `first` to `last` (one page of a list).
+pub async fn device_states_between(
+    store: &SqliteStore,
+    first: &Mac,
+    last: &Mac,
+) -> Result<HashMap<Mac, Seen>, StoreError> {
+    let rows =
+        sqlx::query("SELECT mac, last_seen, last_address, firmware FROM device_state WHERE mac >= ? AND mac <= ?")
+            .bind(first.as_str())
+            .bind(last.as_str())
+            .fetch_all(&store.pool)
+            .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
+            let seen = Seen {
+                last_seen_ms: r.get("last_seen"),
+                last_address: r.get("last_address"),
+                firmware: r.get("firmware"),
+            };
+            Some((mac, seen))
+        })
+        .collect())
+}
+
 /// The status of `mac`, with its `limit` most recent events.
 pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result<DeviceStatus, StoreError> {
     let mut s = DeviceStatus::default();
