@@ -377,6 +377,81 @@ async fn exercise(database: Option<String>) {
     let (status, _, body) = get(api("/audit?limit=0"), Some(&read)).await;
     assert_eq!((status, body["parameter"].as_str()), (400, Some("limit")));
 
+    // Fleet drift: a device served one User_ID_1_ that reports another shows up, its password masked; a page of
+    // the scan names the next. As the journal records a fetch and a report (what the HTTP front end hands it).
+    use provisor_server::journal::{AuditEntry, Journal};
+    let drifted = &devices[9];
+    let served = r#"{"User_ID_1_":"2009","Password_1_":"secret-9","Resync_Periodic":"3600"}"#;
+    let reported = r#"{"User_ID_1_":"999","Password_1_":"other-9","Resync_Periodic":"3600"}"#;
+    let now = provisor_server::provision::unix_ms(std::time::SystemTime::now());
+    let journal = running.provisioner.journal();
+    journal
+        .record(AuditEntry {
+            at_ms: now,
+            client: "127.0.0.1:5060".into(),
+            device: Some(drifted.mac.clone()),
+            protocol: "https",
+            method: "GET",
+            file: format!("/{}.xml", drifted.mac),
+            status: 200,
+            hash: "5e".repeat(32),
+            served_params: Some(std::sync::Arc::new(provisor_server::render::ServedParams::Json(served.into()))),
+            ..AuditEntry::default()
+        })
+        .await;
+    journal
+        .record(AuditEntry {
+            at_ms: now + 1,
+            client: "127.0.0.1:5060".into(),
+            device: Some(drifted.mac.clone()),
+            protocol: "http",
+            method: "POST",
+            file: format!("/report/{}.xml", drifted.mac),
+            status: 200,
+            report: Some((reported.into(), Vec::new())),
+            ..AuditEntry::default()
+        })
+        .await;
+    let mut drift = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (status, _, body) = get(api("/drift?scan=1000"), Some(&read)).await;
+        assert_eq!(status, 200, "{body}");
+        if !body["devices"].as_array().unwrap().is_empty() {
+            drift = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = &drift["devices"][0];
+    assert_eq!(listed["mac"], drifted.mac.to_string(), "{drift}");
+    let names: Vec<&str> = listed["drift"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"User_ID_1_") && !names.contains(&"Resync_Periodic"), "{drift}");
+    assert!(!drift.to_string().contains("secret-9") && !drift.to_string().contains("other-9"), "{drift}");
+    let (_, _, page) = get(api("/drift?scan=1"), Some(&read)).await;
+    assert_eq!(page["next"], drifted.mac.to_string(), "a full scan names the next: {page}");
+    let (status, _, body) = get(api("/drift?scan=0"), Some(&read)).await;
+    assert_eq!((status, body["parameter"].as_str()), (400, Some("scan")));
+    let (status, _, body) = get(api(&format!("/devices/{}/status", drifted.mac)), Some(&read)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["drift"].as_array().map(Vec::len), Some(names.len()), "{body}");
+
+    // Firmware: the targets, the files, the loads reported.
+    let (status, _, body) = get(api("/firmware"), Some(&read)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["targets"].is_object() && body["files"].is_array() && body["loads"].is_array(), "{body}");
+
+    // Search: a MAC in any spelling, or a description.
+    let wanted = &devices[11].mac;
+    let colons: String =
+        wanted.as_str().as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+    let (status, _, body) = get(api(&format!("/devices?q={}", &colons[6..])), Some(&read)).await;
+    assert_eq!(status, 200);
+    let found: Vec<&str> = body["devices"].as_array().unwrap().iter().map(|d| d["mac"].as_str().unwrap()).collect();
+    assert!(found.contains(&wanted.as_str()), "{colons}: {found:?}");
+    assert!(found.iter().all(|m| m.contains(&colons[6..].replace(':', ""))), "{found:?}");
+    let (_, _, body) = get(api("/devices?q=no-such-text"), Some(&read)).await;
+    assert_eq!(body["devices"].as_array().map(Vec::len), Some(0), "{body}");
+
     // The OpenAPI document: behind a token too, valid OpenAPI 3.1 to a real validator, and every operation it
     // lists has been called above with an answer in 2xx.
     assert_eq!(get(api("/openapi.json"), None).await.0, 401);
@@ -395,7 +470,15 @@ async fn exercise(database: Option<String>) {
             assert!(called, "{} {template} is in the OpenAPI document, and this test never called it", method);
         }
     }
-    assert!(operations >= 17, "{operations} operations");
+    assert!(operations >= 19, "{operations} operations");
+    // And none of them answers without a token (path parameters filled in), nor with a revoked one below.
+    for (template, item) in document["paths"].as_object().unwrap() {
+        let path = template.replace("{mac}", &target).replace("{name}", "lobby");
+        for method in item.as_object().unwrap().keys() {
+            let (status, _, body) = send(&method.to_uppercase(), api(&path), None, Some("{}")).await;
+            assert_eq!(status, 401, "{method} {path} without a token: {body}");
+        }
+    }
 
     // A revoked token is refused at once.
     assert!(store.remove_token("ci-read").await.unwrap());

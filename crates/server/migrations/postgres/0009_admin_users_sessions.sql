@@ -15,3 +15,5 @@ CREATE TABLE admin_sessions (
     expires_ms BIGINT NOT NULL
 );
 CREATE INDEX admin_sessions_principal ON admin_sessions (principal);
+-- The admin API's and web UI's lists by model (a page of one model in MAC order; the count of each model).
+CREATE INDEX devices_model ON devices (model, mac);

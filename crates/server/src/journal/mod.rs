@@ -161,6 +161,22 @@ pub async fn states(
     }
 }
 
+/// Up to `scan` devices that reported (by MAC after `after`) with the parameters whose reported value differs from
+/// what was served, and the cursor of the next scan; from whichever store the site uses (none in memory).
+#[allow(clippy::type_complexity)]
+pub async fn drifting(
+    store: &crate::inventory::AnyStore,
+    after: Option<&Mac>,
+    scan: i64,
+) -> Result<(Vec<(Mac, i64, Vec<Drift>)>, Option<Mac>), crate::inventory::StoreError> {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(s) => sqlite::drifting(s, after, scan).await,
+        AnyStore::Postgres(s) => postgres::drifting(s, after, scan).await,
+        AnyStore::Memory(_) => Ok((Vec::new(), None)),
+    }
+}
+
 /// [`Seen`] of the devices with a MAC from `first` to `last`, from whichever store the site uses (none in memory).
 pub async fn states_between(
     store: &crate::inventory::AnyStore,

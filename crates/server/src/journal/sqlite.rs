@@ -11,7 +11,7 @@ use super::batch::Written;
 use sqlx::Row;
 use tokio::sync::Mutex;
 
-use super::{AuditEntry, DeviceStatus, Event, Journal};
+use super::{AuditEntry, DeviceStatus, Drift, Event, Journal};
 use crate::config::JournalConfig;
 use crate::inventory::{Mac, SqliteStore, StoreError};
 
@@ -235,6 +235,35 @@ pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, St
             ))
         })
         .collect())
+}
+
+/// Up to `scan` devices that reported, by MAC after `after`, with what drifts in each last report; and the cursor
+/// of the next scan (`None` after the last).
+pub async fn drifting(
+    store: &SqliteStore,
+    after: Option<&Mac>,
+    scan: i64,
+) -> Result<(Vec<(Mac, i64, Vec<Drift>)>, Option<Mac>), StoreError> {
+    let rows = sqlx::query(
+        "SELECT d.mac, d.report_at, d.report_params, d.served_params, l.params AS layer_params FROM device_state d \
+         LEFT JOIN served_layers l ON l.id = d.served_layer WHERE d.report_at IS NOT NULL AND d.mac > ? \
+         ORDER BY d.mac LIMIT ?",
+    )
+    .bind(after.map_or("", |m| m.as_str()))
+    .bind(scan)
+    .fetch_all(&store.pool)
+    .await?;
+    let next =
+        if rows.len() as i64 == scan { rows.last().and_then(|r| r.get::<String, _>("mac").parse().ok()) } else { None };
+    let mut out = Vec::new();
+    for r in &rows {
+        let Ok(mac) = r.get::<String, _>("mac").parse::<Mac>() else { continue };
+        let drift = super::drift(super::served_params(r), r.get("report_params"));
+        if !drift.is_empty() {
+            out.push((mac, r.get::<i64, _>("report_at"), drift));
+        }
+    }
+    Ok((out, next))
 }
 
 /// [`Seen`] of the devices with a MAC from `first` to `last` (one page of a list).

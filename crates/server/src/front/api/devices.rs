@@ -613,6 +613,13 @@ pub struct Drift {
     reported: Option<String>,
 }
 
+impl From<crate::journal::Drift> for Drift {
+    fn from(d: crate::journal::Drift) -> Drift {
+        let secret = |v: String| if crate::inventory::at_rest::is_password(&d.name) { "********".into() } else { v };
+        Drift { served: secret(d.served), reported: d.reported.map(secret), name: d.name }
+    }
+}
+
 /// The query of `GET /api/v1/devices/{mac}/status`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -652,8 +659,6 @@ pub async fn status(
         let device = existing(&core, &path_mac(&mac)?).await?;
         let s = crate::journal::status(core.store(), &device.mac, limit).await.map_err(store_failed)?.masked();
         let armed = core.store().is_armed(&device.mac).await.map_err(store_failed)?;
-        let secret =
-            |name: &str, v: String| if crate::inventory::at_rest::is_password(name) { "********".into() } else { v };
         Ok(Status {
             mac: device.mac,
             armed,
@@ -664,15 +669,7 @@ pub async fn status(
             served: s.served.map(|(file, protocol, sha256, at_ms)| Served { file, protocol, sha256, at_ms }),
             report_ms: s.report_ms,
             events: s.events.into_iter().map(|e| Event { at_ms: e.at_ms, kind: e.kind, text: e.text }).collect(),
-            drift: s
-                .drift
-                .into_iter()
-                .map(|d| Drift {
-                    served: secret(&d.name, d.served),
-                    reported: d.reported.map(|r| secret(&d.name, r)),
-                    name: d.name,
-                })
-                .collect(),
+            drift: s.drift.into_iter().map(Drift::from).collect(),
         })
     };
     match found.await {

@@ -2,13 +2,14 @@
 //! ([`crate::inventory::Role`], made by `provisor token create`, stored as their SHA-256), errors as RFC 9457
 //! problem details naming the parameter at fault, and cursor pagination by MAC.
 //!
-//! The operations ([`devices`], [`groups`], [`audit`]) are described by an OpenAPI 3.1 document generated from this
+//! The operations ([`devices`], [`groups`], [`audit`], [`fleet`]) are described by an OpenAPI 3.1 document generated from this
 //! code by utoipa and served at `/api/v1/openapi.json` ([`openapi`]). Passwords and other secret parameters are
 //! masked unless an `admin` token asks for them (and that is audited). Every change is in the audit trail (protocol
 //! `admin`) with the token's name, and a device's changes are in its history too.
 
 pub mod audit;
 pub mod devices;
+pub mod fleet;
 pub mod groups;
 
 use std::collections::BTreeMap;
@@ -114,6 +115,7 @@ fn store_failed(e: impl std::fmt::Display) -> Problem {
         (name = "devices", description = "The inventory's devices, what they inherit and what they are served"),
         (name = "groups", description = "Groups of devices sharing parameters"),
         (name = "audit", description = "Who changed what, and what was served to whom"),
+        (name = "fleet", description = "Fleet-wide views: drift, firmware"),
         (name = "api", description = "This document")
     ),
     components(schemas(Problem))
@@ -152,6 +154,8 @@ fn router() -> OpenApiRouter<Arc<Core>> {
         .routes(routes!(groups::list))
         .routes(routes!(groups::get, groups::put, groups::patch, groups::delete))
         .routes(routes!(audit::lines))
+        .routes(routes!(fleet::drift))
+        .routes(routes!(fleet::firmware))
         .routes(routes!(openapi_json))
 }
 

@@ -55,12 +55,32 @@ pub struct Ui {
     core: Arc<Core>,
     /// Whether the listener speaks HTTPS (cookies are then `Secure`, and origins `https://`).
     secure: bool,
+    /// The count of devices per model, as of an inventory revision ([`Store::revision`]): counting a million rows
+    /// for every list page would cost more than the page.
+    models: tokio::sync::Mutex<Option<(i64, Arc<Vec<(String, i64)>>)>>,
+}
+
+impl Ui {
+    /// How many devices there are of each model (recounted only when the inventory has changed).
+    async fn model_counts(&self) -> Result<Arc<Vec<(String, i64)>>, crate::inventory::StoreError> {
+        let store = self.core.store();
+        let revision = store.revision().await?;
+        let mut cached = self.models.lock().await;
+        if let Some((r, counts)) = cached.as_ref()
+            && *r == revision
+        {
+            return Ok(counts.clone());
+        }
+        let counts = Arc::new(store.model_counts().await?);
+        *cached = Some((revision, counts.clone()));
+        Ok(counts)
+    }
 }
 
 /// The UI's routes, all under `/ui/` (to merge into the admin listener's router): the login page and the assets are
 /// open, everything else needs a session.
 pub fn routes(core: Arc<Core>, secure: bool) -> axum::Router {
-    let ui = Arc::new(Ui { core, secure });
+    let ui = Arc::new(Ui { core, secure, models: tokio::sync::Mutex::new(None) });
     let protected = axum::Router::new()
         .route("/ui/", get(pages::dashboard))
         .route("/ui/devices", get(pages::devices))

@@ -51,7 +51,7 @@ async fn audit_rows(ui: &Ui, mac: Option<&Mac>, limit: usize) -> Result<Vec<serd
 
 pub async fn dashboard(State(ui): State<Arc<Ui>>, axum::Extension(viewer): axum::Extension<Viewer>) -> Response {
     let store = ui.core.store();
-    let models = match store.model_counts().await {
+    let models = match ui.model_counts().await {
         Ok(m) => m,
         Err(e) => return unavailable(&viewer, e),
     };
@@ -75,6 +75,16 @@ pub async fn dashboard(State(ui): State<Arc<Ui>>, axum::Extension(viewer): axum:
     firmware.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     firmware.truncate(20);
     let recent = audit_rows(&ui, None, 5000).await.unwrap_or_default();
+    // Drift among the first 2,000 devices that reported (the API's /drift pages through the whole fleet).
+    let (drifting, _) = crate::journal::drifting(store, None, 2000).await.unwrap_or_default();
+    let drift: Vec<serde_json::Value> = drifting
+        .iter()
+        .take(10)
+        .map(|(mac, at, d)| {
+            let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
+            serde_json::json!({ "mac": mac, "time": rfc3339(*at), "names": names.join(", ") })
+        })
+        .collect();
     let failures: Vec<&serde_json::Value> = recent
         .iter()
         .filter(|r| r["status"].as_u64().is_some_and(|s| s >= 400) && r["protocol"] != "admin")
@@ -108,7 +118,8 @@ pub async fn dashboard(State(ui): State<Arc<Ui>>, axum::Extension(viewer): axum:
     );
     let context = ctx! {
         total => total, seen_day => seen_day, stale => stale, never => never, models => models,
-        firmware => firmware, failures => failures, scanned => recent.len(),
+        firmware => firmware, failures => failures, scanned => recent.len(), drift => drift,
+        drifting => drifting.len(),
         chart => serde_json::json!({ "width": width, "height": height, "bars": bars, "label": label }),
     };
     page(StatusCode::OK, "dashboard.html", &viewer, "dashboard", context)
@@ -142,7 +153,7 @@ pub async fn devices(
         search: Some(q.q.clone()).filter(|s| !s.trim().is_empty()),
     };
     let (found, models, groups) =
-        tokio::join!(store.devices_page(after.as_ref(), PAGE, &filter), store.model_counts(), store.groups());
+        tokio::join!(store.devices_page(after.as_ref(), PAGE, &filter), ui.model_counts(), store.groups());
     let (found, models, groups) = match (found, models, groups) {
         (Ok(f), Ok(m), Ok(g)) => (f, m, g),
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return unavailable(&viewer, e),
