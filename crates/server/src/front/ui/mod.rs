@@ -57,12 +57,15 @@ pub struct Ui {
     secure: bool,
     /// The count of devices per model, as of an inventory revision ([`Store::revision`]): counting a million rows
     /// for every list page would cost more than the page.
-    models: tokio::sync::Mutex<Option<(i64, Arc<Vec<(String, i64)>>)>>,
+    models: tokio::sync::Mutex<Option<(i64, ModelCounts)>>,
 }
+
+/// How many devices there are of each model, by model.
+type ModelCounts = Arc<Vec<(String, i64)>>;
 
 impl Ui {
     /// How many devices there are of each model (recounted only when the inventory has changed).
-    async fn model_counts(&self) -> Result<Arc<Vec<(String, i64)>>, crate::inventory::StoreError> {
+    async fn model_counts(&self) -> Result<ModelCounts, crate::inventory::StoreError> {
         let store = self.core.store();
         let revision = store.revision().await?;
         let mut cached = self.models.lock().await;
