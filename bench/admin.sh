@@ -29,7 +29,7 @@ PY
 cat >"$dir/provisor.toml" <<TOML
 data_dir = "$dir/data"
 [http]
-listen = ""
+listen = "127.0.0.1:28081"
 [https]
 listen = ""
 [tftp]

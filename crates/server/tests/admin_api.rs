@@ -100,7 +100,9 @@ async fn exercise(database: Option<String>) {
     let api = |path: &str| format!("{admin}/api/v1{path}");
 
     // Nothing without a valid token, unknown routes included; the answer is a problem document either way.
-    for (path, token) in [("/devices", None), ("/devices", Some("pvt_not-a-token")), ("/nope", None)] {
+    for (path, token) in
+        [("/devices", None), ("/devices", Some("pvt_not-a-token")), ("/nope", None), ("/", None), ("", None)]
+    {
         let (status, headers, body) = get(api(path), token).await;
         assert_eq!(status, 401, "{path} {token:?}");
         assert!(headers.contains("content-type: application/problem+json"), "{headers}");

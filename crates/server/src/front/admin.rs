@@ -28,6 +28,43 @@ const MAX_CONNECTIONS: usize = 256;
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// The admin listener's routes for a listener bound to `local`, speaking HTTPS if `tls`: `/metrics`, `/healthz`, and
+/// the API and web UI where [`serves_api`] allows them (403 elsewhere). Every request must carry
+/// [`ConnectInfo<SocketAddr>`] (the audit trail names the client).
+pub fn app(core: Arc<crate::serve::Core>, local: SocketAddr, tls: bool) -> axum::Router {
+    let (api, ui) = if serves_api(local, tls) {
+        (super::api::routes(core.clone()), super::ui::routes(core, tls))
+    } else {
+        tracing::warn!(
+            "admin API off: [admin] listen = {local} is not loopback and [admin] tls = false; the API needs HTTPS \
+             there. /metrics and /healthz are served"
+        );
+        let refuse = || async {
+            (
+                StatusCode::FORBIDDEN,
+                "the admin API and web UI are served over HTTPS, or over plain HTTP on loopback only ([admin] tls)\n",
+            )
+        };
+        let api = axum::Router::new().fallback(refuse);
+        let ui = axum::Router::new()
+            .route("/ui", axum::routing::any(refuse))
+            .route("/ui/", axum::routing::any(refuse))
+            .route("/ui/{*rest}", axum::routing::any(refuse));
+        (api, ui)
+    };
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        // `/api/v1/` itself is no operation, but it is the API's like the rest: 401 without a token.
+        .route_service("/api/v1/", api.clone().into_service::<axum::body::Body>())
+        .nest("/api/v1", api)
+        .merge(ui)
+        .route("/", get(|| async { axum::response::Redirect::to("/ui/") }))
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, "not found: the admin listener serves /ui/, /api/v1, /metrics and /healthz\n")
+        })
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown`: over HTTPS with `tls`, else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
@@ -35,40 +72,13 @@ pub async fn serve(
     core: Arc<crate::serve::Core>,
     shutdown: CancellationToken,
 ) {
-    let (api, ui) = match listener.local_addr() {
-        Ok(local) if serves_api(local, tls.is_some()) => {
-            (super::api::routes(core.clone()), super::ui::routes(core, tls.is_some()))
-        }
-        local => {
-            let at = local.map_or_else(|e| e.to_string(), |a| a.to_string());
-            tracing::warn!(
-                "admin API off: [admin] listen = {at} is not loopback and [admin] tls = false; the API needs HTTPS \
-                 there. /metrics and /healthz are served"
-            );
-            let refuse = || async {
-                (
-                    StatusCode::FORBIDDEN,
-                    "the admin API and web UI are served over HTTPS, or over plain HTTP on loopback only ([admin] \
-                     tls)\n",
-                )
-            };
-            let api = axum::Router::new().fallback(refuse);
-            let ui = axum::Router::new()
-                .route("/ui", axum::routing::any(refuse))
-                .route("/ui/", axum::routing::any(refuse))
-                .route("/ui/{*rest}", axum::routing::any(refuse));
-            (api, ui)
+    let app = match listener.local_addr() {
+        Ok(local) => app(core, local, tls.is_some()),
+        Err(e) => {
+            tracing::error!("admin listener: {e}");
+            return;
         }
     };
-    let app = axum::Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .nest("/api/v1", api)
-        .merge(ui)
-        .route("/", get(|| async { axum::response::Redirect::to("/ui/") }))
-        .fallback(|| async {
-            (StatusCode::NOT_FOUND, "not found: the admin listener serves /ui/, /api/v1, /metrics and /healthz\n")
-        });
     match tls {
         None => {
             if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
