@@ -11,9 +11,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, Problem, bad_body, mask, plain_text, record, require, store_failed};
+use super::{
+    Caller, Problem, bad_body, checked_parameter, mask, merge_params, plain_text, present, record, require,
+    store_failed,
+};
 use crate::inventory::csv::{ImportError, ImportOptions, read_devices};
-use crate::inventory::parameter::{check_known, check_parameter};
 use crate::inventory::{Device, DeviceFilter, Mac, Role, Secrets, Store, StoreError, parameter_layers};
 use crate::provision::preview::{Rendition, mask_secrets};
 use crate::provision::request::ProvisionError;
@@ -165,13 +167,6 @@ pub struct NewDevice {
     allow_unknown: bool,
 }
 
-/// Checks a parameter as `device set` does; the problem names `params.<name>`.
-fn checked_parameter(name: &str, value: &str, allow_unknown: bool) -> Result<(), Problem> {
-    check_parameter(name, value)
-        .and_then(|()| if allow_unknown { Ok(()) } else { check_known(name) })
-        .map_err(|e| Problem::parameter(format!("params.{name}"), e.0))
-}
-
 fn no_group(g: &str) -> Problem {
     Problem::parameter("group", format!("no group {g:?} (PUT /api/v1/groups/{{name}} or provisor group put makes one)"))
 }
@@ -261,11 +256,6 @@ pub struct DevicePatch {
     allow_unknown: bool,
 }
 
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
 /// Changes a device (operator or admin): merge semantics.
 #[utoipa::path(
     patch,
@@ -310,18 +300,7 @@ pub async fn patch(
             device.group = group.filter(|g| !g.is_empty());
             changed.push("group".to_string());
         }
-        for (name, value) in patch.params {
-            match value {
-                Some(v) => {
-                    checked_parameter(&name, &v, patch.allow_unknown)?;
-                    device.params.insert(name.clone(), v);
-                }
-                None => {
-                    device.params.remove(&name);
-                }
-            }
-            changed.push(format!("params.{name}"));
-        }
+        merge_params(&mut device.params, patch.params, patch.allow_unknown, &mut changed)?;
         match core.store().update_device(&device).await {
             Ok(()) => Ok((device, changed)),
             Err(StoreError::NoGroup(g)) => Err(no_group(&g)),

@@ -11,8 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, Problem, bad_body, mask, plain_text, record, require, store_failed};
-use crate::inventory::parameter::{check_known, check_parameter};
+use super::{
+    Caller, Problem, bad_body, checked_parameter, mask, merge_params, plain_text, present, record, require,
+    store_failed,
+};
 use crate::inventory::{Group, Role, Store, StoreError};
 use crate::serve::Core;
 
@@ -123,12 +125,6 @@ pub struct GroupBody {
     allow_unknown: bool,
 }
 
-fn checked(name: &str, value: &str, allow_unknown: bool) -> Result<(), Problem> {
-    check_parameter(name, value)
-        .and_then(|()| if allow_unknown { Ok(()) } else { check_known(name) })
-        .map_err(|e| Problem::parameter(format!("params.{name}"), e.0))
-}
-
 fn check_name(name: &str) -> Result<(), Problem> {
     if name.is_empty() || name.len() > 200 || name.chars().any(|c| c.is_control()) {
         return Err(Problem::parameter("name", "name: 1 to 200 characters, no control characters"));
@@ -178,7 +174,7 @@ pub async fn put(
         let b: GroupBody = serde_json::from_slice(&body).map_err(|e| bad_body("a group", e))?;
         plain_text("description", &b.description)?;
         for (n, v) in &b.params {
-            checked(n, v, b.allow_unknown)?;
+            checked_parameter(n, v, b.allow_unknown)?;
         }
         let existed = core.store().group(&name).await.map_err(store_failed)?.is_some();
         let group =
@@ -214,10 +210,6 @@ pub struct GroupPatch {
     /// Take parameter names the dictionary does not know.
     #[serde(default)]
     allow_unknown: bool,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Changes a group (operator or admin): merge semantics. Every device in it, or in a group under it, gets the
@@ -258,18 +250,7 @@ pub async fn patch(
             group.description = d;
             changed.push("description".to_string());
         }
-        for (n, v) in p.params {
-            match v {
-                Some(v) => {
-                    checked(&n, &v, p.allow_unknown)?;
-                    group.params.insert(n.clone(), v);
-                }
-                None => {
-                    group.params.remove(&n);
-                }
-            }
-            changed.push(format!("params.{n}"));
-        }
+        merge_params(&mut group.params, p.params, p.allow_unknown, &mut changed)?;
         save(&core, &group).await?;
         Ok::<_, Problem>((group, changed))
     };

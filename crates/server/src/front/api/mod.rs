@@ -266,6 +266,44 @@ fn bad_body(what: &str, e: impl std::fmt::Display) -> Problem {
     Problem::parameter("body", format!("the body is not {what}: {e}"))
 }
 
+/// Checks a parameter as `device set` does (and the name against the dictionary unless `allow_unknown`); the problem
+/// names `params.<name>`.
+fn checked_parameter(name: &str, value: &str, allow_unknown: bool) -> Result<(), Problem> {
+    use crate::inventory::parameter::{check_known, check_parameter};
+    check_parameter(name, value)
+        .and_then(|()| if allow_unknown { Ok(()) } else { check_known(name) })
+        .map_err(|e| Problem::parameter(format!("params.{name}"), e.0))
+}
+
+/// Merges a patch's `params` into `params`: a value sets one (checked), `null` removes one; each name goes into
+/// `changed` as `params.<name>`. Nothing is merged if any value is refused.
+fn merge_params(
+    params: &mut BTreeMap<String, String>,
+    patch: BTreeMap<String, Option<String>>,
+    allow_unknown: bool,
+    changed: &mut Vec<String>,
+) -> Result<(), Problem> {
+    for (name, value) in &patch {
+        if let Some(v) = value {
+            checked_parameter(name, v, allow_unknown)?;
+        }
+    }
+    for (name, value) in patch {
+        changed.push(format!("params.{name}"));
+        match value {
+            Some(v) => params.insert(name, v),
+            None => params.remove(&name),
+        };
+    }
+    Ok(())
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    use serde::Deserialize as _;
+    Option::<String>::deserialize(d).map(Some)
+}
+
 /// Refuses a field value with control characters (they would corrupt the CSV export and the audit trail).
 fn plain_text(field: &str, value: &str) -> Result<(), Problem> {
     if value.chars().any(char::is_control) {

@@ -222,13 +222,12 @@ async fn device_page(
     notice: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let Ok(mac) = mac.parse::<Mac>() else { return error_page(StatusCode::BAD_REQUEST, viewer, "That is not a MAC.") };
     let store = ui.core.store();
-    let device = match store.device(&mac).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, viewer, format!("No device {mac}.")),
-        Err(e) => return unavailable(viewer, e),
+    let device = match device_of(ui, viewer, mac).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
+    let mac = device.mac.clone();
     let rotating = device.secrets.previous.is_some();
     let parameters = effective(&ui.core, device.clone()).await;
     let (layers, parameters, params_error) = match parameters {
@@ -292,6 +291,27 @@ fn checked_param(f: &ParamForm) -> Result<(String, Option<String>), String> {
         .map_err(|e| e.0)
 }
 
+/// The device a path names, or the page to answer (a bad MAC, no such device).
+async fn device_of(ui: &Ui, viewer: &Viewer, mac: &str) -> Result<Device, Response> {
+    let Ok(m) = mac.parse::<Mac>() else {
+        return Err(error_page(StatusCode::BAD_REQUEST, viewer, "That is not a MAC."));
+    };
+    match ui.core.store().device(&m).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(error_page(StatusCode::NOT_FOUND, viewer, format!("No device {m}."))),
+        Err(e) => Err(unavailable(viewer, e)),
+    }
+}
+
+/// The group a path names, or the page to answer.
+async fn group_of(ui: &Ui, viewer: &Viewer, name: &str) -> Result<Group, Response> {
+    match ui.core.store().group(name).await {
+        Ok(Some(g)) => Ok(g),
+        Ok(None) => Err(error_page(StatusCode::NOT_FOUND, viewer, format!("No group {name:?}."))),
+        Err(e) => Err(unavailable(viewer, e)),
+    }
+}
+
 fn forbidden(viewer: &Viewer, needed: Role) -> Response {
     error_page(
         StatusCode::FORBIDDEN,
@@ -314,12 +334,11 @@ pub async fn device_param(
         Ok(p) => p,
         Err(e) => return device_page(&ui, &viewer, &mac, false, None, Some(e)).await,
     };
-    let Ok(m) = mac.parse::<Mac>() else { return error_page(StatusCode::BAD_REQUEST, &viewer, "That is not a MAC.") };
-    let mut d = match ui.core.store().device(&m).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, &viewer, format!("No device {m}.")),
-        Err(e) => return unavailable(&viewer, e),
+    let mut d = match device_of(&ui, &viewer, &mac).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
+    let m = d.mac.clone();
     match &value {
         Some(v) => d.params.insert(name.clone(), v.clone()),
         None => d.params.remove(&name),
@@ -348,12 +367,11 @@ pub async fn device_group(
     if viewer.role < Role::Operator {
         return forbidden(&viewer, Role::Operator);
     }
-    let Ok(m) = mac.parse::<Mac>() else { return error_page(StatusCode::BAD_REQUEST, &viewer, "That is not a MAC.") };
-    let mut d = match ui.core.store().device(&m).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, &viewer, format!("No device {m}.")),
-        Err(e) => return unavailable(&viewer, e),
+    let mut d = match device_of(&ui, &viewer, &mac).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
+    let m = d.mac.clone();
     d.group = Some(f.group.trim().to_string()).filter(|g| !g.is_empty());
     match ui.core.store().update_device(&d).await {
         Ok(()) => {}
@@ -376,12 +394,11 @@ pub async fn rotate_keys(
     if viewer.role < Role::Admin {
         return forbidden(&viewer, Role::Admin);
     }
-    let Ok(m) = mac.parse::<Mac>() else { return error_page(StatusCode::BAD_REQUEST, &viewer, "That is not a MAC.") };
-    let mut d: Device = match ui.core.store().device(&m).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, &viewer, format!("No device {m}.")),
-        Err(e) => return unavailable(&viewer, e),
+    let mut d = match device_of(&ui, &viewer, &mac).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
+    let m = d.mac.clone();
     d.secrets = match d.secrets.rotated() {
         Ok(s) => s,
         Err(e) => return unavailable(&viewer, e),
@@ -479,10 +496,9 @@ pub async fn group(
 
 async fn group_page(ui: &Ui, viewer: &Viewer, name: &str, notice: Option<String>, error: Option<String>) -> Response {
     let store = ui.core.store();
-    let group = match store.group(name).await {
-        Ok(Some(g)) => g,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, viewer, format!("No group {name:?}.")),
-        Err(e) => return unavailable(viewer, e),
+    let group = match group_of(ui, viewer, name).await {
+        Ok(g) => g,
+        Err(r) => return r,
     };
     // Its parent chain, nearest first, and each inherited parameter from the nearest group that sets it.
     let mut ancestors = Vec::new();
@@ -540,10 +556,9 @@ pub async fn group_param(
         Ok(p) => p,
         Err(e) => return group_page(&ui, &viewer, &name, None, Some(e)).await,
     };
-    let mut g = match ui.core.store().group(&name).await {
-        Ok(Some(g)) => g,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, &viewer, format!("No group {name:?}.")),
-        Err(e) => return unavailable(&viewer, e),
+    let mut g = match group_of(&ui, &viewer, &name).await {
+        Ok(g) => g,
+        Err(r) => return r,
     };
     match &value {
         Some(v) => g.params.insert(param.clone(), v.clone()),
@@ -573,10 +588,9 @@ pub async fn group_parent(
     if viewer.role < Role::Operator {
         return forbidden(&viewer, Role::Operator);
     }
-    let mut g = match ui.core.store().group(&name).await {
-        Ok(Some(g)) => g,
-        Ok(None) => return error_page(StatusCode::NOT_FOUND, &viewer, format!("No group {name:?}.")),
-        Err(e) => return unavailable(&viewer, e),
+    let mut g = match group_of(&ui, &viewer, &name).await {
+        Ok(g) => g,
+        Err(r) => return r,
     };
     g.parent = Some(f.parent.trim().to_string()).filter(|p| !p.is_empty());
     match ui.core.store().put_group(&g).await {
