@@ -437,6 +437,19 @@ async fn exercise(database: Option<String>) {
     assert_eq!(status, 200);
     assert_eq!(body["drift"].as_array().map(Vec::len), Some(names.len()), "{body}");
 
+    // Fleet events, newest first, by kind, page by page: the admin changes made above are events of their devices.
+    let (status, _, body) = get(api("/events?kind=admin&limit=2"), Some(&read)).await;
+    assert_eq!(status, 200, "{body}");
+    let page = body["events"].as_array().unwrap();
+    assert_eq!(page.len(), 2, "{body}");
+    assert!(page.iter().all(|e| e["kind"] == "admin") && page[0]["id"].as_i64() > page[1]["id"].as_i64(), "{body}");
+    let next = body["next"].as_i64().expect("a next page");
+    let (_, _, older) = get(api(&format!("/events?kind=admin&before={next}")), Some(&read)).await;
+    let older = older["events"].as_array().unwrap().clone();
+    assert!(!older.is_empty() && older.iter().all(|e| e["id"].as_i64() < Some(next)), "{older:?}");
+    let (status, _, body) = get(api("/events?limit=0"), Some(&read)).await;
+    assert_eq!((status, body["parameter"].as_str()), (400, Some("limit")));
+
     // Firmware: the targets, the files, the loads reported.
     let (status, _, body) = get(api("/firmware"), Some(&read)).await;
     assert_eq!(status, 200, "{body}");
@@ -472,7 +485,7 @@ async fn exercise(database: Option<String>) {
             assert!(called, "{} {template} is in the OpenAPI document, and this test never called it", method);
         }
     }
-    assert!(operations >= 19, "{operations} operations");
+    assert!(operations >= 20, "{operations} operations");
     // And none of them answers without a token (path parameters filled in), nor with a revoked one below.
     for (template, item) in document["paths"].as_object().unwrap() {
         let path = template.replace("{mac}", &target).replace("{name}", "lobby");

@@ -161,6 +161,22 @@ pub async fn states(
     }
 }
 
+/// The fleet's device events, newest first (up to `limit` with an id below `before`, optionally of one `kind`), from
+/// whichever store the site uses (none in memory).
+pub async fn fleet_events(
+    store: &crate::inventory::AnyStore,
+    kind: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<(i64, Mac, Event)>, crate::inventory::StoreError> {
+    use crate::inventory::AnyStore;
+    match store {
+        AnyStore::Sqlite(s) => sqlite::fleet_events(s, kind, before, limit).await,
+        AnyStore::Postgres(s) => postgres::fleet_events(s, kind, before, limit).await,
+        AnyStore::Memory(_) => Ok(Vec::new()),
+    }
+}
+
 /// Up to `scan` devices that reported (by MAC after `after`) with the parameters whose reported value differs from
 /// what was served, and the cursor of the next scan; from whichever store the site uses (none in memory).
 #[allow(clippy::type_complexity)]

@@ -237,6 +237,32 @@ pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, St
         .collect())
 }
 
+/// The fleet's device events (syslog, errors, reports, refusals, admin changes), newest first: up to `limit` with an
+/// id below `before`, optionally of one `kind`; each with its id (the cursor of the next page).
+pub async fn fleet_events(
+    store: &SqliteStore,
+    kind: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<(i64, Mac, Event)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, mac, at, kind, text FROM device_events WHERE (? IS NULL OR kind = ?) AND id < ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(kind)
+    .bind(kind)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
+            Some((r.get("id"), mac, Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }))
+        })
+        .collect())
+}
+
 /// Up to `scan` devices that reported, by MAC after `after`, with what drifts in each last report; and the cursor
 /// of the next scan (`None` after the last).
 pub async fn drifting(

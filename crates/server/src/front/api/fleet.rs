@@ -1,4 +1,4 @@
-//! Fleet-wide reads: `GET /api/v1/drift` (devices whose last report differs from what they were served) and
+//! Fleet-wide reads: `GET /api/v1/events` (device events, newest first), `GET /api/v1/drift` (devices whose last report differs from what they were served) and
 //! `GET /api/v1/firmware` (the target load per model, the files served, and the loads phones report).
 
 use std::collections::BTreeMap;
@@ -154,4 +154,93 @@ pub async fn firmware(State(core): State<Arc<Core>>) -> Response {
     let mut loads: Vec<Load> = counts.into_iter().map(|(firmware, devices)| Load { firmware, devices }).collect();
     loads.sort_by(|a, b| b.devices.cmp(&a.devices).then_with(|| a.firmware.cmp(&b.firmware)));
     axum::Json(Firmware { targets: config.targets.clone(), files, missing, loads }).into_response()
+}
+
+/// The query of `GET /api/v1/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events of this kind: `syslog`, `error`, `report`, `refused`, `admin`.
+    kind: Option<String>,
+    /// The cursor: events older than this one (the `next` of the page before).
+    before: Option<String>,
+    /// How many, 1 to 1000 (default 100).
+    limit: Option<String>,
+}
+
+/// A device event of the fleet.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetEvent {
+    /// Its id (a cursor).
+    id: i64,
+    /// The device.
+    mac: Mac,
+    /// Unix milliseconds.
+    at_ms: i64,
+    /// `syslog`, `error`, `report`, `refused`, `admin`.
+    kind: String,
+    /// The line (random profile paths masked).
+    text: String,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    /// The events.
+    events: Vec<FleetEvent>,
+    /// The `before` of the next (older) page; `null` after the oldest.
+    next: Option<i64>,
+}
+
+/// The fleet's device events (syslog lines, errors, reports, refusals, admin changes), newest first.
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "listEvents",
+    tag = "fleet",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "A bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn events(
+    State(core): State<Arc<Core>>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let found = async {
+        let Ok(Query(q)) = query else {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "the query string could not be read"));
+        };
+        let before = match q.before.as_deref().filter(|b| !b.is_empty()).map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(_)) => return Err(Problem::parameter("before", "before: the next of the page before (a number)")),
+        };
+        let limit = match q.limit.as_deref().map(str::parse::<i64>) {
+            None => 100,
+            Some(Ok(n)) if (1..=1000).contains(&n) => n,
+            Some(_) => return Err(Problem::parameter("limit", "limit must be a whole number from 1 to 1000")),
+        };
+        let kind = q.kind.filter(|k| !k.is_empty());
+        let rows =
+            crate::journal::fleet_events(core.store(), kind.as_deref(), before, limit).await.map_err(store_failed)?;
+        let next = (rows.len() as i64 == limit).then(|| rows.last().map(|(id, ..)| *id)).flatten();
+        let events = rows
+            .into_iter()
+            .map(|(id, mac, e)| FleetEvent {
+                id,
+                mac,
+                at_ms: e.at_ms,
+                kind: e.kind,
+                text: crate::journal::mask_path_tokens(&e.text),
+            })
+            .collect();
+        Ok(EventPage { events, next })
+    };
+    match found.await {
+        Ok(p) => axum::Json(p).into_response(),
+        Err(p) => p.into_response(),
+    }
 }

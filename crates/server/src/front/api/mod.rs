@@ -115,7 +115,7 @@ fn store_failed(e: impl std::fmt::Display) -> Problem {
         (name = "devices", description = "The inventory's devices, what they inherit and what they are served"),
         (name = "groups", description = "Groups of devices sharing parameters"),
         (name = "audit", description = "Who changed what, and what was served to whom"),
-        (name = "fleet", description = "Fleet-wide views: drift, firmware"),
+        (name = "fleet", description = "Fleet-wide views: events, drift, firmware"),
         (name = "api", description = "This document")
     ),
     components(schemas(Problem))
@@ -154,6 +154,7 @@ fn router() -> OpenApiRouter<Arc<Core>> {
         .routes(routes!(groups::list))
         .routes(routes!(groups::get, groups::put, groups::patch, groups::delete))
         .routes(routes!(audit::lines))
+        .routes(routes!(fleet::events))
         .routes(routes!(fleet::drift))
         .routes(routes!(fleet::firmware))
         .routes(routes!(openapi_json))
