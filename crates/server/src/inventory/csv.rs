@@ -68,7 +68,7 @@ pub fn device_diff(old: &Device, new: &Device) -> Vec<String> {
         }
         let show = |v: Option<&String>| match v {
             None => "(unset)".to_string(),
-            Some(_) if name.contains("Password") => "(secret)".to_string(),
+            Some(_) if super::at_rest::is_password(name) => "(secret)".to_string(),
             Some(v) => format!("{v:?}"),
         };
         out.push(format!("{name}: {} -> {}", show(a), show(b)));
