@@ -290,6 +290,13 @@ async fn the_web_ui_refuses_what_it_should() {
     assert!(headers.contains("set-cookie: provisor_session=;"), "{headers}");
     assert_eq!(page_status(session).await, 303);
 
+    // Guessing: after 5 failed logins from an address (3 above, 2 here), even the right password is refused for a
+    // while.
+    for form in ["user=alice&password=guess1", "user=alice&password=guess2"] {
+        assert_eq!(log_in(&base, form, None).await.0, 401);
+    }
+    assert_eq!(log_in(&base, &form, None).await, (429, None));
+
     // The phones' port never serves the UI.
     let phones = format!("http://{}/ui/login", running.http.unwrap());
     let (status, _, body) = curl(vec![phones]).await;

@@ -6,7 +6,8 @@
 //! (`HttpOnly`, `SameSite=Strict`, `Secure` whenever the listener speaks HTTPS), of which the inventory keeps only the
 //! SHA-256, so sessions work on every node of a shared PostgreSQL inventory. A login always makes a new id (no
 //! session fixation). Every request that changes something must come from a page of this origin (`Origin` or
-//! `Referer`) and carry the session's CSRF token. Secrets are masked unless an admin reveals them, which is audited.
+//! `Referer`) and carry the session's CSRF token. An address with 5 failed logins in 5 minutes is refused until the
+//! 5 minutes are over. Secrets are masked unless an admin reveals them, which is audited.
 
 mod pages;
 
@@ -58,12 +59,38 @@ pub struct Ui {
     /// The count of devices per model, as of an inventory revision ([`Store::revision`]): counting a million rows
     /// for every list page would cost more than the page.
     models: tokio::sync::Mutex<Option<(i64, ModelCounts)>>,
+    /// Failed logins per client address in the current window: (count, when the window began, Unix ms).
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, i64)>>,
 }
+
+/// Failed logins an address may make in [`LOGIN_WINDOW_MS`] before its logins are refused until the window ends.
+const MAX_LOGIN_FAILURES: u32 = 5;
+/// The window of [`MAX_LOGIN_FAILURES`].
+const LOGIN_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// How many devices there are of each model, by model.
 type ModelCounts = Arc<Vec<(String, i64)>>;
 
 impl Ui {
+    /// Milliseconds until `ip` may try to log in again (0: now).
+    fn login_wait_ms(&self, ip: std::net::IpAddr, now: i64) -> i64 {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failures.get(&ip) {
+            Some((n, since)) if *n >= MAX_LOGIN_FAILURES && now - since < LOGIN_WINDOW_MS => {
+                LOGIN_WINDOW_MS - (now - since)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Counts a failed login from `ip` (and forgets windows that have ended).
+    fn login_failed(&self, ip: std::net::IpAddr, now: i64) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.retain(|_, (_, since)| now - *since < LOGIN_WINDOW_MS);
+        let entry = failures.entry(ip).or_insert((0, now));
+        entry.0 += 1;
+    }
+
     /// How many devices there are of each model (recounted only when the inventory has changed).
     async fn model_counts(&self) -> Result<ModelCounts, crate::inventory::StoreError> {
         let store = self.core.store();
@@ -83,7 +110,7 @@ impl Ui {
 /// The UI's routes, all under `/ui/` (to merge into the admin listener's router): the login page and the assets are
 /// open, everything else needs a session.
 pub fn routes(core: Arc<Core>, secure: bool) -> axum::Router {
-    let ui = Arc::new(Ui { core, secure, models: tokio::sync::Mutex::new(None) });
+    let ui = Arc::new(Ui { core, secure, models: tokio::sync::Mutex::new(None), failures: Default::default() });
     let protected = axum::Router::new()
         .route("/ui/", get(pages::dashboard))
         .route("/ui/devices", get(pages::devices))
@@ -359,6 +386,15 @@ async fn login(
         return (StatusCode::BAD_REQUEST, "the login form could not be read\n").into_response();
     };
     let next = safe_next(f.next.as_deref());
+    let wait = ui.login_wait_ms(peer.ip(), now_ms());
+    if wait > 0 {
+        let error = format!("Too many failed logins from your address: try again in {} minute(s).", wait / 60_000 + 1);
+        return render(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login.html",
+            minijinja::context! { next => next, error => error },
+        );
+    }
     let store = ui.core.store();
     let found: Result<Option<(String, Role)>, _> = if !f.token.trim().is_empty() {
         store
@@ -376,6 +412,7 @@ async fn login(
     let (principal, role) = match found {
         Ok(Some(p)) => p,
         Ok(None) => {
+            ui.login_failed(peer.ip(), now_ms());
             let caller = Caller { name: "-".into(), role: Role::Read };
             record(&ui.core, peer, &caller, "POST", "/ui/login".into(), None, format!("login refused for {who}")).await;
             let context = minijinja::context! {
