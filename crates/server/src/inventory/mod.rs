@@ -568,6 +568,22 @@ pub async fn inherited_parameters(
     Ok(out)
 }
 
+/// The groups `group` inherits from, nearest first (its parent, that one's parent, ...), up to a missing group or a
+/// loop (which [`Store::put_group`] refuses, but a database edited by hand may hold).
+pub async fn ancestors(store: &impl Store, group: &Group) -> Result<Vec<Group>, StoreError> {
+    let mut out: Vec<Group> = Vec::new();
+    let mut next = group.parent.clone();
+    while let Some(name) = next {
+        if name == group.name || out.iter().any(|g| g.name == name) {
+            break;
+        }
+        let Some(parent) = store.group(&name).await? else { break };
+        next = parent.parent.clone();
+        out.push(parent);
+    }
+    Ok(out)
+}
+
 /// The groups a device in `group` (or none) of `model` inherits from, each with its parameters, in the order they
 /// apply (a later one wins): `defaults`, `model:<model>` (each if it exists), then `group`'s ancestors from the
 /// root down to `group` itself. [`StoreError::NoGroup`] for a missing group in the chain, [`StoreError::GroupCycle`]

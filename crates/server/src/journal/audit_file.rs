@@ -135,18 +135,109 @@ impl Journal for AuditFile {
 }
 
 /// The last `limit` audit entries (oldest first), optionally only those of one device, from `audit.log` (and
-/// `audit.log.1` when the current file holds fewer).
+/// `audit.log.1` when the current file holds fewer). Each file is read backwards from its end, a block at a time, and
+/// only as far as the entries asked for: a page of the web UI does not read a 256 MiB log.
 pub fn audit_entries(audit_path: &Path, device: Option<&Mac>, limit: usize) -> std::io::Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for path in [audit_path.with_extension("log.1"), audit_path.to_path_buf()] {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+    let needle = device.map(|m| format!("\"device\":\"{m}\""));
+    let wanted = |line: &str| needle.as_ref().is_none_or(|n| line.contains(n.as_str()));
+    let mut newest_first: Vec<String> = Vec::new();
+    for path in [audit_path.to_path_buf(), audit_path.with_extension("log.1")] {
+        if newest_first.len() >= limit {
+            break;
+        }
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let needle = device.map(|m| format!("\"device\":\"{m}\""));
-        out.extend(text.lines().filter(|l| needle.as_ref().is_none_or(|n| l.contains(n.as_str()))).map(str::to_string));
+        last_lines(file, limit - newest_first.len(), &wanted, &mut newest_first)?;
     }
-    let skip = out.len().saturating_sub(limit);
-    Ok(out.split_off(skip))
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
+/// Pushes the last `limit` lines of `file` that `wanted` accepts onto `out`, newest first, reading backwards in
+/// blocks of 64 KiB.
+fn last_lines(
+    mut file: std::fs::File,
+    limit: usize,
+    wanted: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 64 << 10;
+    let mut end = file.seek(SeekFrom::End(0))?;
+    // The start of a line cut by the block boundary, carried into the next (earlier) block.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut taken = 0;
+    while end > 0 && taken < limit {
+        let start = end.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&tail);
+        end = start;
+        // Every line but the first is whole; the first is whole only at the start of the file.
+        let mut lines: Vec<&[u8]> = block.split(|b| *b == b'\n').collect();
+        let first = if start > 0 { lines.remove(0).to_vec() } else { Vec::new() };
+        for line in lines.iter().rev() {
+            let Ok(line) = std::str::from_utf8(line) else { continue };
+            if !line.is_empty() && wanted(line) {
+                out.push(line.to_string());
+                taken += 1;
+                if taken == limit {
+                    return Ok(());
+                }
+            }
+        }
+        tail = first;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod reading_backwards {
+    use super::*;
+
+    /// What `audit_entries` returned when it read both files whole: the reference for reading backwards.
+    fn whole(path: &Path, device: Option<&Mac>, limit: usize) -> Vec<String> {
+        let needle = device.map(|m| format!("\"device\":\"{m}\""));
+        let mut out: Vec<String> = Vec::new();
+        for p in [path.with_extension("log.1"), path.to_path_buf()] {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            out.extend(
+                text.lines().filter(|l| needle.as_ref().is_none_or(|n| l.contains(n.as_str()))).map(String::from),
+            );
+        }
+        let skip = out.len().saturating_sub(limit);
+        out.split_off(skip)
+    }
+
+    #[test]
+    fn the_last_entries_are_those_of_reading_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let macs: Vec<Mac> =
+            ["000e08000001", "000e08000002", "000e08000003"].iter().map(|m| m.parse().unwrap()).collect();
+        // Lines of many lengths (some longer than a block), across both files and many block boundaries.
+        for (file, n) in [(path.with_extension("log.1"), 700), (path.clone(), 1300)] {
+            let mut text = String::new();
+            for i in 0..n {
+                let pad = "x".repeat((i * 37) % 900 + if i % 250 == 7 { 70_000 } else { 0 });
+                text.push_str(&format!("{{\"device\":\"{}\",\"n\":{i},\"pad\":\"{pad}\"}}\n", macs[i % 3]));
+            }
+            std::fs::write(file, text).unwrap();
+        }
+        for device in [None, Some(&macs[0]), Some(&macs[2])] {
+            for limit in [0, 1, 2, 50, 433, 1299, 1300, 1500, 2000, 5000] {
+                assert_eq!(
+                    audit_entries(&path, device, limit).unwrap(),
+                    whole(&path, device, limit),
+                    "{device:?} {limit}"
+                );
+            }
+        }
+        std::fs::remove_file(path.with_extension("log.1")).unwrap();
+        assert_eq!(audit_entries(&path, None, 5000).unwrap(), whole(&path, None, 5000));
+    }
 }

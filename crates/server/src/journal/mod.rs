@@ -233,7 +233,12 @@ pub async fn audit(
     match store {
         AnyStore::Postgres(s) => postgres::audit_entries(s, mac, limit as i64).await,
         _ => {
-            audit_entries(&data_dir.join("audit.log"), mac, limit).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+            // File reads, off the runtime's threads.
+            let (path, mac) = (data_dir.join("audit.log"), mac.cloned());
+            tokio::task::spawn_blocking(move || audit_entries(&path, mac.as_ref(), limit))
+                .await
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
         }
     }
 }

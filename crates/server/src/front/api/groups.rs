@@ -81,23 +81,13 @@ fn no_group(name: &str) -> Problem {
 pub async fn get(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Response {
     let found = async {
         let group = core.store().group(&name).await.map_err(store_failed)?.ok_or_else(|| no_group(&name))?;
-        let mut ancestors = Vec::new();
-        let mut layers = Vec::new();
-        let mut next = group.parent.clone();
-        while let Some(p) = next {
-            if ancestors.contains(&p) || p == group.name {
-                break;
-            }
-            let parent = core.store().group(&p).await.map_err(store_failed)?;
-            next = parent.as_ref().and_then(|g| g.parent.clone());
-            layers.extend(parent.map(|g| g.params));
-            ancestors.push(p);
-        }
+        let chain = crate::inventory::ancestors(core.store(), &group).await.map_err(store_failed)?;
         // Only the parent chain: `defaults` and `model:` apply to devices, not to a group as such.
         let mut inherited = BTreeMap::new();
-        for layer in layers.into_iter().rev() {
-            inherited.extend(layer);
+        for g in chain.iter().rev() {
+            inherited.extend(g.params.clone());
         }
+        let ancestors: Vec<String> = chain.into_iter().map(|g| g.name).collect();
         mask(&mut inherited);
         Ok::<_, Problem>(GroupView { group: masked(group), ancestors, inherited })
     };

@@ -238,8 +238,6 @@ async fn device_page(
         Err(e) => (serde_json::json!([]), serde_json::json!([]), Some(format!("Its groups do not resolve: {e}"))),
     };
     let status = crate::journal::status(store, &mac, 20).await.unwrap_or_default().masked();
-    let secret =
-        |name: &str, v: String| if crate::inventory::at_rest::is_password(name) { "********".into() } else { v };
     let status = serde_json::json!({
         "last_seen": status.last_seen_ms.map(rfc3339),
         "last_address": status.last_address,
@@ -249,9 +247,7 @@ async fn device_page(
         "events": status.events.iter().map(|e| serde_json::json!({
             "kind": e.kind, "time": rfc3339(e.at_ms), "text": e.text
         })).collect::<Vec<_>>(),
-        "drift": status.drift.into_iter().map(|d| serde_json::json!({
-            "served": secret(&d.name, d.served), "reported": d.reported.map(|r| secret(&d.name, r)), "name": d.name,
-        })).collect::<Vec<_>>(),
+        "drift": status.drift.into_iter().map(crate::front::api::devices::Drift::from).collect::<Vec<_>>(),
     });
     let audit = audit_rows(ui, Some(&mac), 20).await.unwrap_or_default();
     let (profile, served_as) = match ui.core.preview(&mac, Rendition::Own).await {
@@ -501,23 +497,17 @@ async fn group_page(ui: &Ui, viewer: &Viewer, name: &str, notice: Option<String>
         Err(r) => return r,
     };
     // Its parent chain, nearest first, and each inherited parameter from the nearest group that sets it.
-    let mut ancestors = Vec::new();
+    let chain = match crate::inventory::ancestors(store, &group).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(viewer, e),
+    };
     let mut inherited: BTreeMap<String, (String, String)> = BTreeMap::new();
-    let mut next = group.parent.clone();
-    while let Some(p) = next {
-        if ancestors.contains(&p) || p == group.name {
-            break;
+    for g in &chain {
+        for (n, v) in &g.params {
+            inherited.entry(n.clone()).or_insert((g.name.clone(), v.clone()));
         }
-        let parent = match store.group(&p).await {
-            Ok(g) => g,
-            Err(e) => return unavailable(viewer, e),
-        };
-        next = parent.as_ref().and_then(|g| g.parent.clone());
-        for (n, v) in parent.map(|g| g.params).unwrap_or_default() {
-            inherited.entry(n).or_insert((p.clone(), v));
-        }
-        ancestors.push(p);
     }
+    let ancestors: Vec<String> = chain.into_iter().map(|g| g.name).collect();
     let mut params: Vec<serde_json::Value> = Vec::new();
     let mut own = group.params.clone();
     mask(&mut own);
