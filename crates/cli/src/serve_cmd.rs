@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use provisor_server::config::{Config, SAMPLE};
+use provisor_server::log_line::{LogFormat, install_access_log};
 use provisor_server::serve::{self, DEMO_DEVICES};
 use provisor_server::{dhcp, render};
 
@@ -179,6 +180,17 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder.json().init();
     } else {
         builder.init();
+    }
+    // The access line (one per request) is formatted by the server itself, as the subscriber would, into the same
+    // queue: tracing's formatter cost a fifth of a cached answer. Coloured output keeps the subscriber's.
+    if !ansi {
+        let format = if args.log == "json" { LogFormat::Json } else { LogFormat::Text };
+        if let Some(queue) = LOG_QUEUE.get().cloned() {
+            install_access_log(format, move |line| {
+                use std::io::Write as _;
+                let _ = queue.clone().write_all(line);
+            });
+        }
     }
     let config_file = crate::site::config_file(args.config.as_deref());
     let (mut config, is_demo) = load(args.config.as_deref(), &args.data_dir)?;

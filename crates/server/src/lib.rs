@@ -10,6 +10,7 @@ pub mod front;
 pub mod identity;
 pub mod inventory;
 pub mod journal;
+pub mod log_line;
 pub mod metrics;
 pub mod provision;
 pub mod render;

@@ -67,7 +67,62 @@ fn describe() {
     describe_counter!("provisor_events_dropped_total", "Device events not stored, by reason.");
 }
 
-/// Records the latency of one answer.
+/// Records the latency of one answer, through a handle looked up once per protocol (not by name per request).
 pub fn request_latency(protocol: &'static str, elapsed: std::time::Duration) {
-    metrics::histogram!(REQUEST_SECONDS, "protocol" => protocol).record(elapsed.as_secs_f64());
+    static HANDLES: [OnceLock<metrics::Histogram>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let Some(i) = PROTOCOLS.iter().position(|p| *p == protocol) else {
+        metrics::histogram!(REQUEST_SECONDS, "protocol" => protocol).record(elapsed.as_secs_f64());
+        return;
+    };
+    HANDLES[i]
+        .get_or_init(|| {
+            handle();
+            metrics::histogram!(REQUEST_SECONDS, "protocol" => PROTOCOLS[i])
+        })
+        .record(elapsed.as_secs_f64());
+}
+
+/// The protocols that label request metrics.
+const PROTOCOLS: [&str; 3] = ["tftp", "http", "https"];
+
+/// The statuses `provisor_requests_total` tells apart; any other counts as `other`.
+const STATUSES: [&str; 8] = ["200", "401", "403", "404", "429", "500", "503", "other"];
+
+/// Counts one answered request (`provisor_requests_total`), through a handle looked up once per protocol and status.
+pub fn request_answered(protocol: &'static str, status: u16) {
+    static HANDLES: [[OnceLock<metrics::Counter>; 8]; 3] = [const { [const { OnceLock::new() }; 8] }; 3];
+    let status = match status {
+        200 => 0,
+        401 => 1,
+        403 => 2,
+        404 => 3,
+        429 => 4,
+        500 => 5,
+        503 => 6,
+        _ => 7,
+    };
+    let Some(p) = PROTOCOLS.iter().position(|p| *p == protocol) else {
+        metrics::counter!("provisor_requests_total", "protocol" => protocol, "status" => STATUSES[status]).increment(1);
+        return;
+    };
+    HANDLES[p][status]
+        .get_or_init(|| {
+            handle();
+            metrics::counter!("provisor_requests_total", "protocol" => PROTOCOLS[p], "status" => STATUSES[status])
+        })
+        .increment(1);
+}
+
+/// Drains the samples histograms gathered into their buckets every few seconds. The recorder is built without the
+/// exporter's own upkeep task, and without this a server nobody scrapes keeps every latency sample it ever recorded
+/// (8 bytes a request: 40 MB a minute at 80,000 requests/s).
+pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle().run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -474,6 +474,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     let shutdown = CancellationToken::new();
     let mut fronts = JoinSet::new();
     fronts.spawn(watch(provisioner.clone(), shutdown.clone()));
+    fronts.spawn(crate::metrics::upkeep(shutdown.clone()));
     if let Some(l) = http {
         fronts.spawn(crate::front::http::serve_http(l, provisioner.clone(), shutdown.clone()));
     }

@@ -1,6 +1,8 @@
 //! The HTTP and HTTPS front ends: an accept loop per listener (tokio-rustls for HTTPS, so the verified client
 //! certificate reaches the handler; `crates.md`), hyper-util's `auto` connection builder (HTTP/1.0, 1.1 and h2), and
-//! one axum handler that turns every request into a [`Request`] for the [`Provisioner`].
+//! one handler that turns every request into a [`Request`] for the [`Provisioner`]. There is one route (the
+//! provisioning core routes by file name), so this is a hyper service without a router: a cached resync costs little
+//! more than the bytes it sends (`BENCHMARKS.md`, issue 17).
 //!
 //! Every response carries `Content-Length` (phones speak HTTP/1.0 and 1.1, specs.md §4.3); profiles are `text/xml`;
 //! firmware supports single `Range` requests. Metrics are on the admin listener ([`super::admin`]), not here.
@@ -19,15 +21,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body as AxumBody;
-use axum::extract::{Extension, Request as AxumRequest};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::Response as AxumResponse;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Either, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -180,7 +182,6 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
 ) {
     let limits = provisioner.config().limits.clone();
     let admission = Admission::new(&limits);
-    let app = app(provisioner);
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer, admitted) = tokio::select! {
@@ -189,7 +190,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         };
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let (app, limits, shutdown, tls) = (app.clone(), limits.clone(), shutdown.clone(), tls.clone());
+        let (app, limits, shutdown, tls) = (provisioner.clone(), limits.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
             let _admitted = admitted;
             let Some(live) = tls else {
@@ -277,16 +278,22 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
 /// Serves one connection until the client closes it, it idles too long, or (after the request in progress)
 /// `shutdown`.
-async fn serve_connection<I>(io: I, app: axum::Router, conn: Connection, limits: &Limits, shutdown: &CancellationToken)
-where
+async fn serve_connection<I, S: Store + 'static, J: Journal>(
+    io: I,
+    provisioner: Arc<Provisioner<S, J>>,
+    conn: Connection,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let last = Arc::new(AtomicU64::new(ticks()));
     let io = TokioIo::new(Watched { inner: io, last: last.clone() });
     let peer = conn.peer;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(conn.clone());
-        app.clone().oneshot(req.map(AxumBody::new))
+    let conn = Arc::new(conn);
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let (provisioner, conn) = (provisioner.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(&provisioner, &conn, req).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -328,43 +335,55 @@ where
     }
 }
 
-fn app<S: Store + 'static, J: Journal>(provisioner: Arc<Provisioner<S, J>>) -> axum::Router {
-    axum::Router::new().fallback(handle::<S, J>).layer(Extension(provisioner))
+/// A response's body: bytes in memory (profiles, refusals), or a firmware file streamed from disk.
+type ResponseBody = Either<Full<Bytes>, http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>>;
+
+/// A response of `status` with `body` in memory.
+fn bytes_response(status: StatusCode, body: Bytes) -> hyper::Response<ResponseBody> {
+    let mut r = hyper::Response::new(Either::Left(Full::new(body)));
+    *r.status_mut() = status;
+    r
 }
 
-fn plain(status: StatusCode, text: String) -> AxumResponse {
-    let mut r = AxumResponse::new(AxumBody::from(text));
-    *r.status_mut() = status;
+fn plain(status: StatusCode, text: String) -> hyper::Response<ResponseBody> {
+    let mut r = bytes_response(status, Bytes::from(text));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
+/// The text of header `name`, when there is one and it is visible ASCII.
+fn header_text(headers: &hyper::HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
 async fn handle<S: Store + 'static, J: Journal>(
-    Extension(provisioner): Extension<Arc<Provisioner<S, J>>>,
-    req: AxumRequest,
-) -> AxumResponse {
-    let Some(conn) = req.extensions().get::<Connection>().cloned() else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "no connection information".into());
-    };
+    provisioner: &Provisioner<S, J>,
+    conn: &Connection,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<ResponseBody> {
     let started = std::time::Instant::now();
     let method: &'static str = match *req.method() {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
         Method::PUT => "PUT",
-        _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()),
+        _ => return with_length(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into())),
     };
-    let path = req.uri().path().to_string();
-    let target = req.uri().to_string();
-    let headers = req.headers().clone();
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let range = text(header::RANGE);
+    let (parts, incoming) = req.into_parts();
+    let headers = &parts.headers;
+    let path = parts.uri.path().to_string();
+    // The request target as sent (Digest authentication checks it): origin form, or absolute form in full.
+    let target = match (parts.uri.scheme(), parts.uri.path_and_query()) {
+        (None, Some(t)) => t.as_str().to_string(),
+        _ => parts.uri.to_string(),
+    };
+    let range = header_text(headers, header::RANGE);
     let body = if matches!(method, "POST" | "PUT") {
         let config = provisioner.config();
         let limit = config.limits.max_report_bytes as u64;
         let spool = spool_dir(&config.data_dir);
         let wait = Duration::from_secs(config.limits.http_body_timeout_s);
-        match tokio::time::timeout(wait, spool_body(req.into_body(), &spool, limit)).await {
+        match tokio::time::timeout(wait, spool_body(incoming, &spool, limit)).await {
             Ok(Ok(b)) => b,
             Ok(Err(Upload::TooLarge)) => {
                 return with_length(plain(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n".into()));
@@ -378,22 +397,26 @@ async fn handle<S: Store + 'static, J: Journal>(
             }
         }
     } else {
-        bytes::Bytes::new()
+        Bytes::new()
     };
-    let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-    let client = std::net::SocketAddr::new(
-        provisioner.config().limits.client_behind_proxies(conn.peer.ip(), &forwarded),
-        conn.peer.port(),
-    );
+    let client = match headers.contains_key("x-forwarded-for") {
+        false => conn.peer,
+        true => {
+            let forwarded: Vec<&str> =
+                headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+            let limits = &provisioner.config().limits;
+            SocketAddr::new(limits.client_behind_proxies(conn.peer.ip(), &forwarded), conn.peer.port())
+        }
+    };
     let request = Request {
         protocol: conn.protocol,
         method,
         path,
         target,
         client,
-        user_agent: text(header::USER_AGENT),
-        certificate: conn.certificate,
-        authorization: text(header::AUTHORIZATION),
+        user_agent: header_text(headers, header::USER_AGENT),
+        certificate: conn.certificate.clone(),
+        authorization: header_text(headers, header::AUTHORIZATION),
         body,
         enterprise_tls: conn.enterprise_tls,
         client_certificate: conn.der.clone(),
@@ -402,29 +425,30 @@ async fn handle<S: Store + 'static, J: Journal>(
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;
     crate::metrics::request_latency(conn.protocol.name(), started.elapsed());
     // The access log: one line per request (random profile paths masked: half of a device's secret).
-    tracing::info!(
-        target: "provisor::access",
-        %client,
-        device = %response.device.as_ref().map_or("-", |m| m.as_str()),
-        method = %method_name,
-        file = %crate::journal::mask_path_tokens(&file),
-        status = response.status,
-        bytes = response.body.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "{}",
-        conn.protocol.name()
-    );
+    crate::log_line::Access {
+        protocol: conn.protocol.name(),
+        client,
+        device: response.device.as_ref().map(|m| m.as_str()),
+        method: method_name,
+        file: &crate::journal::mask_path_tokens(&file),
+        status: response.status,
+        bytes: response.body.len(),
+        ms: started.elapsed().as_millis() as u64,
+    }
+    .log();
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = match &response.body {
-        Body::Bytes(b) => AxumResponse::new(AxumBody::from(b.clone())),
+        Body::Bytes(b) => bytes_response(status, b.clone()),
         Body::File(path, len) => match file_body(path, *len, range.as_deref()).await {
-            Ok(r) => r,
+            Ok(mut r) => {
+                if r.status() == StatusCode::OK {
+                    *r.status_mut() = status;
+                }
+                r
+            }
             Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
     };
-    if r.status() == StatusCode::OK {
-        *r.status_mut() = status;
-    }
     let h = r.headers_mut();
     h.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static(response.content_type));
     if let Some(enc) = response.content_encoding {
@@ -457,9 +481,8 @@ pub fn spool_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Receives a request body into a private file under `dir` as it arrives (so a stalled upload holds no memory),
 /// refusing it past `limit` bytes; returns the whole body once complete.
-async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result<bytes::Bytes, Upload> {
-    use http_body_util::BodyExt as _;
-    if let Some(n) = axum::body::HttpBody::size_hint(&body).upper()
+async fn spool_body(body: Incoming, dir: &std::path::Path, limit: u64) -> Result<Bytes, Upload> {
+    if let Some(n) = hyper::body::Body::size_hint(&body).upper()
         && n > limit
     {
         return Err(Upload::TooLarge);
@@ -505,8 +528,8 @@ async fn spool_body(body: AxumBody, dir: &std::path::Path, limit: u64) -> Result
 }
 
 /// Sets `Content-Length` from the body's exact size (or keeps the one a file response set).
-fn with_length(mut r: AxumResponse) -> AxumResponse {
-    use axum::body::HttpBody as _;
+fn with_length(mut r: hyper::Response<ResponseBody>) -> hyper::Response<ResponseBody> {
+    use hyper::body::Body as _;
     if let Some(n) = r.body().size_hint().exact() {
         r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
@@ -514,7 +537,11 @@ fn with_length(mut r: AxumResponse) -> AxumResponse {
 }
 
 /// A firmware file, whole or the one range asked for (`bytes=a-b`, `bytes=a-`, `bytes=-n`).
-async fn file_body(path: &std::path::Path, len: u64, range: Option<&str>) -> std::io::Result<AxumResponse> {
+async fn file_body(
+    path: &std::path::Path,
+    len: u64,
+    range: Option<&str>,
+) -> std::io::Result<hyper::Response<ResponseBody>> {
     let mut file = tokio::fs::File::open(path).await?;
     let wanted = range.and_then(|r| parse_range(r, len));
     if let Some(Err(())) = wanted {
@@ -529,7 +556,8 @@ async fn file_body(path: &std::path::Path, len: u64, range: Option<&str>) -> std
     let count = if len == 0 { 0 } else { end - start + 1 };
     file.seek(std::io::SeekFrom::Start(start)).await?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
-    let mut r = AxumResponse::new(AxumBody::from_stream(stream));
+    let frames = tokio_stream::StreamExt::map(stream, |chunk| chunk.map(Frame::data));
+    let mut r = hyper::Response::new(Either::Right(StreamBody::new(frames).boxed_unsync()));
     r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if matches!(wanted, Some(Ok(_))) {

@@ -45,17 +45,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             }
             _ => String::new(),
         };
-        let status: &'static str = match response.status {
-            200 => "200",
-            401 => "401",
-            403 => "403",
-            404 => "404",
-            429 => "429",
-            500 => "500",
-            _ => "other",
-        };
-        metrics::counter!("provisor_requests_total", "protocol" => req.protocol.name(), "status" => status)
-            .increment(1);
+        crate::metrics::request_answered(req.protocol.name(), response.status);
         if matches!(response.error, Some(ProvisionError::Limited(_))) {
             metrics::counter!("provisor_rate_limited_total", "protocol" => req.protocol.name()).increment(1);
         }

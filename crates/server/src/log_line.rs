@@ -1,0 +1,349 @@
+//! The two lines written for every request, formatted by hand: the access line of the server's log and the audit
+//! line of `audit.log`. They are the server's hottest text (one of each per cached resync), and a general formatter
+//! (tracing's, serde_json) cost a fifth of a cached answer (`BENCHMARKS.md`, issue 17). The output is byte for byte
+//! what those formatters write, and tests compare the two.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes it: `"` and `\`, the short escapes `\b \f \n \r \t`,
+/// other control characters as `\u00XX`, and everything else (non-ASCII included) as it is.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends an integer in decimal.
+pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` (UTC) for `secs` seconds since 1970.
+pub fn push_civil_time(out: &mut Vec<u8>, secs: i64) {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+}
+
+/// Appends `n` as exactly `width` decimal digits (zero-padded; `n` below 10^width).
+fn push_padded(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut n = n;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[..width]);
+}
+
+/// Appends `now` as RFC 3339 UTC with `decimals` digits of the second (3: milliseconds, 6: microseconds, as tracing's
+/// formatter writes). The date part is formatted once a second per thread.
+fn push_timestamp(out: &mut Vec<u8>, now: std::time::SystemTime, decimals: usize) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(i64, Vec<u8>)> = const { RefCell::new((i64::MIN, Vec::new())) };
+    }
+    let (secs, nanos) = match now.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            // Before 1970: not worth a cache.
+            let d = e.duration();
+            let (s, n) = (-(d.as_secs() as i64), d.subsec_nanos());
+            if n == 0 { (s, 0) } else { (s - 1, 1_000_000_000 - n) }
+        }
+    };
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            c.1.clear();
+            push_civil_time(&mut c.1, secs);
+            c.0 = secs;
+        }
+        out.extend_from_slice(&c.1);
+    });
+    out.push(b'.');
+    push_padded(out, nanos / 10u32.pow(9 - decimals as u32), decimals);
+    out.push(b'Z');
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds (`2026-11-28T12:00:00.123Z`), appended.
+pub fn push_rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
+    let t = match u64::try_from(ms) {
+        Ok(ms) => std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        Err(_) => std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs()),
+    };
+    push_timestamp(out, t, 3);
+}
+
+/// How `provisor serve` writes its log: the access line is formatted here the way that formatter would, and handed
+/// to the same writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// tracing-subscriber's default (full) format without colours.
+    Text,
+    /// tracing-subscriber's JSON format.
+    Json,
+}
+
+/// What writes a whole access line.
+type LineWriter = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Where access lines go once [`install_access_log`] ran.
+struct AccessLog {
+    format: LogFormat,
+    write: LineWriter,
+}
+
+static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
+
+/// Has access lines formatted here in `format` and given to `write` (whole lines, newline included), instead of going
+/// through tracing's formatter. Call it once, with the same writer and format as the tracing subscriber's, and only
+/// when that subscriber writes without colours. Whether a line is written at all is still the subscriber's decision
+/// (`RUST_LOG`, target `provisor::access`).
+pub fn install_access_log(format: LogFormat, write: impl Fn(&[u8]) + Send + Sync + 'static) {
+    let _ = ACCESS_LOG.set(AccessLog { format, write: Box::new(write) });
+}
+
+/// One request as the access log shows it.
+pub struct Access<'a> {
+    /// `tftp`, `http`, `https`.
+    pub protocol: &'static str,
+    /// The client (after trusted proxies).
+    pub client: SocketAddr,
+    /// The device the answer was for, when known.
+    pub device: Option<&'a str>,
+    /// `GET`, `RRQ`, …
+    pub method: &'static str,
+    /// The file asked for, random profile paths masked.
+    pub file: &'a str,
+    /// The HTTP status (or the TFTP error's equivalent).
+    pub status: u16,
+    /// Bytes of the answer.
+    pub bytes: u64,
+    /// Milliseconds to the answer.
+    pub ms: u64,
+}
+
+impl Access<'_> {
+    /// Logs the line (target `provisor::access`, level INFO).
+    pub fn log(&self) {
+        if !tracing::enabled!(target: "provisor::access", tracing::Level::INFO) {
+            return;
+        }
+        let Some(sink) = ACCESS_LOG.get() else {
+            tracing::info!(
+                target: "provisor::access",
+                client = %self.client,
+                device = %self.device.unwrap_or("-"),
+                method = %self.method,
+                file = %self.file,
+                status = self.status,
+                bytes = self.bytes,
+                ms = self.ms,
+                "{}",
+                self.protocol
+            );
+            return;
+        };
+        let mut line = Vec::with_capacity(256);
+        self.format(sink.format, std::time::SystemTime::now(), &mut line);
+        (sink.write)(&line);
+    }
+
+    /// The line as the tracing subscriber's `format` writes it at `now`, newline included.
+    pub fn format(&self, format: LogFormat, now: std::time::SystemTime, out: &mut Vec<u8>) {
+        match format {
+            LogFormat::Text => {
+                push_timestamp(out, now, 6);
+                out.extend_from_slice(b"  INFO provisor::access: ");
+                out.extend_from_slice(self.protocol.as_bytes());
+                let _ = write!(out, " client={}", self.client);
+                out.extend_from_slice(b" device=");
+                out.extend_from_slice(self.device.unwrap_or("-").as_bytes());
+                out.extend_from_slice(b" method=");
+                out.extend_from_slice(self.method.as_bytes());
+                out.extend_from_slice(b" file=");
+                out.extend_from_slice(self.file.as_bytes());
+                out.extend_from_slice(b" status=");
+                push_int(out, self.status);
+                out.extend_from_slice(b" bytes=");
+                push_int(out, self.bytes);
+                out.extend_from_slice(b" ms=");
+                push_int(out, self.ms);
+            }
+            LogFormat::Json => {
+                out.extend_from_slice(b"{\"timestamp\":\"");
+                push_timestamp(out, now, 6);
+                out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":");
+                push_json_str(out, self.protocol);
+                let _ = write!(out, ",\"client\":\"{}\"", self.client);
+                out.extend_from_slice(b",\"device\":");
+                push_json_str(out, self.device.unwrap_or("-"));
+                out.extend_from_slice(b",\"method\":");
+                push_json_str(out, self.method);
+                out.extend_from_slice(b",\"file\":");
+                push_json_str(out, self.file);
+                out.extend_from_slice(b",\"status\":");
+                push_int(out, self.status);
+                out.extend_from_slice(b",\"bytes\":");
+                push_int(out, self.bytes);
+                out.extend_from_slice(b",\"ms\":");
+                push_int(out, self.ms);
+                out.extend_from_slice(b"},\"target\":\"provisor::access\"}");
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn json_strings_are_serde_jsons(s in "\\PC*|[\\x00-\\x7f]*|.*") {
+            let mut out = Vec::new();
+            push_json_str(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn timestamps_are_rfc3339(ms in -10_000_000_000_000i64..100_000_000_000_000i64) {
+            let mut out = Vec::new();
+            push_rfc3339_ms(&mut out, ms);
+            // The reference: the `time` crate's calendar.
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            );
+            prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    /// A writer the tests read back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The access line through tracing-subscriber's own formatter (what [`Access::log`] does without a sink), in
+    /// `format`, and the line formatted here at the time tracing's shows.
+    fn both(access: &Access, format: LogFormat) -> (String, String) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let builder = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false);
+        let dispatch = match format {
+            LogFormat::Text => tracing::Dispatch::new(builder.finish()),
+            LogFormat::Json => tracing::Dispatch::new(builder.json().finish()),
+        };
+        tracing::dispatcher::with_default(&dispatch, || access.log());
+        let theirs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        // Their timestamp, to format ours at the same instant.
+        let stamp = match format {
+            LogFormat::Text => theirs.split(' ').next().unwrap().to_string(),
+            LogFormat::Json => {
+                serde_json::from_str::<serde_json::Value>(&theirs).unwrap()["timestamp"].as_str().unwrap().to_string()
+            }
+        };
+        let (date, micros) = stamp.trim_end_matches('Z').split_once('.').unwrap();
+        // The second whose date part is theirs (formatted by the code `timestamps_are_rfc3339` checks).
+        let mut secs = None;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        for s in (now - 5)..=(now + 5) {
+            let mut d = Vec::new();
+            push_civil_time(&mut d, s);
+            if d == date.as_bytes() {
+                secs = Some(s);
+            }
+        }
+        let at = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(secs.expect("a timestamp within 5 s of now") as u64)
+            + std::time::Duration::from_micros(micros.parse().unwrap());
+        let mut ours = Vec::new();
+        access.format(format, at, &mut ours);
+        (String::from_utf8(ours).unwrap(), theirs)
+    }
+
+    #[test]
+    fn access_lines_are_tracings() {
+        let addr: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
+        for (device, file) in
+            [(Some("0011aabbcc01"), "/profile/********/p.cfg"), (None, "/x\"y\\z\u{e9}%0a.cfg?a=1&b=\u{1}")]
+        {
+            let access = Access {
+                protocol: "https",
+                client: addr,
+                device,
+                method: "GET",
+                file,
+                status: 404,
+                bytes: 17_664,
+                ms: 12,
+            };
+            for format in [LogFormat::Text, LogFormat::Json] {
+                let (ours, theirs) = both(&access, format);
+                assert_eq!(ours, theirs, "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_control_character() {
+        let s: String = (0u8..0x80).map(char::from).collect();
+        let mut out = Vec::new();
+        push_json_str(&mut out, &s);
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+}
