@@ -185,10 +185,23 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // queue: tracing's formatter cost a fifth of a cached answer. Coloured output keeps the subscriber's.
     if !ansi {
         let format = if args.log == "json" { LogFormat::Json } else { LogFormat::Text };
-        if let Some(queue) = LOG_QUEUE.get().cloned() {
-            install_access_log(format, move |line| {
+        if LOG_QUEUE.get().is_some() {
+            install_access_log(format, |line| {
                 use std::io::Write as _;
-                let _ = queue.clone().write_all(line);
+                // A handle to the queue per thread: no shared counter touched per line.
+                thread_local! {
+                    static QUEUE: std::cell::RefCell<Option<tracing_appender::non_blocking::NonBlocking>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                QUEUE.with(|q| {
+                    let mut q = q.borrow_mut();
+                    if q.is_none() {
+                        *q = LOG_QUEUE.get().cloned();
+                    }
+                    if let Some(queue) = q.as_mut() {
+                        let _ = queue.write_all(line);
+                    }
+                });
             });
         }
     }

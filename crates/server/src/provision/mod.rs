@@ -211,6 +211,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         response.device.clone_from(&out.device);
         if let Some(mac) = &out.device
             && let Ok(mut a) = self.addresses.lock()
+            && a.get(&req.client.ip()) != Some(mac)
         {
             if a.len() > 1_000_000 {
                 a.clear();
