@@ -7,6 +7,8 @@
 #   FLOOR=1 bash bench/server.sh    (also bare hyper serving the same bytes: the floor of the HTTP stack)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
 #   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
+#   NGINX_LOG=1 bash bench/server.sh   (also a second nginx writing a buffered access log, as Provisor writes its access
+#                                       and audit lines: a row for comparison; the target is against the first nginx)
 # Needs wrk and nginx (apt-get install wrk nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,11 @@ cargo build --release -q -p provisor -p provisor-bench
 bin="${PROVISOR_BIN:-$PWD/target/release/provisor}"
 load="$PWD/target/release/provisor-bench"
 dir="$(mktemp -d)"
-cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null; rm -rf "$dir"; }
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  for pid in "$dir/nginx.pid" "$dir/nginx-log.pid"; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 PORT_P=18080 PORT_N=18081
 
@@ -110,6 +116,14 @@ http {
 }
 EOF
 nginx -c "$dir/nginx.conf"
+# NGINX_LOG=1: the same nginx, with a line per request in a buffered access log (as Provisor logs every request).
+PORT_L=18083
+if [ "${NGINX_LOG:-0}" = 1 ]; then
+  sed -e "s|access_log off;|access_log $dir/nginx-access.log combined buffer=64k flush=1s;|" \
+      -e "s|pid $dir/nginx.pid;|pid $dir/nginx-log.pid;|" -e "s|127.0.0.1:$PORT_N|127.0.0.1:$PORT_L|" \
+      "$dir/nginx.conf" >"$dir/nginx-log.conf"
+  nginx -c "$dir/nginx-log.conf"
+fi
 sleep 0.5
 
 cat >"$dir/paths.lua" <<EOF
@@ -138,11 +152,12 @@ if [ "${FLOOR:-0}" = 1 ]; then
   "$load" hyper-floor "127.0.0.1:$PORT_F" "$(find "$dir/www" -name profile.cfg | head -1)" &
   sleep 0.5
 fi
-n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=()
+n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=()
 for _ in $(seq "$ROUNDS"); do
   r=$(run_wrk $PORT_N); n_rps+=("${r% *}"); n_p99+=("${r#* }")
   r=$(run_wrk $PORT_P); p_rps+=("${r% *}"); p_p99+=("${r#* }")
   if [ "${FLOOR:-0}" = 1 ]; then r=$(run_wrk $PORT_F); f_rps+=("${r% *}"); f_p99+=("${r#* }"); fi
+  if [ "${NGINX_LOG:-0}" = 1 ]; then r=$(run_wrk $PORT_L); l_rps+=("${r% *}"); l_p99+=("${r#* }"); fi
 done
 nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
 np=$(printf '%s\n' "${n_p99[@]}" | median); pp=$(printf '%s\n' "${p_p99[@]}" | median)
@@ -160,10 +175,15 @@ if [ "${FLOOR:-0}" = 1 ]; then
   printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99 | %.0f, %.2f ms | — | %.2f× nginx |\n' \
     "$fr" "$fp" "$(echo "$fr / $nr" | bc -l)"
 fi
+if [ "${NGINX_LOG:-0}" = 1 ]; then
+  lr=$(printf '%s\n' "${l_rps[@]}" | median); lp=$(printf '%s\n' "${l_p99[@]}" | median)
+  printf '| nginx with a buffered access log (NGINX_LOG=1): requests/s, p99; Provisor / it | %.0f, %.2f ms | — | %.2f× |\n' \
+    "$lr" "$lp" "$(echo "$pr / $lr" | bc -l)"
+fi
 echo
 echo "| Provisor only | value |"
 echo "|---|---|"
 printf '| uncached render + lint + gzip + encrypt, 2 keep-alive clients | %s req/s (p50 %s ms, p99 %s ms) |\n' \
   "$(echo "$cold" | awk '/^rate/ {print $2}')" "$(echo "$cold" | awk '/^p50_ms/ {print $2}')" "$(echo "$cold" | awk '/^p99_ms/ {print $2}')"
 printf '| peak RSS of the server over the whole run | %.0f MB |\n' "$(echo "$rss / 1024" | bc -l)"
-printf '| audit-log lines written during the run | %s |\n' "$audit"
+printf '| audit-log lines left at the end (audit.log rotates at 256 MiB, one old file kept) | %s |\n' "$audit"
