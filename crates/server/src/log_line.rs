@@ -39,6 +39,51 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// A field's value in a hand-written line.
+pub enum Value<'a> {
+    /// Text: a JSON string, or as it is in a text line.
+    Text(&'a str),
+    /// A signed integer.
+    Signed(i64),
+    /// An unsigned integer.
+    Unsigned(u64),
+    /// JSON's `null`.
+    Null,
+}
+
+impl Value<'_> {
+    /// Appends the value as JSON.
+    fn push_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Text(t) => push_json_str(out, t),
+            Value::Signed(n) => push_int(out, *n),
+            Value::Unsigned(n) => push_int(out, *n),
+            Value::Null => out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// Appends the value as a text log line shows it (text as it is).
+    fn push_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Value::Null => out.extend_from_slice(b"null"),
+            _ => self.push_json(out),
+        }
+    }
+}
+
+/// Appends `"name":value` for each field, separated by commas (the braces are the caller's).
+pub fn push_json_fields(out: &mut Vec<u8>, fields: &[(&str, Value)]) {
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, name);
+        out.push(b':');
+        value.push_json(out);
+    }
+}
+
 /// Appends an integer in decimal.
 pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -187,43 +232,35 @@ impl Access<'_> {
 
     /// The line as the tracing subscriber's `format` writes it at `now`, newline included.
     pub fn format(&self, format: LogFormat, now: std::time::SystemTime, out: &mut Vec<u8>) {
+        let client = self.client.to_string();
+        let fields = [
+            ("client", Value::Text(&client)),
+            ("device", Value::Text(self.device.unwrap_or("-"))),
+            ("method", Value::Text(self.method)),
+            ("file", Value::Text(self.file)),
+            ("status", Value::Unsigned(u64::from(self.status))),
+            ("bytes", Value::Unsigned(self.bytes)),
+            ("ms", Value::Unsigned(self.ms)),
+        ];
         match format {
             LogFormat::Text => {
                 push_timestamp(out, now, 6);
                 out.extend_from_slice(b"  INFO provisor::access: ");
                 out.extend_from_slice(self.protocol.as_bytes());
-                let _ = write!(out, " client={}", self.client);
-                out.extend_from_slice(b" device=");
-                out.extend_from_slice(self.device.unwrap_or("-").as_bytes());
-                out.extend_from_slice(b" method=");
-                out.extend_from_slice(self.method.as_bytes());
-                out.extend_from_slice(b" file=");
-                out.extend_from_slice(self.file.as_bytes());
-                out.extend_from_slice(b" status=");
-                push_int(out, self.status);
-                out.extend_from_slice(b" bytes=");
-                push_int(out, self.bytes);
-                out.extend_from_slice(b" ms=");
-                push_int(out, self.ms);
+                for (name, value) in fields {
+                    out.push(b' ');
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b'=');
+                    value.push_text(out);
+                }
             }
             LogFormat::Json => {
                 out.extend_from_slice(b"{\"timestamp\":\"");
                 push_timestamp(out, now, 6);
-                out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":");
-                push_json_str(out, self.protocol);
-                let _ = write!(out, ",\"client\":\"{}\"", self.client);
-                out.extend_from_slice(b",\"device\":");
-                push_json_str(out, self.device.unwrap_or("-"));
-                out.extend_from_slice(b",\"method\":");
-                push_json_str(out, self.method);
-                out.extend_from_slice(b",\"file\":");
-                push_json_str(out, self.file);
-                out.extend_from_slice(b",\"status\":");
-                push_int(out, self.status);
-                out.extend_from_slice(b",\"bytes\":");
-                push_int(out, self.bytes);
-                out.extend_from_slice(b",\"ms\":");
-                push_int(out, self.ms);
+                out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{");
+                push_json_fields(out, &[("message", Value::Text(self.protocol))]);
+                out.push(b',');
+                push_json_fields(out, &fields);
                 out.extend_from_slice(b"},\"target\":\"provisor::access\"}");
             }
         }

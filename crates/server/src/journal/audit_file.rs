@@ -27,33 +27,29 @@ struct AuditLog {
 /// request, and serde_json cost 4 % of a cached answer); `tests::lines_are_serde_jsons` holds it to what serde_json
 /// writes for the same fields.
 fn push_audit_line(out: &mut Vec<u8>, e: &AuditEntry) {
-    use crate::log_line::{push_int, push_json_str, push_rfc3339_ms};
-    out.extend_from_slice(b"{\"time\":\"");
-    push_rfc3339_ms(out, e.at_ms);
-    out.extend_from_slice(b"\",\"at_ms\":");
-    push_int(out, e.at_ms);
-    out.extend_from_slice(b",\"client\":");
-    push_json_str(out, &e.client);
-    out.extend_from_slice(b",\"device\":");
-    match &e.device {
-        Some(mac) => push_json_str(out, mac.as_str()),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"protocol\":");
-    push_json_str(out, e.protocol);
-    out.extend_from_slice(b",\"method\":");
-    push_json_str(out, e.method);
-    out.extend_from_slice(b",\"file\":");
-    push_json_str(out, &e.file);
-    out.extend_from_slice(b",\"status\":");
-    push_int(out, e.status);
-    out.extend_from_slice(b",\"bytes\":");
-    push_int(out, e.bytes);
-    out.extend_from_slice(b",\"hash\":");
-    push_json_str(out, &e.hash);
+    use crate::log_line::{Value, push_json_fields, push_rfc3339_ms};
+    let mut time = Vec::with_capacity(24);
+    push_rfc3339_ms(&mut time, e.at_ms);
+    let time = std::str::from_utf8(&time).unwrap_or_default();
+    out.push(b'{');
+    push_json_fields(
+        out,
+        &[
+            ("time", Value::Text(time)),
+            ("at_ms", Value::Signed(e.at_ms)),
+            ("client", Value::Text(&e.client)),
+            ("device", e.device.as_ref().map_or(Value::Null, |m| Value::Text(m.as_str()))),
+            ("protocol", Value::Text(e.protocol)),
+            ("method", Value::Text(e.method)),
+            ("file", Value::Text(&e.file)),
+            ("status", Value::Unsigned(u64::from(e.status))),
+            ("bytes", Value::Unsigned(e.bytes)),
+            ("hash", Value::Text(&e.hash)),
+        ],
+    );
     if !e.note.is_empty() {
-        out.extend_from_slice(b",\"note\":");
-        push_json_str(out, &e.note);
+        out.push(b',');
+        push_json_fields(out, &[("note", Value::Text(&e.note))]);
     }
     out.push(b'}');
 }
