@@ -190,13 +190,13 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         };
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let (app, limits, shutdown, tls) = (provisioner.clone(), limits.clone(), shutdown.clone(), tls.clone());
+        let (core, limits, shutdown, tls) = (provisioner.clone(), limits.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
             let _admitted = admitted;
             let Some(live) = tls else {
                 let conn =
                     Connection { peer, protocol: Protocol::Http, certificate: None, der: None, enterprise_tls: false };
-                return serve_connection(stream, app, conn, &limits, &shutdown).await;
+                return serve_connection(stream, core, conn, &limits, &shutdown).await;
             };
             let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
             let acceptor = tokio_rustls::TlsAcceptor::from(current);
@@ -214,7 +214,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
             let certificate = first.and_then(|c| certificate_claims(c));
             let der = first.map(|c| bytes::Bytes::copy_from_slice(c.as_ref()));
             let conn = Connection { peer, protocol: Protocol::Https, certificate, der, enterprise_tls };
-            serve_connection(stream, app, conn, &limits, &shutdown).await;
+            serve_connection(stream, core, conn, &limits, &shutdown).await;
         });
     }
     drop(listener);
