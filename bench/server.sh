@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Provisioning-server benchmark (issue "Provisioning server", item 12), loopback only, Provisor and nginx side by side
 # in one run. 1,000 devices, each with an encrypted profile URL (/profile/<random>/profile.cfg, about 50 KB before
-# gzip); nginx serves the very same bytes as static files. Prints medians and ratios for BENCHMARKS.md; asserts
-# nothing.
+# gzip); nginx serves the very same bytes as static files. Prints medians and ratios for BENCHMARKS.md, among them each
+# server's CPU time per request (steadier than requests/s on a noisy machine); asserts nothing.
 #   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default; DEVICES=1000)
-#   FLOOR=1 bash bench/server.sh    (also bare hyper serving the same bytes: the floor of the HTTP stack)
+#   FLOOR=1 bash bench/server.sh    (also bare hyper serving the same bytes from memory: the floor of the HTTP stack)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
 #   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
 #   NGINX_LOG=1 bash bench/server.sh   (also a second nginx writing a buffered access log, as Provisor writes its access
@@ -139,28 +139,40 @@ EOF
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v} else {sub(/s/,"",v); print v*1000}}'; }
-run_wrk() { # port -> "rps p99ms"
-  local out
-  out=$(wrk -t2 -c100 -d"${DURATION}s" --latency -s "$dir/paths.lua" "http://127.0.0.1:$1")
-  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from port $1" >&2; echo "$out" >&2; exit 1; fi
-  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms)"
+# CPU time (user + system, clock ticks) the processes PIDS... have used so far.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+run_wrk() { # port pids... -> "rps p99ms cpu_us_per_request"
+  local out port=$1 before after rps
+  shift
+  before=$(cpu_ticks "$@")
+  out=$(wrk -t2 -c100 -d"${DURATION}s" --latency -s "$dir/paths.lua" "http://127.0.0.1:$port")
+  after=$(cpu_ticks "$@")
+  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from port $port" >&2; echo "$out" >&2; exit 1; fi
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  # The server's CPU per request: what decides the rate when the server and wrk share the machine's two cores.
+  echo "$rps $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms) $(echo "($after - $before) * 1000000 / $hz / ($rps * $DURATION)" | bc -l)"
 }
 # FLOOR=1: a third server in the rounds, `provisor-bench hyper-floor`: bare hyper on tokio answering every GET
-# with one profile's bytes from memory. The least Provisor's HTTP stack can cost; the rest is Provisor's own work.
+# with the same bytes as nginx's files, from memory. The least Provisor's HTTP stack can cost; the rest is Provisor's own work.
 PORT_F=18082
 if [ "${FLOOR:-0}" = 1 ]; then
-  "$load" hyper-floor "127.0.0.1:$PORT_F" "$(find "$dir/www" -name profile.cfg | head -1)" &
+  "$load" hyper-floor "127.0.0.1:$PORT_F" "$dir/www" &
+  floor_pid=$!
   sleep 0.5
 fi
-n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=()
+n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=() n_cpu=() p_cpu=() f_cpu=()
+# The processes whose CPU is counted: nginx's workers (not its idle master), Provisor, the floor.
+nginx_workers=$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')
 for _ in $(seq "$ROUNDS"); do
-  r=$(run_wrk $PORT_N); n_rps+=("${r% *}"); n_p99+=("${r#* }")
-  r=$(run_wrk $PORT_P); p_rps+=("${r% *}"); p_p99+=("${r#* }")
-  if [ "${FLOOR:-0}" = 1 ]; then r=$(run_wrk $PORT_F); f_rps+=("${r% *}"); f_p99+=("${r#* }"); fi
-  if [ "${NGINX_LOG:-0}" = 1 ]; then r=$(run_wrk $PORT_L); l_rps+=("${r% *}"); l_p99+=("${r#* }"); fi
+  read -r a b c <<<"$(run_wrk $PORT_N $nginx_workers)"; n_rps+=("$a"); n_p99+=("$b"); n_cpu+=("$c")
+  read -r a b c <<<"$(run_wrk $PORT_P $prov_pid)"; p_rps+=("$a"); p_p99+=("$b"); p_cpu+=("$c")
+  if [ "${FLOOR:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_F $floor_pid)"; f_rps+=("$a"); f_p99+=("$b"); f_cpu+=("$c"); fi
+  if [ "${NGINX_LOG:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_L)"; l_rps+=("$a"); l_p99+=("$b"); fi
 done
 nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
 np=$(printf '%s\n' "${n_p99[@]}" | median); pp=$(printf '%s\n' "${p_p99[@]}" | median)
+nc=$(printf '%s\n' "${n_cpu[@]}" | median); pc=$(printf '%s\n' "${p_cpu[@]}" | median)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$prov_pid/status")
 audit=$(cat "$dir"/data/audit.log* | wc -l)
 
@@ -170,10 +182,12 @@ echo "| measurement | nginx (static files) | Provisor | ratio (Provisor / nginx)
 echo "|---|---|---|---|"
 printf '| cached per-device responses, requests/s | %.0f | %.0f | %.2f× |\n' "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)"
 printf '| p99 latency under that load | %.2f ms | %.2f ms | |\n' "$np" "$pp"
+printf '| server CPU per request (user + system) | %.1f µs | %.1f µs | %.2f× |\n' "$nc" "$pc" "$(echo "$pc / $nc" | bc -l)"
 if [ "${FLOOR:-0}" = 1 ]; then
   fr=$(printf '%s\n' "${f_rps[@]}" | median); fp=$(printf '%s\n' "${f_p99[@]}" | median)
-  printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99 | %.0f, %.2f ms | — | %.2f× nginx |\n' \
-    "$fr" "$fp" "$(echo "$fr / $nr" | bc -l)"
+  fc=$(printf '%s\n' "${f_cpu[@]}" | median)
+  printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99, CPU per request | %.0f, %.2f ms, %.1f µs | — | %.2f× nginx |\n' \
+    "$fr" "$fp" "$fc" "$(echo "$fr / $nr" | bc -l)"
 fi
 if [ "${NGINX_LOG:-0}" = 1 ]; then
   lr=$(printf '%s\n' "${l_rps[@]}" | median); lp=$(printf '%s\n' "${l_p99[@]}" | median)

@@ -319,29 +319,47 @@ fn http_once(args: &[String]) {
     println!("p99_ms {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
 }
 
-/// `provisor-bench hyper-floor HOST:PORT FILE`: the least a hyper server on tokio can do per request, for the
-/// cached-HTTP comparison (`bench/server.sh` with `FLOOR=1`): every GET gets FILE's bytes, already in memory,
-/// with nothing else (no routing, identity, journal, access log, audit or metrics). What `provisor serve` adds
-/// is the difference between this and it.
+/// `provisor-bench hyper-floor HOST:PORT ROOT`: the least a hyper server on tokio can do per request, for the
+/// cached-HTTP comparison (`bench/server.sh` with `FLOOR=1`): every GET gets the bytes of the file under ROOT at its
+/// path, all read into memory at the start (so the same working set as nginx's and Provisor's), with nothing else
+/// (no routing, identity, journal, access log, audit or metrics). What `provisor serve` adds is the difference
+/// between this and it.
 fn hyper_floor(args: &[String]) {
     use http_body_util::Full;
     use hyper::body::Bytes;
+    use std::collections::HashMap;
+    use std::sync::Arc;
     let addr: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
-    let body = Bytes::from(std::fs::read(&args[1]).expect("read FILE"));
+    let root = std::path::PathBuf::from(&args[1]);
+    let mut files = HashMap::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read ROOT") {
+            let path = entry.expect("read ROOT").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = format!("/{}", path.strip_prefix(&root).expect("under ROOT").display());
+                files.insert(name, Bytes::from(std::fs::read(&path).expect("read a file")));
+            }
+        }
+    }
+    let files = Arc::new(files);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
-            let body = body.clone();
+            let files = files.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = body.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body = files.get(req.uri().path()).cloned();
                     async move {
                         let response = hyper::Response::builder()
+                            .status(if body.is_some() { 200 } else { 404 })
                             .header("content-type", "application/octet-stream")
-                            .body(Full::new(body))
+                            .body(Full::new(body.unwrap_or_default()))
                             .expect("response");
                         Ok::<_, std::convert::Infallible>(response)
                     }

@@ -421,16 +421,18 @@ async fn handle<S: Store + 'static, J: Journal>(
         enterprise_tls: conn.enterprise_tls,
         client_certificate: conn.der.clone(),
     };
-    let (client, method_name, file) = (request.client, request.method, request.path.clone());
+    // The access log's file: random profile paths masked (half of a device's secret).
+    let file = crate::journal::mask_path_tokens(&request.path);
+    let (client, method_name) = (request.client, request.method);
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;
     crate::metrics::request_latency(conn.protocol.name(), started.elapsed());
-    // The access log: one line per request (random profile paths masked: half of a device's secret).
+    // The access log: one line per request.
     crate::log_line::Access {
         protocol: conn.protocol.name(),
         client,
         device: response.device.as_ref().map(|m| m.as_str()),
         method: method_name,
-        file: &crate::journal::mask_path_tokens(&file),
+        file: &file,
         status: response.status,
         bytes: response.body.len(),
         ms: started.elapsed().as_millis() as u64,

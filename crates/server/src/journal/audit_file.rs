@@ -27,15 +27,12 @@ struct AuditLog {
 /// request, and serde_json cost 4 % of a cached answer); `tests::lines_are_serde_jsons` holds it to what serde_json
 /// writes for the same fields.
 fn push_audit_line(out: &mut Vec<u8>, e: &AuditEntry) {
-    use crate::log_line::{Value, push_json_fields, push_rfc3339_ms};
-    let mut time = Vec::with_capacity(24);
-    push_rfc3339_ms(&mut time, e.at_ms);
-    let time = std::str::from_utf8(&time).unwrap_or_default();
+    use crate::log_line::{Value, push_json_fields};
     out.push(b'{');
     push_json_fields(
         out,
         &[
-            ("time", Value::Text(time)),
+            ("time", Value::Rfc3339Ms(e.at_ms)),
             ("at_ms", Value::Signed(e.at_ms)),
             ("client", Value::Text(&e.client)),
             ("device", e.device.as_ref().map_or(Value::Null, |m| Value::Text(m.as_str()))),

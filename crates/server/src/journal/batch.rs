@@ -124,7 +124,8 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
             });
         }
         let served = s.served.filter(|e| {
-            w.served != (e.file.clone(), e.protocol, e.hash.clone()) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
+            let (file, protocol, hash) = &w.served;
+            (file, *protocol, hash) != (&e.file, e.protocol, &e.hash) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
         });
         if let Some(e) = served {
             let params = if w.served.2 == e.hash { None } else { s.served_params };

@@ -218,7 +218,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             }
             a.insert(req.client.ip(), mac.clone());
         }
-        self.record(&req, ua, now, &response, out).await;
+        self.record(req, ua, now, &response, out).await;
         response
     }
 

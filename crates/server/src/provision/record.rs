@@ -36,7 +36,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     }
 
     /// Counts the request and queues its audit entry.
-    pub(super) async fn record(&self, req: &Request, ua: Option<Claims>, now: i64, response: &Response, out: Outcome) {
+    pub(super) async fn record(&self, req: Request, ua: Option<Claims>, now: i64, response: &Response, out: Outcome) {
         let hash = match (&response.hash, &response.body) {
             (Some(h), _) => h.to_string(),
             (None, Body::Bytes(b)) if response.status == 200 && !b.is_empty() => {
@@ -52,11 +52,11 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         self.journal
             .record(AuditEntry {
                 at_ms: now,
-                client: req.client.to_string(),
+                client: crate::log_line::address_text(&req.client),
                 device: out.device,
                 protocol: req.protocol.name(),
                 method: req.method,
-                file: req.path.clone(),
+                file: req.path,
                 status: response.status,
                 bytes: response.body.len(),
                 hash,
@@ -66,7 +66,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                     (_, note, Some(form)) if note.is_empty() => form.clone(),
                     (_, note, _) => note,
                 },
-                user_agent: req.user_agent.clone(),
+                user_agent: req.user_agent,
                 firmware: ua.and_then(|c| c.firmware),
                 served_params: out.served_params,
                 event: out.event,
@@ -100,7 +100,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         }
         let entry = AuditEntry {
             at_ms: now,
-            client: client.to_string(),
+            client: crate::log_line::address_text(&client),
             device: Some(mac),
             protocol: "syslog",
             method: "LOG",
