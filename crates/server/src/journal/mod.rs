@@ -19,6 +19,83 @@ use std::collections::BTreeMap;
 use crate::inventory::Mac;
 use crate::inventory::at_rest::AtRest;
 
+/// The decoding of the journal's rows for one backend's row type: the SQLite and PostgreSQL journals differ in their
+/// SQL, not in their rows (as the inventory's `shared_sql.rs` does for its tables).
+macro_rules! journal_rows {
+    ($row:ty) => {
+        /// A `device_state` row's MAC and [`Seen`](crate::journal::Seen) (`mac, last_seen, last_address, firmware`).
+        fn seen_from(r: &$row) -> Option<($crate::inventory::Mac, $crate::journal::Seen)> {
+            use sqlx::Row as _;
+            let mac = r.get::<String, _>("mac").parse().ok()?;
+            let seen = $crate::journal::Seen {
+                last_seen_ms: r.get("last_seen"),
+                last_address: r.get("last_address"),
+                firmware: r.get("firmware"),
+            };
+            Some((mac, seen))
+        }
+
+        /// An event of a `device_events` row (`at, kind, text`).
+        fn event_from(r: &$row) -> $crate::journal::Event {
+            use sqlx::Row as _;
+            $crate::journal::Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }
+        }
+
+        /// A `device_events` row of the fleet's list (`id, mac, at, kind, text`): its id, device and event.
+        fn fleet_event_from(r: &$row) -> Option<(i64, $crate::inventory::Mac, $crate::journal::Event)> {
+            use sqlx::Row as _;
+            let mac = r.get::<String, _>("mac").parse().ok()?;
+            Some((r.get("id"), mac, event_from(r)))
+        }
+
+        /// The devices of a scan of `scan` reported `device_state` rows (joined with their layers) whose last report
+        /// drifts, and the cursor of the next scan (`None` after the last).
+        #[allow(clippy::type_complexity)]
+        fn drifting_from(
+            rows: &[$row],
+            scan: i64,
+        ) -> (Vec<($crate::inventory::Mac, i64, Vec<$crate::journal::Drift>)>, Option<$crate::inventory::Mac>) {
+            use sqlx::Row as _;
+            let next = if rows.len() as i64 == scan {
+                rows.last().and_then(|r| r.get::<String, _>("mac").parse().ok())
+            } else {
+                None
+            };
+            let mut out = Vec::new();
+            for r in rows {
+                let Ok(mac) = r.get::<String, _>("mac").parse() else { continue };
+                let drift = $crate::journal::drift($crate::journal::served_params(r), r.get("report_params"));
+                if !drift.is_empty() {
+                    out.push((mac, r.get::<i64, _>("report_at"), drift));
+                }
+            }
+            (out, next)
+        }
+
+        /// A device's state, as its status shows it, from its `device_state` row joined with its layer.
+        fn status_from(r: &$row, s: &mut $crate::journal::DeviceStatus) {
+            use sqlx::Row as _;
+            s.last_seen_ms = r.get("last_seen");
+            s.last_address = r.get("last_address");
+            s.user_agent = r.get("user_agent");
+            s.firmware = r.get("firmware");
+            let file: Option<String> = r.get("served_file");
+            if let Some(file) = file {
+                s.served = Some((
+                    file,
+                    r.get::<Option<String>, _>("served_proto").unwrap_or_default(),
+                    r.get::<Option<String>, _>("served_hash").unwrap_or_default(),
+                    r.get::<Option<i64>, _>("served_at").unwrap_or_default(),
+                ));
+            }
+            s.report_ms = r.get("report_at");
+            if s.report_ms.is_some() {
+                s.drift = $crate::journal::drift($crate::journal::served_params(r), r.get("report_params"));
+            }
+        }
+    };
+}
+
 mod audit_file;
 mod batch;
 pub mod copy;

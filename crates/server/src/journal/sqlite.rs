@@ -8,12 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::batch::Written;
 
-use sqlx::Row;
 use tokio::sync::Mutex;
 
 use super::{AuditEntry, DeviceStatus, Drift, Event, Journal};
 use crate::config::JournalConfig;
 use crate::inventory::{Mac, SqliteStore, StoreError};
+
+journal_rows!(sqlx::sqlite::SqliteRow);
 
 /// The SQLite journal (a [`Journal`]).
 pub struct SqliteJournal {
@@ -221,20 +222,7 @@ pub struct Seen {
 pub async fn device_states(store: &SqliteStore) -> Result<HashMap<Mac, Seen>, StoreError> {
     let rows =
         sqlx::query("SELECT mac, last_seen, last_address, firmware FROM device_state").fetch_all(&store.pool).await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
-            Some((
-                mac,
-                Seen {
-                    last_seen_ms: r.get("last_seen"),
-                    last_address: r.get("last_address"),
-                    firmware: r.get("firmware"),
-                },
-            ))
-        })
-        .collect())
+    Ok(rows.iter().filter_map(seen_from).collect())
 }
 
 /// The fleet's device events (syslog, errors, reports, refusals, admin changes), newest first: up to `limit` with an
@@ -254,13 +242,7 @@ pub async fn fleet_events(
     .bind(limit)
     .fetch_all(&store.pool)
     .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
-            Some((r.get("id"), mac, Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }))
-        })
-        .collect())
+    Ok(rows.iter().filter_map(fleet_event_from).collect())
 }
 
 /// Up to `scan` devices that reported, by MAC after `after`, with what drifts in each last report; and the cursor
@@ -279,17 +261,7 @@ pub async fn drifting(
     .bind(scan)
     .fetch_all(&store.pool)
     .await?;
-    let next =
-        if rows.len() as i64 == scan { rows.last().and_then(|r| r.get::<String, _>("mac").parse().ok()) } else { None };
-    let mut out = Vec::new();
-    for r in &rows {
-        let Ok(mac) = r.get::<String, _>("mac").parse::<Mac>() else { continue };
-        let drift = super::drift(super::served_params(r), r.get("report_params"));
-        if !drift.is_empty() {
-            out.push((mac, r.get::<i64, _>("report_at"), drift));
-        }
-    }
-    Ok((out, next))
+    Ok(drifting_from(&rows, scan))
 }
 
 /// [`Seen`] of the devices with a MAC from `first` to `last` (one page of a list).
@@ -304,18 +276,7 @@ pub async fn device_states_between(
             .bind(last.as_str())
             .fetch_all(&store.pool)
             .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let mac: Mac = r.get::<String, _>("mac").parse().ok()?;
-            let seen = Seen {
-                last_seen_ms: r.get("last_seen"),
-                last_address: r.get("last_address"),
-                firmware: r.get("firmware"),
-            };
-            Some((mac, seen))
-        })
-        .collect())
+    Ok(rows.iter().filter_map(seen_from).collect())
 }
 
 /// The status of `mac`, with its `limit` most recent events.
@@ -329,30 +290,14 @@ pub async fn device_status(store: &SqliteStore, mac: &Mac, limit: i64) -> Result
     .fetch_optional(&store.pool)
     .await?
     {
-        s.last_seen_ms = r.get("last_seen");
-        s.last_address = r.get("last_address");
-        s.user_agent = r.get("user_agent");
-        s.firmware = r.get("firmware");
-        let file: Option<String> = r.get("served_file");
-        if let Some(file) = file {
-            s.served = Some((
-                file,
-                r.get::<Option<String>, _>("served_proto").unwrap_or_default(),
-                r.get::<Option<String>, _>("served_hash").unwrap_or_default(),
-                r.get::<Option<i64>, _>("served_at").unwrap_or_default(),
-            ));
-        }
-        s.report_ms = r.get("report_at");
-        if s.report_ms.is_some() {
-            s.drift = super::drift(super::served_params(&r), r.get("report_params"));
-        }
+        status_from(&r, &mut s);
     }
     let rows = sqlx::query("SELECT at, kind, text FROM device_events WHERE mac = ? ORDER BY id DESC LIMIT ?")
         .bind(mac.as_str())
         .bind(limit)
         .fetch_all(&store.pool)
         .await?;
-    s.events = rows.iter().map(|r| Event { at_ms: r.get("at"), kind: r.get("kind"), text: r.get("text") }).collect();
+    s.events = rows.iter().map(event_from).collect();
     Ok(s)
 }
 
