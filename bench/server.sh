@@ -5,6 +5,8 @@
 # server's CPU time per request (steadier than requests/s on a noisy machine); asserts nothing.
 #   bash bench/server.sh            (ROUNDS=3, DURATION=10 seconds per wrk run by default; DEVICES=1000)
 #   FLOOR=1 bash bench/server.sh    (also bare hyper serving the same bytes from memory: the floor of the HTTP stack)
+#   HTTP1_FLOOR=1 bash bench/server.sh (also a bare HTTP/1.1 loop of its own, no hyper, sending the same bytes with
+#                                       `sendfile` from the page cache and, separately, with `writev` from memory)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
 #   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
 #   NGINX_LOG=1 bash bench/server.sh   (also a second nginx writing a buffered access log, as Provisor writes its access
@@ -161,7 +163,18 @@ if [ "${FLOOR:-0}" = 1 ]; then
   floor_pid=$!
   sleep 0.5
 fi
+# HTTP1_FLOOR=1: `provisor-bench http1-floor`, an HTTP/1.1 loop without hyper, twice: bodies sent with `sendfile` from
+# the page cache (as nginx does), and head and body with `writev` from memory (as hyper does).
+PORT_S=18084 PORT_W=18085
+if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
+  "$load" http1-floor "127.0.0.1:$PORT_S" "$dir/www" sendfile &
+  sendfile_pid=$!
+  "$load" http1-floor "127.0.0.1:$PORT_W" "$dir/www" writev &
+  writev_pid=$!
+  sleep 0.5
+fi
 n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=() n_cpu=() p_cpu=() f_cpu=()
+s_rps=() s_p99=() s_cpu=() w_rps=() w_p99=() w_cpu=()
 # The processes whose CPU is counted: nginx's workers (not its idle master), Provisor, the floor.
 nginx_workers=$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')
 for _ in $(seq "$ROUNDS"); do
@@ -169,6 +182,10 @@ for _ in $(seq "$ROUNDS"); do
   read -r a b c <<<"$(run_wrk $PORT_P $prov_pid)"; p_rps+=("$a"); p_p99+=("$b"); p_cpu+=("$c")
   if [ "${FLOOR:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_F $floor_pid)"; f_rps+=("$a"); f_p99+=("$b"); f_cpu+=("$c"); fi
   if [ "${NGINX_LOG:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_L)"; l_rps+=("$a"); l_p99+=("$b"); fi
+  if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
+    read -r a b c <<<"$(run_wrk $PORT_S $sendfile_pid)"; s_rps+=("$a"); s_p99+=("$b"); s_cpu+=("$c")
+    read -r a b c <<<"$(run_wrk $PORT_W $writev_pid)"; w_rps+=("$a"); w_p99+=("$b"); w_cpu+=("$c")
+  fi
 done
 nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
 np=$(printf '%s\n' "${n_p99[@]}" | median); pp=$(printf '%s\n' "${p_p99[@]}" | median)
@@ -188,6 +205,15 @@ if [ "${FLOOR:-0}" = 1 ]; then
   fc=$(printf '%s\n' "${f_cpu[@]}" | median)
   printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99, CPU per request | %.0f, %.2f ms, %.1f µs | — | %.2f× nginx |\n' \
     "$fr" "$fp" "$fc" "$(echo "$fr / $nr" | bc -l)"
+fi
+if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
+  med() { local -n values=$1; printf '%s\n' "${values[@]}" | median; }
+  for v in s w; do
+    name=$([ $v = s ] && echo "sendfile from the page cache" || echo "writev from memory")
+    r=$(med ${v}_rps)
+    printf '| an HTTP/1.1 loop without hyper (HTTP1_FLOOR=1), %s: requests/s, p99, CPU per request | %.0f, %.2f ms, %.1f µs | — | %.2f× nginx |\n' \
+      "$name" "$r" "$(med ${v}_p99)" "$(med ${v}_cpu)" "$(echo "$r / $nr" | bc -l)"
+  done
 fi
 if [ "${NGINX_LOG:-0}" = 1 ]; then
   lr=$(printf '%s\n' "${l_rps[@]}" | median); lp=$(printf '%s\n' "${l_p99[@]}" | median)

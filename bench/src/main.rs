@@ -43,6 +43,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("hyper-floor") {
         return hyper_floor(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("http1-floor") {
+        return http1_floor(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some("tftp-load") {
         return tftp_load(&args[2..]);
     }
@@ -319,6 +322,162 @@ fn http_once(args: &[String]) {
     println!("p99_ms {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
 }
 
+/// The files under `root`, by their path below it (`/a/b.cfg`).
+fn files_under(root: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read ROOT") {
+            let path = entry.expect("read ROOT").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push((format!("/{}", path.strip_prefix(root).expect("under ROOT").display()), path));
+            }
+        }
+    }
+    files
+}
+
+/// `provisor-bench http1-floor HOST:PORT ROOT sendfile|writev`: the least an HTTP/1.1 path of its own (no hyper)
+/// could cost per cached answer, for the budget of issue 17's item 2 (`bench/server.sh` with `HTTP1_FLOOR=1`). Every
+/// GET gets the file under ROOT at its path: its head, then its body `sendfile`d from the page cache as nginx does
+/// (`sendfile`), or head and body from memory in one `writev` as hyper does (`writev`). Keep-alive and pipelining,
+/// nothing else: no timeouts, no limits, no Provisor work. Not a server to use: a measurement.
+fn http1_floor(args: &[String]) {
+    use std::collections::HashMap;
+    use std::os::fd::AsRawFd as _;
+    use std::sync::Arc;
+    let addr: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
+    let sendfile = match args.get(2).map(String::as_str) {
+        Some("sendfile") => true,
+        Some("writev") => false,
+        _ => panic!("http1-floor HOST:PORT ROOT sendfile|writev"),
+    };
+    let mut files = HashMap::new();
+    for (name, path) in files_under(std::path::Path::new(&args[1])) {
+        let file = std::fs::File::open(&path).expect("open a file");
+        let body = std::fs::read(&path).expect("read a file");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        files.insert(name, (head.into_bytes(), body, file));
+    }
+    let files = Arc::new(files);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let files = files.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(8192);
+                loop {
+                    // Every complete request in the buffer, in order.
+                    loop {
+                        let mut headers = [httparse::EMPTY_HEADER; 32];
+                        let mut req = httparse::Request::new(&mut headers);
+                        let n = match req.parse(&buf) {
+                            Ok(httparse::Status::Complete(n)) => n,
+                            Ok(httparse::Status::Partial) => break,
+                            Err(_) => return,
+                        };
+                        let sent = match files.get(req.path.unwrap_or("/")) {
+                            Some((head, body, file)) if sendfile => {
+                                // The head with MSG_MORE, so it leaves with the body's first segment.
+                                let fd = stream.as_raw_fd();
+                                match send_all(&stream, head, libc::MSG_MORE).await {
+                                    Ok(()) => send_file(&stream, fd, file.as_raw_fd(), body.len() as u64).await,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Some((head, body, _)) => writev_all(&stream, head, body).await,
+                            None => send_all(&stream, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 0).await,
+                        };
+                        if sent.is_err() {
+                            return;
+                        }
+                        buf.drain(..n);
+                    }
+                    if stream.readable().await.is_err() {
+                        return;
+                    }
+                    match stream.try_read_buf(&mut buf) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Sends all of `data` with `send(2)` and `flags`.
+async fn send_all(stream: &tokio::net::TcpStream, data: &[u8], flags: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut done = 0;
+    while done < data.len() {
+        stream.writable().await?;
+        let rest = &data[done..];
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `rest` is a live slice; the socket is open for the call.
+            let n =
+                unsafe { libc::send(stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), flags | libc::MSG_NOSIGNAL) };
+            if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+        });
+        match sent {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of the file `file` from its start with `sendfile(2)`: from the page cache, without a copy.
+async fn send_file(stream: &tokio::net::TcpStream, socket: i32, file: i32, len: u64) -> std::io::Result<()> {
+    let mut offset: libc::off_t = 0;
+    while (offset as u64) < len {
+        stream.writable().await?;
+        let rest = (len - offset as u64) as usize;
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `offset` is a live local.
+            let n = unsafe { libc::sendfile(socket, file, &mut offset, rest) };
+            if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+        });
+        match sent {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `head` and `body` with `writev(2)`, as hyper does.
+async fn writev_all(stream: &tokio::net::TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    let total = head.len() + body.len();
+    while done < total {
+        stream.writable().await?;
+        let slices: [std::io::IoSlice<'_>; 2] = if done < head.len() {
+            [std::io::IoSlice::new(&head[done..]), std::io::IoSlice::new(body)]
+        } else {
+            [std::io::IoSlice::new(&body[done - head.len()..]), std::io::IoSlice::new(&[])]
+        };
+        match stream.try_write_vectored(&slices) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// `provisor-bench hyper-floor HOST:PORT ROOT`: the least a hyper server on tokio can do per request, for the
 /// cached-HTTP comparison (`bench/server.sh` with `FLOOR=1`): every GET gets the bytes of the file under ROOT at its
 /// path, all read into memory at the start (so the same working set as nginx's and Provisor's), with nothing else
@@ -331,19 +490,10 @@ fn hyper_floor(args: &[String]) {
     use std::sync::Arc;
     let addr: std::net::SocketAddr = args[0].parse().expect("HOST:PORT");
     let root = std::path::PathBuf::from(&args[1]);
-    let mut files = HashMap::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read ROOT") {
-            let path = entry.expect("read ROOT").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let name = format!("/{}", path.strip_prefix(&root).expect("under ROOT").display());
-                files.insert(name, Bytes::from(std::fs::read(&path).expect("read a file")));
-            }
-        }
-    }
+    let files: HashMap<String, Bytes> = files_under(&root)
+        .into_iter()
+        .map(|(name, path)| (name, Bytes::from(std::fs::read(&path).expect("read a file"))))
+        .collect();
     let files = Arc::new(files);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
