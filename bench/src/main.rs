@@ -365,53 +365,47 @@ fn http1_floor(args: &[String]) {
         files.insert(name, (head.into_bytes(), body, file));
     }
     let files = Arc::new(files);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let _ = stream.set_nodelay(true);
-            let files = files.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::with_capacity(8192);
+    serve_connections(addr, move |stream| {
+        let files = files.clone();
+        async move {
+            let mut buf = Vec::with_capacity(8192);
+            loop {
+                // Every complete request in the buffer, in order.
                 loop {
-                    // Every complete request in the buffer, in order.
-                    loop {
-                        let mut headers = [httparse::EMPTY_HEADER; 32];
-                        let mut req = httparse::Request::new(&mut headers);
-                        let n = match req.parse(&buf) {
-                            Ok(httparse::Status::Complete(n)) => n,
-                            Ok(httparse::Status::Partial) => break,
-                            Err(_) => return,
-                        };
-                        let sent = match files.get(req.path.unwrap_or("/")) {
-                            Some((head, body, file)) if sendfile => {
-                                // The head with MSG_MORE, so it leaves with the body's first segment.
-                                let fd = stream.as_raw_fd();
-                                match send_all(&stream, head, libc::MSG_MORE).await {
-                                    Ok(()) => send_file(&stream, fd, file.as_raw_fd(), body.len() as u64).await,
-                                    Err(e) => Err(e),
-                                }
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut req = httparse::Request::new(&mut headers);
+                    let n = match req.parse(&buf) {
+                        Ok(httparse::Status::Complete(n)) => n,
+                        Ok(httparse::Status::Partial) => break,
+                        Err(_) => return,
+                    };
+                    let sent = match files.get(req.path.unwrap_or("/")) {
+                        Some((head, body, file)) if sendfile => {
+                            // The head with MSG_MORE, so it leaves with the body's first segment.
+                            let fd = stream.as_raw_fd();
+                            match send_all(&stream, head, libc::MSG_MORE).await {
+                                Ok(()) => send_file(&stream, fd, file.as_raw_fd(), body.len() as u64).await,
+                                Err(e) => Err(e),
                             }
-                            Some((head, body, _)) => writev_all(&stream, head, body).await,
-                            None => send_all(&stream, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 0).await,
-                        };
-                        if sent.is_err() {
-                            return;
                         }
-                        buf.drain(..n);
-                    }
-                    if stream.readable().await.is_err() {
+                        Some((head, body, _)) => writev_all(&stream, head, body).await,
+                        None => send_all(&stream, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 0).await,
+                    };
+                    if sent.is_err() {
                         return;
                     }
-                    match stream.try_read_buf(&mut buf) {
-                        Ok(0) => return,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
-                    }
+                    buf.drain(..n);
                 }
-            });
+                if stream.readable().await.is_err() {
+                    return;
+                }
+                match stream.try_read_buf(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
         }
     });
 }
@@ -495,29 +489,41 @@ fn hyper_floor(args: &[String]) {
         .map(|(name, path)| (name, Bytes::from(std::fs::read(&path).expect("read a file"))))
         .collect();
     let files = Arc::new(files);
+    serve_connections(addr, move |stream| {
+        let files = files.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let body = files.get(req.uri().path()).cloned();
+                async move {
+                    let response = hyper::Response::builder()
+                        .status(if body.is_some() { 200 } else { 404 })
+                        .header("content-type", "application/octet-stream")
+                        .body(Full::new(body.unwrap_or_default()))
+                        .expect("response");
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        }
+    });
+}
+
+/// Accepts connections on `addr` for ever (a multi-threaded tokio runtime, as `provisor serve` has), each with
+/// `TCP_NODELAY` and served by `serve` on a task of its own: the accept loop of the floors.
+fn serve_connections<F, S>(addr: std::net::SocketAddr, serve: S)
+where
+    S: Fn(tokio::net::TcpStream) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
-            let files = files.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let body = files.get(req.uri().path()).cloned();
-                    async move {
-                        let response = hyper::Response::builder()
-                            .status(if body.is_some() { 200 } else { 404 })
-                            .header("content-type", "application/octet-stream")
-                            .body(Full::new(body.unwrap_or_default()))
-                            .expect("response");
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::spawn(serve(stream));
         }
     });
 }
