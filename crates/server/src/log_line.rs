@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 /// Appends `s` as a JSON string, escaped as serde_json escapes it: `"` and `\`, the short escapes `\b \f \n \r \t`,
 /// other control characters as `\u00XX`, and everything else (non-ASCII included) as it is.
-pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -91,7 +91,7 @@ impl Value<'_> {
 
 /// Appends `address` as its `Display` does (`192.0.2.1:5060`, `[2001:db8::1]:5060`): IPv4 by hand, since every
 /// request's access and audit lines carry one; IPv6 (rare on phones' networks) through `Display`.
-pub fn push_address(out: &mut Vec<u8>, address: &SocketAddr) {
+fn push_address(out: &mut Vec<u8>, address: &SocketAddr) {
     match address {
         SocketAddr::V4(a) => {
             let [a0, a1, a2, a3] = a.ip().octets();
@@ -110,7 +110,7 @@ pub fn push_address(out: &mut Vec<u8>, address: &SocketAddr) {
     }
 }
 
-/// `address` as text, as `Display` writes it ([`push_address`]).
+/// `address` as text, as `Display` writes it (IPv4 by hand, as in the access line).
 pub fn address_text(address: &SocketAddr) -> String {
     let mut out = Vec::with_capacity(24);
     push_address(&mut out, address);
@@ -131,12 +131,12 @@ pub fn push_json_fields(out: &mut Vec<u8>, fields: &[(&str, Value)]) {
 }
 
 /// Appends an integer in decimal.
-pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `YYYY-MM-DDTHH:MM:SS` (UTC) for `secs` seconds since 1970.
-pub fn push_civil_time(out: &mut Vec<u8>, secs: i64) {
+fn push_civil_time(out: &mut Vec<u8>, secs: i64) {
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
