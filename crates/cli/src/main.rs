@@ -6,6 +6,7 @@ mod db_cmd;
 mod device_cmd;
 mod doctor_cmd;
 mod files;
+mod log_queue;
 mod phone_cmd;
 mod profile_cmd;
 mod rule_cmd;

@@ -10,6 +10,8 @@ use provisor_server::log_line::{LogFormat, install_access_log};
 use provisor_server::serve::{self, DEMO_DEVICES};
 use provisor_server::{dhcp, render};
 
+use crate::log_queue::LogQueue;
+
 /// `provisor serve`.
 #[derive(Args)]
 pub struct ServeArgs {
@@ -107,41 +109,31 @@ macro_rules! say {
     }};
 }
 
-/// Where `serve` writes its log and banner: standard error, through a queue that one thread drains, so a request
-/// never waits for a log write (the access log is a line per request). Lines are batched into one write per drain.
-/// When 100,000 lines are queued (a stalled log reader), further lines are dropped and counted
-/// (`provisor_log_lines_dropped_total`) rather than stalling the server; the audit log is the complete record.
+/// Where `serve` writes its log and banner: standard error, through [`LogQueue`] (written in batches by one thread).
+static LOG_QUEUE: std::sync::OnceLock<LogQueue> = std::sync::OnceLock::new();
+
+/// The log's writer.
 struct LogWriter;
 
-/// The queue, once [`LogWriter::start`] ran.
-static LOG_QUEUE: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> = std::sync::OnceLock::new();
-
 impl LogWriter {
-    /// Starts the writer thread; the guard flushes what is queued when dropped.
-    fn start() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
-        let (queue, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .buffered_lines_limit(100_000)
-            .lossy(true)
-            .thread_name("provisor-log")
-            .finish(std::io::BufWriter::with_capacity(64 << 10, QuietStderr));
+    /// Starts the writer thread; the guard writes what is queued when dropped.
+    fn start() -> (LogQueue, crate::log_queue::Flush) {
+        let (queue, flush) = LogQueue::start(QuietStderr);
         let _ = LOG_QUEUE.set(queue.clone());
-        (queue, guard)
+        (queue, flush)
     }
 
     /// One line of text (the banner), in order with the log events.
     fn line(text: &str) {
-        use std::io::Write as _;
         match LOG_QUEUE.get() {
-            Some(q) => {
-                let _ = q.clone().write_all(format!("{text}\n").as_bytes());
-            }
+            Some(q) => q.push(format!("{text}\n").as_bytes()),
             None => eprintln!("{text}"),
         }
     }
 
     /// Log lines dropped so far because the queue was full.
     fn dropped() -> usize {
-        LOG_QUEUE.get().map_or(0, |q| q.error_counter().dropped_lines())
+        LOG_QUEUE.get().map_or(0, LogQueue::dropped)
     }
 }
 
@@ -185,24 +177,8 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // queue: tracing's formatter cost a fifth of a cached answer. Coloured output keeps the subscriber's.
     if !ansi {
         let format = if args.log == "json" { LogFormat::Json } else { LogFormat::Text };
-        if LOG_QUEUE.get().is_some() {
-            install_access_log(format, |line| {
-                use std::io::Write as _;
-                // A handle to the queue per thread: no shared counter touched per line.
-                thread_local! {
-                    static QUEUE: std::cell::RefCell<Option<tracing_appender::non_blocking::NonBlocking>> =
-                        const { std::cell::RefCell::new(None) };
-                }
-                QUEUE.with(|q| {
-                    let mut q = q.borrow_mut();
-                    if q.is_none() {
-                        *q = LOG_QUEUE.get().cloned();
-                    }
-                    if let Some(queue) = q.as_mut() {
-                        let _ = queue.write_all(line);
-                    }
-                });
-            });
+        if let Some(queue) = LOG_QUEUE.get() {
+            install_access_log(format, |line| queue.push(line));
         }
     }
     let config_file = crate::site::config_file(args.config.as_deref());

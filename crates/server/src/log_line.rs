@@ -11,10 +11,28 @@ use std::sync::OnceLock;
 /// other control characters as `\u00XX`, and everything else (non-ASCII included) as it is.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
+    /// Which bytes need an escape (control characters, `"` and `\\`): one load per byte instead of a match.
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -23,17 +41,12 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
+            _ => {
                 out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-                start = i + 1;
                 continue;
             }
-            _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
-        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');

@@ -48,7 +48,7 @@ fn describe() {
     );
     describe_counter!(
         "provisor_log_lines_dropped_total",
-        "Log lines (standard error) dropped because 100,000 were waiting to be written; the audit log drops none."
+        "Log lines (standard error) dropped because 16 MiB were waiting to be written; the audit log drops none."
     );
     describe_counter!("provisor_renders_total", "Files rendered from templates (cache misses), by kind.");
     describe_counter!(

@@ -8,7 +8,7 @@ use crate::config::ProfileEncryption;
 use crate::identity::Claims;
 use crate::inventory::{Mac, Store};
 use crate::journal::Journal;
-use crate::provision::cache::{Key, Variant};
+use crate::provision::cache::{Key, PathKey, Variant};
 use crate::provision::{Outcome, Protocol, ProvisionError, Provisioner, Request, Response};
 
 impl<S: Store, J: Journal> Provisioner<S, J> {
@@ -26,8 +26,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             _ if self.old_firmware(ua) => Variant::CbcMd5,
             _ => Variant::Cbc,
         };
-        let path_key = Key::Path(token.to_string(), variant);
-        if let Some(s) = self.cache.get(&path_key)
+        if let Some(s) = self.cache.get(&PathKey(token, variant))
             && (certificate.is_none() || certificate == s.device)
         {
             out.device = s.device.clone();
@@ -50,7 +49,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         let s = self.rendering(&device, variant, previous, out).await?;
         // Only a device that is not mid-rotation is found by its path alone (see the rotation above).
         if !previous && device.secrets.previous.is_none() {
-            self.cache.insert(path_key, s.clone());
+            self.cache.insert(Key::Path(token.to_string(), variant), s.clone());
         }
         Ok(Response::served(&s))
     }
