@@ -8,6 +8,9 @@
 #   HTTP1_FLOOR=1 bash bench/server.sh (also a bare HTTP/1.1 loop of its own, no hyper, sending the same bytes with
 #                                       `sendfile` from the page cache and, separately, with `writev` from memory)
 #   PROVISOR_BIN=/path/to/old/provisor bash bench/server.sh     (the same run for another build)
+#   BEFORE_BIN=/path/to/old/provisor bash bench/server.sh       (also that build, on a copy of the same site, in the same
+#                                                                alternating rounds: a before/after that the machine's
+#                                                                drift between two runs cannot blur)
 #   GZIP_LEVEL=6 bash bench/server.sh                            ([provisioning] gzip_level; the built-in default: 3)
 #   NGINX_LOG=1 bash bench/server.sh   (also a second nginx writing a buffered access log, as Provisor writes its access
 #                                       and audit lines: a row for comparison; the target is against the first nginx)
@@ -97,6 +100,20 @@ EOF
 plain_bytes=$("$bin" device --data-dir "$dir/data" render 0c1122000000 | wc -c)
 cipher_bytes=$(stat -c %s "$(find "$dir/www" -name profile.cfg | head -1)")
 
+# BEFORE_BIN: the other build, on a copy of the site (its own port, audit log and database), its cache warmed by one
+# pass over every path.
+PORT_B=18086
+if [ -n "${BEFORE_BIN:-}" ]; then
+  cp -r "$dir/data" "$dir/data-before"
+  sed -e "s|data_dir = \"data\"|data_dir = \"data-before\"|" -e "s|127.0.0.1:$PORT_P|127.0.0.1:$PORT_B|" \
+    "$dir/provisor.toml" >"$dir/provisor-before.toml"
+  "$BEFORE_BIN" serve --config "$dir/provisor-before.toml" 2>"$dir/provisor-before.log" &
+  before_pid=$!
+  sleep 1
+  warm=$("$load" http-once "127.0.0.1:$PORT_B" "$dir/paths.txt" 2)
+  [ "$(echo "$warm" | awk '/^failures/ {print $2}')" = 0 ] || { echo "the before build's warm-up failed: $warm" >&2; exit 1; }
+fi
+
 cat >"$dir/nginx.conf" <<EOF
 worker_processes auto;
 user root;
@@ -174,12 +191,13 @@ if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
   sleep 0.5
 fi
 n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=() n_cpu=() p_cpu=() f_cpu=()
-s_rps=() s_p99=() s_cpu=() w_rps=() w_p99=() w_cpu=()
+s_rps=() s_p99=() s_cpu=() w_rps=() w_p99=() w_cpu=() b_rps=() b_p99=() b_cpu=()
 # The processes whose CPU is counted: nginx's workers (not its idle master), Provisor, the floor.
 nginx_workers=$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')
 for _ in $(seq "$ROUNDS"); do
   read -r a b c <<<"$(run_wrk $PORT_N $nginx_workers)"; n_rps+=("$a"); n_p99+=("$b"); n_cpu+=("$c")
   read -r a b c <<<"$(run_wrk $PORT_P $prov_pid)"; p_rps+=("$a"); p_p99+=("$b"); p_cpu+=("$c")
+  if [ -n "${BEFORE_BIN:-}" ]; then read -r a b c <<<"$(run_wrk $PORT_B $before_pid)"; b_rps+=("$a"); b_p99+=("$b"); b_cpu+=("$c"); fi
   if [ "${FLOOR:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_F $floor_pid)"; f_rps+=("$a"); f_p99+=("$b"); f_cpu+=("$c"); fi
   if [ "${NGINX_LOG:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_L)"; l_rps+=("$a"); l_p99+=("$b"); fi
   if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
@@ -205,6 +223,13 @@ if [ "${FLOOR:-0}" = 1 ]; then
   fc=$(printf '%s\n' "${f_cpu[@]}" | median)
   printf '| bare hyper, the same bytes from memory (FLOOR=1): requests/s, p99, CPU per request | %.0f, %.2f ms, %.1f µs | — | %.2f× nginx |\n' \
     "$fr" "$fp" "$fc" "$(echo "$fr / $nr" | bc -l)"
+fi
+if [ -n "${BEFORE_BIN:-}" ]; then
+  br=$(printf '%s\n' "${b_rps[@]}" | median); bp=$(printf '%s\n' "${b_p99[@]}" | median)
+  bc_=$(printf '%s\n' "${b_cpu[@]}" | median)
+  printf '| the BEFORE_BIN build, the same site: requests/s, p99, CPU per request | %.0f, %.2f ms, %.1f µs | — | %.2f× nginx |\n' \
+    "$br" "$bp" "$bc_" "$(echo "$br / $nr" | bc -l)"
+  echo "per round, requests/s (nginx, Provisor, before): $(for i in "${!n_rps[@]}"; do printf '%.0f/%.0f/%.0f ' "${n_rps[$i]}" "${p_rps[$i]}" "${b_rps[$i]}"; done)" >&2
 fi
 if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
   med() { local -n values=$1; printf '%s\n' "${values[@]}" | median; }
