@@ -21,7 +21,8 @@ STORMS="${STORMS:-1}"
 CHANGE="${CHANGE:-0}"
 [ "$DATABASE" = postgres ] || [ "$NODES" = 1 ] || { echo "NODES>1 needs DATABASE=postgres (one shared inventory)"; exit 1; }
 cargo build --release -q -p provisor
-bin="$PWD/target/release/provisor"
+# PROVISOR_BIN measures another build (an older commit's, for a before/after) with the same setup.
+bin="${PROVISOR_BIN:-$PWD/target/release/provisor}"
 dir="$(mktemp -d)"
 source bench/pg.sh
 trap 'kill $(jobs -p) 2>/dev/null || true; pg_stop; rm -rf "$dir"' EXIT
