@@ -4,9 +4,10 @@
 //! The writer writes in batches: after each write it lets lines gather for [`GATHER`] before the next, so standard
 //! error sees at most about 50 writes a second, not one per line at 80,000 requests/s, and no thread is woken per
 //! line (a line wakes the writer only when it waits on an empty buffer). The first line after a quiet spell is
-//! written at once; a line waits at most [`GATHER`]. When [`LIMIT`] bytes are waiting (a stalled log reader), further lines are
-//! dropped and counted (`provisor_log_lines_dropped_total`) rather than stalling the server; the audit log is the
-//! complete record.
+//! written at once; a line waits at most [`GATHER`]. When [`LIMIT`] bytes are waiting (a stalled log reader),
+//! further lines are dropped and counted (`provisor_log_lines_dropped_total`) rather than stalling the server; the
+//! audit log is the complete record. A stopping server writes what is queued, waiting at most [`FLUSH_WAIT`] for a
+//! reader that no longer reads.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,7 +87,9 @@ impl LogQueue {
                     // A failed write (a closed pipe) is not reported: there is nowhere to report it.
                     let _ = out.write_all(&batch).and_then(|()| out.flush());
                     batch.clear();
-                    std::thread::sleep(GATHER);
+                    if !theirs.lock().closed {
+                        std::thread::sleep(GATHER);
+                    }
                 }
             })
             .expect("spawning the log writer thread");
@@ -136,11 +139,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogQueue {
     }
 }
 
+/// How long a stopping server waits for its log to be written: a reader that stopped reading (a stalled pipe) must
+/// not keep the process from exiting.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
 impl Drop for Flush {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
+        let Some(t) = self.thread.take() else { return };
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if t.is_finished() {
             let _ = t.join();
         }
     }
@@ -238,5 +250,28 @@ mod tests {
         drop(held);
         drop(flush);
         assert_eq!(String::from_utf8(sink.0.lock().unwrap().0.clone()).unwrap().lines().count(), 1 + kept);
+    }
+
+    #[test]
+    fn a_stalled_reader_does_not_hold_up_the_stop() {
+        /// A sink whose reader never reads again.
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(0)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (queue, flush) = LogQueue::start(Stuck);
+        queue.push(b"a line that is never read\n");
+        std::thread::sleep(Duration::from_millis(20));
+        queue.push(b"and one more\n");
+        let started = std::time::Instant::now();
+        drop(flush);
+        let took = started.elapsed();
+        assert!(took >= FLUSH_WAIT && took < FLUSH_WAIT * 3, "the stop took {took:?}");
     }
 }
