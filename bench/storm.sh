@@ -6,6 +6,7 @@
 #   bash bench/storm.sh                              (PHONES=10000 WINDOW=60s, one node on SQLite)
 #   WINDOW=10s bash bench/storm.sh                   (a power-restore storm: every phone boots within 10 s)
 #   MAX_CONNECTIONS=256 bash bench/storm.sh          ([limits] max_connections of each listener)
+#   MAX_TLS_HANDSHAKES=16 bash bench/storm.sh        ([limits] max_tls_handshakes)
 #   STORMS=3 CHANGE=1 WINDOW=10s bash bench/storm.sh (three storms in a row on one server, the defaults group changed
 #                                                     before the second and third: every cache cold; RSS after each)
 #   DATABASE=postgres bash bench/storm.sh            (one node on a throwaway PostgreSQL cluster)
@@ -70,6 +71,7 @@ listen = "127.0.0.1:0"
 [limits]
 max_connections_per_address = 4096
 ${MAX_CONNECTIONS:+max_connections = $MAX_CONNECTIONS}
+${MAX_TLS_HANDSHAKES:+max_tls_handshakes = $MAX_TLS_HANDSHAKES}
 $inventory
 node = "node$n"
 TOML
@@ -109,9 +111,13 @@ for storm in $(seq 1 "$STORMS"); do
 done
 end=$(date +%s.%N)
 echo "database: $DATABASE, nodes: $NODES"
+tick=$(getconf CLK_TCK)
 for i in "${!pids[@]}"; do
   rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[$i]}/status")
   echo "node$((i + 1)) peak RSS: $((rss / 1024)) MB"
+  # utime + stime of the server (fields 14 and 15 of /proc/PID/stat; the name in field 2 has no spaces here).
+  cpu=$(awk -v t="$tick" '{printf "%.1f", ($14 + $15) / t}' "/proc/${pids[$i]}/stat")
+  echo "node$((i + 1)) CPU time: $cpu s"
 done
 if [ "$DATABASE" = postgres ]; then
   sleep 2 # the journals' last batches

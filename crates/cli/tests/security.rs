@@ -377,6 +377,68 @@ fn slow_and_half_sent_http_clients_are_closed() {
     drop(held);
 }
 
+/// Reads one HTTP/1.1 response with a `Content-Length` from `c`, leaving the connection open: (status line, body).
+fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "the connection closed mid-head: {}", text(&head));
+        head.push(byte[0]);
+    }
+    let head = text(&head);
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
+        .expect("a Content-Length")
+        .unwrap();
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).unwrap();
+    (head.lines().next().unwrap_or_default().to_string(), body)
+}
+
+/// A listener whose every place is taken closes its kept-alive idle connections, so a phone waiting in the backlog
+/// is served at once, not after `http_idle_timeout_s`; and a TLS client that stalls mid-hello holds the one handshake
+/// turn for a second at most, not for the whole handshake timeout (issue 17, items 5 and 6).
+#[test]
+fn a_full_listener_and_a_stalled_handshake_do_not_lock_phones_out() {
+    let (_dir, _pki, server) = site(
+        "[limits]\nmax_connections = 2\nmax_tls_handshakes = 1\nhttp_idle_timeout_s = 60\nhttp_header_timeout_s = 20\n",
+    );
+    let addr: SocketAddr = server.http.trim_start_matches("http://").parse().unwrap();
+    // Two kept-alive connections, each with one request answered, take both places.
+    let mut kept: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"GET /XMLDefault.cnf.xml HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            let (status, _) = read_response(&mut c);
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            c
+        })
+        .collect();
+    // A third client waits in the backlog until the listener closes an idle connection for it.
+    let started = Instant::now();
+    let (status, body) = curl_from("127.0.0.3", &format!("{}/XMLDefault.cnf.xml", server.http));
+    assert_eq!(status, 200, "{}", text(&body));
+    assert!(started.elapsed() < Duration::from_secs(10), "served after {:?}", started.elapsed());
+    // At least one kept-alive connection was closed to make room (a read ends instead of timing out).
+    let closed = kept.iter_mut().map(|c| c.read(&mut [0u8; 1])).filter(|r| matches!(r, Ok(0) | Err(_))).count();
+    assert!(closed >= 1, "no kept-alive connection was closed");
+    drop(kept);
+
+    // A TLS client that sends the first five bytes of a hello and stops takes the only turn...
+    let tls: SocketAddr = server.https.trim_start_matches("https://").parse().unwrap();
+    let mut stalled = TcpStream::connect(tls).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...for a second: a phone behind it still completes its handshake long before the 20 s handshake timeout.
+    let started = Instant::now();
+    let (status, _, body) = server.curl(&["-k", &format!("{}/XMLDefault.cnf.xml", server.https)]);
+    assert_eq!(status, 200, "{}", text(&body));
+    assert!(started.elapsed() < Duration::from_secs(8), "handshake done after {:?}", started.elapsed());
+    drop(stalled);
+}
+
 /// 10,400 read requests with `timeout=255` from 260 addresses, never acknowledged, do not lock phones out: the table
 /// drops the oldest unanswered transfers, and a real download from another address succeeds at once.
 #[test]

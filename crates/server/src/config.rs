@@ -389,10 +389,16 @@ pub struct Limits {
     /// Seconds an idle connection is kept open.
     pub http_idle_timeout_s: u64,
     /// Most HTTP and HTTPS connections at once (each listener); at the limit, new connections wait in the kernel's
-    /// backlog.
+    /// backlog (4,096 deep), where they cost the server no memory, and kept-alive idle connections are closed to make
+    /// room. Waiting rather than a 503: an MPP phone whose resync fails tries again only after
+    /// `Resync_Error_Retry_Delay` (3,600 s by default; specs.md §4.3: a 503 is a failure).
     pub max_connections: usize,
     /// Most connections at once from one address; more are closed at once.
     pub max_connections_per_address: usize,
+    /// Most TLS handshakes computed at once (each HTTPS listener); more wait their turn in arrival order, so a
+    /// power-restore storm finishes the first phones' handshakes first instead of starting every one at once. A
+    /// handshake holds its turn at most 1 s, and only once the client has sent its hello.
+    pub max_tls_handshakes: usize,
     /// Reverse proxies or load balancers (networks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the client:
     /// for requests from them, the client is the last address in that header that is not itself a trusted proxy
     /// (rate limits, `trusted_networks` and the audit log then see the phone, not the proxy).
@@ -487,8 +493,9 @@ impl Default for Limits {
             http_header_timeout_s: 10,
             http_body_timeout_s: 30,
             http_idle_timeout_s: 60,
-            max_connections: 4096,
+            max_connections: 256,
             max_connections_per_address: 256,
+            max_tls_handshakes: 64,
             trusted_proxies: Vec::new(),
         }
     }
@@ -651,6 +658,7 @@ impl Config {
             ("http_idle_timeout_s", l.http_idle_timeout_s),
             ("max_connections", l.max_connections as u64),
             ("max_connections_per_address", l.max_connections_per_address as u64),
+            ("max_tls_handshakes", l.max_tls_handshakes as u64),
         ] {
             if v == 0 {
                 return Err((format!("[limits] {name}"), "must be at least 1".into()));
@@ -879,9 +887,12 @@ device_events_per_minute = 60
 http_header_timeout_s = 10
 http_body_timeout_s = 30
 http_idle_timeout_s = 60
-# HTTP(S) connections at once, per listener and per address.
-max_connections = 4096
+# HTTP(S) connections at once, per listener and per address. Past max_connections, phones wait in the kernel's
+# backlog and idle kept-alive connections are closed for them.
+max_connections = 256
 max_connections_per_address = 256
+# TLS handshakes computed at once per HTTPS listener; more wait their turn, first come first served.
+max_tls_handshakes = 64
 # Reverse proxies whose X-Forwarded-For names the phone (e.g. ["10.0.0.0/8"]); none by default.
 trusted_proxies = []
 

@@ -57,7 +57,16 @@ struct Admission {
     limits: Limits,
     total: Arc<Semaphore>,
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Fired when every place is taken: kept-alive connections then close once their request in progress is
+    /// answered, so idle ones make room for phones waiting in the backlog (as nginx reuses keep-alive connections
+    /// when it runs out of `worker_connections`).
+    full: tokio::sync::Notify,
+    /// When `full` last fired ([`ticks`] + [`FULL_REMINDER`], so 0 means never).
+    last_full: AtomicU64,
 }
+
+/// How often a full listener asks its kept-alive idle connections again to close.
+const FULL_REMINDER: Duration = Duration::from_millis(100);
 
 /// A connection's place; dropping it frees the place.
 struct Admitted {
@@ -84,17 +93,38 @@ impl Admission {
             limits: limits.clone(),
             total: Arc::new(Semaphore::new(limits.max_connections)),
             per_address: Mutex::new(HashMap::new()),
+            full: tokio::sync::Notify::new(),
+            last_full: AtomicU64::new(0),
         })
+    }
+
+    /// Fires [`Admission::full`], at most once per [`FULL_REMINDER`]: every connection of the listener wakes for it.
+    fn announce_full(&self) {
+        let now = ticks() + FULL_REMINDER.as_millis() as u64;
+        let last = self.last_full.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= FULL_REMINDER.as_millis() as u64 {
+            self.last_full.store(now, Ordering::Relaxed);
+            metrics::counter!("provisor_http_connection_limit_reached_total").increment(1);
+            self.full.notify_waiters();
+        }
     }
 
     /// Waits for a free place, then accepts the next connection that its address's cap lets in.
     async fn accept(self: &Arc<Self>, listener: &TcpListener) -> (TcpStream, SocketAddr, Admitted) {
         let mut backoff = Duration::from_millis(5);
         loop {
-            let Ok(permit) = self.total.clone().acquire_owned().await else {
-                // The semaphore is never closed; wait rather than spin if it were.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            let permit = loop {
+                if let Ok(p) = self.total.clone().try_acquire_owned() {
+                    break p;
+                }
+                // Every place is taken: ask kept-alive idle connections to close, and again every 100 ms while full.
+                self.announce_full();
+                match tokio::time::timeout(FULL_REMINDER, self.total.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => break p,
+                    // The semaphore is never closed; wait rather than spin if it were.
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Err(_) => {}
+                }
             };
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -171,6 +201,36 @@ fn handshake_failed(peer: SocketAddr, e: &std::io::Error) {
     tracing::warn!("{peer}: TLS handshake failed: {e}{more}");
 }
 
+/// How long one TLS handshake may hold its turn (a place among `max_tls_handshakes`). A phone answers the server's
+/// flight in milliseconds; a client that stalls gives its turn up after this and finishes (or times out) without it.
+const TURN_HOLD: Duration = Duration::from_secs(1);
+
+/// A TLS handshake in its turn: waits until the client has sent something (a client that never speaks takes no
+/// turn), then for one of `turns` (first come, first served), then runs the handshake with the configuration in
+/// force, holding the turn at most [`TURN_HOLD`].
+///
+/// In a power-restore storm this serves handshakes in arrival order, a few at a time, instead of starting thousands
+/// at once that all finish late (`BENCHMARKS.md`, issue 17, items 5 and 6).
+async fn take_turn(
+    stream: TcpStream,
+    live: &crate::serve::LiveTls,
+    turns: &Semaphore,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    stream.readable().await?;
+    let turn = turns.acquire().await.map_err(std::io::Error::other)?;
+    let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut accept = std::pin::pin!(tokio_rustls::TlsAcceptor::from(current).accept(stream));
+    let within = tokio::select! {
+        r = &mut accept => Some(r),
+        () = tokio::time::sleep(TURN_HOLD) => None,
+    };
+    drop(turn);
+    match within {
+        Some(r) => r,
+        None => accept.await,
+    }
+}
+
 /// Takes connections (within the caps of [`Admission`]) until `shutdown`; each is served on a task of its own, after
 /// a TLS handshake when `tls` is given; then waits for the connections to finish.
 async fn accept_loop<S: Store + 'static, J: Journal>(
@@ -182,6 +242,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
 ) {
     let limits = provisioner.config().limits.clone();
     let admission = Admission::new(&limits);
+    let turns = Arc::new(Semaphore::new(limits.max_tls_handshakes));
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer, admitted) = tokio::select! {
@@ -191,17 +252,18 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let (core, limits, shutdown, tls) = (provisioner.clone(), limits.clone(), shutdown.clone(), tls.clone());
+        let turns = turns.clone();
         connections.spawn(async move {
+            let full = admitted.admission.clone();
+            let full = &full.full;
             let _admitted = admitted;
             let Some(live) = tls else {
                 let conn =
                     Connection { peer, protocol: Protocol::Http, certificate: None, der: None, enterprise_tls: false };
-                return serve_connection(stream, core, conn, &limits, &shutdown).await;
+                return serve_connection(stream, core, conn, &limits, &shutdown, full).await;
             };
-            let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let acceptor = tokio_rustls::TlsAcceptor::from(current);
             let handshake = Duration::from_secs(limits.http_header_timeout_s);
-            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+            let stream = match tokio::time::timeout(handshake, take_turn(stream, &live, &turns)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     handshake_failed(peer, &e);
@@ -214,7 +276,7 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
             let certificate = first.and_then(|c| certificate_claims(c));
             let der = first.map(|c| bytes::Bytes::copy_from_slice(c.as_ref()));
             let conn = Connection { peer, protocol: Protocol::Https, certificate, der, enterprise_tls };
-            serve_connection(stream, core, conn, &limits, &shutdown).await;
+            serve_connection(stream, core, conn, &limits, &shutdown, full).await;
         });
     }
     drop(listener);
@@ -284,6 +346,7 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
     conn: Connection,
     limits: &Limits,
     shutdown: &CancellationToken,
+    full: &tokio::sync::Notify,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -291,9 +354,17 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
     let io = TokioIo::new(Watched { inner: io, last: last.clone() });
     let peer = conn.peer;
     let conn = Arc::new(conn);
+    // Requests answered on this connection: only a connection that has answered one is kept alive, and only such a
+    // one closes when the listener is full (a new one has not sent its request yet).
+    let answered = Arc::new(AtomicU64::new(0));
+    let counted = answered.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (provisioner, conn) = (provisioner.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle(&provisioner, &conn, req).await) }
+        let (provisioner, conn, counted) = (provisioner.clone(), conn.clone(), counted.clone());
+        async move {
+            let response = handle(&provisioner, &conn, req).await;
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -313,6 +384,8 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
             tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
         }
     });
+    let mut listener_full = std::pin::pin!(full.notified());
+    listener_full.as_mut().enable();
     let mut draining = false;
     loop {
         tokio::select! {
@@ -330,6 +403,16 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
                 // Finish the request in progress, then close (an idle keep-alive connection closes at once).
                 connection.as_mut().graceful_shutdown();
                 draining = true;
+            }
+            () = &mut listener_full, if !draining => {
+                if answered.load(Ordering::Relaxed) > 0 {
+                    // Every place of the listener is taken: close once this request is answered (at once if idle).
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
+                } else {
+                    listener_full.set(full.notified());
+                    listener_full.as_mut().enable();
+                }
             }
         }
     }

@@ -149,11 +149,9 @@ impl<J: Journal> Journal for Arc<J> {
 /// The most entries one batch writes.
 const BATCH: usize = 1024;
 
-/// How long the writer lets entries gather after a batch of at least [`GATHER_FROM`] entries that was not full.
+/// The writer writes at most once per this while busy: entries that arrive within it of the last write gather and
+/// go in the next one. The first entry after a quiet spell is written at once.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// The batch size from which the writer lets entries gather (below it, the server is quiet).
-const GATHER_FROM: usize = 64;
 
 /// A journal in front of another: [`Journal::record`] only queues (it waits only when 65,536 entries are queued),
 /// and one writer task writes batches of up to 1,024. Cheap to clone.
@@ -171,6 +169,7 @@ impl Queue {
         let tap = live.clone();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut last_write: Option<tokio::time::Instant> = None;
             let mut maintain = tokio::time::interval(std::time::Duration::from_secs(60));
             maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -179,19 +178,28 @@ impl Queue {
                         if n == 0 {
                             break;
                         }
+                        // Under load, entries gather: one write (one transaction, a statement per table) per 20 ms
+                        // rather than one per entry, which in a boot storm was most of SQLite's work. A quiet server
+                        // writes at once.
+                        if let Some(since) = last_write.map(|t| t.elapsed())
+                            && since < GATHER
+                        {
+                            tokio::time::sleep(GATHER - since).await;
+                            while batch.len() < BATCH {
+                                match rx.try_recv() {
+                                    Ok(e) => batch.push(e),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
                         journal.record_batch(&batch).await;
+                        last_write = Some(tokio::time::Instant::now());
                         if tap.receiver_count() > 0 {
                             for e in &batch {
                                 let _ = tap.send(Arc::from(mask_path_tokens(&audit_line(e))));
                             }
                         }
-                        let busy = (GATHER_FROM..BATCH).contains(&batch.len());
                         batch.clear();
-                        // Under load, entries gather for a moment: one write per 20 ms rather than one per wake-up.
-                        // A quiet server (a batch of a few entries) writes at once.
-                        if busy {
-                            tokio::time::sleep(GATHER).await;
-                        }
                     }
                     _ = maintain.tick() => {
                         let now = std::time::SystemTime::now()

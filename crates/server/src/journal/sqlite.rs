@@ -69,6 +69,9 @@ impl Journal for SqliteJournal {
     }
 }
 
+/// Devices written by one statement (at most 7 values each: far below SQLite's limit of 32,766 variables).
+const ROWS_PER_STATEMENT: usize = 200;
+
 async fn write_batch(
     store: &SqliteStore,
     batch: &[AuditEntry],
@@ -79,42 +82,52 @@ async fn write_batch(
         return Ok(());
     }
     let mut tx = store.pool.begin().await?;
-    for s in &plan.seen {
-        sqlx::query(
-            "INSERT INTO device_state (mac, last_seen, last_address, user_agent, firmware) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT(mac) DO UPDATE SET last_seen = ?2, last_address = ?3, \
-             user_agent = coalesce(?4, user_agent), firmware = coalesce(?5, firmware)",
-        )
-        .bind(s.mac.as_str())
-        .bind(s.at_ms)
-        .bind(s.address)
-        .bind(s.user_agent)
-        .bind(s.firmware)
-        .execute(&mut *tx)
-        .await?;
+    // One statement per [`ROWS_PER_STATEMENT`] devices: a statement is a round trip to SQLite's worker thread, and
+    // in a boot storm a batch holds hundreds of phones (`BENCHMARKS.md`, issue 17, item 5). The plan has at most one
+    // row per device, so no statement names a device twice.
+    for rows in plan.seen.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO device_state (mac, last_seen, last_address, user_agent, firmware) ",
+        );
+        q.push_values(rows, |mut b, s| {
+            b.push_bind(s.mac.as_str())
+                .push_bind(s.at_ms)
+                .push_bind(s.address)
+                .push_bind(s.user_agent)
+                .push_bind(s.firmware);
+        });
+        q.push(
+            " ON CONFLICT(mac) DO UPDATE SET last_seen = excluded.last_seen, last_address = excluded.last_address, \
+             user_agent = coalesce(excluded.user_agent, user_agent), firmware = coalesce(excluded.firmware, firmware)",
+        );
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
-    for (id, json) in &plan.layers {
-        sqlx::query("INSERT INTO served_layers (id, params) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
-            .bind(*id)
-            .bind(*json)
-            .execute(&mut *tx)
-            .await?;
+    for rows in plan.layers.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO served_layers (id, params) ");
+        q.push_values(rows, |mut b, (id, json)| {
+            b.push_bind(*id).push_bind(*json);
+        });
+        q.push(" ON CONFLICT (id) DO NOTHING");
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
-    for s in &plan.served {
-        sqlx::query(
-            "UPDATE device_state SET served_file = ?1, served_proto = ?2, served_hash = ?3, served_at = ?4, \
-             served_params = coalesce(?5, served_params), \
-             served_layer = CASE WHEN ?5 IS NULL THEN served_layer ELSE ?6 END WHERE mac = ?7",
-        )
-        .bind(s.file)
-        .bind(s.protocol)
-        .bind(s.hash)
-        .bind(s.at_ms)
-        .bind(s.params.as_ref().map(|p| p.0.as_str()))
-        .bind(s.params.as_ref().and_then(|p| p.1))
-        .bind(s.mac.as_str())
-        .execute(&mut *tx)
-        .await?;
+    for rows in plan.served.chunks(ROWS_PER_STATEMENT) {
+        // The columns of a VALUES list are column1, column2, ... in SQLite.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE device_state SET served_file = v.column1, served_proto = v.column2, served_hash = v.column3, \
+             served_at = v.column4, served_params = coalesce(v.column5, served_params), \
+             served_layer = CASE WHEN v.column5 IS NULL THEN served_layer ELSE v.column6 END FROM (",
+        );
+        q.push_values(rows, |mut b, s| {
+            b.push_bind(s.file)
+                .push_bind(s.protocol)
+                .push_bind(s.hash)
+                .push_bind(s.at_ms)
+                .push_bind(s.params.as_ref().map(|p| p.0.as_str()))
+                .push_bind(s.params.as_ref().and_then(|p| p.1))
+                .push_bind(s.mac.as_str());
+        });
+        q.push(") AS v WHERE device_state.mac = v.column7");
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
     // Events and reports are rare: one statement each.
     for (mac, at_ms, kind, text) in &plan.events {
