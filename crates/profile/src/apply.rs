@@ -80,12 +80,20 @@ impl PhoneState {
 
     /// The current setting of `name` (its default if nothing set it and the dictionary knows it).
     pub fn get(&self, name: &str) -> Option<Setting> {
-        self.settings.get(name).cloned().or_else(|| dictionary::lookup(name).map(|_| factory(name)))
+        self.settings.get(name).cloned().or_else(|| dictionary::lookup(name).map(|d| factory_of(Some(d))))
     }
 
     /// The current value of `name`, or the empty string.
     pub fn value(&self, name: &str) -> String {
-        self.get(name).map(|s| s.value).unwrap_or_default()
+        self.value_str(name).to_string()
+    }
+
+    /// The current value of `name`, borrowed: what was set, else the dictionary's default, else the empty string.
+    pub fn value_str(&self, name: &str) -> &str {
+        match self.settings.get(name) {
+            Some(s) => &s.value,
+            None => dictionary::lookup(name).map_or("", |d| d.default.as_str()),
+        }
     }
 
     /// Parameters set since the factory reset, sorted by name.

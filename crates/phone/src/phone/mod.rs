@@ -212,6 +212,8 @@ pub struct Phone {
     uploads: BTreeMap<u64, Url>,
     custom_ca: Option<std::sync::Arc<Vec<u8>>>,
     custom_ca_from: String,
+    /// The macro variables last computed ([`Phone::variables`]); emptied whenever the state or device changes.
+    variables: std::sync::Mutex<variables::Cache>,
 }
 
 const RULES: [&str; 4] = ["Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D"];
@@ -258,6 +260,7 @@ impl Phone {
             uploads: BTreeMap::new(),
             custom_ca: None,
             custom_ca_from: String::new(),
+            variables: Default::default(),
         }
     }
 
@@ -297,7 +300,7 @@ impl Phone {
 
     /// Applies a profile before the first boot: the phone's saved state (`provisor phone explain --state FILE`).
     pub fn preload(&mut self, profile: &Profile) {
-        self.state.apply(profile, &ApplyOptions::default());
+        self.state_mut().apply(profile, &ApplyOptions::default());
     }
 
     /// Sets a parameter as a profile would (e.g. `Profile_Rule` for `--server URL`).

@@ -318,7 +318,7 @@ impl Phone {
         };
         let profile = Profile::parse(&text, &ParseOptions::default())
             .map_err(|e| format!("profile corrupt at {}: {}", e.position, e.kind))?;
-        let report = self.state.apply(&profile, &ApplyOptions::default());
+        let report = self.state_mut().apply(&profile, &ApplyOptions::default());
         let mut names: Vec<String> = report.changed.iter().map(|(n, _, _)| n.to_string()).collect();
         names.truncate(12);
         Ok(Event::Applied {

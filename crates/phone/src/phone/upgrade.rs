@@ -52,7 +52,7 @@ impl Phone {
             self.upgrade_error.clear();
             self.syslog("Log_Upgrade_Success_Msg", &p.url, "");
             self.note(Event::Upgraded { bytes: r.body.len(), load: load.clone() });
-            self.device.firmware = load;
+            self.device_mut().firmware = load;
             self.rebooting_after_upgrade = true;
             self.boot(self.now);
         } else {

@@ -61,25 +61,44 @@ macro_rules! reseal_all {
     }};
 }
 
+/// The device of `$rows` (a device row joined with its `param_name`/`param_value` rows, `NULL` when it has none), with
+/// its parameters opened; `None` for no rows.
+macro_rules! device_with_params {
+    ($store:ident, $rows:expr) => {{
+        use sqlx::Row as _;
+        let rows = $rows;
+        match rows.first() {
+            None => Ok(None),
+            Some(first) => (|| {
+                let mut d = $store.device_from(first)?;
+                let owner = device_owner(d.mac.as_str());
+                for r in &rows {
+                    if let Some(name) = r.get::<Option<String>, _>("param_name") {
+                        let value = $store.at_rest.open_param(&owner, &name, r.get::<&str, _>("param_value"))?;
+                        d.params.insert(name, value);
+                    }
+                }
+                Ok::<_, StoreError>(Some(d))
+            })(),
+        }
+    }};
+}
+
 /// The [`super::Store`] methods whose statements both databases share, for a store with fields `pool` and `at_rest`
 /// and methods `device_from(&row)` and `params(sql, owner, key)`.
 macro_rules! shared_store_methods {
     () => {
         async fn device(&self, mac: &Mac) -> Result<Option<Device>, StoreError> {
-            let row = sqlx::query(concat!("SELECT ", device_columns!(), " FROM devices WHERE mac = $1"))
-                .bind(mac.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            let Some(row) = row else { return Ok(None) };
-            let mut d = self.device_from(&row)?;
-            d.params = self
-                .params(
-                    "SELECT name, value FROM device_params WHERE mac = $1",
-                    &device_owner(mac.as_str()),
-                    mac.as_str(),
-                )
-                .await?;
-            Ok(Some(d))
+            // One statement for the device and its parameters: a phone's every fetch looks its device up.
+            let rows = sqlx::query(concat!(
+                "SELECT d.*, p.name AS param_name, p.value AS param_value FROM (SELECT ",
+                device_columns!(),
+                " FROM devices WHERE mac = $1) AS d LEFT JOIN device_params AS p ON p.mac = d.mac"
+            ))
+            .bind(mac.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            device_with_params!(self, rows)
         }
 
         async fn devices(&self) -> Result<Vec<Device>, StoreError> {
@@ -170,26 +189,19 @@ macro_rules! shared_store_methods {
             if token.is_empty() {
                 return Ok(None);
             }
-            // Two index lookups, whatever the statistics say (an `OR` across two columns can be planned as a scan).
-            let row = sqlx::query(concat!(
-                "SELECT ",
+            // Two index lookups, whatever the statistics say (an `OR` across two columns can be planned as a scan),
+            // and the parameters in the same statement.
+            let rows = sqlx::query(concat!(
+                "SELECT d.*, p.name AS param_name, p.value AS param_value FROM (SELECT ",
                 device_columns!(),
                 " FROM devices WHERE path_token = $1 UNION ALL SELECT ",
                 device_columns!(),
-                " FROM devices WHERE prev_path_token = $1 LIMIT 1"
+                " FROM devices WHERE prev_path_token = $1 LIMIT 1) AS d LEFT JOIN device_params AS p ON p.mac = d.mac"
             ))
             .bind(token)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-            let Some(row) = row else { return Ok(None) };
-            let mut d = self.device_from(&row)?;
-            d.params = self
-                .params(
-                    "SELECT name, value FROM device_params WHERE mac = $1",
-                    &device_owner(d.mac.as_str()),
-                    d.mac.as_str(),
-                )
-                .await?;
+            let Some(d) = device_with_params!(self, rows)? else { return Ok(None) };
             let previous = d.secrets.path_token != token;
             Ok(Some((d, previous)))
         }
