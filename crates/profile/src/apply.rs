@@ -116,6 +116,10 @@ impl PhoneState {
     /// Applies every parameter element of `profile` in document order, with the phone's rules.
     pub fn apply<'a>(&mut self, profile: &'a Profile, options: &ApplyOptions) -> ApplyReport<'a> {
         let mut report = ApplyReport::default();
+        if self.settings.is_empty() {
+            // The first profile after a factory reset: one allocation for the table, not one per doubling.
+            self.settings.reserve(profile.parameters.len());
+        }
         for p in &profile.parameters {
             let name = p.name.as_str();
             // The dictionary is consulted only when the answer matters: to ignore unknown names, for a parameter

@@ -42,10 +42,10 @@ impl<'a> Locator<'a> {
         // Two simple passes that the compiler vectorises: count line ends, then count the characters after the last
         // one (a character starts at every byte that is not a UTF-8 continuation byte, 0b10xx_xxxx).
         let segment = &self.text.as_bytes()[self.offset..offset];
-        let chars = |bytes: &[u8]| bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u32;
+        let chars = |bytes: &[u8]| count(bytes, |b| b & 0xC0 != 0x80);
         match segment.iter().rposition(|&b| b == b'\n') {
             Some(last) => {
-                self.line += segment.iter().filter(|&&b| b == b'\n').count() as u32;
+                self.line += count(&segment[..last + 1], |b| b == b'\n');
                 self.column = 1 + chars(&segment[last + 1..]);
             }
             None => self.column += chars(segment),
@@ -53,6 +53,12 @@ impl<'a> Locator<'a> {
         self.offset = offset;
         Position { line: self.line, column: self.column }
     }
+}
+
+/// How many bytes of `bytes` match: counted in byte-wide lanes, 255 bytes at a time, which the compiler turns into
+/// vector compares and subtractions (a `usize` count per byte is several times slower on baseline x86-64).
+fn count(bytes: &[u8], matches: impl Fn(u8) -> bool) -> u32 {
+    bytes.chunks(255).map(|chunk| u32::from(chunk.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(matches(b)))))).sum()
 }
 
 /// The position of byte `offset` in raw bytes that may not be valid UTF-8 (used for encoding errors).

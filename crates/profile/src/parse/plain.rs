@@ -21,8 +21,20 @@ fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_'
 }
 
+/// The bytes that may follow a name's first: ASCII letters, digits, `_`, `-` and `.` (one table lookup per byte).
+const NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+        b += 1;
+    }
+    t
+};
+
 fn name_len(b: &[u8]) -> usize {
-    b.iter().take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')).count()
+    b.iter().position(|&c| !NAME[usize::from(c)]).unwrap_or(b.len())
 }
 
 fn whitespace_len(b: &[u8]) -> usize {
