@@ -345,6 +345,9 @@ pub fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     println!("wall_s {:.2}", summary.wall.as_secs_f64());
     println!("last_provisioned_s {:.2}", summary.completions.last().copied().unwrap_or(0.0));
     println!("throughput {:.0} phones/s", summary.provisioned as f64 / summary.wall.as_secs_f64().max(1e-9));
+    if let Some(cpu) = summary.cpu {
+        println!("loadtest_cpu_s {:.2}", cpu.as_secs_f64());
+    }
     println!("protocol requests failures p50_ms p99_ms max_ms");
     for (p, n, f, p50, p99, max) in summary.latencies() {
         println!("{p} {n} {f} {:.2} {:.2} {:.2}", ms(p50), ms(p99), ms(max));

@@ -92,6 +92,25 @@ pub struct Summary {
     pub samples: Vec<Sample>,
     /// Wall time of the whole test.
     pub wall: Duration,
+    /// CPU time (user + system) this process spent over `wall`: the load generator's own cost, which shares the
+    /// machine with the server in a loopback test. `None` where the platform does not say.
+    pub cpu: Option<Duration>,
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+            return None;
+        }
+        let t = |v: libc::timeval| Duration::new(v.tv_sec.max(0) as u64, (v.tv_usec.clamp(0, 999_999) as u32) * 1000);
+        Some(t(u.ru_utime) + t(u.ru_stime))
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// The `p` quantile (0–1) of sorted durations.
@@ -176,6 +195,7 @@ pub async fn run(t: &LoadTest, progress: impl Fn(usize, usize) + Send + Sync + '
         phones.push((device, transport));
     }
     let start = Instant::now();
+    let cpu_at_start = process_cpu();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let results = Arc::new(Mutex::new((Vec::new(), BTreeMap::<String, usize>::new())));
     let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
@@ -212,10 +232,11 @@ pub async fn run(t: &LoadTest, progress: impl Fn(usize, usize) + Send + Sync + '
     }
     while tasks.join_next().await.is_some() {}
     let wall = start.elapsed();
+    let cpu = process_cpu().zip(cpu_at_start).map(|(end, start)| end.saturating_sub(start));
     let (mut completions, failed) = std::mem::take(&mut *results.lock().await);
     completions.sort_by(f64::total_cmp);
     let samples = std::mem::take(&mut *samples.lock().await);
-    Ok(Summary { provisioned: completions.len(), failed, completions, samples, wall })
+    Ok(Summary { provisioned: completions.len(), failed, completions, samples, wall, cpu })
 }
 
 fn tempdir() -> Result<TempDir, LoadError> {

@@ -3,6 +3,7 @@
 //! requests from outside and calls in progress (*Triggers*: `Forced_Resync_Delay`); the next resync
 //! (*Configurable Schedules*).
 
+use super::variables::feeds_variables;
 use super::*;
 
 impl Phone {
@@ -318,7 +319,10 @@ impl Phone {
         };
         let profile = Profile::parse(&text, &ParseOptions::default())
             .map_err(|e| format!("profile corrupt at {}: {}", e.position, e.kind))?;
-        let report = self.state_mut().apply(&profile, &ApplyOptions::default());
+        let report = self.state.apply(&profile, &ApplyOptions::default());
+        if report.changed.iter().any(|(name, _, _)| feeds_variables(name)) {
+            self.variables_changed();
+        }
         let mut names: Vec<String> = report.changed.iter().map(|(n, _, _)| n.to_string()).collect();
         names.truncate(12);
         Ok(Event::Applied {

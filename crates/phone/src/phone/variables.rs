@@ -5,6 +5,12 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Whether parameter `name` is the source of a macro variable: `GPP_A`..`GPP_P`, `GPP_SA`..`GPP_SD` and
+/// `User_ID_n_` (`$UIDn`). A profile that changes none of them leaves the cached variables valid.
+pub(super) fn feeds_variables(name: &str) -> bool {
+    name.starts_with("GPP_") || name.starts_with("User_ID_")
+}
+
 /// The status variables' inputs, which change during a resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Status {
@@ -115,22 +121,45 @@ impl Phone {
             .set("REGTMR1", "0")
             .set("REGTMR2", "0")
             .set("UPGCOND", "true");
-        for n in 1..=16 {
-            v.set(&format!("UID{n}"), self.state.value_str(&format!("User_ID_{n}_")));
+        const UID: [(&str, &str); 16] = [
+            ("UID1", "User_ID_1_"),
+            ("UID2", "User_ID_2_"),
+            ("UID3", "User_ID_3_"),
+            ("UID4", "User_ID_4_"),
+            ("UID5", "User_ID_5_"),
+            ("UID6", "User_ID_6_"),
+            ("UID7", "User_ID_7_"),
+            ("UID8", "User_ID_8_"),
+            ("UID9", "User_ID_9_"),
+            ("UID10", "User_ID_10_"),
+            ("UID11", "User_ID_11_"),
+            ("UID12", "User_ID_12_"),
+            ("UID13", "User_ID_13_"),
+            ("UID14", "User_ID_14_"),
+            ("UID15", "User_ID_15_"),
+            ("UID16", "User_ID_16_"),
+        ];
+        for (name, parameter) in UID {
+            v.set(name, self.state.value_str(parameter));
         }
         v
     }
 
     /// The parameters, to change them: the cached variables are dropped.
     pub(super) fn state_mut(&mut self) -> &mut PhoneState {
-        *self.variables.get_mut().unwrap_or_else(|e| e.into_inner()) = Cache::default();
+        self.variables_changed();
         &mut self.state
     }
 
     /// The device, to change it (a firmware upgrade): the cached variables are dropped.
     pub(super) fn device_mut(&mut self) -> &mut Device {
-        *self.variables.get_mut().unwrap_or_else(|e| e.into_inner()) = Cache::default();
+        self.variables_changed();
         &mut self.device
+    }
+
+    /// Drops the cached variables (after a change to a parameter that [`feeds_variables`]).
+    pub(super) fn variables_changed(&mut self) {
+        *self.variables.get_mut().unwrap_or_else(|e| e.into_inner()) = Cache::default();
     }
 
     /// Sets a parameter as a provisioned profile would (`ua` semantics included).
