@@ -13,21 +13,16 @@ pub(super) fn feeds_variables(name: &str) -> bool {
 
 /// The status variables' inputs, which change during a resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Status {
+pub(super) struct Status {
     provisioning_state: i32,
     upgrade_failed: bool,
     upgrade_error: String,
     resync_timer: u64,
 }
 
-/// [`Phone::variables`]' last results.
-#[derive(Debug, Default)]
-pub(super) struct Cache {
-    /// From the parameters and device.
-    base: Option<Variables>,
-    /// Everything, for the status it was computed with.
-    full: Option<(Status, Arc<Variables>)>,
-}
+/// [`Phone::variables`]' last result, with the status it was computed with; `None` after a change to the parameters
+/// or the device.
+pub(super) type Cache = Option<(Status, Arc<Variables>)>;
 
 impl Phone {
     pub(super) fn parameters(&self) -> Result<ResyncParameters, String> {
@@ -57,25 +52,22 @@ impl Phone {
             resync_timer: self.last_resync_at.map_or(0, |t| self.now.saturating_sub(t)),
         };
         let mut cache = self.variables.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((s, v)) = &cache.full
+        if let Some((s, v)) = &*cache
             && *s == status
         {
             return v.clone();
         }
-        let mut v = match &cache.base {
-            Some(base) => base.clone(),
-            None => {
-                let base = self.base_variables();
-                cache.base = Some(base.clone());
-                base
-            }
+        // Only the status moved: the rest is still right, and the status values are set over the old ones.
+        let mut v = match &*cache {
+            Some((_, v)) => Variables::clone(v),
+            None => self.base_variables(),
         };
         v.set("PRVST", status.provisioning_state.to_string())
             .set("UPGST", if status.upgrade_failed { "2" } else { "1" })
             .set("UPGERR", status.upgrade_error.as_str())
             .set("PRVTMR", status.resync_timer.to_string());
         let v = Arc::new(v);
-        cache.full = Some((status, v.clone()));
+        *cache = Some((status, v.clone()));
         v
     }
 
@@ -159,7 +151,7 @@ impl Phone {
 
     /// Drops the cached variables (after a change to a parameter that [`feeds_variables`]).
     pub(super) fn variables_changed(&mut self) {
-        *self.variables.get_mut().unwrap_or_else(|e| e.into_inner()) = Cache::default();
+        *self.variables.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Sets a parameter as a provisioned profile would (`ua` semantics included).
