@@ -146,6 +146,9 @@ async fn a_dump_of_a_sealed_inventory_holds_no_secret() {
     let secrets = fill_with_secrets(&store).await;
     let stored = store.device(&"000e08123401".parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.params["Password_1_"], SECRET_PASSWORDS[0], "the store gives them back in clear");
+    // Closing waits for the last connection, whose checkpoint moves the WAL into the file and deletes it: reading
+    // while a dropped pool still closes in the background could see neither.
+    store.pool().close().await;
     drop(store);
     let mut bytes = Vec::new();
     for f in ["inventory.sqlite", "inventory.sqlite-wal"] {
@@ -184,16 +187,19 @@ async fn an_inventory_in_clear_is_sealed_when_a_key_is_given_and_the_key_can_be_
     let clear = SqliteStore::open(dir.path()).await.unwrap();
     let secrets = fill_with_secrets(&clear).await;
     let before = clear.device(&"000e08123401".parse().unwrap()).await.unwrap().unwrap();
+    clear.pool().close().await;
     drop(clear);
     let first = SqliteStore::open_with(dir.path(), AtRest::sealed(SiteKey::from_bytes([5; 32]))).await.unwrap();
     assert_eq!(first.device(&before.mac).await.unwrap().unwrap(), before, "sealing changes no value");
     // Rotation: the store opened with the new key re-seals from the old one, in one transaction.
+    first.pool().close().await;
     drop(first);
     let old = AtRest::sealed(SiteKey::from_bytes([5; 32]));
     let new_key = AtRest::sealed(SiteKey::from_bytes([6; 32]));
     let raw = SqliteStore::open_with(dir.path(), old.clone()).await.unwrap();
     let rotated = SqliteStore::rebind(raw, new_key.clone());
     assert_eq!(rotated.reseal(&old).await.unwrap(), 5, "one device row and four passwords");
+    rotated.pool().close().await;
     drop(rotated);
     let after = SqliteStore::open_with(dir.path(), new_key).await.unwrap();
     assert_eq!(after.device(&before.mac).await.unwrap().unwrap(), before);
