@@ -370,7 +370,7 @@ pub fn run(cmd: ProfileCommand) -> Result<ExitCode> {
                 for p in profile.effective() {
                     let value = p.value.text().map_or(serde_json::Value::Null, |t| t.into());
                     let ua = p.ua.map_or(serde_json::Value::Null, |u| u.as_str().into());
-                    map.insert(p.name.clone(), serde_json::json!({ "value": value, "ua": ua }));
+                    map.insert(p.name.to_string(), serde_json::json!({ "value": value, "ua": ua }));
                 }
                 out = serde_json::to_string_pretty(&serde_json::Value::Object(map))?;
                 out.push('\n');
@@ -533,7 +533,7 @@ pub fn run(cmd: ProfileCommand) -> Result<ExitCode> {
 /// Sets `name` to `value`: the occurrence that takes effect is changed in place, or the parameter is appended.
 fn set_parameter(profile: &mut Profile, name: &str, value: &str) {
     match profile.parameters.iter_mut().rev().find(|p| p.name == name) {
-        Some(p) => p.value = Value::Text(value.to_string()),
+        Some(p) => p.value = Value::Text(value.into()),
         None => profile.parameters.push(Parameter::text(name, value)),
     }
 }
@@ -541,7 +541,7 @@ fn set_parameter(profile: &mut Profile, name: &str, value: &str) {
 /// Lines `- NAME = old`, `+ NAME = new`, `~ NAME: old -> new` for the effective parameters, sorted by name.
 fn diff(a: &Profile, b: &Profile) -> String {
     let index = |p: &Profile| -> std::collections::BTreeMap<String, (Value, Option<provisor_profile::UserAccess>)> {
-        p.effective().into_iter().map(|p| (p.name.clone(), (p.value.clone(), p.ua))).collect()
+        p.effective().into_iter().map(|p| (p.name.to_string(), (p.value.clone(), p.ua))).collect()
     };
     let (ma, mb) = (index(a), index(b));
     let mut names: Vec<&String> = ma.keys().chain(mb.keys()).collect();

@@ -4,19 +4,18 @@
 //! left unchanged in the phone. Unrecognized parameters are ignored. [...] the last such occurrence overrides any
 //! earlier ones. [...] The last profile processed takes precedence." Access attributes: `specs.md` §6.1 rule 7.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
-use crate::{Profile, UserAccess, Value, dictionary};
+use crate::{CompactString, Profile, UserAccess, Value, dictionary};
 
 /// One parameter's state in a phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
     /// The current value.
-    pub value: String,
+    pub value: CompactString,
     /// User access.
     pub ua: UserAccess,
     /// The user changed the value on the phone or its user web page (`um="y"` in `cfg.xml`).
@@ -46,7 +45,7 @@ pub struct ApplyOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport<'a> {
     /// Parameters whose value changed: name, old value, new value.
-    pub changed: Vec<(&'a str, Cow<'a, str>, &'a str)>,
+    pub changed: Vec<(&'a str, CompactString, &'a str)>,
     /// Parameters whose access changed: name, old, new.
     pub access_changed: Vec<(&'a str, UserAccess, UserAccess)>,
     /// Parameters whose user-set value was kept (`user-pref="y"` or `preserve-value="y"`).
@@ -58,13 +57,13 @@ pub struct ApplyReport<'a> {
 /// A phone's parameters: the values and access that profiles and users have set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PhoneState {
-    settings: HashMap<String, Setting>,
+    settings: HashMap<CompactString, Setting>,
 }
 
-fn factory_of(definition: Option<&dictionary::Definition>) -> Setting {
+fn factory_of(definition: Option<&'static dictionary::Definition>) -> Setting {
     match definition {
-        Some(d) => Setting { value: d.default.clone(), ua: d.ua, user_modified: false },
-        None => Setting { value: String::new(), ua: UserAccess::Rw, user_modified: false },
+        Some(d) => Setting { value: CompactString::const_new(d.default.as_str()), ua: d.ua, user_modified: false },
+        None => Setting { value: CompactString::default(), ua: UserAccess::Rw, user_modified: false },
     }
 }
 
@@ -107,9 +106,9 @@ impl PhoneState {
         if setting.ua != UserAccess::Rw {
             return false;
         }
-        setting.value = value.to_string();
+        setting.value = value.into();
         setting.user_modified = true;
-        self.settings.insert(name.to_string(), setting);
+        self.settings.insert(name.into(), setting);
         true
     }
 
@@ -119,6 +118,7 @@ impl PhoneState {
         if self.settings.is_empty() {
             // The first profile after a factory reset: one allocation for the table, not one per doubling.
             self.settings.reserve(profile.parameters.len());
+            report.changed.reserve(profile.parameters.len());
         }
         for p in &profile.parameters {
             let name = p.name.as_str();
@@ -145,7 +145,13 @@ impl PhoneState {
                         (definition, looked_up) = (dictionary::lookup(name), true);
                     }
                     let ua = definition.map_or(UserAccess::Rw, |d| d.ua);
-                    (v.insert(Setting { value: String::new(), ua, user_modified: false }), true)
+                    (
+                        v.insert_with_key(
+                            name.into(),
+                            Setting { value: CompactString::default(), ua, user_modified: false },
+                        ),
+                        true,
+                    )
                 }
             };
             if !looked_up && (p.preserve_value || p.value == Value::Default) {
@@ -175,16 +181,16 @@ impl PhoneState {
                 Some(_) if preserve || keep_user => report.kept.push(name),
                 Some(v) => {
                     if current != v {
+                        // The dictionary's defaults are `'static`: reporting one copies nothing.
                         let old = if fresh {
-                            Cow::Borrowed(default_value)
+                            CompactString::const_new(default_value)
                         } else {
-                            Cow::Owned(std::mem::take(&mut setting.value))
+                            std::mem::take(&mut setting.value)
                         };
                         report.changed.push((name, old, v));
-                    }
-                    if fresh || setting.value != v {
-                        setting.value.clear();
-                        setting.value.push_str(v);
+                        setting.value = CompactString::from(v);
+                    } else if fresh {
+                        setting.value = CompactString::from(v);
                     }
                     filled = true;
                     setting.user_modified = false;
@@ -193,7 +199,7 @@ impl PhoneState {
                 None => {}
             }
             if !filled {
-                setting.value = default_value.to_string();
+                setting.value = CompactString::const_new(default_value);
             }
             if setting.ua != old_ua {
                 report.access_changed.push((name, old_ua, setting.ua));

@@ -28,6 +28,9 @@ pub use parse::{EmptyTag, EmptyValue, ParseError, ParseErrorKind, ParseOptions};
 pub use position::Position;
 pub use write::WriteError;
 
+/// The string type of names and values: short ones (up to 24 bytes, most of them) are kept inline, not allocated.
+pub use compact_str::CompactString;
+
 /// User access to a parameter (`ua` attribute): what the *User* account and the phone's menus may do with it.
 ///
 /// Cisco 8800 MPP admin guide, *Access Control*: "If the ua attribute is not specified, the existing user access
@@ -74,7 +77,7 @@ impl std::fmt::Display for UserAccess {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     /// Set the value to this text (already unescaped, trimmed, newlines turned into spaces). May be empty.
-    Text(String),
+    Text(CompactString),
     /// Reset the value to the parameter's default (an empty element, when [`EmptyValue::Default`] is chosen).
     Default,
     /// Leave the value alone and only update attributes (`<X ua="rw"/>`, see [`EmptyTag`]).
@@ -95,7 +98,7 @@ impl Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parameter {
     /// The element name, e.g. `Profile_Rule` or `Dial_Plan_1_`. Case-sensitive.
-    pub name: String,
+    pub name: CompactString,
     /// What the element does to the value.
     pub value: Value,
     /// The `ua` attribute, if present.
@@ -112,8 +115,8 @@ impl Parameter {
     /// An element setting `name` to the text `value`, with no attributes (as `--set NAME=VALUE` writes it).
     pub fn text(name: &str, value: &str) -> Parameter {
         Parameter {
-            name: name.to_string(),
-            value: Value::Text(value.to_string()),
+            name: name.into(),
+            value: Value::Text(value.into()),
             ua: None,
             preserve_value: false,
             user_pref: None,

@@ -71,7 +71,7 @@ fn check(profile: &Profile, errors_only: bool) -> Vec<Diagnostic> {
     }
     for p in &profile.parameters {
         let mut report = |severity, code, message: String| {
-            out.push(Diagnostic { severity, position: p.position, parameter: Some(p.name.clone()), code, message })
+            out.push(Diagnostic { severity, position: p.position, parameter: Some(p.name.to_string()), code, message })
         };
         let definition = dictionary::lookup(&p.name);
         match definition {

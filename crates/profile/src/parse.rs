@@ -10,7 +10,7 @@ use quick_xml::{Reader, XmlVersion};
 use crate::position::{Locator, position_in_bytes};
 
 mod plain;
-use crate::{Parameter, Position, Profile, UserAccess, Value};
+use crate::{CompactString, Parameter, Position, Profile, UserAccess, Value};
 
 /// What an element with no content (`<X></X>`, `<X>  </X>`, or `<X/>` without attributes) does.
 ///
@@ -132,12 +132,12 @@ pub enum ParseErrorKind {
 }
 
 struct Open {
-    name: String,
+    name: CompactString,
     position: Position,
     ua: Option<UserAccess>,
     preserve_value: bool,
     user_pref: Option<bool>,
-    text: String,
+    text: CompactString,
     text_start: usize,
     /// Whether any of the text came from a reference or CDATA (so a `""` in it is not the empty-string marker).
     escaped: bool,
@@ -178,7 +178,7 @@ impl<'t> Builder<'t> {
         match &self.open {
             Some(param) => Err(ParseError {
                 position: self.locator.at(start),
-                kind: ParseErrorKind::NestedElement { parameter: param.name.clone(), child: child.to_string() },
+                kind: ParseErrorKind::NestedElement { parameter: param.name.to_string(), child: child.to_string() },
             }),
             None => Ok(()),
         }
@@ -198,12 +198,12 @@ impl<'t> Builder<'t> {
             let position = self.locator.at(start);
             let (ua, preserve_value, user_pref) = attributes(name, position)?;
             self.open = Some(Open {
-                name: name.to_string(),
+                name: name.into(),
                 position,
                 ua,
                 preserve_value,
                 user_pref,
-                text: String::new(),
+                text: CompactString::default(),
                 text_start: content,
                 escaped: false,
             });
@@ -233,7 +233,7 @@ impl<'t> Builder<'t> {
                 (EmptyTag::AttributesOnly, true) => Value::Unchanged,
                 _ => empty_value(&self.options),
             };
-            self.parameters.push(Parameter { name: name.to_string(), value, ua, preserve_value, user_pref, position });
+            self.parameters.push(Parameter { name: name.into(), value, ua, preserve_value, user_pref, position });
         } else if name == "flat-profile" {
             self.found = true;
         }
@@ -251,7 +251,7 @@ impl<'t> Builder<'t> {
             {
                 return Err(ParseError {
                     position: self.locator.at(param.text_start),
-                    kind: ParseErrorKind::NonAscii { parameter: param.name, character },
+                    kind: ParseErrorKind::NonAscii { parameter: param.name.into_string(), character },
                 });
             }
             self.parameters.push(Parameter {
@@ -277,7 +277,7 @@ impl<'t> Builder<'t> {
         if let Some(param) = &mut self.open {
             param.escaped |= escaped;
             if param.text.is_empty() {
-                param.text = text.to_string();
+                param.text = text.into();
             } else {
                 param.text.push_str(text);
             }
@@ -288,7 +288,7 @@ impl<'t> Builder<'t> {
         let unclosed = self
             .open
             .take()
-            .map(|p| (p.name, p.position))
+            .map(|p| (p.name.into_string(), p.position))
             .or_else(|| self.outer.pop().map(|(name, at)| (name, self.locator.at(at))));
         if let Some((element, opened)) = unclosed {
             return Err(ParseError {
@@ -382,25 +382,25 @@ impl Profile {
 
 fn empty_value(options: &ParseOptions) -> Value {
     match options.empty_value {
-        EmptyValue::EmptyString => Value::Text(String::new()),
+        EmptyValue::EmptyString => Value::Text(CompactString::default()),
         EmptyValue::Default => Value::Default,
     }
 }
 
 /// "Leading and trailing white space [...] is removed from the parameter value. New lines within a value are
 /// converted to spaces." Line ends were already normalised to `\n` by the XML reader.
-fn finish_value(text: String, escaped: bool, options: &ParseOptions) -> Value {
+fn finish_value(text: CompactString, escaped: bool, options: &ParseOptions) -> Value {
     let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
     if trimmed.is_empty() {
         return empty_value(options);
     }
     if trimmed == "\"\"" && !escaped {
-        return Value::Text(String::new());
+        return Value::Text(CompactString::default());
     }
-    if trimmed.len() == text.len() && !text.contains('\n') {
+    if trimmed.len() == text.len() && memchr::memchr(b'\n', text.as_bytes()).is_none() {
         return Value::Text(text);
     }
-    Value::Text(trimmed.replace('\n', " "))
+    Value::Text(trimmed.replace('\n', " ").into())
 }
 
 fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {

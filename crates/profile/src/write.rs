@@ -57,7 +57,7 @@ impl Profile {
 
 fn write_parameter(p: &Parameter, options: &ParseOptions, out: &mut String) -> Result<(), WriteError> {
     if !valid_name(&p.name) {
-        return Err(WriteError::InvalidName(p.name.clone()));
+        return Err(WriteError::InvalidName(p.name.to_string()));
     }
     out.push_str("  <");
     out.push_str(&p.name);
@@ -76,14 +76,14 @@ fn write_parameter(p: &Parameter, options: &ParseOptions, out: &mut String) -> R
     match &p.value {
         Value::Unchanged => {
             if !(has_attributes && options.empty_tag == EmptyTag::AttributesOnly) {
-                return Err(WriteError::UnchangedNotExpressible(p.name.clone()));
+                return Err(WriteError::UnchangedNotExpressible(p.name.to_string()));
             }
             out.push_str("/>\n");
             return Ok(());
         }
         Value::Default => {
             if options.empty_value != EmptyValue::Default {
-                return Err(WriteError::DefaultNotExpressible(p.name.clone()));
+                return Err(WriteError::DefaultNotExpressible(p.name.to_string()));
             }
             out.push_str("></");
         }

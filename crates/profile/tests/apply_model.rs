@@ -45,13 +45,13 @@ impl Model {
         for p in &profile.parameters {
             let definition = dictionary::lookup(&p.name);
             if definition.is_none() && unknown == UnknownParameters::Ignore {
-                if !ignored.contains(&p.name) {
-                    ignored.push(p.name.clone());
+                if !ignored.iter().any(|n: &String| *n == p.name) {
+                    ignored.push(p.name.to_string());
                 }
                 continue;
             }
             let default = definition.map_or(String::new(), |d| d.default.clone());
-            let s = self.0.entry(p.name.clone()).or_insert_with(|| Model::factory(&p.name));
+            let s = self.0.entry(p.name.to_string()).or_insert_with(|| Model::factory(&p.name));
             if let Some(ua) = p.ua {
                 s.ua = ua;
             }
@@ -61,15 +61,15 @@ impl Model {
             }
             let keep_user = p.user_pref == Some(true) && s.user_modified;
             let new = match &p.value {
-                Value::Text(t) => Some(t.clone()),
+                Value::Text(t) => Some(t.to_string()),
                 Value::Default => Some(default.clone()),
                 Value::Unchanged => None,
             };
             match new {
-                Some(_) if preserve || keep_user => kept.push(p.name.clone()),
+                Some(_) if preserve || keep_user => kept.push(p.name.to_string()),
                 Some(v) => {
                     if s.value != v {
-                        changed.push((p.name.clone(), std::mem::replace(&mut s.value, v.clone()), v));
+                        changed.push((p.name.to_string(), std::mem::replace(&mut s.value, v.clone()), v));
                     }
                     s.user_modified = false;
                 }
@@ -89,13 +89,13 @@ fn parameter() -> impl Strategy<Value = Parameter> {
         Just(Value::Default),
         Just(Value::Unchanged),
         prop_oneof![Just(String::new()), Just("Yes".to_string()), Just("3600".to_string()), "[a-c]{1,2}"]
-            .prop_map(Value::Text),
+            .prop_map(|t| Value::Text(t.into())),
     ];
     let ua =
         prop_oneof![Just(None), Just(Some(UserAccess::Na)), Just(Some(UserAccess::Ro)), Just(Some(UserAccess::Rw))];
     (0..NAMES.len(), value, ua, any::<bool>(), prop_oneof![Just(None), Just(Some(true)), Just(Some(false))]).prop_map(
         |(n, value, ua, preserve_value, user_pref)| Parameter {
-            name: NAMES[n].to_string(),
+            name: NAMES[n].into(),
             value,
             ua,
             preserve_value,
@@ -138,7 +138,7 @@ proptest! {
                 Step::UserSet(n, v) => prop_assert_eq!(state.user_set(NAMES[n], &v), model.user_set(NAMES[n], &v)),
             }
             for name in NAMES {
-                let got = state.get(name).map(|s| ModelSetting { value: s.value, ua: s.ua, user_modified: s.user_modified });
+                let got = state.get(name).map(|s| ModelSetting { value: s.value.into_string(), ua: s.ua, user_modified: s.user_modified });
                 let want = model.0.get(name).cloned().or_else(|| dictionary::lookup(name).map(|_| Model::factory(name)));
                 prop_assert_eq!(got, want, "{}", name);
             }

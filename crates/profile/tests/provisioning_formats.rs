@@ -11,7 +11,7 @@ fn parse(xml: &str) -> Profile {
 
 fn text(p: &Profile, name: &str) -> String {
     match &p.get(name).unwrap_or_else(|| panic!("{name} missing")).value {
-        Value::Text(t) => t.clone(),
+        Value::Text(t) => t.to_string(),
         other => panic!("{name}: {other:?}"),
     }
 }
@@ -55,7 +55,7 @@ fn element_tag_properties_case_sensitive() {
 #[test]
 fn element_tag_properties_empty_element_profile_rule_b() {
     let p = parse("<flat-profile><Profile_Rule_B /></flat-profile>");
-    assert_eq!(p.get("Profile_Rule_B").unwrap().value, Value::Text(String::new()));
+    assert_eq!(p.get("Profile_Rule_B").unwrap().value, Value::Text(Default::default()));
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn element_tag_properties_empty_element_keeps_user_values() {
 #[test]
 fn element_tag_properties_empty_value_gpp_a() {
     let p = parse("<flat-profile>\n<GPP_A>\n</GPP_A>\n</flat-profile>");
-    assert_eq!(p.get("GPP_A").unwrap().value, Value::Text(String::new()));
+    assert_eq!(p.get("GPP_A").unwrap().value, Value::Text(Default::default()));
 }
 
 #[test]
@@ -196,16 +196,16 @@ fn data_types_note_empty_string_literal_and_reset_to_default() {
     let xml = "<flat-profile><GPP_A></GPP_A><GPP_B>\"\"</GPP_B><GPP_C/><GPP_D ua=\"rw\"/></flat-profile>";
     let p = Profile::parse_str(xml, &reset).unwrap();
     assert_eq!(p.get("GPP_A").unwrap().value, Value::Default);
-    assert_eq!(p.get("GPP_B").unwrap().value, Value::Text(String::new()));
+    assert_eq!(p.get("GPP_B").unwrap().value, Value::Text(Default::default()));
     assert_eq!(p.get("GPP_C").unwrap().value, Value::Default);
     assert_eq!(p.get("GPP_D").unwrap().value, Value::Unchanged);
     let p = parse(xml);
-    assert_eq!(p.get("GPP_A").unwrap().value, Value::Text(String::new()));
-    assert_eq!(p.get("GPP_B").unwrap().value, Value::Text(String::new()));
-    assert_eq!(p.get("GPP_C").unwrap().value, Value::Text(String::new()));
+    assert_eq!(p.get("GPP_A").unwrap().value, Value::Text(Default::default()));
+    assert_eq!(p.get("GPP_B").unwrap().value, Value::Text(Default::default()));
+    assert_eq!(p.get("GPP_C").unwrap().value, Value::Text(Default::default()));
     let literal = ParseOptions { empty_tag: EmptyTag::EmptyValue, ..ParseOptions::default() };
     let p = Profile::parse_str(xml, &literal).unwrap();
-    assert_eq!(p.get("GPP_D").unwrap().value, Value::Text(String::new()));
+    assert_eq!(p.get("GPP_D").unwrap().value, Value::Text(Default::default()));
     // An escaped quote pair is a value of two quote characters, not the empty-string marker.
     assert_eq!(text(&parse("<flat-profile><GPP_A>&quot;\"</GPP_A></flat-profile>"), "GPP_A"), "\"\"");
 }

@@ -25,9 +25,9 @@ fn parameter(options: ParseOptions) -> impl Strategy<Value = Parameter> {
             let value = match kind {
                 1 if options.empty_value == EmptyValue::Default => Value::Default,
                 2 if has_attributes && options.empty_tag == EmptyTag::AttributesOnly => Value::Unchanged,
-                _ => Value::Text(text),
+                _ => Value::Text(text.into()),
             };
-            Parameter { name, value, ua, preserve_value, user_pref, position: Position::default() }
+            Parameter { name: name.into(), value, ua, preserve_value, user_pref, position: Position::default() }
         },
     )
 }

@@ -71,7 +71,7 @@ impl Phone {
             .settings()
             .into_iter()
             .filter(|(name, _)| *name != "IKM_HTTP_Encrypt_Content") // never reported (003)
-            .map(|(name, setting)| (name.to_string(), setting.value.clone()))
+            .map(|(name, setting)| (name.to_string(), setting.value.to_string()))
             .collect();
         for s in selections {
             let Some(url) = s.url.clone() else { continue };

@@ -26,7 +26,8 @@ pub(super) type Cache = Option<(Status, Arc<Variables>)>;
 
 impl Phone {
     pub(super) fn parameters(&self) -> Result<ResyncParameters, String> {
-        ResyncParameters::from_parameters(|n| self.state.get(n).map(|s| s.value)).map_err(|e| e.to_string())
+        ResyncParameters::from_parameters(|n| self.state.get(n).map(|s| s.value.into_string()))
+            .map_err(|e| e.to_string())
     }
 
     /// Whether a Yes/No parameter is Yes.

@@ -53,7 +53,12 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
     let mut open: Vec<&str> = Vec::with_capacity(8);
     let mut i = 0;
     while i < b.len() {
-        let lt = memchr(b'<', &b[i..]).map_or(b.len(), |k| i + k);
+        // Most runs between tags are one line end: look at the next two bytes before calling `memchr`.
+        let lt = match b.get(i..i + 2) {
+            Some([b'<', _]) => i,
+            Some([_, b'<']) => i + 1,
+            _ => memchr(b'<', &b[i..]).map_or(b.len(), |k| i + k),
+        };
         if lt > i {
             text_run(&body[i..lt], &mut builder)?;
         }
@@ -77,8 +82,10 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
                 i = lt + 4 + memmem::find(&b[lt + 4..], b"-->")? + 3;
             }
             b'/' => {
-                let name_end = lt + 2 + name_len(&b[lt + 2..]);
-                if b.get(name_end) != Some(&b'>') || open.pop() != Some(&body[lt + 2..name_end]) {
+                // `</` must be followed by the open element's name and `>`: compared, not scanned.
+                let name = open.pop()?;
+                let name_end = lt + 2 + name.len();
+                if b.get(lt + 2..name_end) != Some(name.as_bytes()) || b.get(name_end) != Some(&b'>') {
                     return None;
                 }
                 builder.end().ok()?;
@@ -150,6 +157,10 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
 
 /// Character data between tags, with the five predefined entities; any other reference: give up.
 fn text_run(mut run: &str, builder: &mut Builder<'_>) -> Option<()> {
+    if run.len() < 16 && !run.as_bytes().contains(&b'&') {
+        builder.text(run, false);
+        return Some(());
+    }
     while let Some(amp) = memchr(b'&', run.as_bytes()) {
         if amp > 0 {
             builder.text(&run[..amp], false);

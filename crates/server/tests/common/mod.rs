@@ -116,7 +116,7 @@ pub fn text(r: &Response) -> String {
 pub fn param(profile: &str, name: &str) -> Option<String> {
     let p = Profile::parse(profile.as_bytes(), &ParseOptions::default()).expect("a valid profile");
     p.effective().into_iter().find(|x| x.name == name).and_then(|x| match &x.value {
-        Value::Text(t) => Some(t.clone()),
+        Value::Text(t) => Some(t.to_string()),
         _ => None,
     })
 }
