@@ -282,8 +282,9 @@ impl<S: ContentSource> Service<S> {
             let id = guard.id;
             let task = tokio::spawn(async move {
                 let heard = guard.heard.clone();
+                let sessions = guard.sessions.clone();
                 let _guard = guard;
-                if let Err(e) = transfer(request, source, config, local, heard).await {
+                if let Err(e) = transfer(request, source, config, local, heard, sessions).await {
                     tracing::warn!(error = %e, "transfer socket error");
                 }
             });
@@ -334,6 +335,7 @@ async fn transfer<S: ContentSource>(
     config: Arc<ServiceConfig>,
     local: SocketAddr,
     heard: Arc<AtomicBool>,
+    sessions: Arc<Sessions>,
 ) -> io::Result<()> {
     let started = Instant::now();
     let client = request.client;
@@ -390,7 +392,8 @@ async fn transfer<S: ContentSource>(
         let stall = config.transfer.max_stall;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            drive_blocking(&std_socket, client, &mut t, timeout.min(stall), &mut out, 516, &heard).map(|()| t)
+            let alone = || sessions.len() == 1;
+            drive_blocking(&std_socket, client, &mut t, timeout.min(stall), &mut out, 516, &heard, alone).map(|()| t)
         })
         .await
         .map_err(io::Error::other)??
