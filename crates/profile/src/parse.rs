@@ -390,7 +390,7 @@ fn empty_value(options: &ParseOptions) -> Value {
 /// "Leading and trailing white space [...] is removed from the parameter value. New lines within a value are
 /// converted to spaces." Line ends were already normalised to `\n` by the XML reader.
 fn finish_value(text: CompactString, escaped: bool, options: &ParseOptions) -> Value {
-    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let trimmed = text.trim_ascii();
     if trimmed.is_empty() {
         return empty_value(options);
     }
