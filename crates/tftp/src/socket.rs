@@ -146,12 +146,20 @@ impl ReplyPoll {
                 Err(e) => return Err(e),
             }
             if Instant::now() >= until {
-                socket.set_nonblocking(false)?;
-                self.nonblocking = false;
+                self.block(socket)?;
                 return Ok(None);
             }
             std::hint::spin_loop();
         }
+    }
+
+    /// Puts the socket back in blocking mode if a poll left it non-blocking.
+    fn block(&mut self, socket: &std::net::UdpSocket) -> io::Result<()> {
+        if self.nonblocking {
+            socket.set_nonblocking(false)?;
+            self.nonblocking = false;
+        }
+        Ok(())
     }
 }
 
@@ -181,8 +189,7 @@ pub(crate) fn drive_blocking(
             match socket.send_to(out, client) {
                 // A full send buffer while the socket polls (a large window): wait for room as a blocking send.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    socket.set_nonblocking(false)?;
-                    reply.nonblocking = false;
+                    reply.block(socket)?;
                     socket.send_to(out, client)?;
                 }
                 r => {
@@ -203,10 +210,7 @@ pub(crate) fn drive_blocking(
         let received = match polled {
             Some(r) => Ok(r),
             None => {
-                if reply.nonblocking {
-                    socket.set_nonblocking(false)?;
-                    reply.nonblocking = false;
-                }
+                reply.block(socket)?;
                 let wait = deadline.saturating_duration_since(Instant::now()).min(timeout * 2);
                 let wait = match u32::try_from(wait.as_millis() / 5) {
                     Ok(steps) if steps > 0 => grid * steps,

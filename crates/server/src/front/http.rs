@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -354,15 +354,15 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
     let io = TokioIo::new(Watched { inner: io, last: last.clone() });
     let peer = conn.peer;
     let conn = Arc::new(conn);
-    // Requests answered on this connection: only a connection that has answered one is kept alive, and only such a
-    // one closes when the listener is full (a new one has not sent its request yet).
-    let answered = Arc::new(AtomicU64::new(0));
+    // Whether this connection has answered a request: only such a one closes when the listener is full (a new one
+    // has not sent its request yet).
+    let answered = Arc::new(AtomicBool::new(false));
     let counted = answered.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let (provisioner, conn, counted) = (provisioner.clone(), conn.clone(), counted.clone());
         async move {
             let response = handle(&provisioner, &conn, req).await;
-            counted.fetch_add(1, Ordering::Relaxed);
+            counted.store(true, Ordering::Relaxed);
             Ok::<_, std::convert::Infallible>(response)
         }
     });
@@ -405,7 +405,7 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
                 draining = true;
             }
             () = &mut listener_full, if !draining => {
-                if answered.load(Ordering::Relaxed) > 0 {
+                if answered.load(Ordering::Relaxed) {
                     // Every place of the listener is taken: close once this request is answered (at once if idle).
                     connection.as_mut().graceful_shutdown();
                     draining = true;
