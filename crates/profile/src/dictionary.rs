@@ -90,38 +90,30 @@ struct Dictionary {
     definitions: Vec<Definition>,
     exact: HashMap<String, usize>,
     templates: Vec<Template>,
-    /// Exact names and templates by the [`shape`] of the names they match, exact names first: a lookup is one
-    /// hash probe and, almost always, one name to compare or one template to check.
-    by_shape: HashMap<Box<[u8]>, Vec<Candidate>>,
+    /// Every name the phone knows, indexed families spelled out member by member (about a thousand names), with
+    /// its definition: a lookup is one hash probe and one comparison.
+    names: HashMap<Box<str>, usize>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Candidate {
-    /// A definition with no index, by its number.
-    Exact(usize),
-    /// A template, by its number.
-    Template(usize),
-}
+/// The most names one family may spell out (a bigger range in the table is a build defect, caught by a unit test).
+const FAMILY_ROOM: usize = 4096;
 
-/// Room for a shape; every template's shape fits (checked when the table loads), so a longer one matches none.
-const SHAPE_ROOM: usize = 96;
-
-/// A name with every run of digits replaced by one `#`: `Dial_Plan_12_` → `Dial_Plan_#_`. A template's shape is that
-/// of its first member (`Dial_Plan_[1-16]_` → `Dial_Plan_1_` → `Dial_Plan_#_`), so digits in a template's literal
-/// text that touch an index merge into the same run in both. Equal shapes are necessary, not sufficient: the
-/// template still checks the index ranges. `None` when the shape does not fit in `buf`.
-fn shape<'b>(name: &str, buf: &'b mut [u8; SHAPE_ROOM]) -> Option<&'b [u8]> {
-    let mut n = 0;
-    let mut in_digits = false;
-    for b in name.bytes() {
-        let digit = b.is_ascii_digit();
-        if !(digit && in_digits) {
-            *buf.get_mut(n)? = if digit { b'#' } else { b };
-            n += 1;
+impl Template {
+    /// Every member of the family, in order: each index range counted through, the first range slowest.
+    fn members(&self) -> Vec<String> {
+        let mut members = vec![String::new()];
+        for part in &self.parts {
+            members = match part {
+                Part::Literal(l) => members.into_iter().map(|m| m + l).collect(),
+                Part::Index(lo, hi) => members
+                    .iter()
+                    .flat_map(|m| (*lo..=*hi).map(move |n| format!("{m}{n}")))
+                    .take(FAMILY_ROOM + 1)
+                    .collect(),
+            };
         }
-        in_digits = digit;
+        members
     }
-    Some(&buf[..n])
 }
 
 const SOURCE: &str = include_str!("dictionary.tsv");
@@ -146,19 +138,18 @@ static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
         }
         definitions.push(definition);
     }
-    let mut by_shape: HashMap<Box<[u8]>, Vec<Candidate>> = HashMap::default();
-    let named = exact.iter().map(|(name, &i)| (name.clone(), Candidate::Exact(i)));
-    for (name, candidate) in
-        named.chain(templates.iter().enumerate().map(|(i, t)| (t.example(), Candidate::Template(i))))
-    {
-        let key = shape(&name, &mut [0u8; SHAPE_ROOM])
-            .unwrap_or_else(|| panic!("dictionary.tsv: {name} is longer than {SHAPE_ROOM} bytes"))
-            .into();
-        by_shape.entry(key).or_default().push(candidate);
+    // Exact names first, then each family in the table's order; the first to claim a name keeps it. A member that
+    // its own template would not accept (digits of a literal running into an index) is left out, so the table
+    // holds exactly the names that `Template::matches` accepts.
+    let mut names: HashMap<Box<str>, usize> = exact.iter().map(|(name, &i)| (name.as_str().into(), i)).collect();
+    for t in &templates {
+        let members = t.members();
+        assert!(members.len() <= FAMILY_ROOM, "dictionary.tsv: {} has more than {FAMILY_ROOM} members", t.example());
+        for member in members.into_iter().filter(|m| t.matches(m)) {
+            names.entry(member.into_boxed_str()).or_insert(t.definition);
+        }
     }
-    // Exact names before templates; templates in the table's order.
-    by_shape.values_mut().for_each(|c| c.sort_unstable());
-    Dictionary { definitions, exact, templates, by_shape }
+    Dictionary { definitions, exact, templates, names }
 });
 
 fn parse_row(line: &str) -> Result<Definition, String> {
@@ -178,11 +169,7 @@ fn parse_row(line: &str) -> Result<Definition, String> {
 /// The definition of parameter `name` (exact, case-sensitive), if documented.
 pub fn lookup(name: &str) -> Option<&'static Definition> {
     let d = &*DICTIONARY;
-    let candidates = d.by_shape.get(shape(name, &mut [0u8; SHAPE_ROOM])?)?;
-    candidates.iter().find_map(|c| match *c {
-        Candidate::Exact(i) => (d.definitions[i].name == name).then(|| &d.definitions[i]),
-        Candidate::Template(t) => d.templates[t].matches(name).then(|| &d.definitions[d.templates[t].definition]),
-    })
+    d.names.get(name).map(|&i| &d.definitions[i])
 }
 
 /// Every definition, in the dictionary's order.
@@ -318,19 +305,15 @@ mod tests {
     }
 
     #[test]
-    fn shapes() {
-        let room = &mut [0u8; SHAPE_ROOM];
-        assert_eq!(shape("Dial_Plan_12_", room).unwrap(), b"Dial_Plan_#_");
-        assert_eq!(shape("G711u_Enable_3_", room).unwrap(), b"G#u_Enable_#_");
-        assert_eq!(shape(&"x".repeat(SHAPE_ROOM + 1), room), None);
+    fn names_with_digits_in_their_text() {
         assert_eq!(lookup("G711u_Enable_3_").unwrap().name, "G711u_Enable_[1-16]_");
         assert_eq!(lookup("G729a_Enable_3_").unwrap().name, "G729a_Enable_[1-16]_");
     }
 
-    /// The shape index finds exactly what trying every template in order finds, for every member of every family,
-    /// the numbers just outside each range, leading zeros and four-digit indexes.
+    /// The table of spelled-out names finds exactly what trying every template in order finds, for every member of
+    /// every family, the numbers just outside each range, leading zeros and four-digit indexes.
     #[test]
-    fn shape_lookup_agrees_with_trying_every_template() {
+    fn name_table_agrees_with_trying_every_template() {
         let d = &*DICTIONARY;
         let brute = |name: &str| {
             d.exact
@@ -361,6 +344,11 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} names checked");
+        for t in &d.templates {
+            for member in t.members() {
+                assert_eq!(lookup(&member).map(|d| &d.name), brute(&member).map(|d| &d.name), "{member}");
+            }
+        }
         for (name, &i) in &d.exact {
             assert_eq!(lookup(name).map(|d| &d.name), Some(&d.definitions[i].name));
         }

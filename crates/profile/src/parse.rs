@@ -174,28 +174,28 @@ impl<'t> Builder<'t> {
         }
     }
 
-    fn nested(&mut self, start: usize, child: &str) -> Result<(), ParseError> {
+    fn nested(&mut self, position: Position, child: &str) -> Result<(), ParseError> {
         match &self.open {
             Some(param) => Err(ParseError {
-                position: self.locator.at(start),
+                position,
                 kind: ParseErrorKind::NestedElement { parameter: param.name.to_string(), child: child.to_string() },
             }),
             None => Ok(()),
         }
     }
 
-    /// `<name ...>` at `start`, its content starting at `content`.
+    /// `<name ...>` at byte `start` (`position`), its content starting at `content`.
     fn start(
         &mut self,
         name: &str,
         start: usize,
+        position: Position,
         content: usize,
         attributes: impl FnOnce(&str, Position) -> Result<Attributes, ParseError>,
     ) -> Result<(), ParseError> {
-        self.nested(start, name)?;
+        self.nested(position, name)?;
         self.depth += 1;
         if self.profile_depths.last() == Some(&(self.depth - 1)) {
-            let position = self.locator.at(start);
             let (ua, preserve_value, user_pref) = attributes(name, position)?;
             self.open = Some(Open {
                 name: name.into(),
@@ -217,16 +217,15 @@ impl<'t> Builder<'t> {
         Ok(())
     }
 
-    /// `<name .../>` at `start`.
+    /// `<name .../>` at `position`.
     fn empty(
         &mut self,
         name: &str,
-        start: usize,
+        position: Position,
         attributes: impl FnOnce(&str, Position) -> Result<Attributes, ParseError>,
     ) -> Result<(), ParseError> {
-        self.nested(start, name)?;
+        self.nested(position, name)?;
         if self.profile_depths.last() == Some(&self.depth) {
-            let position = self.locator.at(start);
             let (ua, preserve_value, user_pref) = attributes(name, position)?;
             let has_attributes = ua.is_some() || preserve_value || user_pref.is_some();
             let value = match (self.options.empty_tag, has_attributes) {
@@ -270,6 +269,11 @@ impl<'t> Builder<'t> {
         }
         self.depth = self.depth.saturating_sub(1);
         Ok(())
+    }
+
+    /// Whether text now goes into a parameter's value (elsewhere it is ignored).
+    fn wants_text(&self) -> bool {
+        self.open.is_some()
     }
 
     /// Character data; `escaped` when it came from a reference or CDATA.
@@ -359,9 +363,13 @@ impl Profile {
             match event {
                 Event::Start(tag) => {
                     let content = reader.buffer_position() as usize + bom;
-                    b.start(tag.name().as_ref(), start, content, |name, at| attributes(&tag, name, at))?;
+                    let position = b.locator.at(start);
+                    b.start(tag.name().as_ref(), start, position, content, |name, at| attributes(&tag, name, at))?;
                 }
-                Event::Empty(tag) => b.empty(tag.name().as_ref(), start, |name, at| attributes(&tag, name, at))?,
+                Event::Empty(tag) => {
+                    let position = b.locator.at(start);
+                    b.empty(tag.name().as_ref(), position, |name, at| attributes(&tag, name, at))?;
+                }
                 Event::End(_) => b.end()?,
                 Event::Text(t) => b.text(&t.xml_content(XmlVersion::Implicit1_0), false),
                 Event::CData(t) => b.text(&t.xml_content(XmlVersion::Implicit1_0), true),
@@ -397,7 +405,8 @@ fn finish_value(text: CompactString, escaped: bool, options: &ParseOptions) -> V
     if trimmed == "\"\"" && !escaped {
         return Value::Text(CompactString::default());
     }
-    if trimmed.len() == text.len() && memchr::memchr(b'\n', text.as_bytes()).is_none() {
+    let newline = text.as_bytes().contains(&b'\n');
+    if trimmed.len() == text.len() && !newline {
         return Value::Text(text);
     }
     Value::Text(trimmed.replace('\n', " ").into())

@@ -55,6 +55,44 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// The line a tokenizer is on, kept as it goes. A tokenizer that passes every line end to it once (and no byte
+/// twice) knows each element's position at no cost: the column counts the characters from the line's start to
+/// the element, which is usually none.
+pub(crate) struct Lines {
+    line: u32,
+    /// The byte where the current line starts.
+    line_start: usize,
+}
+
+impl Lines {
+    pub(crate) fn new() -> Self {
+        Lines { line: 1, line_start: 0 }
+    }
+
+    /// Passes over `bytes`, which start at byte `from` of the text.
+    pub(crate) fn pass(&mut self, bytes: &[u8], from: usize) {
+        // Most runs are short values: a plain loop costs less than `memrchr`'s set-up.
+        let last =
+            if bytes.len() < 24 { bytes.iter().rposition(|&b| b == b'\n') } else { memchr::memrchr(b'\n', bytes) };
+        if let Some(last) = last {
+            self.line += count(&bytes[..=last], |b| b == b'\n');
+            self.line_start = from + last + 1;
+        }
+    }
+
+    /// Passes over one line end, at byte `at`.
+    pub(crate) fn line_end(&mut self, at: usize) {
+        self.line += 1;
+        self.line_start = at + 1;
+    }
+
+    /// The position of byte `at` of `text`: on the current line, and on a character boundary.
+    pub(crate) fn at(&self, text: &str, at: usize) -> Position {
+        let before = &text.as_bytes()[self.line_start..at];
+        Position { line: self.line, column: 1 + count(before, |b| b & 0xC0 != 0x80) }
+    }
+}
+
 /// How many bytes of `bytes` match: counted in byte-wide lanes, 255 bytes at a time, which the compiler turns into
 /// vector compares and subtractions (a `usize` count per byte is several times slower on baseline x86-64).
 fn count(bytes: &[u8], matches: impl Fn(u8) -> bool) -> u32 {

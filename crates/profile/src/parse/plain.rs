@@ -12,6 +12,7 @@
 use memchr::{memchr, memmem};
 
 use super::{Attributes, Builder, ParseError, attribute};
+use crate::position::Lines;
 use crate::{ParseOptions, Position, Profile};
 
 /// Attributes per element the fast path takes (`ua`, `preserve-value`, `user-pref`, `group`); more: give up.
@@ -37,14 +38,64 @@ fn name_len(b: &[u8]) -> usize {
     b.iter().position(|&c| !NAME[usize::from(c)]).unwrap_or(b.len())
 }
 
-/// `memchr` for a byte that is usually a few bytes away (an attribute's closing quote): a plain loop over the first
-/// 16 bytes costs less than `memchr`'s set-up.
+/// `memchr` for a byte that is usually a few bytes away (an attribute's closing quote, the `<` after a value): a
+/// plain loop over the first 24 bytes costs less than `memchr`'s set-up.
 fn find_short(needle: u8, b: &[u8]) -> Option<usize> {
-    let head = &b[..b.len().min(16)];
+    let head = &b[..b.len().min(24)];
     match head.iter().position(|&c| c == needle) {
         Some(i) => Some(i),
         None => memchr(needle, &b[head.len()..]).map(|i| head.len() + i),
     }
+}
+
+/// A run of text up to the next `<`: where that is, and whether a `&` or a line end comes before it.
+struct Run {
+    lt: Option<usize>,
+    amp: bool,
+    newline: bool,
+}
+
+/// Finds the end of a run of text in one pass, eight bytes at a time (a value is scanned once, not once per
+/// question). A run longer than [`Run::SHORT`] bytes goes to `memchr`.
+fn scan_run(b: &[u8]) -> Run {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of every zero byte of `x`, and possibly of bytes above (more significant than) a zero byte:
+    // the lowest bit set is always exact, and a bit set means a zero byte at or below it.
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut run = Run { lt: None, amp: false, newline: false };
+    let mut k = 0;
+    while k + 8 <= b.len().min(Run::SHORT) {
+        let w = u64::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3], b[k + 4], b[k + 5], b[k + 6], b[k + 7]]);
+        let lt = zeros(w ^ (ONES * u64::from(b'<')));
+        let mut amp = zeros(w ^ (ONES * u64::from(b'&')));
+        let mut newline = zeros(w ^ (ONES * u64::from(b'\n')));
+        if lt != 0 {
+            let at = lt.trailing_zeros();
+            let below = (1u64 << at) - 1;
+            amp &= below;
+            newline &= below;
+            run.lt = Some(k + at as usize / 8);
+        }
+        run.amp |= amp != 0;
+        run.newline |= newline != 0;
+        if run.lt.is_some() {
+            return run;
+        }
+        k += 8;
+    }
+    let rest = &b[k..];
+    let end = if k < Run::SHORT { rest.iter().position(|&c| c == b'<') } else { memchr(b'<', rest) };
+    let text = &rest[..end.unwrap_or(rest.len())];
+    run.lt = end.map(|e| k + e);
+    run.amp |= memchr(b'&', text).is_some();
+    run.newline |= memchr(b'\n', text).is_some();
+    run
+}
+
+impl Run {
+    /// Runs are scanned eight bytes at a time up to here, then by `memchr`.
+    const SHORT: usize = 64;
 }
 
 fn whitespace_len(b: &[u8]) -> usize {
@@ -60,18 +111,40 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
         return None;
     }
     let mut builder = Builder::new(text, options);
+    // Every byte is passed once: text runs, the declaration, comments and the white space inside start tags can
+    // hold line ends; names, end tags and attribute values (checked) cannot.
+    let mut lines = Lines::new();
     let mut open: Vec<&str> = Vec::with_capacity(8);
     let mut i = 0;
     while i < b.len() {
-        // Most runs between tags are one line end: look at the next two bytes before calling `memchr`.
+        // Most runs between tags are one line end: look at the next two bytes before scanning.
         let lt = match b.get(i..i + 2) {
             Some([b'<', _]) => i,
-            Some([_, b'<']) => i + 1,
-            _ => memchr(b'<', &b[i..]).map_or(b.len(), |k| i + k),
+            Some([c, b'<']) => {
+                match *c {
+                    b'\n' => lines.line_end(i + bom),
+                    // A lone `&` is never a reference.
+                    b'&' => return None,
+                    _ => {}
+                }
+                if builder.wants_text() {
+                    builder.text(&body[i..i + 1], false);
+                }
+                i + 1
+            }
+            _ => {
+                let run = scan_run(&b[i..]);
+                let lt = run.lt.map_or(b.len(), |k| i + k);
+                if run.newline {
+                    lines.pass(&b[i..lt], i + bom);
+                }
+                // Text outside a parameter is ignored, but its references must still be well formed.
+                if run.amp || builder.wants_text() {
+                    text_run(&body[i..lt], run.amp, &mut builder)?;
+                }
+                lt
+            }
         };
-        if lt > i {
-            text_run(&body[i..lt], &mut builder)?;
-        }
         if lt == b.len() {
             break;
         }
@@ -83,13 +156,16 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
                 if b[2..end].iter().any(|&c| matches!(c, b'<' | b'&')) {
                     return None;
                 }
+                lines.pass(&b[..end], bom);
                 i = end + 2;
             }
             b'!' if b[lt..].starts_with(b"<!--")
                 && !b[lt + 4..].starts_with(b">")
                 && !b[lt + 4..].starts_with(b"->") =>
             {
-                i = lt + 4 + memmem::find(&b[lt + 4..], b"-->")? + 3;
+                let end = lt + 4 + memmem::find(&b[lt + 4..], b"-->")?;
+                lines.pass(&b[lt + 4..end], lt + 4 + bom);
+                i = end + 3;
             }
             b'/' => {
                 // `</` must be followed by the open element's name and `>`: compared, not scanned.
@@ -104,11 +180,15 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
             c if is_name_start(c) => {
                 let name_end = lt + 1 + name_len(&b[lt + 1..]);
                 let name = &body[lt + 1..name_end];
+                let position = lines.at(text, at);
                 let mut found: [(&str, &str); MAX_ATTRIBUTES] = [("", ""); MAX_ATTRIBUTES];
                 let mut count = 0;
                 let mut j = name_end;
                 let self_closing = loop {
                     let ws = whitespace_len(&b[j..]);
+                    if ws > 1 || (ws == 1 && b[j] != b' ') {
+                        lines.pass(&b[j..j + ws], j + bom);
+                    }
                     j += ws;
                     match *b.get(j)? {
                         b'>' => {
@@ -149,9 +229,9 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
                     Ok(meaning)
                 };
                 if self_closing {
-                    builder.empty(name, at, interpret).ok()?;
+                    builder.empty(name, position, interpret).ok()?;
                 } else {
-                    builder.start(name, at, j + bom, interpret).ok()?;
+                    builder.start(name, at, position, j + bom, interpret).ok()?;
                     open.push(name);
                 }
                 i = j;
@@ -165,9 +245,13 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
     builder.finish(text.len()).ok()
 }
 
-/// Character data between tags, with the five predefined entities; any other reference: give up.
-fn text_run(mut run: &str, builder: &mut Builder<'_>) -> Option<()> {
-    if run.len() < 16 && !run.as_bytes().contains(&b'&') {
+/// Character data between tags (`amp`: it holds a `&`), with the five predefined entities; any other reference:
+/// give up.
+fn text_run(mut run: &str, amp: bool, builder: &mut Builder<'_>) -> Option<()> {
+    if run.is_empty() {
+        return Some(());
+    }
+    if !amp {
         builder.text(run, false);
         return Some(());
     }
@@ -191,4 +275,40 @@ fn text_run(mut run: &str, builder: &mut Builder<'_>) -> Option<()> {
         builder.text(run, false);
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `scan_run` answers as three plain searches do, for every length around its word and `memchr` boundaries and
+    /// every placement of the bytes it looks for.
+    #[test]
+    fn scan_run_agrees_with_plain_searches() {
+        let alphabet = [b'a', b'<', b'&', b'\n', 0x80, b'<' ^ 0x80, b'&' + 1];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut checked = 0;
+        for len in 0..150 {
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Mostly plain bytes, so a `<` often comes late or not at all.
+                        let pick = (seed % 40) as usize;
+                        alphabet[if pick < alphabet.len() { pick } else { 0 }]
+                    })
+                    .collect();
+                let run = scan_run(&b);
+                let lt = b.iter().position(|&c| c == b'<');
+                let text = &b[..lt.unwrap_or(b.len())];
+                assert_eq!(run.lt, lt, "{b:?}");
+                assert_eq!(run.amp, text.contains(&b'&'), "{b:?}");
+                assert_eq!(run.newline, text.contains(&b'\n'), "{b:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 150 * 200);
+    }
 }
