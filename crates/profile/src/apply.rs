@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
+use crate::name::{NameKey, same};
 use crate::{CompactString, Profile, UserAccess, Value, dictionary};
 
 /// One parameter's state in a phone.
@@ -138,7 +139,7 @@ impl PhoneState {
             // A parameter no profile or user has set yet holds its factory default; its entry is made with an
             // empty value that is filled below (with the new value, or the default), so the default is not
             // copied only to be replaced.
-            let (setting, fresh) = match self.settings.entry_ref(name) {
+            let (setting, fresh) = match self.settings.entry_ref(&NameKey(name)) {
                 EntryRef::Occupied(o) => (o.into_mut(), false),
                 EntryRef::Vacant(v) => {
                     if !looked_up {
@@ -165,7 +166,7 @@ impl PhoneState {
             }
             // preserve-value="y": "the ua attribute is updated to rw, and the [...] field is preserved" once it
             // holds a value of its own; a parameter still at its default takes the profile's value.
-            let preserve = p.preserve_value && current != default_value;
+            let preserve = p.preserve_value && !same(current.as_bytes(), default_value.as_bytes());
             if p.preserve_value {
                 setting.ua = UserAccess::Rw;
             }
@@ -180,7 +181,7 @@ impl PhoneState {
             match new_value {
                 Some(_) if preserve || keep_user => report.kept.push(name),
                 Some(v) => {
-                    if current != v {
+                    if !same(current.as_bytes(), v.as_bytes()) {
                         // The dictionary's defaults are `'static`: reporting one copies nothing.
                         let old = if fresh {
                             CompactString::const_new(default_value)

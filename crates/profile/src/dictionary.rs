@@ -92,7 +92,7 @@ struct Dictionary {
     templates: Vec<Template>,
     /// Every name the phone knows, indexed families spelled out member by member (about a thousand names), with
     /// its definition: a lookup is one hash probe and one comparison.
-    names: HashMap<Box<str>, usize>,
+    names: hashbrown::HashMap<Box<str>, usize, foldhash::fast::RandomState>,
 }
 
 /// The most names one family may spell out (a bigger range in the table is a build defect, caught by a unit test).
@@ -141,7 +141,8 @@ static DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
     // Exact names first, then each family in the table's order; the first to claim a name keeps it. A member that
     // its own template would not accept (digits of a literal running into an index) is left out, so the table
     // holds exactly the names that `Template::matches` accepts.
-    let mut names: HashMap<Box<str>, usize> = exact.iter().map(|(name, &i)| (name.as_str().into(), i)).collect();
+    let mut names: hashbrown::HashMap<Box<str>, usize, foldhash::fast::RandomState> =
+        exact.iter().map(|(name, &i)| (name.as_str().into(), i)).collect();
     for t in &templates {
         let members = t.members();
         assert!(members.len() <= FAMILY_ROOM, "dictionary.tsv: {} has more than {FAMILY_ROOM} members", t.example());
@@ -169,7 +170,7 @@ fn parse_row(line: &str) -> Result<Definition, String> {
 /// The definition of parameter `name` (exact, case-sensitive), if documented.
 pub fn lookup(name: &str) -> Option<&'static Definition> {
     let d = &*DICTIONARY;
-    d.names.get(name).map(|&i| &d.definitions[i])
+    d.names.get(&crate::name::NameKey(name)).map(|&i| &d.definitions[i])
 }
 
 /// Every definition, in the dictionary's order.

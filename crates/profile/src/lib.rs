@@ -19,6 +19,7 @@ mod apply;
 pub mod data_type;
 pub mod dictionary;
 pub mod lint;
+mod name;
 mod parse;
 mod position;
 mod write;

@@ -7,6 +7,7 @@ use quick_xml::errors::Error as XmlError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
+use crate::name::word;
 use crate::position::{Locator, position_in_bytes};
 
 mod plain;
@@ -405,11 +406,33 @@ fn finish_value(text: CompactString, escaped: bool, options: &ParseOptions) -> V
     if trimmed == "\"\"" && !escaped {
         return Value::Text(CompactString::default());
     }
-    let newline = text.as_bytes().contains(&b'\n');
+    let newline = has_newline(text.as_bytes());
     if trimmed.len() == text.len() && !newline {
         return Value::Text(text);
     }
     Value::Text(trimmed.replace('\n', " ").into())
+}
+
+/// Whether `b` holds a line end: eight bytes at a time, in line (values are short; `memchr`'s set-up costs more).
+fn has_newline(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = b.len();
+    if n < 8 {
+        return b.contains(&b'\n');
+    }
+    let zeros = |at: usize| {
+        let x = word(b, at) ^ (ONES * u64::from(b'\n'));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    let mut at = 0;
+    while at + 8 < n {
+        if zeros(at) {
+            return true;
+        }
+        at += 8;
+    }
+    zeros(n - 8)
 }
 
 fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {
@@ -474,4 +497,24 @@ fn attribute(found: &mut Attributes, key: &str, value: &str, parameter: &str) ->
 
 fn xml_error(e: XmlError, position: Position) -> ParseError {
     ParseError { position, kind: ParseErrorKind::Xml(e.to_string()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_newline_finds_every_line_end() {
+        for n in 0..40 {
+            let plain = vec![b'a'; n];
+            assert!(!has_newline(&plain), "{n}");
+            for at in 0..n {
+                let mut b = plain.clone();
+                b[at] = b'\n';
+                assert!(has_newline(&b), "{n} {at}");
+                b[at] = b'\n' ^ 0x80;
+                assert!(!has_newline(&b), "{n} {at}");
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@
 use memchr::{memchr, memmem};
 
 use super::{Attributes, Builder, ParseError, attribute};
+use crate::name::{same, word};
 use crate::position::Lines;
 use crate::{ParseOptions, Position, Profile};
 
@@ -66,7 +67,7 @@ fn scan_run(b: &[u8]) -> Run {
     let mut run = Run { lt: None, amp: false, newline: false };
     let mut k = 0;
     while k + 8 <= b.len().min(Run::SHORT) {
-        let w = u64::from_le_bytes([b[k], b[k + 1], b[k + 2], b[k + 3], b[k + 4], b[k + 5], b[k + 6], b[k + 7]]);
+        let w = word(b, k);
         let lt = zeros(w ^ (ONES * u64::from(b'<')));
         let mut amp = zeros(w ^ (ONES * u64::from(b'&')));
         let mut newline = zeros(w ^ (ONES * u64::from(b'\n')));
@@ -171,7 +172,7 @@ pub(super) fn parse(text: &str, options: &ParseOptions) -> Option<Profile> {
                 // `</` must be followed by the open element's name and `>`: compared, not scanned.
                 let name = open.pop()?;
                 let name_end = lt + 2 + name.len();
-                if b.get(lt + 2..name_end) != Some(name.as_bytes()) || b.get(name_end) != Some(&b'>') {
+                if b.get(name_end) != Some(&b'>') || !same(&b[lt + 2..name_end], name.as_bytes()) {
                     return None;
                 }
                 builder.end().ok()?;
