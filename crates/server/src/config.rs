@@ -223,6 +223,9 @@ pub struct Https {
     /// The server certificate chains to a CA phones already trust (a public CA). Otherwise the bootstrap profile
     /// installs the site's CA on the phone with `Custom_CA_Rule` (served at `/ca.pem`).
     pub public_ca: bool,
+    /// Take the cipher suite the client prefers most. By default the server chooses, AES-128-GCM with SHA-256
+    /// first (see [`crate::front::tls::server_config`]).
+    pub client_cipher_order: bool,
 }
 
 /// How a device proves who it is before it gets its secrets (Cisco "Provisioning Guide", SEC-PRV-1).
@@ -451,6 +454,7 @@ impl Default for Https {
             test_phone_ca: false,
             require_client_cert: false,
             public_ca: false,
+            client_cipher_order: false,
         }
     }
 }
@@ -792,6 +796,9 @@ require_client_cert = false
 # true when the server certificate comes from a CA phones already trust; otherwise the bootstrap profile installs the
 # site's CA on phones (Custom_CA_Rule, from /ca.pem).
 public_ca = false
+# The server picks the cipher suite, AES-128-GCM with SHA-256 first (as secure, and its handshake hashing costs a
+# fraction of SHA-384's on CPUs without SHA-512 instructions). true: take the one the phone lists first.
+client_cipher_order = false
 
 [tftp]
 # Phones use UDP port 69; "" turns TFTP off.

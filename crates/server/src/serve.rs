@@ -235,7 +235,10 @@ fn tls_materials(config: &Config) -> Result<(rustls::ServerConfig, Option<Genera
         cas.push(g.ca_cert.clone());
         generated = Some(g);
     }
-    Ok((tls::server_config(&cert, &key, &cas, config.https.require_client_cert)?, generated))
+    Ok((
+        tls::server_config(&cert, &key, &cas, config.https.require_client_cert, config.https.client_cipher_order)?,
+        generated,
+    ))
 }
 
 /// The CA certificate (PEM) phones must install to trust the server (`Custom_CA_Rule`, served at `/ca.pem`): the
@@ -274,7 +277,10 @@ fn enterprise_materials(
             if let (true, Some(g)) = (config.https.test_phone_ca, generated) {
                 cas.push(g.ca_cert.clone());
             }
-            Some(tls::server_config(&ec, &ec, &cas, false).map_err(|err| setup("tftp-ec.pem", err.to_string()))?)
+            Some(
+                tls::server_config(&ec, &ec, &cas, false, config.https.client_cipher_order)
+                    .map_err(|err| setup("tftp-ec.pem", err.to_string()))?,
+            )
         }
         None => None,
     };
@@ -421,7 +427,7 @@ async fn start_binding(mut config: Config) -> Result<Running, ServeError> {
     let admin_tls = match (&admin, config.admin.uses_tls()) {
         (Some(_), true) => {
             let (cert, key, _) = site_certificate(&config)?;
-            let mut tls = tls::server_config(&cert, &key, &[], false)?;
+            let mut tls = tls::server_config(&cert, &key, &[], false, config.https.client_cipher_order)?;
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             Some(Arc::new(tls))
         }

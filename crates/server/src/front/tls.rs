@@ -139,15 +139,42 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The cipher suites the server offers, in its order of preference: ring's (every one AEAD with forward secrecy),
+/// those with AES-128-GCM and SHA-256 first, the rest in ring's order.
+///
+/// Phones (and OpenSSL's defaults) list AES-256-GCM with SHA-384 first. Both are secure; the difference is the
+/// handshake's hashing. TLS 1.3 hashes the transcript and derives every key with the suite's hash, TLS 1.2's PRF
+/// likewise, and SHA-384 is SHA-512, which x86 CPUs run without hardware help while they have SHA-256
+/// instructions. In a 10,000-phone boot storm, SHA-512 was the largest single item of the server's CPU time (7.7 %
+/// of it; `BENCHMARKS.md`). `[https] client_cipher_order = true` lets the client choose instead.
+pub fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
+    let mut suites = rustls::crypto::ring::default_provider().cipher_suites;
+    // A stable sort keeps ring's order within each group.
+    suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    suites
+}
+
 /// A rustls server configuration: `cert`/`key` as the server's identity; client certificates verified against
-/// `client_cas` (asked for, and required only if `require`).
+/// `client_cas` (asked for, and required only if `require`). The server chooses the cipher suite by
+/// [`cipher_suites`], unless `client_order`.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_cas: &[PathBuf],
     require: bool,
+    client_order: bool,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: cipher_suites(),
+        ..rustls::crypto::ring::default_provider()
+    });
     let chain = certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem(key.display().to_string(), e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
@@ -167,7 +194,71 @@ pub fn server_config(
         builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?)
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.ignore_client_order = !client_order;
     // Phones speak HTTP/1.0 and 1.1 (specs.md §4.3); h2 is offered to clients that want it.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CipherSuite;
+
+    /// A full handshake in memory with a client that lists the suites in ring's order (AES-256-GCM first, as
+    /// phones and OpenSSL do); the suite they agree on.
+    fn negotiated(
+        server: rustls::ServerConfig,
+        ca: &Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> CipherSuite {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certificates(ca).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client = rustls::ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!client.is_handshaking(), "the handshake did not finish");
+        let suite = server.negotiated_cipher_suite().unwrap().suite();
+        assert_eq!(client.negotiated_cipher_suite().unwrap().suite(), suite);
+        suite
+    }
+
+    #[test]
+    fn the_server_chooses_aes_128_gcm_with_sha_256_unless_told_to_follow_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ensure_generated(dir.path(), &["localhost".into()]).unwrap();
+        let config = |client_order| server_config(&g.server_cert, &g.server_key, &[], false, client_order).unwrap();
+        let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+        assert_eq!(negotiated(config(false), &g.ca_cert, tls13), CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(negotiated(config(true), &g.ca_cert, tls13), CipherSuite::TLS13_AES_256_GCM_SHA384);
+        assert_eq!(negotiated(config(false), &g.ca_cert, tls12), CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
+        assert_eq!(negotiated(config(true), &g.ca_cert, tls12), CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384);
+        // Only the order changed: the same suites as ring offers.
+        let mut ours: Vec<_> = cipher_suites().iter().map(|s| s.suite()).collect();
+        let mut ring: Vec<_> =
+            rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        ours.sort_by_key(|s| u16::from(*s));
+        ring.sort_by_key(|s| u16::from(*s));
+        assert_eq!(ours, ring);
+    }
 }
