@@ -76,6 +76,42 @@ async fn the_secure_flow_gives_secrets_only_to_a_verified_certificate_then_only_
     assert!(entries[3].served_params.as_deref().is_some_and(|p| p.json().contains("Password_1_")));
 }
 
+/// A phone fetches its random path right after its full profile has set the rule: the full profile's rendering is
+/// also sealed for that fetch, from the same text, so it costs no second inventory read or rendering. The bytes are
+/// those a fresh rendering gives.
+#[tokio::test]
+async fn the_full_profile_also_seals_the_resync_that_follows_it() {
+    for encryption in [ProfileEncryption::AesCbc, ProfileEncryption::Aes128gcm] {
+        let (core, _) = core(|c| c.provisioning.encryption = encryption).await;
+        let s = secrets(&core, A).await;
+        let before = core.store().device(&mac(A)).await.unwrap().unwrap();
+        let full = text(&core.handle(with_certificate(&format!("/{A}.xml"), 1, A, "CP-8841-3PCC"), at(0)).await);
+        assert_eq!(param(&full, "Password_1_").as_deref(), Some("secret-201"));
+
+        // The inventory changes after the full profile went out, and the core has not noticed yet: a fetch that
+        // read the inventory again would see the new password.
+        let mut changed = before.clone();
+        changed.params.insert("Password_1_".into(), "changed".into());
+        core.store().update_device(&changed).await.unwrap();
+
+        let path = format!("/profile/{}/profile.cfg", s.path_token);
+        let resync = core.handle(get(Protocol::Http, &path, 1), at(1)).await;
+        assert_eq!(resync.status, 200);
+        let (key, ikm) = match encryption {
+            ProfileEncryption::Aes128gcm => (None, Some(s.ikm.as_str())),
+            _ => (Some(s.aes_key.as_str()), None),
+        };
+        assert_eq!(resync.content_encoding.is_some(), encryption == ProfileEncryption::Aes128gcm);
+        assert_eq!(open(&bytes(&resync), key, ikm).unwrap(), full, "sealed from the full profile's text");
+
+        // A core that renders the path fresh, on the inventory as it was, gives the same bytes.
+        let (other, _) = common::core(|c| c.provisioning.encryption = encryption).await;
+        other.store().update_device(&before).await.unwrap();
+        other.refresh().await;
+        assert_eq!(bytes(&other.handle(get(Protocol::Http, &path, 1), at(2)).await), bytes(&resync));
+    }
+}
+
 #[tokio::test]
 async fn rfc8188_goes_over_http_with_its_content_encoding_and_tftp_keeps_aes_cbc() {
     let (core, _) = core(|c| c.provisioning.encryption = ProfileEncryption::Aes128gcm).await;

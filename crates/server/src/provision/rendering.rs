@@ -7,7 +7,7 @@ use bytes::Bytes;
 use provisor_envelope::openssl_enc::Digest as KdfDigest;
 use sha2::{Digest as _, Sha256};
 
-use super::cache::{Key, Served, Variant};
+use super::cache::{Key, PathKey, Served, Variant};
 use super::parameters::params_json;
 use super::request::{Outcome, ProvisionError, Response};
 use super::seal::{hex, seal};
@@ -16,6 +16,14 @@ use crate::inventory::{Device, Mac, Secrets, Store, inherited_parameters};
 use crate::journal::Journal;
 use crate::render::{self, Inherited, ServedParams, SplicedProfile, Templates};
 use provisor_envelope::gzip;
+
+/// A device's profile as rendered and checked, before it is sealed for a variant.
+struct RenderedText {
+    text: String,
+    params: Option<Arc<ServedParams>>,
+    /// Which runs are inherited lines, when the template was spliced (their compression is reused).
+    layout: Option<render::Layout>,
+}
 
 impl<S: Store, J: Journal> Provisioner<S, J> {
     fn loaded_templates(&self) -> Result<Arc<Templates>, ProvisionError> {
@@ -57,6 +65,13 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
     }
 
     pub(super) async fn render(&self, d: &Device, variant: Variant, previous: bool) -> Result<Served, ProvisionError> {
+        let mut rendered = self.render_text(d, variant).await?;
+        let plain = std::mem::take(&mut rendered.text).into_bytes();
+        self.sealed(d, variant, previous, &rendered, plain)
+    }
+
+    /// The text of `d`'s profile for `variant`, rendered and checked, before it is sealed.
+    async fn render_text(&self, d: &Device, variant: Variant) -> Result<RenderedText, ProvisionError> {
         metrics::counter!("provisor_renders_total", "kind" => variant.name()).increment(1);
         let templates = self.loaded_templates()?;
         let template = match variant {
@@ -67,19 +82,33 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             true => self.spliced(&templates, d).await?,
             false => None,
         };
-        let level = self.config.provisioning.gzip_level;
-        let (text, params, spliced) = match spliced {
-            Some((profile, params)) => (profile.text, Some(Arc::new(params)), Some(profile.layout)),
+        Ok(match spliced {
+            Some((profile, params)) => {
+                RenderedText { text: profile.text, params: Some(Arc::new(params)), layout: Some(profile.layout) }
+            }
             None => {
                 let params = self.full_params(d).await?;
                 let (text, profile) = templates
                     .render_checked(template, d, &params, &self.server_facts(Some(d)))
                     .map_err(|e| ProvisionError::Render(e.to_string()))?;
-                (text, profile.as_ref().map(|p| Arc::new(ServedParams::Json(params_json(p)))), None)
+                let params = profile.as_ref().map(|p| Arc::new(ServedParams::Json(params_json(p))));
+                RenderedText { text, params, layout: None }
             }
-        };
+        })
+    }
+
+    /// `plain` (the bytes of `rendered`'s text) sealed for `variant`.
+    fn sealed(
+        &self,
+        d: &Device,
+        variant: Variant,
+        previous: bool,
+        rendered: &RenderedText,
+        plain: Vec<u8>,
+    ) -> Result<Served, ProvisionError> {
+        let level = self.config.provisioning.gzip_level;
         // A spliced profile reuses the compression of what its group and model share.
-        let gzip = |plain: &[u8]| match &spliced {
+        let gzip = |plain: &[u8]| match &rendered.layout {
             Some(layout) => layout.gzip(plain, level),
             None => gzip::compress_at(plain, level),
         };
@@ -91,7 +120,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             by_model.map_or("sha256", String::as_str)
         };
         let digest: KdfDigest = digest_name.parse().unwrap_or(KdfDigest::Sha256);
-        let (body, content_encoding) = seal(text.into_bytes(), gzip, variant, &d.secrets, previous, digest)
+        let (body, content_encoding) = seal(plain, gzip, variant, &d.secrets, previous, digest)
             .map_err(|e| ProvisionError::Render(format!("{}: {e}", d.mac)))?;
         let content_type = if variant.is_sealed() { "application/octet-stream" } else { "text/xml; charset=utf-8" };
         Ok(Served {
@@ -100,8 +129,39 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             device: Some(d.mac.clone()),
             content_type,
             content_encoding,
-            params,
+            params: rendered.params.clone(),
         })
+    }
+
+    /// `d`'s full profile (HTTPS), from the cache or rendered now. A fresh rendering is also sealed for the resync
+    /// that follows it (`resync`: the variant the phone's `Profile_Rule` will fetch from its random path), from the
+    /// same text: a phone fetches that path right after its full profile has set the rule, and this saves the
+    /// second inventory read and rendering. Not for a device mid-rotation, whose old path still answers.
+    pub(super) async fn full_and_resync(
+        &self,
+        d: &Device,
+        resync: Variant,
+        out: &mut Outcome,
+    ) -> Result<Response, ProvisionError> {
+        let key = Key::Device(Some(d.mac.clone()), Variant::Full);
+        if let Some(s) = self.cache.get(&key) {
+            metrics::counter!("provisor_cache_hits_total").increment(1);
+            out.served_params = s.params.clone();
+            return Ok(Response::served(&s));
+        }
+        let mut rendered = self.render_text(d, Variant::Full).await?;
+        let token = d.secrets.path_token.as_str();
+        if !token.is_empty() && d.secrets.previous.is_none() && self.cache.get(&PathKey(token, resync)).is_none() {
+            metrics::counter!("provisor_renders_total", "kind" => resync.name()).increment(1);
+            let s = Arc::new(self.sealed(d, resync, false, &rendered, rendered.text.clone().into_bytes())?);
+            self.cache.insert(Key::Device(Some(d.mac.clone()), resync), s.clone());
+            self.cache.insert(Key::Path(token.to_string(), resync), s);
+        }
+        let plain = std::mem::take(&mut rendered.text).into_bytes();
+        let s = Arc::new(self.sealed(d, Variant::Full, false, &rendered, plain)?);
+        self.cache.insert(key, s.clone());
+        out.served_params = s.params.clone();
+        Ok(Response::served(&s))
     }
 
     /// The built-in MPP template for `d`, from what its group and model inherit (rendered and checked once per

@@ -21,11 +21,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
         certificate: Option<Mac>,
         out: &mut Outcome,
     ) -> Result<Response, ProvisionError> {
-        let variant = match (self.config.provisioning.encryption, req.protocol) {
-            (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
-            _ if self.old_firmware(ua) => Variant::CbcMd5,
-            _ => Variant::Cbc,
-        };
+        let variant = self.sealed_variant(req.protocol, ua);
         if let Some(s) = self.cache.get(&PathKey(token, variant))
             && (certificate.is_none() || certificate == s.device)
         {
@@ -52,6 +48,15 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             self.cache.insert(Key::Path(token.to_string(), variant), s.clone());
         }
         Ok(Response::served(&s))
+    }
+
+    /// The sealing a phone whose User-Agent is `ua` gets at its random path over `protocol`.
+    pub(crate) fn sealed_variant(&self, protocol: Protocol, ua: Option<&Claims>) -> Variant {
+        match (self.config.provisioning.encryption, protocol) {
+            (ProfileEncryption::Aes128gcm, Protocol::Http | Protocol::Https) => Variant::Gcm,
+            _ if self.old_firmware(ua) => Variant::CbcMd5,
+            _ => Variant::Cbc,
+        }
     }
 
     /// Whether the request's User-Agent reports firmware older than `md5_before_firmware`.

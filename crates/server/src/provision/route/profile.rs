@@ -8,7 +8,6 @@ use crate::config::{Identity, UnknownDevices};
 use crate::identity::Claims;
 use crate::inventory::{Device, Mac, Secrets, Store, StoreError};
 use crate::journal::Journal;
-use crate::provision::cache::Variant;
 use crate::provision::{Outcome, Protocol, ProvisionError, Provisioner, Request, Response};
 use crate::routing::Captures;
 
@@ -71,12 +70,18 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                 }
             },
         };
+        // The phone's next fetch is its random path, by the `Profile_Rule` its full profile sets.
+        let resync = match pv.resync_scheme.as_str() {
+            "tftp" => Protocol::Tftp,
+            _ => Protocol::Http,
+        };
+        let resync = self.sealed_variant(resync, ua);
         if verified || pv.secrets_without_certificate {
             self.credentials_over_tftp(req)?;
-            self.rendered(&device, Variant::Full, false, out).await
+            self.full_and_resync(&device, resync, out).await
         } else if pv.identity == Identity::Mac && self.may_take_secrets(req) && self.store.is_armed(&mac).await? {
             // Rendered before the device is disarmed: a failed render leaves it armed.
-            let full = self.rendered(&device, Variant::Full, false, out).await?;
+            let full = self.full_and_resync(&device, resync, out).await?;
             if self.store.take_armed(&mac).await? {
                 out.event = Some((
                     "secrets",
