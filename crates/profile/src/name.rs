@@ -17,6 +17,16 @@ pub(crate) fn word(b: &[u8], at: usize) -> u64 {
     }
 }
 
+/// The bytes of word `w` that equal `needle`, as the high bit of each, plus possibly bytes above (more significant
+/// than) a match: the lowest bit set is always exact, and any bit set means a match at or below it.
+#[inline(always)]
+pub(crate) fn matches(w: u64, needle: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = w ^ (ONES * u64::from(needle));
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
 /// Whether `a` and `b` hold the same bytes.
 #[inline]
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {

@@ -7,7 +7,7 @@ use quick_xml::errors::Error as XmlError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use crate::name::word;
+use crate::name::{matches, word};
 use crate::position::{Locator, position_in_bytes};
 
 mod plain;
@@ -415,24 +415,18 @@ fn finish_value(text: CompactString, escaped: bool, options: &ParseOptions) -> V
 
 /// Whether `b` holds a line end: eight bytes at a time, in line (values are short; `memchr`'s set-up costs more).
 fn has_newline(b: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let n = b.len();
     if n < 8 {
         return b.contains(&b'\n');
     }
-    let zeros = |at: usize| {
-        let x = word(b, at) ^ (ONES * u64::from(b'\n'));
-        x.wrapping_sub(ONES) & !x & HIGH != 0
-    };
     let mut at = 0;
     while at + 8 < n {
-        if zeros(at) {
+        if matches(word(b, at), b'\n') != 0 {
             return true;
         }
         at += 8;
     }
-    zeros(n - 8)
+    matches(word(b, n - 8), b'\n') != 0
 }
 
 fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<String> {

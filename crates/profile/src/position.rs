@@ -71,10 +71,7 @@ impl Lines {
 
     /// Passes over `bytes`, which start at byte `from` of the text.
     pub(crate) fn pass(&mut self, bytes: &[u8], from: usize) {
-        // Most runs are short values: a plain loop costs less than `memrchr`'s set-up.
-        let last =
-            if bytes.len() < 24 { bytes.iter().rposition(|&b| b == b'\n') } else { memchr::memrchr(b'\n', bytes) };
-        if let Some(last) = last {
+        if let Some(last) = memchr::memrchr(b'\n', bytes) {
             self.line += count(&bytes[..=last], |b| b == b'\n');
             self.line_start = from + last + 1;
         }

@@ -12,7 +12,7 @@
 use memchr::{memchr, memmem};
 
 use super::{Attributes, Builder, ParseError, attribute};
-use crate::name::{same, word};
+use crate::name::{matches, same, word};
 use crate::position::Lines;
 use crate::{ParseOptions, Position, Profile};
 
@@ -39,8 +39,8 @@ fn name_len(b: &[u8]) -> usize {
     b.iter().position(|&c| !NAME[usize::from(c)]).unwrap_or(b.len())
 }
 
-/// `memchr` for a byte that is usually a few bytes away (an attribute's closing quote, the `<` after a value): a
-/// plain loop over the first 24 bytes costs less than `memchr`'s set-up.
+/// `memchr` for a byte that is usually a few bytes away (an attribute's closing quote): a plain loop over the first
+/// 24 bytes costs less than `memchr`'s set-up.
 fn find_short(needle: u8, b: &[u8]) -> Option<usize> {
     let head = &b[..b.len().min(24)];
     match head.iter().position(|&c| c == needle) {
@@ -59,18 +59,13 @@ struct Run {
 /// Finds the end of a run of text in one pass, eight bytes at a time (a value is scanned once, not once per
 /// question). A run longer than [`Run::SHORT`] bytes goes to `memchr`.
 fn scan_run(b: &[u8]) -> Run {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of every zero byte of `x`, and possibly of bytes above (more significant than) a zero byte:
-    // the lowest bit set is always exact, and a bit set means a zero byte at or below it.
-    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut run = Run { lt: None, amp: false, newline: false };
     let mut k = 0;
     while k + 8 <= b.len().min(Run::SHORT) {
         let w = word(b, k);
-        let lt = zeros(w ^ (ONES * u64::from(b'<')));
-        let mut amp = zeros(w ^ (ONES * u64::from(b'&')));
-        let mut newline = zeros(w ^ (ONES * u64::from(b'\n')));
+        let lt = matches(w, b'<');
+        let mut amp = matches(w, b'&');
+        let mut newline = matches(w, b'\n');
         if lt != 0 {
             let at = lt.trailing_zeros();
             let below = (1u64 << at) - 1;
