@@ -203,11 +203,12 @@ fn unwrap_as(input: &[u8], keys: &Keys, limits: &Limits, any: bool) -> Result<Un
     loop {
         if looks_like_profile_text(&data) {
             // An RFC 8188 header starts with a random salt, which begins with '<' once in 256 files: with an IKM,
-            // a body that authenticates as aes128gcm is one, whatever its first byte.
+            // a body that authenticates as aes128gcm is one, whatever its first byte (and, when any plaintext is
+            // asked for, whatever it holds: RFC 8188 authenticates).
             if layers.is_empty()
                 && let Some(ikm) = &keys.ikm
                 && let Ok(d) = aes128gcm::decrypt(&data, ikm)
-                && plausible(&d.plaintext)
+                && (any || plausible(&d.plaintext))
             {
                 layers.push(Layer::Aes128Gcm { rs: d.header.rs, keyid: d.header.keyid });
                 data = d.plaintext;
@@ -502,6 +503,21 @@ mod tests {
             let packed = aes128gcm::encrypt(XML, b"k", salt, 4096, b"").unwrap();
             let u = unwrap(&packed, &Keys { ikm: Some(b"k".to_vec()), ..Keys::default() }, &Limits::default()).unwrap();
             assert_eq!(u.plaintext, XML);
+        }
+    }
+
+    /// The same for any plaintext (`profile decrypt`): binary content under a salt that starts with '<' is still
+    /// decrypted, not returned as it came.
+    #[test]
+    fn rfc8188_with_a_salt_that_starts_like_xml_and_binary_content() {
+        let binary: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        for first in [b'<', b' ', b'\n'] {
+            let mut salt = [7u8; aes128gcm::SALT_LEN];
+            salt[0] = first;
+            let packed = aes128gcm::encrypt(&binary, b"k", salt, 4096, b"").unwrap();
+            let keys = Keys { ikm: Some(b"k".to_vec()), ..Keys::default() };
+            let u = unwrap_plaintext(&packed, &keys, &Limits::default()).unwrap();
+            assert_eq!(u.plaintext, binary, "salt starting with {first}");
         }
     }
 
