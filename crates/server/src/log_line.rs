@@ -7,6 +7,16 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+/// Whether any of the eight bytes of `word` needs a JSON escape: a control character (below 0x20), `"` or `\`.
+/// Exact: the borrow tricks below set a byte's high bit only from the lowest byte that matches.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let equal = |b: u8| below(word ^ (ONES * u64::from(b)), 1);
+    (below(word, 0x20) | equal(b'"') | equal(b'\\')) != 0
+}
+
 /// Appends `s` as a JSON string, escaped as serde_json escapes it: `"` and `\`, the short escapes `\b \f \n \r \t`,
 /// other control characters as `\u00XX`, and everything else (non-ASCII included) as it is.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
@@ -27,12 +37,22 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs an escape (paths, User-Agents and hashes seldom have one).
+        if let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from)
+            && !needs_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let b = bytes[i];
+        i += 1;
         if !ESCAPED[usize::from(b)] {
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
+        out.extend_from_slice(&bytes[start..i - 1]);
+        start = i;
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -452,6 +472,26 @@ mod tests {
                 let (ours, theirs) = both(&access, format);
                 assert_eq!(ours, theirs, "{format:?}");
             }
+        }
+    }
+
+    #[test]
+    fn an_escape_at_every_place_of_a_word() {
+        // Plain text with one character that needs an escape (or a non-ASCII one that does not) at every position,
+        // for every length to 40: the eight-byte skip must stop for each, and only for those.
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é', '€'] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let s: String = (0..len).map(|i| if i == at { special } else { 'a' }).collect();
+                    let mut out = Vec::new();
+                    push_json_str(&mut out, &s);
+                    assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+        for b in 0..=255u8 {
+            let word = u64::from_le_bytes([b'a', b'b', b'c', b, b'd', b'e', b'f', b'g']);
+            assert_eq!(needs_escape(word), b < 0x20 || b == b'"' || b == b'\\', "{b:#x}");
         }
     }
 

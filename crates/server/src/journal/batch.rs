@@ -2,8 +2,6 @@
 //! (its last request, and the last file it was served, only when it changed or every 10 s), then its events and
 //! reports. The SQLite and PostgreSQL journals only execute the plan.
 
-use std::collections::{BTreeMap, HashMap};
-
 use super::{AuditEntry, stored_params, stored_report};
 use crate::inventory::Mac;
 use crate::inventory::at_rest::AtRest;
@@ -16,6 +14,9 @@ pub(super) struct Written {
     served: (String, &'static str, String),
     served_ms: i64,
 }
+
+/// What the writer last wrote, per device (hashbrown with foldhash: a lookup per device per batch).
+pub(super) type WrittenStates = hashbrown::HashMap<Mac, Written>;
 
 /// How stale `last seen` and `served at` may get while nothing else about them changes.
 const STATE_REFRESH_MS: i64 = 10_000;
@@ -69,7 +70,7 @@ impl Plan<'_> {
 }
 
 /// The plan for `batch`, given what was `written` before (updated as if the plan were carried out).
-pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Written>, at_rest: &AtRest) -> Plan<'a> {
+pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut WrittenStates, at_rest: &AtRest) -> Plan<'a> {
     if written.len() > 1_000_000 {
         written.clear();
     }
@@ -80,7 +81,7 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
         served: Option<&'a AuditEntry>,
         served_params: Option<&'a crate::render::ServedParams>,
     }
-    let mut seen: BTreeMap<&Mac, Seen<'_>> = BTreeMap::new();
+    let mut seen: hashbrown::HashMap<&Mac, Seen<'_>> = hashbrown::HashMap::with_capacity(batch.len().min(1024));
     for e in batch {
         let Some(mac) = &e.device else { continue };
         // An administrator changing a device is not the device being seen (its events are kept below).
@@ -102,15 +103,23 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut HashMap<Mac, Writt
             s.served_params = e.served_params.as_deref().or(s.served_params);
         }
     }
+    // In MAC order, so that two nodes writing the same devices take their rows in the same order (PostgreSQL).
+    let mut seen: Vec<(&Mac, Seen<'_>)> = seen.into_iter().collect();
+    seen.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut plan = Plan::default();
     for (mac, s) in seen {
         let address = s.last.client.rsplit_once(':').map_or(s.last.client.as_str(), |(a, _)| a);
-        let w = written.entry(mac.clone()).or_insert_with(|| Written {
-            seen_ms: i64::MIN,
-            address: String::new(),
-            served: (String::new(), "", String::new()),
-            served_ms: i64::MIN,
-        });
+        // The MAC is copied only for a device not seen before.
+        if !written.contains_key(mac) {
+            let new = Written {
+                seen_ms: i64::MIN,
+                address: String::new(),
+                served: (String::new(), "", String::new()),
+                served_ms: i64::MIN,
+            };
+            written.insert(mac.clone(), new);
+        }
+        let Some(w) = written.get_mut(mac) else { continue };
         let state_changed = w.address != address || s.user_agent.is_some() || s.firmware.is_some();
         if state_changed || s.last.at_ms - w.seen_ms >= STATE_REFRESH_MS {
             w.seen_ms = s.last.at_ms;

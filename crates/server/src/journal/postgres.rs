@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::Row;
 use tokio::sync::Mutex;
 
-use super::batch::Written;
+use super::batch::WrittenStates;
 use super::{AuditEntry, DeviceStatus, Drift, Event, Journal, Seen};
 use crate::config::JournalConfig;
 use crate::inventory::{Mac, PostgresStore, StoreError};
@@ -30,7 +30,7 @@ const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Default)]
 struct WriterState {
-    written: HashMap<Mac, Written>,
+    written: WrittenStates,
     touched: BTreeSet<Mac>,
     rounds: u64,
 }
@@ -102,7 +102,7 @@ async fn write_batch(
     store: &PostgresStore,
     node: &str,
     batch: &[AuditEntry],
-    written: &mut HashMap<Mac, Written>,
+    written: &mut WrittenStates,
 ) -> Result<(), sqlx::Error> {
     let plan = super::batch::plan(batch, written, store.at_rest());
     let mut tx = store.pool().begin().await?;

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::batch::Written;
+use super::batch::WrittenStates;
 
 use tokio::sync::Mutex;
 
@@ -25,7 +25,7 @@ pub struct SqliteJournal {
 
 #[derive(Default)]
 struct WriterState {
-    written: HashMap<Mac, Written>,
+    written: WrittenStates,
     /// Devices that got rows since the last trim.
     touched: BTreeSet<Mac>,
     /// Maintenance rounds so far (the age sweep runs every 60th).
@@ -75,7 +75,7 @@ const ROWS_PER_STATEMENT: usize = 200;
 async fn write_batch(
     store: &SqliteStore,
     batch: &[AuditEntry],
-    written: &mut HashMap<Mac, Written>,
+    written: &mut WrittenStates,
 ) -> Result<(), sqlx::Error> {
     let plan = super::batch::plan(batch, written, store.at_rest());
     if plan.is_empty() {

@@ -19,7 +19,6 @@
 //! Rendered responses are cached ([`cache`]) and dropped when the inventory's revision or the templates change
 //! ([`Provisioner::refresh`], which the server calls every 250 ms).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -63,7 +62,7 @@ pub struct Provisioner<S: Store, J: Journal> {
     credentials: Option<Verifier>,
     guard: Guard,
     /// The device last seen at each address (for syslog lines that do not name their sender).
-    addresses: Mutex<HashMap<IpAddr, Mac>>,
+    addresses: Mutex<hashbrown::HashMap<IpAddr, Mac>>,
     /// The CA certificate (PEM) phones install with `Custom_CA_Rule`, served at `/ca.pem`.
     site_ca: RwLock<Option<bytes::Bytes>>,
     /// Signs enterprise files (`tftp.pem` of `[enterprise] trust_dir`).
@@ -106,7 +105,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             cache,
             credentials,
             guard: Guard::new(config.limits.clone()),
-            addresses: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(hashbrown::HashMap::new()),
             site_ca: RwLock::new(None),
             file_signer: RwLock::new(None),
             config,
