@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 /// Whether any of the eight bytes of `word` needs a JSON escape: a control character (below 0x20), `"` or `\`.
-/// Exact: the borrow tricks below set a byte's high bit only from the lowest byte that matches.
+/// Exact as a yes or no: a borrow can set a byte's high bit wrongly only above a byte that truly matches.
 fn needs_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
