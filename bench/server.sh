@@ -161,16 +161,24 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~
 # CPU time (user + system, clock ticks) the processes PIDS... have used so far.
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 hz=$(getconf CLK_TCK)
-run_wrk() { # port pids... -> "rps p99ms cpu_us_per_request"
-  local out port=$1 before after rps
+# The machine's CPU counters (/proc/stat's first line): "total idle+iowait steal" in clock ticks.
+machine_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6, $9}' /proc/stat; }
+run_wrk() { # port pids... -> "rps p99ms cpu_us_per_request wrk_cpu_us_per_request idle% steal%"
+  local out port=$1 before after rps m0 m1
   shift
   before=$(cpu_ticks "$@")
-  out=$(wrk -t2 -c100 -d"${DURATION}s" --latency -s "$dir/paths.lua" "http://127.0.0.1:$port")
+  m0=$(machine_ticks)
+  out=$(/usr/bin/time -f 'wrk-cpu %U %S' wrk -t2 -c100 -d"${DURATION}s" --latency -s "$dir/paths.lua" "http://127.0.0.1:$port" 2>&1)
+  m1=$(machine_ticks)
   after=$(cpu_ticks "$@")
   if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx responses from port $port" >&2; echo "$out" >&2; exit 1; fi
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  # The server's CPU per request: what decides the rate when the server and wrk share the machine's two cores.
-  echo "$rps $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms) $(echo "($after - $before) * 1000000 / $hz / ($rps * $DURATION)" | bc -l)"
+  # The server's CPU per request: what decides the rate when the server and wrk share the machine's two cores. Also
+  # wrk's own CPU per request (a server whose answers cost the client more leaves it less of the machine), and how
+  # much of the machine was idle or stolen by the host while it ran.
+  echo "$rps $(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms) $(echo "($after - $before) * 1000000 / $hz / ($rps * $DURATION)" | bc -l)" \
+    "$(echo "$out" | awk -v n="$rps" -v d="$DURATION" '$1 == "wrk-cpu" {print ($2 + $3) * 1000000 / (n * d)}')" \
+    "$(echo "$m0 $m1" | awk '{t = $4 - $1; print 100 * ($5 - $2) / t, 100 * ($6 - $3) / t}')"
 }
 # FLOOR=1: a third server in the rounds, `provisor-bench hyper-floor`: bare hyper on tokio answering every GET
 # with the same bytes as nginx's files, from memory. The least Provisor's HTTP stack can cost; the rest is Provisor's own work.
@@ -192,17 +200,20 @@ if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
 fi
 n_rps=() p_rps=() n_p99=() p_p99=() f_rps=() f_p99=() l_rps=() l_p99=() n_cpu=() p_cpu=() f_cpu=()
 s_rps=() s_p99=() s_cpu=() w_rps=() w_p99=() w_cpu=() b_rps=() b_p99=() b_cpu=()
+n_wrk=() p_wrk=() n_idle=() p_idle=() n_steal=() p_steal=()
 # The processes whose CPU is counted: nginx's workers (not its idle master), Provisor, the floor.
 nginx_workers=$(pgrep -P "$(cat "$dir/nginx.pid")" | tr '\n' ' ')
 for _ in $(seq "$ROUNDS"); do
-  read -r a b c <<<"$(run_wrk $PORT_N $nginx_workers)"; n_rps+=("$a"); n_p99+=("$b"); n_cpu+=("$c")
-  read -r a b c <<<"$(run_wrk $PORT_P $prov_pid)"; p_rps+=("$a"); p_p99+=("$b"); p_cpu+=("$c")
-  if [ -n "${BEFORE_BIN:-}" ]; then read -r a b c <<<"$(run_wrk $PORT_B $before_pid)"; b_rps+=("$a"); b_p99+=("$b"); b_cpu+=("$c"); fi
-  if [ "${FLOOR:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_F $floor_pid)"; f_rps+=("$a"); f_p99+=("$b"); f_cpu+=("$c"); fi
-  if [ "${NGINX_LOG:-0}" = 1 ]; then read -r a b c <<<"$(run_wrk $PORT_L)"; l_rps+=("$a"); l_p99+=("$b"); fi
+  read -r a b c d e f <<<"$(run_wrk $PORT_N $nginx_workers)"; n_rps+=("$a"); n_p99+=("$b"); n_cpu+=("$c")
+  n_wrk+=("$d"); n_idle+=("$e"); n_steal+=("$f")
+  read -r a b c d e f <<<"$(run_wrk $PORT_P $prov_pid)"; p_rps+=("$a"); p_p99+=("$b"); p_cpu+=("$c")
+  p_wrk+=("$d"); p_idle+=("$e"); p_steal+=("$f")
+  if [ -n "${BEFORE_BIN:-}" ]; then read -r a b c _ <<<"$(run_wrk $PORT_B $before_pid)"; b_rps+=("$a"); b_p99+=("$b"); b_cpu+=("$c"); fi
+  if [ "${FLOOR:-0}" = 1 ]; then read -r a b c _ <<<"$(run_wrk $PORT_F $floor_pid)"; f_rps+=("$a"); f_p99+=("$b"); f_cpu+=("$c"); fi
+  if [ "${NGINX_LOG:-0}" = 1 ]; then read -r a b c _ <<<"$(run_wrk $PORT_L)"; l_rps+=("$a"); l_p99+=("$b"); fi
   if [ "${HTTP1_FLOOR:-0}" = 1 ]; then
-    read -r a b c <<<"$(run_wrk $PORT_S $sendfile_pid)"; s_rps+=("$a"); s_p99+=("$b"); s_cpu+=("$c")
-    read -r a b c <<<"$(run_wrk $PORT_W $writev_pid)"; w_rps+=("$a"); w_p99+=("$b"); w_cpu+=("$c")
+    read -r a b c _ <<<"$(run_wrk $PORT_S $sendfile_pid)"; s_rps+=("$a"); s_p99+=("$b"); s_cpu+=("$c")
+    read -r a b c _ <<<"$(run_wrk $PORT_W $writev_pid)"; w_rps+=("$a"); w_p99+=("$b"); w_cpu+=("$c")
   fi
 done
 nr=$(printf '%s\n' "${n_rps[@]}" | median); pr=$(printf '%s\n' "${p_rps[@]}" | median)
@@ -218,6 +229,11 @@ echo "|---|---|---|---|"
 printf '| cached per-device responses, requests/s | %.0f | %.0f | %.2f× |\n' "$nr" "$pr" "$(echo "$pr / $nr" | bc -l)"
 printf '| p99 latency under that load | %.2f ms | %.2f ms | |\n' "$np" "$pp"
 printf '| server CPU per request (user + system) | %.1f µs | %.1f µs | %.2f× |\n' "$nc" "$pc" "$(echo "$pc / $nc" | bc -l)"
+nw=$(printf '%s\n' "${n_wrk[@]}" | median); pw=$(printf '%s\n' "${p_wrk[@]}" | median)
+printf '| wrk CPU per request (the client side of the same machine) | %.1f µs | %.1f µs | %.2f× |\n' "$nw" "$pw" "$(echo "$pw / $nw" | bc -l)"
+printf '| machine idle / stolen by the host while wrk ran | %.1f %% / %.1f %% | %.1f %% / %.1f %% | |\n' \
+  "$(printf '%s\n' "${n_idle[@]}" | median)" "$(printf '%s\n' "${n_steal[@]}" | median)" \
+  "$(printf '%s\n' "${p_idle[@]}" | median)" "$(printf '%s\n' "${p_steal[@]}" | median)"
 if [ "${FLOOR:-0}" = 1 ]; then
   fr=$(printf '%s\n' "${f_rps[@]}" | median); fp=$(printf '%s\n' "${f_p99[@]}" | median)
   fc=$(printf '%s\n' "${f_cpu[@]}" | median)

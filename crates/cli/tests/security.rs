@@ -348,6 +348,20 @@ fn slow_and_half_sent_http_clients_are_closed() {
             format!("POST /report/{MAC_A}.xml HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc").as_bytes(),
         )
         .unwrap();
+    // A client that trickles its head a byte every 200 ms is never idle, but never finishes a request: the header
+    // timeout (2 s) closes it, long before the 10 s it would go on for.
+    let trickler = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /XMLDefault.cnf.xml HTTP/1.1\r\nx-slow: ").unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if c.write_all(b"a").is_err() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    });
     // Meanwhile, others are served.
     let (status, body) = curl_from("127.0.0.3", &format!("{}/XMLDefault.cnf.xml", server.http));
     assert_eq!(status, 200, "{}", text(&body));
@@ -365,6 +379,8 @@ fn slow_and_half_sent_http_clients_are_closed() {
     let mut reply = String::new();
     let _ = upload.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 408"), "a stalled upload gets 408: {reply:?}");
+    let trickled = trickler.join().unwrap().expect("a client trickling its head is closed");
+    assert!(trickled < Duration::from_secs(5), "the trickling client was closed after {trickled:?}");
     // At the per-address cap, more connections are closed at once; another address is still served.
     let held: Vec<TcpStream> = (0..40).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(300));

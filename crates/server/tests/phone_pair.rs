@@ -74,7 +74,7 @@ impl Pair {
         };
         let path = r.url.path.split('?').next().unwrap_or("").to_string();
         let mut req = Request::get(protocol, &path, self.address);
-        req.target = r.url.path.clone();
+        req.target = Some(r.url.path.clone());
         req.body = r.body.clone().into();
         req.method = match (protocol, r.method) {
             (Protocol::Tftp, "GET") => "RRQ",

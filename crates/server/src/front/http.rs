@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -255,7 +255,6 @@ async fn accept_loop<S: Store + 'static, J: Journal>(
         let turns = turns.clone();
         connections.spawn(async move {
             let full = admitted.admission.clone();
-            let full = &full.full;
             let _admitted = admitted;
             let Some(live) = tls else {
                 let conn =
@@ -289,10 +288,60 @@ fn ticks() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// What a connection's [`Keeper`] watches: when the stream last moved bytes each way, how many requests are in
+/// progress, and since when the connection has waited for a request head.
+struct Watch {
+    /// When bytes last arrived ([`ticks`]).
+    last_read: AtomicU64,
+    /// When bytes last left.
+    last_write: AtomicU64,
+    /// Requests in progress.
+    in_flight: AtomicUsize,
+    /// When the connection began waiting for a request: when it was accepted, or when its last request was
+    /// answered. A request head must arrive within `http_header_timeout_s` of this (and of the last byte sent, so a
+    /// long download is not cut short).
+    waiting_since: AtomicU64,
+    /// Whether it has answered a request: only such a one closes when the listener is full (a new one has not sent
+    /// its request yet).
+    answered: AtomicBool,
+    /// What the keeper decided: [`OPEN`], [`DRAIN`] or [`CLOSE`].
+    verdict: std::sync::atomic::AtomicU8,
+    /// The connection's task, woken when the verdict changes.
+    task: atomic_waker::AtomicWaker,
+}
+
+/// The connection goes on.
+const OPEN: u8 = 0;
+/// Close after the request in progress (at once if idle): shutdown, or a full listener.
+const DRAIN: u8 = 1;
+/// Close now: it was silent too long, or a request head did not arrive in time.
+const CLOSE: u8 = 2;
+
+impl Watch {
+    fn new() -> Watch {
+        let now = ticks();
+        Watch {
+            last_read: AtomicU64::new(now),
+            last_write: AtomicU64::new(now),
+            in_flight: AtomicUsize::new(0),
+            waiting_since: AtomicU64::new(now),
+            answered: AtomicBool::new(false),
+            verdict: std::sync::atomic::AtomicU8::new(OPEN),
+            task: atomic_waker::AtomicWaker::new(),
+        }
+    }
+
+    /// Raises the verdict to `v` and wakes the connection's task.
+    fn decide(&self, v: u8) {
+        self.verdict.fetch_max(v, Ordering::AcqRel);
+        self.task.wake();
+    }
+}
+
 /// A stream that notes when it last moved bytes, so a silent connection can be closed.
 struct Watched<I> {
     inner: I,
-    last: Arc<AtomicU64>,
+    watch: Arc<Watch>,
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
@@ -300,7 +349,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.last.store(ticks(), Ordering::Relaxed);
+            self.watch.last_read.store(ticks(), Ordering::Relaxed);
         }
         r
     }
@@ -310,7 +359,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(ticks(), Ordering::Relaxed);
+            self.watch.last_write.store(ticks(), Ordering::Relaxed);
         }
         r
     }
@@ -323,7 +372,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(ticks(), Ordering::Relaxed);
+            self.watch.last_write.store(ticks(), Ordering::Relaxed);
         }
         r
     }
@@ -338,83 +387,129 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 }
 
-/// Serves one connection until the client closes it, it idles too long, or (after the request in progress)
-/// `shutdown`.
+/// A connection's keeper: a task of its own that decides when the connection closes (idle, a request head late,
+/// shutdown, a full listener), so that the connection's task, woken for every request, only reads one atomic
+/// instead of polling timers and notifications each time (`BENCHMARKS.md`, issue 17). It replaces hyper's
+/// per-request header timer, which allocated and registered a timer for every request.
+async fn keeper(
+    watch: Arc<Watch>,
+    limits: Limits,
+    shutdown: CancellationToken,
+    full: Arc<Admission>,
+    peer: SocketAddr,
+) {
+    let idle_ms = limits.http_idle_timeout_s.saturating_mul(1000).max(1);
+    let header_ms = limits.http_header_timeout_s.saturating_mul(1000).max(1);
+    let mut listener_full = std::pin::pin!(full.full.notified());
+    listener_full.as_mut().enable();
+    let mut draining = false;
+    loop {
+        let now = ticks();
+        let last_write = watch.last_write.load(Ordering::Relaxed);
+        let quiet = now.saturating_sub(watch.last_read.load(Ordering::Relaxed).max(last_write));
+        if quiet >= idle_ms {
+            tracing::debug!("{peer}: closed after {} s without traffic", limits.http_idle_timeout_s);
+            return watch.decide(CLOSE);
+        }
+        let mut wait = idle_ms - quiet;
+        if watch.in_flight.load(Ordering::Acquire) == 0 {
+            // Waiting for a request head: it must come within the header timeout.
+            let waited = now.saturating_sub(watch.waiting_since.load(Ordering::Acquire).max(last_write));
+            if waited >= header_ms {
+                tracing::debug!("{peer}: no request within {} s", limits.http_header_timeout_s);
+                return watch.decide(CLOSE);
+            }
+            wait = wait.min(header_ms - waited);
+        } else {
+            // A request that ends during the wait starts a header timeout no sooner than this wakes.
+            wait = wait.min(header_ms);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            () = shutdown.cancelled(), if !draining => {
+                // Finish the request in progress, then close (an idle keep-alive connection closes at once).
+                draining = true;
+                watch.decide(DRAIN);
+            }
+            () = &mut listener_full, if !draining => {
+                if watch.answered.load(Ordering::Relaxed) {
+                    // Every place of the listener is taken: close once this request is answered (at once if idle).
+                    draining = true;
+                    watch.decide(DRAIN);
+                } else {
+                    listener_full.set(full.full.notified());
+                    listener_full.as_mut().enable();
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, it idles too long, a request head is late, or (after the
+/// request in progress) `shutdown` or a full listener.
 async fn serve_connection<I, S: Store + 'static, J: Journal>(
     io: I,
     provisioner: Arc<Provisioner<S, J>>,
     conn: Connection,
     limits: &Limits,
     shutdown: &CancellationToken,
-    full: &tokio::sync::Notify,
+    admission: Arc<Admission>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let last = Arc::new(AtomicU64::new(ticks()));
-    let io = TokioIo::new(Watched { inner: io, last: last.clone() });
+    let watch = Arc::new(Watch::new());
+    let io = TokioIo::new(Watched { inner: io, watch: watch.clone() });
     let peer = conn.peer;
     let conn = Arc::new(conn);
-    // Whether this connection has answered a request: only such a one closes when the listener is full (a new one
-    // has not sent its request yet).
-    let answered = Arc::new(AtomicBool::new(false));
-    let counted = answered.clone();
+    let requests = watch.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (provisioner, conn, counted) = (provisioner.clone(), conn.clone(), counted.clone());
+        let (provisioner, conn, requests) = (provisioner.clone(), conn.clone(), requests.clone());
+        requests.in_flight.fetch_add(1, Ordering::AcqRel);
         async move {
             let response = handle(&provisioner, &conn, req).await;
-            counted.store(true, Ordering::Relaxed);
+            requests.answered.store(true, Ordering::Relaxed);
+            requests.waiting_since.store(ticks(), Ordering::Release);
+            requests.in_flight.fetch_sub(1, Ordering::AcqRel);
             Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.http_header_timeout_s))
-        .max_buf_size(64 * 1024);
+    // No hyper header timer: the keeper enforces `http_header_timeout_s` without a timer per request.
+    builder.http1().max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(32);
     let mut connection = std::pin::pin!(builder.serve_connection(io, service));
-    let idle_ms = limits.http_idle_timeout_s * 1000;
-    let mut watchdog = std::pin::pin!(async {
-        loop {
-            let quiet = ticks().saturating_sub(last.load(Ordering::Relaxed));
-            if quiet >= idle_ms {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
+    /// Stops the keeper when the connection ends.
+    struct Stop(tokio::task::JoinHandle<()>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.abort();
         }
-    });
-    let mut listener_full = std::pin::pin!(full.notified());
-    listener_full.as_mut().enable();
+    }
+    let _keeper = Stop(tokio::spawn(keeper(watch.clone(), limits.clone(), shutdown.clone(), admission, peer)));
     let mut draining = false;
-    loop {
-        tokio::select! {
-            r = connection.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!("{peer}: connection: {e}");
-                }
-                return;
-            }
-            () = &mut watchdog => {
-                tracing::debug!("{peer}: closed after {} s without traffic", limits.http_idle_timeout_s);
-                return;
-            }
-            () = shutdown.cancelled(), if !draining => {
-                // Finish the request in progress, then close (an idle keep-alive connection closes at once).
+    let closed_by_keeper = std::future::poll_fn(|cx| {
+        watch.task.register(cx.waker());
+        match watch.verdict.load(Ordering::Acquire) {
+            CLOSE => return Poll::Ready(true),
+            DRAIN if !draining => {
                 connection.as_mut().graceful_shutdown();
                 draining = true;
             }
-            () = &mut listener_full, if !draining => {
-                if answered.load(Ordering::Relaxed) {
-                    // Every place of the listener is taken: close once this request is answered (at once if idle).
-                    connection.as_mut().graceful_shutdown();
-                    draining = true;
-                } else {
-                    listener_full.set(full.notified());
-                    listener_full.as_mut().enable();
-                }
-            }
+            _ => {}
         }
+        match connection.as_mut().poll(cx) {
+            Poll::Ready(r) => {
+                if let Err(e) = r {
+                    tracing::debug!("{peer}: connection: {e}");
+                }
+                Poll::Ready(false)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    if closed_by_keeper {
+        tracing::trace!("{peer}: closed by its keeper");
     }
 }
 
@@ -455,10 +550,12 @@ async fn handle<S: Store + 'static, J: Journal>(
     let (parts, incoming) = req.into_parts();
     let headers = &parts.headers;
     let path = parts.uri.path().to_string();
-    // The request target as sent (Digest authentication checks it): origin form, or absolute form in full.
+    // The request target as sent (Digest authentication checks it), when it is not the path: origin form with a
+    // query, or absolute form in full.
     let target = match (parts.uri.scheme(), parts.uri.path_and_query()) {
-        (None, Some(t)) => t.as_str().to_string(),
-        _ => parts.uri.to_string(),
+        (None, Some(t)) if t.query().is_none() => None,
+        (None, Some(t)) => Some(t.as_str().to_string()),
+        _ => Some(parts.uri.to_string()),
     };
     let range = header_text(headers, header::RANGE);
     let body = if matches!(method, "POST" | "PUT") {

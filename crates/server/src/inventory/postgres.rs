@@ -290,7 +290,7 @@ impl PostgresStore {
             r.get("prev_path_token"),
         )?;
         Ok(Device {
-            mac: Mac(mac),
+            mac: Mac::stored(&mac)?,
             model: r.get("model"),
             serial: r.get("serial"),
             description: r.get("description"),

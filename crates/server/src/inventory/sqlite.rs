@@ -238,7 +238,7 @@ impl SqliteStore {
             r.get("prev_path_token"),
         )?;
         Ok(Device {
-            mac: Mac(mac),
+            mac: Mac::stored(&mac)?,
             model: r.get("model"),
             serial: r.get("serial"),
             description: r.get("description"),

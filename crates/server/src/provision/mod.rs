@@ -265,7 +265,7 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
             return Ok(());
         };
         let now_s = now as u64 / 1000;
-        if req.authorization.as_deref().is_some_and(|h| c.verify(h, req.method, &req.target, now_s)) {
+        if req.authorization.as_deref().is_some_and(|h| c.verify(h, req.method, req.target(), now_s)) {
             return Ok(());
         }
         Err(ProvisionError::Unauthenticated { challenges: c.challenges(now_s).to_vec() })

@@ -45,8 +45,9 @@ pub struct Request {
     pub method: &'static str,
     /// The file name or URL path as sent (without the query).
     pub path: String,
-    /// The request target as sent (HTTP: path and query, what a Digest `uri` must match; TFTP: the file name).
-    pub target: String,
+    /// The request target as sent, when it is not `path` (HTTP: with a query, or in absolute form); what a Digest
+    /// `uri` must match ([`Request::target`]).
+    pub target: Option<String>,
     /// The client.
     pub client: SocketAddr,
     /// The `User-Agent` header.
@@ -66,13 +67,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request target as sent (HTTP: path and query, or the absolute form; TFTP: the file name).
+    pub fn target(&self) -> &str {
+        self.target.as_deref().unwrap_or(&self.path)
+    }
+
     /// A GET-like request with no headers.
     pub fn get(protocol: Protocol, path: &str, client: SocketAddr) -> Request {
         Request {
             protocol,
             method: if protocol == Protocol::Tftp { "RRQ" } else { "GET" },
             path: path.to_string(),
-            target: path.to_string(),
+            target: None,
             client,
             user_agent: None,
             certificate: None,

@@ -64,7 +64,9 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
                     return self.bootstrap(req).await;
                 }
                 UnknownDevices::Enrol => {
-                    let d = self.enrol(&mac, captures.model, req.certificate.as_ref(), ua).await?;
+                    // Boxed: enrolment's future (the store's add, PostgreSQL's above all) is ~15 KB, and every
+                    // request's future would otherwise carry that much, copied as hyper moves it.
+                    let d = Box::pin(self.enrol(&mac, captures.model, req.certificate.as_ref(), ua)).await?;
                     out.event = Some(("enrolled", format!("auto-enrolled as {}", d.model)));
                     d
                 }
