@@ -358,6 +358,14 @@ fn enterprise_files_firmware_ranges_auth_and_rate_limits() {
     assert_eq!(status, 200);
     assert!(headers.starts_with("http/1.0 200") || headers.starts_with("http/1.1 200"), "{headers}");
     assert!(headers.contains(&format!("content-length: {}", body.len())), "{headers}");
+    // A HEAD gets the same Content-Length and no body, and a refusal carries one too (hyper writes it from the
+    // body's size).
+    let (status, head, _) = server.curl(&["--head", "-u", "phone:pw", &url]);
+    assert_eq!(status, 200);
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    let (status, headers, refusal) = server.curl(&["-u", "phone:wrong", &url]);
+    assert_eq!(status, 401);
+    assert!(!refusal.is_empty() && headers.contains(&format!("content-length: {}", refusal.len())), "{headers}");
     let tftp_sep = server.tftp_hpa(&sep);
     assert!(text(&tftp_sep).contains("<device>"));
     let default = text(&server.atftp("xmlDefault.CNF.XML"));

@@ -304,9 +304,23 @@ impl Access<'_> {
             );
             return;
         };
-        let mut line = Vec::with_capacity(256);
-        self.format(sink.format, std::time::SystemTime::now(), &mut line);
-        (sink.write)(&line);
+        thread_local! {
+            /// The line's buffer, kept per thread (a line per request).
+            static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.format(sink.format, std::time::SystemTime::now(), &mut line);
+                (sink.write)(&line);
+            }
+            // Only if the writer logged an access line itself.
+            Err(_) => {
+                let mut line = Vec::with_capacity(256);
+                self.format(sink.format, std::time::SystemTime::now(), &mut line);
+                (sink.write)(&line);
+            }
+        });
     }
 
     /// The line as the tracing subscriber's `format` writes it at `now`, newline included.

@@ -184,10 +184,11 @@ pub struct Router {
 
 /// A normalised path: leading `/`, `Communicator/` removed, query removed. `None` for names that are never served
 /// (NUL, backslash, `..`).
-pub fn normalise(name: &str) -> Option<String> {
+pub fn normalise(name: &str) -> Option<std::borrow::Cow<'_, str>> {
     // Byte scans: this runs on every request, and `str`'s pattern searchers cost more than the rest of it.
     let end = name.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(name.len());
     let name = &name[..end];
+    let original = name;
     if name.bytes().any(|b| b == 0 || b == b'\\') {
         return None;
     }
@@ -198,10 +199,15 @@ pub fn normalise(name: &str) -> Option<String> {
     if name.as_bytes().split(|&b| b == b'/').any(|s| s == b"..") {
         return None;
     }
+    // Borrowed when it already was normal (one leading `/`): a request's path, most of the time.
+    // (`name` is what is left of the end of `original`.)
+    if original.len() == name.len() + 1 && original.starts_with('/') {
+        return Some(std::borrow::Cow::Borrowed(original));
+    }
     let mut out = String::with_capacity(name.len() + 1);
     out.push('/');
     out.push_str(name);
-    Some(out)
+    Some(std::borrow::Cow::Owned(out))
 }
 
 impl Router {
@@ -212,7 +218,9 @@ impl Router {
 
     /// What `path` (already [`normalise`]d) asks for.
     pub fn route(&self, path: &str) -> Route {
-        let lower = path.to_ascii_lowercase();
+        // Lower case for matching; most paths already are (no copy then).
+        let lower: std::borrow::Cow<'_, str> =
+            if path.bytes().any(|b| b.is_ascii_uppercase()) { path.to_ascii_lowercase().into() } else { path.into() };
         let base = lower.rsplit('/').next().unwrap_or("");
         if (base.starts_with("ctl") || base.starts_with("itl")) && base.ends_with(".tlv") {
             return Route::TrustList;
@@ -317,7 +325,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn normalise_is_its_rule(name in "(/|\\.|\\.\\.|[?#]|\\\\|\u{0}|Communicator/|communicator/|[a-zA-Z0-9_.-]{1,6}|é){0,12}") {
-            proptest::prop_assert_eq!(normalise(&name), normalise_model(&name));
+            proptest::prop_assert_eq!(normalise(&name).map(std::borrow::Cow::into_owned), normalise_model(&name));
         }
     }
 

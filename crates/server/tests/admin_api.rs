@@ -396,7 +396,7 @@ async fn exercise(database: Option<String>) {
             method: "GET",
             file: format!("/{}.xml", drifted.mac),
             status: 200,
-            hash: "5e".repeat(32),
+            hash: "5e".repeat(32).into(),
             served_params: Some(std::sync::Arc::new(provisor_server::render::ServedParams::Json(served.into()))),
             ..AuditEntry::default()
         })

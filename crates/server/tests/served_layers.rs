@@ -31,7 +31,7 @@ fn served(mac: &Mac, inherited: &Arc<Inherited>) -> AuditEntry {
         method: "GET",
         file: format!("/{mac}.xml"),
         status: 200,
-        hash: format!("hash-{mac}"),
+        hash: format!("hash-{mac}").into(),
         served_params: Some(Arc::new(served)),
         ..AuditEntry::default()
     }

@@ -4,8 +4,9 @@
 //! provisioning core routes by file name), so this is a hyper service without a router: a cached resync costs little
 //! more than the bytes it sends (`BENCHMARKS.md`, issue 17).
 //!
-//! Every response carries `Content-Length` (phones speak HTTP/1.0 and 1.1, specs.md §4.3); profiles are `text/xml`;
-//! firmware supports single `Range` requests. Metrics are on the admin listener ([`super::admin`]), not here.
+//! Every response carries `Content-Length` (phones speak HTTP/1.0 and 1.1, specs.md §4.3): hyper writes it for a body
+//! of known size, a file response sets it. Profiles are `text/xml`; firmware supports single `Range` requests.
+//! Metrics are on the admin listener ([`super::admin`]), not here.
 //!
 //! Hostile clients are bounded (`[limits]`): headers must arrive within `http_header_timeout_s`, a body within
 //! `http_body_timeout_s`, and a connection silent for `http_idle_timeout_s` is closed; at most `max_connections`
@@ -545,7 +546,7 @@ async fn handle<S: Store + 'static, J: Journal>(
         Method::HEAD => "HEAD",
         Method::POST => "POST",
         Method::PUT => "PUT",
-        _ => return with_length(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into())),
+        _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()),
     };
     let (parts, incoming) = req.into_parts();
     let headers = &parts.headers;
@@ -566,14 +567,14 @@ async fn handle<S: Store + 'static, J: Journal>(
         match tokio::time::timeout(wait, spool_body(incoming, &spool, limit)).await {
             Ok(Ok(b)) => b,
             Ok(Err(Upload::TooLarge)) => {
-                return with_length(plain(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n".into()));
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n".into());
             }
             Ok(Err(Upload::Failed(e))) => {
                 tracing::warn!("{}: upload: {e}", conn.peer);
-                return with_length(plain(StatusCode::BAD_REQUEST, "upload failed\n".into()));
+                return plain(StatusCode::BAD_REQUEST, "upload failed\n".into());
             }
             Err(_) => {
-                return with_length(plain(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n".into()));
+                return plain(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n".into());
             }
         }
     } else {
@@ -647,7 +648,7 @@ async fn handle<S: Store + 'static, J: Journal>(
     if response.status == 503 {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
     }
-    with_length(r)
+    r
 }
 
 /// Why an upload body was not taken.
@@ -707,15 +708,6 @@ async fn spool_body(body: Incoming, dir: &std::path::Path, limit: u64) -> Result
     let mut all = Vec::with_capacity(size as usize);
     file.read_to_end(&mut all).await.map_err(|e| failed(&e))?;
     Ok(all.into())
-}
-
-/// Sets `Content-Length` from the body's exact size (or keeps the one a file response set).
-fn with_length(mut r: hyper::Response<ResponseBody>) -> hyper::Response<ResponseBody> {
-    use hyper::body::Body as _;
-    if let Some(n) = r.body().size_hint().exact() {
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    r
 }
 
 /// A firmware file, whole or the one range asked for (`bytes=a-b`, `bytes=a-`, `bytes=-n`).

@@ -277,7 +277,7 @@ mod tests {
                 file: file.clone(),
                 status,
                 bytes,
-                hash: hash.clone(),
+                hash: hash.as_str().into(),
                 note: note.clone(),
                 user_agent: None,
                 firmware: None,

@@ -11,7 +11,7 @@ use crate::inventory::at_rest::AtRest;
 pub(super) struct Written {
     seen_ms: i64,
     address: String,
-    served: (String, &'static str, String),
+    served: (String, &'static str, std::sync::Arc<str>),
     served_ms: i64,
 }
 
@@ -114,7 +114,7 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut WrittenStates, at_
             let new = Written {
                 seen_ms: i64::MIN,
                 address: String::new(),
-                served: (String::new(), "", String::new()),
+                served: (String::new(), "", Default::default()),
                 served_ms: i64::MIN,
             };
             written.insert(mac.clone(), new);
@@ -137,7 +137,7 @@ pub(super) fn plan<'a>(batch: &'a [AuditEntry], written: &mut WrittenStates, at_
             (file, *protocol, hash) != (&e.file, e.protocol, &e.hash) || e.at_ms - w.served_ms >= STATE_REFRESH_MS
         });
         if let Some(e) = served {
-            let params = if w.served.2 == e.hash { None } else { s.served_params };
+            let params = if *w.served.2 == *e.hash { None } else { s.served_params };
             w.served = (e.file.clone(), e.protocol, e.hash.clone());
             w.served_ms = e.at_ms;
             plan.served.push(ServedRow {

@@ -406,8 +406,8 @@ pub struct AuditEntry {
     pub status: u16,
     /// Bytes in the response (TFTP: the bytes offered).
     pub bytes: u64,
-    /// SHA-256 of the response body, hex (empty when there was none).
-    pub hash: String,
+    /// SHA-256 of the response body, hex (empty when there was none); shared with the cached rendering it names.
+    pub hash: Arc<str>,
     /// Why, for refusals and errors.
     pub note: String,
     /// The User-Agent, when one was sent.

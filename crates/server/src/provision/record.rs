@@ -2,6 +2,7 @@
 //! and report), the request counters, the failed-lookup count of a refusal, and syslog lines for known devices.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::request::{Body, Outcome, ProvisionError, Request, Response};
@@ -37,13 +38,13 @@ impl<S: Store, J: Journal> Provisioner<S, J> {
 
     /// Counts the request and queues its audit entry.
     pub(super) async fn record(&self, req: Request, ua: Option<Claims>, now: i64, response: &Response, out: Outcome) {
-        let hash = match (&response.hash, &response.body) {
-            (Some(h), _) => h.to_string(),
+        let hash: Arc<str> = match (&response.hash, &response.body) {
+            (Some(h), _) => h.clone(),
             (None, Body::Bytes(b)) if response.status == 200 && !b.is_empty() => {
                 use sha2::Digest as _;
-                seal::hex(&sha2::Sha256::digest(b))
+                seal::hex(&sha2::Sha256::digest(b)).into()
             }
-            _ => String::new(),
+            _ => Arc::default(),
         };
         crate::metrics::request_answered(req.protocol.name(), response.status);
         if matches!(response.error, Some(ProvisionError::Limited(_))) {
