@@ -289,7 +289,7 @@ fn ticks() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// What a connection's [`Keeper`] watches: when the stream last moved bytes each way, how many requests are in
+/// What a connection's [`keeper`] watches: when the stream last moved bytes each way, how many requests are in
 /// progress, and since when the connection has waited for a request head.
 struct Watch {
     /// When bytes last arrived ([`ticks`]).
@@ -336,6 +336,24 @@ impl Watch {
     fn decide(&self, v: u8) {
         self.verdict.fetch_max(v, Ordering::AcqRel);
         self.task.wake();
+    }
+}
+
+/// A request in progress on a connection; when it ends (answered, or dropped with its HTTP/2 stream), the connection
+/// waits for a request head again.
+struct InFlight(Arc<Watch>);
+
+impl InFlight {
+    fn start(watch: &Arc<Watch>) -> InFlight {
+        watch.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(watch.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.waiting_since.store(ticks(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -464,13 +482,12 @@ async fn serve_connection<I, S: Store + 'static, J: Journal>(
     let conn = Arc::new(conn);
     let requests = watch.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (provisioner, conn, requests) = (provisioner.clone(), conn.clone(), requests.clone());
-        requests.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (provisioner, conn) = (provisioner.clone(), conn.clone());
+        let in_flight = InFlight::start(&requests);
         async move {
             let response = handle(&provisioner, &conn, req).await;
-            requests.answered.store(true, Ordering::Relaxed);
-            requests.waiting_since.store(ticks(), Ordering::Release);
-            requests.in_flight.fetch_sub(1, Ordering::AcqRel);
+            in_flight.0.answered.store(true, Ordering::Relaxed);
+            drop(in_flight);
             Ok::<_, std::convert::Infallible>(response)
         }
     });
