@@ -289,7 +289,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, r: &Request) -> R
     s.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
     s.write_all(&r.body).await.map_err(|e| e.to_string())?;
     s.flush().await.map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
+    // Room for a typical profile, so the read does not grow the buffer a dozen times.
+    let mut raw = Vec::with_capacity(16 * 1024);
     // A TLS peer that closes without close_notify still delivered the whole response when lengths add up.
     if let Err(e) = s.read_to_end(&mut raw).await
         && raw.is_empty()

@@ -2,7 +2,7 @@
 //! `Log_Failure_Msg` (and the `Log_Upgrade_*` variants), macro-expanded with the fetch's `SCHEME`, `SERV`, `SERVIP`,
 //! `PORT`, `PATH` and `ERR` (Cisco "Provisioning Formats", *Macro Expansion*; defaults in `specs.md` §4.1).
 
-use crate::macros::{Context, Variables, expand};
+use crate::macros::{Context, Variables, expand_over};
 use crate::url::Url;
 
 /// The fetch a log line describes.
@@ -18,15 +18,17 @@ pub struct Fetch<'a> {
 
 /// Expands a log template for `fetch`, on top of the phone's other variables.
 pub fn message(template: &str, vars: &Variables, fetch: &Fetch<'_>) -> String {
-    let mut v = vars.clone();
-    v.set("SCHEME", fetch.url.scheme.as_str())
-        .set("METH", fetch.url.scheme.as_str())
-        .set("SERV", fetch.url.host.as_str())
-        .set("SERVIP", fetch.server_ip)
-        .set("PORT", fetch.url.port.to_string())
-        .set("PATH", fetch.url.path.as_str())
-        .set("ERR", fetch.error);
-    expand(template, &v, Context::General)
+    let port = fetch.url.port.to_string();
+    let over = [
+        ("SCHEME", fetch.url.scheme.as_str()),
+        ("METH", fetch.url.scheme.as_str()),
+        ("SERV", fetch.url.host.as_str()),
+        ("SERVIP", fetch.server_ip),
+        ("PORT", port.as_str()),
+        ("PATH", fetch.url.path.as_str()),
+        ("ERR", fetch.error),
+    ];
+    expand_over(template, vars, &over, Context::General)
 }
 
 #[cfg(test)]
@@ -50,5 +52,32 @@ mod tests {
             "CP-8841-3PCC 00:0e:08:01:23:45 -- Resync failed: http_get failed"
         );
         assert_eq!(message("$SERV $METH", &v, &f), "prov.example.com http");
+    }
+
+    /// The fetch's variables are laid over the phone's without copying them: the result is what setting them on a
+    /// copy gives, a fetch variable the phone also has is the fetch's, and the secrets stay unexpanded.
+    #[test]
+    fn fetch_variables_over_the_phones() {
+        let mut v = Variables::new();
+        v.set("PN", "CP-8841-3PCC").set("MA", "000e08012345").set("SA", "secret").set("PATH", "stale").set("A", "x");
+        let url = parse("https://prov.example.com:8443/p/$MA.xml", None).unwrap();
+        let f = Fetch { url: &url, server_ip: "192.0.2.10", error: "timeout" };
+        let mut copy = v.clone();
+        copy.set("SCHEME", "https")
+            .set("METH", "https")
+            .set("SERV", "prov.example.com")
+            .set("SERVIP", "192.0.2.10")
+            .set("PORT", "8443")
+            .set("PATH", url.path.as_str())
+            .set("ERR", "timeout");
+        for template in [
+            "$PN $MAC $SCHEME://$SERV:$PORT$PATH ($SERVIP) $ERR",
+            "$(PATH:1:2) $(GPP_A) $A $SA $GPP_SA $(SA) $UNKNOWN $$PATH $METH$",
+            "",
+        ] {
+            let want = crate::macros::expand(template, &copy, Context::General);
+            assert_eq!(message(template, &v, &f), want, "{template}");
+        }
+        assert_eq!(message("$PATH $SA", &v, &f), format!("{} $SA", url.path));
     }
 }

@@ -15,7 +15,9 @@
 //! `MPWD`, and `GPP_A`..`GPP_P`, `GPP_SA`..`GPP_SD` ("referenced by prefixing the variable name with a '$'
 //! character, such as $GPP_A"). A known name with no value expands to the empty string, as on a phone.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const FIXED: &[&str] = &[
     "MA", "MAU", "MAC", "PN", "PSN", "SN", "CCERT", "IP", "EXTIP", "SWVER", "HWVER", "PRVST", "UPGST", "UPGERR",
@@ -45,10 +47,25 @@ pub fn is_secret(name: &str) -> bool {
     canonical(name).is_some_and(|n| SECRET_NAMES.contains(&n))
 }
 
-/// The values of the macro variables, by macro name (`MA`, `A`, `SWVER`, ...).
+/// The names of the general-purpose and user-ID variables, so that a known name is kept without a copy.
+const LISTED: &[&str] = &[
+    "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "UID1", "UID2", "UID3", "UID4",
+    "UID5", "UID6", "UID7", "UID8", "UID9", "UID10", "UID11", "UID12", "UID13", "UID14", "UID15", "UID16",
+];
+
+/// `name` as a static string when it is one the guides list (no allocation), otherwise copied.
+fn kept_name(name: &str) -> Cow<'static, str> {
+    match FIXED.iter().chain(&SECRET_NAMES).chain(LISTED).find(|n| **n == name) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
+/// The values of the macro variables, by macro name (`MA`, `A`, `SWVER`, ...). Cheap to clone: names are static and
+/// values shared (a simulated phone copies its variables whenever its status changes, and once per log line before).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Variables {
-    values: BTreeMap<String, String>,
+    values: BTreeMap<Cow<'static, str>, Arc<str>>,
 }
 
 impl Variables {
@@ -59,15 +76,15 @@ impl Variables {
 
     /// Sets a variable by macro name (`GPP_A` and `A` are the same variable). `MA` also sets `MAU` and `MAC`
     /// unless they are set explicitly.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        let name = canonical(name).unwrap_or(name).to_string();
-        let value = value.into();
+    pub fn set(&mut self, name: &str, value: impl Into<Arc<str>>) -> &mut Self {
+        let name = kept_name(canonical(name).unwrap_or(name));
+        let value: Arc<str> = value.into();
         if name == "MA" {
             let hex: String = value.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_ascii_lowercase();
-            self.values.entry("MAU".into()).or_insert_with(|| hex.to_ascii_uppercase());
+            self.values.entry(Cow::Borrowed("MAU")).or_insert_with(|| hex.to_ascii_uppercase().into());
             let colons = hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>();
-            self.values.entry("MAC".into()).or_insert_with(|| colons.join(":"));
-            self.values.insert(name, hex);
+            self.values.entry(Cow::Borrowed("MAC")).or_insert_with(|| colons.join(":").into());
+            self.values.insert(name, hex.into());
         } else {
             self.values.insert(name, value);
         }
@@ -77,12 +94,12 @@ impl Variables {
     /// The value of a known macro (empty if unset); `None` for a name the phone does not recognise.
     pub fn get(&self, name: &str) -> Option<&str> {
         let name = canonical(name)?;
-        Some(self.values.get(name).map(String::as_str).unwrap_or(""))
+        Some(self.values.get(name).map(|v| &**v).unwrap_or(""))
     }
 
     /// Every value that was set, by canonical name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.values.iter().map(|(k, v)| (&**k, &**v))
     }
 }
 
@@ -113,7 +130,20 @@ impl Expansion {
 
 /// Expands the macros in `text` once (never recursively).
 pub fn expand(text: &str, vars: &Variables, context: Context) -> String {
-    expand_mapped(text, vars, context).text
+    expand_with(text, |name| vars.get(name), context, &mut ())
+}
+
+/// [`expand`] with `over` set on top of `vars` (canonical names), without copying `vars`: a log line's fetch
+/// variables (`SCHEME`, `PATH`, ...) over the phone's own.
+pub fn expand_over(text: &str, vars: &Variables, over: &[(&str, &str)], context: Context) -> String {
+    let lookup = |name: &str| {
+        let canonical = canonical(name)?;
+        match over.iter().find(|(n, _)| *n == canonical) {
+            Some((_, v)) => Some(*v),
+            None => vars.get(canonical),
+        }
+    };
+    expand_with(text, lookup, context, &mut ())
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -122,18 +152,49 @@ fn is_name_byte(b: u8) -> bool {
 
 /// [`expand`], keeping track of where each output byte came from.
 pub fn expand_mapped(text: &str, vars: &Variables, context: Context) -> Expansion {
+    let mut origin = Vec::with_capacity(text.len());
+    let text = expand_with(text, |name| vars.get(name), context, &mut origin);
+    Expansion { text, origin }
+}
+
+/// Where the output bytes of an expansion came from: a `Vec` of input offsets, or nothing (`()`) when no one asks.
+trait Origins {
+    fn extend_from(&mut self, input: std::ops::Range<usize>);
+    fn repeat(&mut self, at: usize, n: usize);
+}
+
+impl Origins for () {
+    fn extend_from(&mut self, _: std::ops::Range<usize>) {}
+    fn repeat(&mut self, _: usize, _: usize) {}
+}
+
+impl Origins for Vec<usize> {
+    fn extend_from(&mut self, input: std::ops::Range<usize>) {
+        self.extend(input);
+    }
+    fn repeat(&mut self, at: usize, n: usize) {
+        self.extend(std::iter::repeat_n(at, n));
+    }
+}
+
+/// The expansion itself, with `value` giving a known macro's value (`None` for a name the phone does not recognise).
+fn expand_with<'v>(
+    text: &str,
+    value: impl Fn(&str) -> Option<&'v str>,
+    context: Context,
+    origin: &mut impl Origins,
+) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut origin = Vec::with_capacity(text.len());
-    let push = |out: &mut String, origin: &mut Vec<usize>, s: &str, at: usize| {
+    let push = |out: &mut String, origin: &mut _, s: &str, at: usize| {
         out.push_str(s);
-        origin.extend(std::iter::repeat_n(at, s.len()));
+        Origins::repeat(origin, at, s.len());
     };
-    let lookup = |name: &str| -> Option<&str> {
+    let lookup = |name: &str| -> Option<&'v str> {
         if context == Context::General && is_secret(name) {
             return None;
         }
-        vars.get(name)
+        value(name)
     };
     let mut i = 0;
     while i < bytes.len() {
@@ -142,13 +203,13 @@ pub fn expand_mapped(text: &str, vars: &Variables, context: Context) -> Expansio
             // Copy a run of ordinary text (always ends on a char boundary: '$' is ASCII).
             let end = bytes[i..].iter().position(|&b| b == b'$').map_or(bytes.len(), |p| i + p);
             out.push_str(&text[i..end]);
-            origin.extend(i..end);
+            origin.extend_from(i..end);
             i = end;
             continue;
         }
         match bytes.get(i + 1) {
             Some(b'$') => {
-                push(&mut out, &mut origin, "$", start);
+                push(&mut out, origin, "$", start);
                 i += 2;
             }
             Some(b'(') => {
@@ -178,14 +239,14 @@ pub fn expand_mapped(text: &str, vars: &Variables, context: Context) -> Expansio
                 });
                 match expanded {
                     Some((sub, close)) => {
-                        push(&mut out, &mut origin, &sub, start);
+                        push(&mut out, origin, &sub, start);
                         i = close + 1;
                     }
                     None => {
                         // Unknown name or malformed substring: left exactly as written.
                         let end = close.map_or(bytes.len(), |c| c + 1);
                         out.push_str(&text[i..end]);
-                        origin.extend(i..end);
+                        origin.extend_from(i..end);
                         i = end;
                     }
                 }
@@ -194,17 +255,17 @@ pub fn expand_mapped(text: &str, vars: &Variables, context: Context) -> Expansio
                 let run = bytes[i + 1..].iter().take_while(|&&b| is_name_byte(b)).count();
                 let name = &text[i + 1..i + 1 + run];
                 match (run > 0).then(|| lookup(name)).flatten() {
-                    Some(value) => push(&mut out, &mut origin, value, start),
+                    Some(value) => push(&mut out, origin, value, start),
                     None => {
                         out.push_str(&text[i..i + 1 + run]);
-                        origin.extend(i..i + 1 + run);
+                        origin.extend_from(i..i + 1 + run);
                     }
                 }
                 i += 1 + run;
             }
         }
     }
-    Expansion { text: out, origin }
+    out
 }
 
 #[cfg(test)]
@@ -219,6 +280,28 @@ mod tests {
             .set("SA", "MyUserID")
             .set("SB", "MySecretPassword");
         v
+    }
+
+    /// Every name a phone sets is kept without a copy, and a clone shares the values; an unlisted name still works.
+    #[test]
+    fn names_kept_static_and_values_shared() {
+        let letters = (b'A'..=b'P').map(|b| (b as char).to_string());
+        let uids = (1..=16).map(|n| format!("UID{n}"));
+        for name in letters.chain(uids).chain(SECRET_NAMES.iter().map(|s| s.to_string())) {
+            assert!(matches!(kept_name(&name), Cow::Borrowed(_)), "{name}");
+        }
+        for name in FIXED {
+            assert!(matches!(kept_name(name), Cow::Borrowed(_)), "{name}");
+        }
+        assert!(matches!(kept_name("UID17"), Cow::Owned(_)));
+        let mut v = vars();
+        v.set("UID17", "1017");
+        let copy = v.clone();
+        assert!(Arc::ptr_eq(&v.values["A"], &copy.values["A"]), "a clone shares the values");
+        assert_eq!(
+            expand("$UID17 $(UID17:1) $GPP_A $MAC", &copy, Context::General),
+            "1017 017 ABCDEF 00:0e:08:01:23:45"
+        );
     }
 
     /// 003 *Macro Expansion*: `$(MAU)config.cfg`.

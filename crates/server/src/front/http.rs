@@ -623,7 +623,8 @@ async fn handle<S: Store + 'static, J: Journal>(
     let file = crate::journal::mask_path_tokens(&request.path);
     let (client, method_name) = (request.client, request.method);
     let response = provisioner.handle(request, std::time::SystemTime::now()).await;
-    crate::metrics::request_latency(conn.protocol.name(), started.elapsed());
+    let elapsed = started.elapsed();
+    crate::metrics::request_latency(conn.protocol.name(), elapsed);
     // The access log: one line per request.
     crate::log_line::Access {
         protocol: conn.protocol.name(),
@@ -633,7 +634,7 @@ async fn handle<S: Store + 'static, J: Journal>(
         file: &file,
         status: response.status,
         bytes: response.body.len(),
-        ms: started.elapsed().as_millis() as u64,
+        ms: elapsed.as_millis() as u64,
     }
     .log();
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
