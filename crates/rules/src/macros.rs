@@ -62,7 +62,7 @@ fn kept_name(name: &str) -> Cow<'static, str> {
 }
 
 /// The values of the macro variables, by macro name (`MA`, `A`, `SWVER`, ...). Cheap to clone: names are static and
-/// values shared (a simulated phone copies its variables whenever its status changes, and once per log line before).
+/// values shared (a simulated phone copies its variables whenever its status changes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Variables {
     values: BTreeMap<Cow<'static, str>, Arc<str>>,
