@@ -149,8 +149,9 @@ impl<J: Journal> Journal for Arc<J> {
 /// The most entries one batch writes.
 const BATCH: usize = 1024;
 
-/// The writer writes at most once per this while busy: entries that arrive within it of the last write gather and
-/// go in the next one. The first entry after a quiet spell is written at once.
+/// The writer writes at most once per this while entries trickle in: entries that arrive within it of the last
+/// write gather and go in the next one. The first entry after a quiet spell is written at once, and so is a backlog
+/// (the last batch was full): the wait only gathers, it never caps how many entries a second the writer takes.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A journal in front of another: [`Journal::record`] only queues (it waits only when 65,536 entries are queued),
@@ -170,6 +171,10 @@ impl Queue {
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut last_write: Option<tokio::time::Instant> = None;
+            // The last batch was full: more are waiting, and waiting for more would only make them wait longer.
+            // (With a wait after every batch of 1,024, the writer took at most 51,200 entries a second, and a
+            // faster server queued 65,536 and then waited on the queue: `BENCHMARKS.md`, issue 17.)
+            let mut backlog = false;
             let mut maintain = tokio::time::interval(std::time::Duration::from_secs(60));
             maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -181,7 +186,8 @@ impl Queue {
                         // Under load, entries gather: one write (one transaction, a statement per table) per 20 ms
                         // rather than one per entry, which in a boot storm was most of SQLite's work. A quiet server
                         // writes at once.
-                        if let Some(since) = last_write.map(|t| t.elapsed())
+                        if !backlog
+                            && let Some(since) = last_write.map(|t| t.elapsed())
                             && since < GATHER
                         {
                             tokio::time::sleep(GATHER - since).await;
@@ -194,6 +200,7 @@ impl Queue {
                         }
                         journal.record_batch(&batch).await;
                         last_write = Some(tokio::time::Instant::now());
+                        backlog = batch.len() == BATCH;
                         if tap.receiver_count() > 0 {
                             for e in &batch {
                                 let _ = tap.send(Arc::from(mask_path_tokens(&audit_line(e))));
@@ -586,6 +593,66 @@ fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A journal that counts what it is given, and when.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<Mutex<Vec<(tokio::time::Instant, usize)>>>);
+
+    impl Journal for Counting {
+        async fn record_batch(&self, batch: &[AuditEntry]) {
+            self.0.lock().unwrap().push((tokio::time::Instant::now(), batch.len()));
+        }
+    }
+
+    /// Under load entries gather for [`GATHER`], but a backlog is written batch after batch without that wait: the
+    /// wait must not cap the rate (it once held a server to 1,024 entries per 20 ms). On tokio's paused clock, so
+    /// every wait is exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_is_written_without_waiting() {
+        let journal = Counting::default();
+        let (queue, task) = Queue::start(journal.clone());
+        let start = tokio::time::Instant::now();
+        // A first entry is written at once.
+        queue.record(AuditEntry::default()).await;
+        tokio::task::yield_now().await;
+        while journal.0.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Then ten batches' worth at once, while the writer is inside its gathering wait.
+        for _ in 0..10 * BATCH {
+            queue.record(AuditEntry::default()).await;
+        }
+        drop(queue);
+        task.await.unwrap();
+        let writes = journal.0.lock().unwrap().clone();
+        assert_eq!(writes.iter().map(|w| w.1).sum::<usize>(), 1 + 10 * BATCH);
+        assert_eq!(writes[0], (start, 1), "the first entry after a quiet spell is written at once");
+        // One gathering wait after the first write, then full batches back to back.
+        assert_eq!(writes[1], (start + GATHER, BATCH));
+        let last = writes.last().unwrap().0;
+        assert_eq!(last, start + GATHER, "a backlog waits for no further gathering: {writes:?}");
+        assert!(writes[1..writes.len() - 1].iter().all(|w| w.1 == BATCH), "{writes:?}");
+    }
+
+    /// Entries that trickle in still gather: one write per [`GATHER`], not one per entry.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_gathers() {
+        let journal = Counting::default();
+        let (queue, task) = Queue::start(journal.clone());
+        for _ in 0..100 {
+            queue.record(AuditEntry::default()).await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        drop(queue);
+        task.await.unwrap();
+        let writes = journal.0.lock().unwrap().clone();
+        assert_eq!(writes.iter().map(|w| w.1).sum::<usize>(), 100);
+        // 100 ms of entries: the first at once, then one write per 20 ms at most.
+        assert!(writes.len() <= 7, "{} writes: {writes:?}", writes.len());
+        for pair in writes.windows(2) {
+            assert!(pair[1].0 - pair[0].0 >= GATHER, "{writes:?}");
+        }
+    }
 
     #[test]
     fn times_are_rfc3339() {
