@@ -308,18 +308,15 @@ impl Access<'_> {
             /// The line's buffer, kept per thread (a line per request).
             static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
         }
+        let write = |line: &mut Vec<u8>| {
+            line.clear();
+            self.format(sink.format, std::time::SystemTime::now(), line);
+            (sink.write)(line);
+        };
         LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                self.format(sink.format, std::time::SystemTime::now(), &mut line);
-                (sink.write)(&line);
-            }
+            Ok(mut line) => write(&mut line),
             // Only if the writer logged an access line itself.
-            Err(_) => {
-                let mut line = Vec::with_capacity(256);
-                self.format(sink.format, std::time::SystemTime::now(), &mut line);
-                (sink.write)(&line);
-            }
+            Err(_) => write(&mut Vec::with_capacity(256)),
         });
     }
 
